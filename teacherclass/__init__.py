@@ -1,0 +1,23 @@
+"""teacherclass: compress Keras models with teacher-class networks."""
+
+from teacherclass.chunking import contiguous as contiguous_chunks
+from teacherclass.compose import FeatureClip
+from teacherclass.model import TeacherClass
+from teacherclass.report import CompressionReport
+from teacherclass.towers import ConvTower
+from teacherclass.towers import DenseTower
+from teacherclass.towers import TextTower
+from teacherclass.towers import Tower
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompressionReport",
+    "ConvTower",
+    "DenseTower",
+    "FeatureClip",
+    "TeacherClass",
+    "TextTower",
+    "Tower",
+    "contiguous_chunks",
+]

@@ -1,0 +1,107 @@
+"""Composition: every student, concatenated in chunk order, into the head.
+
+The students regress the teacher's representation with a linear output.
+When the teacher's representation layer has a bounded activation (ReLU,
+sigmoid, tanh, ...), the head was trained on values in that range only, so
+the composed model clips the concatenated students' output to it. Clipping
+is the projection onto a set that holds every target, so it never moves a
+prediction away from its target: it can only lower each student's error
+(for ReLU features it is the paper's ReLU after the students).
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="teacherclass")
+class FeatureClip(keras.layers.Layer):
+    """Clips its input to `[low, high]`; None leaves that end open.
+
+    Args:
+        low: float or None, the lower bound.
+        high: float or None, the upper bound.
+        **kwargs: base layer arguments.
+
+    Example:
+
+    >>> clip = FeatureClip(low=0.0)
+    >>> keras.ops.convert_to_numpy(clip(keras.ops.array([-1.0, 2.0])))
+    array([0., 2.], dtype=float32)
+    """
+
+    def __init__(self, low=None, high=None, **kwargs):
+        super().__init__(**kwargs)
+        if low is not None and high is not None and low > high:
+            raise ValueError(
+                f"`low` must not exceed `high`. Received: low={low}, "
+                f"high={high}"
+            )
+        self.low = low
+        self.high = high
+        self.built = True
+
+    def call(self, inputs):
+        x = inputs
+        if self.low is not None:
+            x = ops.maximum(x, ops.cast(self.low, x.dtype))
+        if self.high is not None:
+            x = ops.minimum(x, ops.cast(self.high, x.dtype))
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"low": self.low, "high": self.high})
+        return config
+
+
+def join(outputs, clip=None):
+    """Concatenates the students' outputs in chunk order, then clips them.
+
+    For eager and traced calls (`TeacherClass.call`); `representation_model`
+    builds the same with layers, for a functional model.
+    """
+    rep = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, -1)
+    return rep if clip is None else clip(rep)
+
+
+def representation_model(inputs, towers, clip=None, name="representation"):
+    """A functional model from the input to the students' joint output.
+
+    Args:
+        inputs: a `keras.Input` shaped like the teacher's input.
+        towers: the student towers, in chunk order.
+        clip: optional `FeatureClip` applied to the concatenation.
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model` sharing its layers with `towers`.
+    """
+    outputs = [tower(inputs) for tower in towers]
+    if len(outputs) == 1:
+        rep = outputs[0]
+    else:
+        rep = keras.layers.Concatenate(axis=-1, name="concatenate")(outputs)
+    if clip is not None:
+        rep = clip(rep)
+    return keras.Model(inputs, rep, name=name)
+
+
+def compose_model(inputs, towers, head, clip=None, name="composed"):
+    """Builds the standalone composed model.
+
+    Args:
+        inputs: a `keras.Input` shaped like the teacher's input.
+        towers: the student towers, in chunk order.
+        head: a model from the representation to the teacher's output.
+        clip: optional `FeatureClip` applied to the concatenation.
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model`: input -> students -> concatenate ->
+        (clip) -> head. It shares its layers with `towers` and `head`.
+    """
+    rep = representation_model(inputs, towers, clip).outputs[0]
+    return keras.Model(inputs, head(rep), name=name)

@@ -1,0 +1,94 @@
+"""Input adaptation: whatever `Model.fit` accepts, as a batched `tf.data`.
+
+Students never see labels, so this module's job is to turn NumPy arrays,
+tensors, `(x, y[, sample_weight])` tuples and batched or unbatched
+`tf.data.Dataset`s into one batched dataset of inputs, checked against the
+teacher's input shape.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def _shape_str(shape):
+    return str(tuple(None if d is None else int(d) for d in shape))
+
+
+def _compatible(sample_shape, expected):
+    if len(sample_shape) != len(expected):
+        return False
+    return all(
+        e is None or s is None or int(s) == int(e)
+        for s, e in zip(sample_shape, expected)
+    )
+
+
+def _first(element):
+    """The inputs of an `(x, y[, sample_weight])` element."""
+    if isinstance(element, (tuple, list)):
+        return element[0]
+    return element
+
+
+def batched_inputs(x, input_spec, batch_size, name="x"):
+    """A batched `tf.data.Dataset` of inputs only.
+
+    Args:
+        x: NumPy array, tensor, list, an `(x, y[, sample_weight])` tuple of
+            those, or a `tf.data.Dataset` (batched or not) yielding `x` or
+            `(x, y[, sample_weight])`.
+        input_spec: the teacher's input `KerasTensor` (shape and dtype).
+        batch_size: int, used unless `x` is an already batched dataset.
+        name: the argument's name, for error messages.
+
+    Returns:
+        A `tf.data.Dataset` yielding input batches.
+
+    Raises:
+        ValueError: if the samples' shape does not match the teacher's
+            input, or `x` holds no sample.
+    """
+    expected = tuple(input_spec.shape[1:])
+    if isinstance(x, tf.data.Dataset):
+        spec = _first(x.element_spec)
+        if isinstance(x.element_spec, (tuple, list)):
+            x = x.map(lambda *e: e[0])
+        shape = tuple(spec.shape)
+        if _compatible(shape[1:], expected):
+            ds = x
+        elif _compatible(shape, expected):
+            ds = x.batch(batch_size)
+        else:
+            raise ValueError(
+                f"`{name}` yields samples of shape {_shape_str(shape)} but "
+                f"the teacher expects {_shape_str(expected)} per sample "
+                f"(batched or not). Received: {name}.element_spec={spec}"
+            )
+        if ds.cardinality() == 0:
+            raise ValueError(
+                f"`{name}` is empty. Received: {name}={x} with no element"
+            )
+        return ds
+
+    if isinstance(x, tuple) and len(x) in (2, 3):
+        x = x[0]
+    if isinstance(x, (list, tuple)) or hasattr(x, "__array__"):
+        x = np.asarray(x)
+    else:
+        raise TypeError(
+            f"`{name}` must be an array, a tensor or a tf.data.Dataset. "
+            f"Received: {name} of type {type(x).__name__}"
+        )
+    if x.ndim == 0 or not _compatible(x.shape[1:], expected):
+        raise ValueError(
+            f"`{name}` has samples of shape {_shape_str(x.shape[1:])} but "
+            f"the teacher expects {_shape_str(expected)}. "
+            f"Received: {name}.shape={_shape_str(x.shape)}"
+        )
+    if len(x) == 0:
+        raise ValueError(
+            f"`{name}` is empty. Received: {name}.shape={x.shape}"
+        )
+    if x.dtype == np.float64:
+        x = x.astype(np.float32)  # halves the cached copy; teachers are f32
+    return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)

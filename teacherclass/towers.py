@@ -1,0 +1,493 @@
+"""Student towers: small, serializable Keras layers, one per chunk.
+
+A tower maps the teacher's input to one chunk of the teacher's
+representation. Every tower takes `units` (the chunk width) as its first
+argument, so `TeacherClass` can build one tower per chunk from a single
+template; the rest of the arguments set its width and depth.
+"""
+
+import inspect
+
+import keras
+from keras import ops
+
+_PACKAGE = "teacherclass"
+
+
+def _check_positive(name, value, allow_zero=False):
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(
+            f"`{name}` must be {bound} integer. Received: {name}={value!r}"
+        )
+
+
+def _check_positive_tuple(name, values):
+    values = tuple(values)
+    for value in values:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"`{name}` must hold positive integers. "
+                f"Received: {name}={values!r}"
+            )
+    return values
+
+
+def _check_rate(name, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"`{name}` must be in [0, 1). Received: {name}={value!r}"
+        )
+
+
+class Tower(keras.layers.Layer):
+    """Base class of student towers.
+
+    Subclasses take `units` as their first argument and end in
+    `Dense(units)` (or a per-pixel equivalent). Use it with `isinstance`
+    to recognise a tower; it adds no behaviour of its own.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive("units", units)
+        self.units = units
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConvTower(Tower):
+    """A small convolutional student for image inputs.
+
+    Conv blocks (`convs_per_block` convolutions, then 2x2 max pooling),
+    dropout, a dense bottleneck and a linear `Dense(units)` output. The
+    defaults are the paper's MNIST student for 4 students (19,144
+    parameters on 28x28x1 inputs with `units=64`).
+
+    Args:
+        units: int, the width of the chunk this tower regresses.
+        filters: tuple of ints, the filters of each convolution in order.
+        kernel_size: int, the convolution kernel size.
+        convs_per_block: int, convolutions between two poolings.
+        padding: `"valid"` or `"same"`.
+        bottleneck: int or None, width of the dense layer before the
+            output. None goes straight from the features to the output.
+        dropout: float, dropout rate after the conv stack and before the
+            output layer.
+        activation: activation of the hidden layers.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> tower = ConvTower(units=64)
+    >>> tower(keras.ops.zeros((2, 28, 28, 1))).shape
+    (2, 64)
+    """
+
+    def __init__(
+        self,
+        units,
+        filters=(32, 32, 16, 16),
+        kernel_size=3,
+        convs_per_block=2,
+        padding="valid",
+        bottleneck=8,
+        dropout=0.25,
+        activation="relu",
+        **kwargs,
+    ):
+        super().__init__(units, **kwargs)
+        self.filters = _check_positive_tuple("filters", filters)
+        _check_positive("kernel_size", kernel_size)
+        _check_positive("convs_per_block", convs_per_block)
+        if padding not in ("valid", "same"):
+            raise ValueError(
+                "`padding` must be 'valid' or 'same'. "
+                f"Received: padding={padding!r}"
+            )
+        if bottleneck is not None:
+            _check_positive("bottleneck", bottleneck)
+        _check_rate("dropout", dropout)
+        self.kernel_size = kernel_size
+        self.convs_per_block = convs_per_block
+        self.padding = padding
+        self.bottleneck = bottleneck
+        self.dropout = dropout
+        self.activation = activation
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) == 3:  # (batch, H, W): grayscale without a channel
+            shape = shape + (1,)
+        if len(shape) != 4:
+            raise ValueError(
+                "ConvTower takes images of shape (batch, H, W[, C]). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        self._convs = []
+        self._pools = []
+        for i, f in enumerate(self.filters):
+            conv = keras.layers.Conv2D(
+                f,
+                self.kernel_size,
+                padding=self.padding,
+                activation=self.activation,
+                dtype=self.dtype_policy,
+                name=f"conv_{i}",
+            )
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            self._convs.append(conv)
+            if (i + 1) % self.convs_per_block == 0:
+                pool = keras.layers.MaxPooling2D(
+                    2, dtype=self.dtype_policy, name=f"pool_{i}"
+                )
+                shape = pool.compute_output_shape(shape)
+                self._pools.append(pool)
+            else:
+                self._pools.append(None)
+        self._dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy
+        )
+        self._flatten = keras.layers.Flatten(dtype=self.dtype_policy)
+        shape = self._flatten.compute_output_shape(shape)
+        self._bottleneck = None
+        if self.bottleneck:
+            self._bottleneck = keras.layers.Dense(
+                self.bottleneck,
+                activation=self.activation,
+                dtype=self.dtype_policy,
+                name="bottleneck",
+            )
+            self._bottleneck.build(shape)
+            shape = (shape[0], self.bottleneck)
+        self._output = keras.layers.Dense(
+            self.units, dtype=self.dtype_policy, name="output"
+        )
+        self._output.build(shape)
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if len(x.shape) == 3:
+            x = ops.expand_dims(x, -1)
+        x = ops.cast(x, self.compute_dtype)
+        for conv, pool in zip(self._convs, self._pools):
+            x = conv(x)
+            if pool is not None:
+                x = pool(x)
+        x = self._dropout(x, training=training)
+        x = self._flatten(x)
+        if self._bottleneck is not None:
+            x = self._bottleneck(x)
+            x = self._dropout(x, training=training)
+        return self._output(x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "convs_per_block": self.convs_per_block,
+                "padding": self.padding,
+                "bottleneck": self.bottleneck,
+                "dropout": self.dropout,
+                "activation": self.activation,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DenseTower(Tower):
+    """A multilayer perceptron student for vector inputs.
+
+    The input is flattened, passed through `Dense` layers of widths
+    `hidden` (each followed by dropout) and a linear `Dense(units)`.
+
+    Args:
+        units: int, the width of the chunk this tower regresses.
+        hidden: tuple of ints, widths of the hidden layers.
+        activation: activation of the hidden layers.
+        dropout: float, dropout rate after each hidden layer.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> DenseTower(units=16, hidden=(32,))(keras.ops.zeros((2, 64))).shape
+    (2, 16)
+    """
+
+    def __init__(
+        self, units, hidden=(64,), activation="relu", dropout=0.0, **kwargs
+    ):
+        super().__init__(units, **kwargs)
+        self.hidden = _check_positive_tuple("hidden", hidden)
+        _check_rate("dropout", dropout)
+        self.activation = activation
+        self.dropout = dropout
+
+    def build(self, input_shape):
+        self._flatten = keras.layers.Flatten(dtype=self.dtype_policy)
+        shape = self._flatten.compute_output_shape(tuple(input_shape))
+        self._hidden = []
+        for i, width in enumerate(self.hidden):
+            dense = keras.layers.Dense(
+                width,
+                activation=self.activation,
+                dtype=self.dtype_policy,
+                name=f"hidden_{i}",
+            )
+            dense.build(shape)
+            shape = (shape[0], width)
+            self._hidden.append(dense)
+        self._dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy
+        )
+        self._output = keras.layers.Dense(
+            self.units, dtype=self.dtype_policy, name="output"
+        )
+        self._output.build(shape)
+
+    def call(self, inputs, training=None):
+        x = self._flatten(ops.cast(inputs, self.compute_dtype))
+        for dense in self._hidden:
+            x = self._dropout(dense(x), training=training)
+        return self._output(x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden": self.hidden,
+                "activation": self.activation,
+                "dropout": self.dropout,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TextTower(Tower):
+    """A small 1D-convolutional student for integer token sequences.
+
+    Embedding, dropout, blocks of `Conv1D` + `MaxPooling1D`, flatten,
+    dropout, dense hidden layers and a linear `Dense(units)`: the shape of
+    the paper's IMDB students.
+
+    Args:
+        units: int, the width of the chunk this tower regresses.
+        vocab_size: int, number of token ids (the teacher's vocabulary).
+        embedding_dim: int, width of the token embedding.
+        filters: tuple of ints, filters of each `Conv1D` block.
+        kernel_size: int, the `Conv1D` kernel size.
+        pool_size: int, the `MaxPooling1D` pool size.
+        hidden: tuple of ints, widths of the dense layers before the output.
+        dropout: float, dropout rate after the embedding, the conv stack and
+            each hidden layer.
+        activation: activation of the hidden layers.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> tower = TextTower(units=32, vocab_size=100)
+    >>> tower(keras.ops.zeros((2, 50), dtype="int32")).shape
+    (2, 32)
+    """
+
+    def __init__(
+        self,
+        units,
+        vocab_size,
+        embedding_dim=10,
+        filters=(16, 16),
+        kernel_size=3,
+        pool_size=2,
+        hidden=(16,),
+        dropout=0.25,
+        activation="relu",
+        **kwargs,
+    ):
+        super().__init__(units, **kwargs)
+        _check_positive("vocab_size", vocab_size)
+        _check_positive("embedding_dim", embedding_dim)
+        _check_positive("kernel_size", kernel_size)
+        _check_positive("pool_size", pool_size)
+        _check_rate("dropout", dropout)
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.filters = _check_positive_tuple("filters", filters)
+        self.kernel_size = kernel_size
+        self.pool_size = pool_size
+        self.hidden = _check_positive_tuple("hidden", hidden)
+        self.dropout = dropout
+        self.activation = activation
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(
+                "TextTower takes token ids of shape (batch, length). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        self._embedding = keras.layers.Embedding(
+            self.vocab_size,
+            self.embedding_dim,
+            dtype=self.dtype_policy,
+            name="embedding",
+        )
+        self._embedding.build(input_shape)
+        shape = (input_shape[0], input_shape[1], self.embedding_dim)
+        self._dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy
+        )
+        self._blocks = []
+        for i, f in enumerate(self.filters):
+            conv = keras.layers.Conv1D(
+                f,
+                self.kernel_size,
+                padding="same",
+                activation=self.activation,
+                dtype=self.dtype_policy,
+                name=f"conv_{i}",
+            )
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            pool = keras.layers.MaxPooling1D(
+                self.pool_size, dtype=self.dtype_policy, name=f"pool_{i}"
+            )
+            shape = pool.compute_output_shape(shape)
+            self._blocks.append((conv, pool))
+        self._flatten = keras.layers.Flatten(dtype=self.dtype_policy)
+        shape = self._flatten.compute_output_shape(shape)
+        self._hidden = []
+        for i, width in enumerate(self.hidden):
+            dense = keras.layers.Dense(
+                width,
+                activation=self.activation,
+                dtype=self.dtype_policy,
+                name=f"hidden_{i}",
+            )
+            dense.build(shape)
+            shape = (shape[0], width)
+            self._hidden.append(dense)
+        self._output = keras.layers.Dense(
+            self.units, dtype=self.dtype_policy, name="output"
+        )
+        self._output.build(shape)
+
+    def call(self, inputs, training=None):
+        x = self._dropout(self._embedding(inputs), training=training)
+        for conv, pool in self._blocks:
+            x = pool(conv(x))
+        x = self._dropout(self._flatten(x), training=training)
+        for dense in self._hidden:
+            x = self._dropout(dense(x), training=training)
+        return self._output(x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocab_size": self.vocab_size,
+                "embedding_dim": self.embedding_dim,
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "pool_size": self.pool_size,
+                "hidden": self.hidden,
+                "dropout": self.dropout,
+                "activation": self.activation,
+            }
+        )
+        return config
+
+
+def _vocab_size(teacher):
+    for layer in teacher._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Embedding):
+            return layer.input_dim
+    raise ValueError(
+        "The teacher takes integer inputs but has no Embedding layer to "
+        "read the vocabulary size from; pass `student=` explicitly, e.g. "
+        "`student=lambda i, units: TextTower(units, vocab_size=...)`."
+    )
+
+
+def default_tower(teacher):
+    """Picks a tower template from the teacher's input.
+
+    Images (rank 3 or 4 float inputs) get `ConvTower`, integer sequences get
+    `TextTower` (vocabulary read from the teacher's `Embedding`), anything
+    else `DenseTower`.
+
+    Args:
+        teacher: a built single-input `keras.Model`.
+
+    Returns:
+        A callable `(index, units) -> Tower`.
+    """
+    spec = teacher.inputs[0]
+    if "int" in str(spec.dtype):
+        vocab = _vocab_size(teacher)
+        return lambda index, units: TextTower(units, vocab_size=vocab)
+    if len(spec.shape) == 4:
+        return lambda index, units: ConvTower(units)
+    return lambda index, units: DenseTower(units)
+
+
+def make_tower(student, index, units, teacher):
+    """Builds the tower for one chunk from the `student` argument.
+
+    Args:
+        student: None (pick from the teacher's input), a `Tower` instance
+            (a template: copied with `units` replaced), a `Tower` subclass
+            (called as `cls(units)`), or a callable
+            `(index, units) -> keras.layers.Layer`.
+        index: int, the student's index.
+        units: int, its chunk width.
+        teacher: the teacher model, to pick a default.
+
+    Returns:
+        An unbuilt `keras.layers.Layer` named `student_{index}`.
+    """
+    name = f"student_{index}"
+    if student is None:
+        student = default_tower(teacher)
+    if isinstance(student, keras.layers.Layer):
+        config = student.get_config()
+        if "units" not in config:
+            raise ValueError(
+                "A tower template must take a `units` argument so it can be "
+                "resized per chunk; pass a callable `(index, units) -> layer` "
+                f"instead. Received: student={student!r}"
+            )
+        config.update({"units": units, "name": name})
+        return student.__class__.from_config(config)
+    if inspect.isclass(student) and issubclass(student, keras.layers.Layer):
+        return student(units, name=name)
+    if callable(student):
+        layer = student(index, units)
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                "`student` must return a keras.layers.Layer. "
+                f"Received: student({index}, {units})={layer!r}"
+            )
+        return layer
+    raise TypeError(
+        "`student` must be a Tower instance, a Tower class or a callable "
+        f"(index, units) -> keras.layers.Layer. Received: student={student!r}"
+    )
