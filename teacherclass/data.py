@@ -86,9 +86,7 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
             f"Received: {name}.shape={_shape_str(x.shape)}"
         )
     if len(x) == 0:
-        raise ValueError(
-            f"`{name}` is empty. Received: {name}.shape={x.shape}"
-        )
+        raise ValueError(f"`{name}` is empty. Received: {name}.shape={x.shape}")
     if x.dtype == np.float64:
         x = x.astype(np.float32)  # halves the cached copy; teachers are f32
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)

@@ -36,7 +36,10 @@ class Features:
 
     def batches(self, batch_size, shuffle=False, seed=None):
         """Batches for training or evaluation, reshuffled every epoch."""
-        ds = self.pairs
+        # The cardinality lets Keras size epochs and progress bars.
+        ds = self.pairs.apply(
+            tf.data.experimental.assert_cardinality(self.num_samples)
+        )
         if shuffle:
             ds = ds.shuffle(
                 self.num_samples, seed=seed, reshuffle_each_iteration=True
@@ -88,7 +91,9 @@ def fingerprint(trunk, batches):
     the teacher.
     """
     h = hashlib.sha256()
-    h.update(json.dumps(trunk.get_config(), sort_keys=True, default=str).encode())
+    h.update(
+        json.dumps(trunk.get_config(), sort_keys=True, default=str).encode()
+    )
     for w in trunk.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
     for x in batches:

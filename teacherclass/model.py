@@ -5,11 +5,8 @@ import contextlib
 import keras
 import numpy as np
 
-from teacherclass import chunking
+from teacherclass import chunking, data, features, objectives
 from teacherclass import compose as compose_lib
-from teacherclass import data
-from teacherclass import features
-from teacherclass import objectives
 from teacherclass import report as report_lib
 from teacherclass import teacher as teacher_lib
 from teacherclass import towers as towers_lib
@@ -226,6 +223,13 @@ class TeacherClass(keras.Model):
             total = total + value
         return total
 
+    def get_compile_config(self):
+        # A checkpoint written while students train must not carry their
+        # internal compile (no loss of its own): it loads uncompiled.
+        if self._fitting is not None:
+            return None
+        return super().get_compile_config()
+
     @property
     def metrics(self):
         own = {id(m) for m in self._student_losses}
@@ -257,8 +261,9 @@ class TeacherClass(keras.Model):
         """
         if not self.teacher.compiled:
             self.teacher.compile(
-                **teacher_lib.default_compile_args(self.teacher, y if y
-                                                   is not None else x)
+                **teacher_lib.default_compile_args(
+                    self.teacher, y if y is not None else x
+                )
             )
         trainable = self.teacher.trainable
         self.teacher.trainable = True
@@ -365,6 +370,8 @@ class TeacherClass(keras.Model):
             verbose: "auto", 0, 1 or 2, as in `fit`.
             callbacks: list of `keras.callbacks.Callback`; they see this
                 model, so ModelCheckpoint and BackupAndRestore save it.
+                To monitor one student, pass the mode, e.g.
+                `EarlyStopping("val_student_0_loss", mode="min")`.
             validation_data: inputs for a validation loss per student, in
                 any form `x` accepts.
             shuffle: bool, reshuffle the samples every epoch.
@@ -404,6 +411,7 @@ class TeacherClass(keras.Model):
                 callbacks=callbacks,
                 validation_data=val,
                 initial_epoch=initial_epoch,
+                shuffle=False,  # the cache is reshuffled every epoch
             )
         trained = self._trained.numpy()
         trained[list(selected)] = 1

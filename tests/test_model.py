@@ -1,0 +1,411 @@
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import blobs, mlp_teacher
+
+from teacherclass import DenseTower, TeacherClass
+
+
+def _trained_teacher(x, y, width=16, epochs=30):
+    teacher = mlp_teacher(width=width)
+    teacher.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    teacher.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return teacher
+
+
+@pytest.fixture(scope="module")
+def data():
+    keras.utils.set_random_seed(0)
+    x, y = blobs(n=384, classes=3, shape=(8,))
+    return x[:256], y[:256], x[256:], y[256:]
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    keras.utils.set_random_seed(0)
+    x, y, _, _ = data
+    return _trained_teacher(x, y)
+
+
+def _tc(teacher, **kwargs):
+    kwargs.setdefault("student", DenseTower(1, hidden=(16,)))
+    return TeacherClass(teacher, **kwargs)
+
+
+# --- construction and bad input --------------------------------------------
+
+
+def test_defaults(teacher):
+    tc = TeacherClass(teacher)
+    assert tc.feature_layer == "rep"
+    assert tc.chunks == (4, 4, 4, 4)
+    assert tc.num_students == 4
+    assert tc.clip == (0.0, None)  # the representation is post-ReLU
+    assert [s.name for s in tc.students] == [f"student_{i}" for i in range(4)]
+    assert all(isinstance(s, DenseTower) for s in tc.students)
+    assert tc.trained_students == []
+
+
+def test_uneven_split_keeps_every_feature(teacher):
+    assert _tc(teacher, num_students=3).chunks == (6, 5, 5)
+
+
+def test_unknown_feature_layer(teacher):
+    with pytest.raises(ValueError, match="Received: feature_layer='dense_9'"):
+        TeacherClass(teacher, feature_layer="dense_9")
+
+
+@pytest.mark.parametrize("n", [0, 17])
+def test_num_students_out_of_range(teacher, n):
+    with pytest.raises(
+        ValueError, match=f"feature width 16. Received: num_students={n}"
+    ):
+        TeacherClass(teacher, num_students=n)
+
+
+def test_chunks_must_cover_the_width(teacher):
+    with pytest.raises(ValueError, match=r"Received: chunks=\(8, 4\)"):
+        TeacherClass(teacher, chunks=[8, 4])
+    with pytest.raises(ValueError, match="must be positive integers"):
+        TeacherClass(teacher, chunks=[16, 0])
+
+
+def test_tower_with_wrong_width(teacher):
+    with pytest.raises(
+        ValueError,
+        match=r"Student 1 outputs shape \(3,\) but "
+        r"its chunk has shape \(8,\)",
+    ):
+        TeacherClass(
+            teacher,
+            num_students=2,
+            student=lambda i, units: keras.layers.Dense(units if i == 0 else 3),
+        )
+
+
+def test_bad_clip(teacher):
+    with pytest.raises(ValueError, match="Received: clip='relu'"):
+        TeacherClass(teacher, clip="relu")
+
+
+def test_data_shape_mismatch(teacher):
+    tc = _tc(teacher)
+    with pytest.raises(ValueError, match=r"Received: x.shape=\(10, 9\)"):
+        tc.fit_students(np.zeros((10, 9), "float32"), verbose=0)
+
+
+def test_empty_dataset(teacher):
+    tc = _tc(teacher)
+    empty = tf.data.Dataset.from_tensor_slices(np.zeros((0, 8), "float32"))
+    with pytest.raises(ValueError, match="`x` is empty"):
+        tc.fit_students(empty, verbose=0)
+    unknown = tf.data.Dataset.from_tensor_slices(
+        np.zeros((4, 8), "float32")
+    ).filter(lambda x: False)
+    with pytest.raises(ValueError, match="holds no sample"):
+        tc.fit_students(unknown, verbose=0)
+
+
+def test_bad_students_selection(teacher, data):
+    tc = _tc(teacher)
+    with pytest.raises(ValueError, match=r"Received: students=\[0, 4\]"):
+        tc.fit_students(data[0], students=[0, 4], verbose=0)
+    with pytest.raises(ValueError, match=r"Received: students=\[1, 1\]"):
+        tc.fit_students(data[0], students=[1, 1], verbose=0)
+
+
+def test_bad_loss(teacher, data):
+    with pytest.raises(ValueError, match="Received: loss='hinge'"):
+        _tc(teacher).fit_students(data[0], loss="hinge", verbose=0)
+
+
+def test_compose_before_training(teacher, data):
+    tc = _tc(teacher)
+    tc.fit_students(data[0], students=[0, 2], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"students \[1, 3\] are not"):
+        tc.compose()
+
+
+def test_compose_fine_tune_needs_data(teacher, data):
+    tc = _tc(teacher)
+    tc.fit_students(data[0], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="Received: x=None"):
+        tc.compose(fine_tune=True)
+
+
+def test_non_finite_teacher_features(data):
+    teacher = mlp_teacher()
+    bias = teacher.get_layer("rep").bias.numpy()
+    bias[13] = np.inf
+    teacher.get_layer("rep").bias.assign(bias)
+    with pytest.raises(ValueError, match=r"chunk 3 \(student 3\): 256"):
+        _tc(teacher).fit_students(data[0], verbose=0)
+
+
+# --- training -----------------------------------------------------------------
+
+
+def test_class_reaches_teacher_accuracy(teacher, data):
+    x, y, x_test, y_test = data
+    teacher_acc = teacher.evaluate(x_test, y_test, verbose=0)[1]
+    assert teacher_acc > 0.9
+    tc = _tc(teacher, num_students=4)
+    history = tc.fit_students(
+        x,
+        epochs=40,
+        batch_size=32,
+        validation_data=(x_test, y_test),
+        verbose=0,
+    )
+    assert set(history.history) == {
+        "loss",
+        "val_loss",
+        *(f"student_{i}_loss" for i in range(4)),
+        *(f"val_student_{i}_loss" for i in range(4)),
+    }
+    assert history.history["loss"][-1] < history.history["loss"][0] / 3
+    composed = tc.compose()
+    composed_acc = composed.evaluate(x_test, y_test, verbose=0)[1]
+    assert composed_acc >= teacher_acc - 0.05
+    assert tc.evaluate(x_test, y_test, verbose=0)[1] == pytest.approx(
+        composed_acc
+    )
+    # The composed model holds the students and the head only.
+    report = tc.report()
+    assert composed.count_params() == report["composed_params"]
+    assert (
+        report["composed_params"]
+        == sum(s.count_params() for s in tc.students) + tc.head.count_params()
+    )
+    assert not {id(w) for w in composed.weights} & {
+        id(w) for w in teacher.weights
+    }
+    errors = tc.evaluate_students(x_test)
+    assert set(errors) == {"loss", *(f"student_{i}_loss" for i in range(4))}
+    np.testing.assert_allclose(
+        errors["loss"], history.history["val_loss"][-1], rtol=1e-4
+    )
+
+
+def test_one_pass_equals_independent_training(teacher, data):
+    """Same initial weights, same batches, plain SGD: same weights."""
+    x = data[0]
+    tc = _tc(teacher, num_students=3)
+    initial = [s.get_weights() for s in tc.students]
+    sgd = dict(shuffle=False, batch_size=32, epochs=2, verbose=0)
+    tc.fit_students(x, optimizer=keras.optimizers.SGD(0.1), **sgd)
+    together = [s.get_weights() for s in tc.students]
+    for s, w in zip(tc.students, initial):
+        s.set_weights(w)
+    alone = []
+    for i in range(3):
+        tc.fit_students(
+            x, students=[i], optimizer=keras.optimizers.SGD(0.1), **sgd
+        )
+        alone.append(tc.students[i].get_weights())
+    for i in range(3):
+        assert any(
+            not np.allclose(a, b) for a, b in zip(together[i], initial[i])
+        )
+        for a, b in zip(together[i], alone[i]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_subset_leaves_other_students_untouched(teacher, data):
+    tc = _tc(teacher)
+    before = [s.get_weights() for s in tc.students]
+    history = tc.fit_students(data[0], students=[1, 3], epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "student_1_loss", "student_3_loss"}
+    after = [s.get_weights() for s in tc.students]
+    for i in (0, 2):
+        for a, b in zip(before[i], after[i]):
+            np.testing.assert_array_equal(a, b)
+    assert tc.trained_students == [1, 3]
+
+
+def test_teacher_is_not_changed_by_students(teacher, data):
+    before = teacher.get_weights()
+    tc = _tc(teacher)
+    tc.fit_students(data[0], epochs=1, verbose=0)
+    tc.compose(fine_tune=True, x=data[0], y=data[1], epochs=1, verbose=0)
+    for a, b in zip(before, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert teacher.trainable
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x, y: (x, y),
+        lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)),
+        lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
+    ],
+    ids=["tuple", "unbatched", "batched"],
+)
+def test_input_forms(teacher, data, make):
+    tc = _tc(teacher)
+    history = tc.fit_students(make(data[0], data[1]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_fine_tune_trains_the_head_only(teacher, data):
+    x, y, _, _ = data
+    tc = _tc(teacher)
+    tc.fit_students(x, epochs=2, verbose=0)
+    students = [s.get_weights() for s in tc.students]
+    head = tc.head.get_weights()
+    tc.compose(fine_tune=True, x=x, y=y, epochs=2, verbose=0)
+    assert "accuracy" in tc.history.history
+    for s, w in zip(tc.students, students):
+        for a, b in zip(s.get_weights(), w):
+            np.testing.assert_array_equal(a, b)
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(tc.head.get_weights(), head)
+    )
+
+
+def test_fit_teacher_compiles_and_syncs_the_head(data):
+    x, y, x_test, y_test = data
+    teacher = mlp_teacher()
+    tc = _tc(teacher)
+    history = tc.fit_teacher(x, y, epochs=20, verbose=0)
+    assert history.history["accuracy"][-1] > 0.9
+    out = teacher.get_layer("out").get_weights()
+    head = tc.head.get_weights()
+    for a, b in zip(out, head):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_callbacks(teacher, data, tmp_path):
+    x, _, x_test, _ = data
+    tc = _tc(teacher)
+    checkpoint = tmp_path / "tc.keras"
+    history = tc.fit_students(
+        x,
+        epochs=30,
+        validation_data=x_test,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                "val_student_0_loss", mode="min", patience=0, min_delta=10.0
+            ),
+            keras.callbacks.ModelCheckpoint(checkpoint),
+            keras.callbacks.TensorBoard(tmp_path / "logs"),
+            keras.callbacks.BackupAndRestore(tmp_path / "backup"),
+        ],
+    )
+    assert len(history.history["loss"]) == 2  # stopped early
+    assert checkpoint.exists()
+    assert any((tmp_path / "logs").rglob("events.out.tfevents*"))
+    loaded = keras.saving.load_model(checkpoint)
+    assert isinstance(loaded, TeacherClass)
+
+
+def test_backup_and_restore_resumes(teacher, data, tmp_path):
+    x = data[0]
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("preempted")
+
+    tc = _tc(teacher)
+    backup = keras.callbacks.BackupAndRestore(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="preempted"):
+        tc.fit_students(x, epochs=4, verbose=0, callbacks=[backup, Interrupt()])
+    assert tc.trained_students == []  # an interrupted fit marks nothing
+    history = tc.fit_students(x, epochs=4, verbose=0, callbacks=[backup])
+    assert len(history.history["loss"]) == 2  # epochs 3 and 4 only
+    assert tc.trained_students == [0, 1, 2, 3]
+
+
+def test_mixed_bfloat16(data):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    x, y, x_test, y_test = data
+    teacher = mlp_teacher()
+    tc = _tc(teacher)
+    tc.fit_teacher(x, y, epochs=20, verbose=0)
+    assert tc.students[0].compute_dtype == "bfloat16"
+    history = tc.fit_students(x, epochs=20, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    composed = tc.compose()
+    assert composed.evaluate(x_test, y_test, verbose=0)[1] > 0.8
+
+
+def test_text_teacher_gets_text_towers():
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential(
+        [
+            keras.Input((12,), dtype="int32"),
+            keras.layers.Embedding(30, 4),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    tc = TeacherClass(teacher, num_students=2)
+    x = np.random.default_rng(0).integers(0, 30, (40, 12)).astype("int32")
+    tc.fit_students(x, epochs=1, verbose=0)
+    composed = tc.compose()
+    assert composed.predict(x, verbose=0).shape == (40, 1)
+
+
+# --- save and load ------------------------------------------------------------
+
+
+def test_save_and_load_in_a_fresh_process(teacher, data, tmp_path):
+    x, y, x_test, y_test = data
+    tc = _tc(teacher, num_students=2)
+    tc.fit_students(x, epochs=2, verbose=0)
+    composed = tc.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
+    tc.save(tmp_path / "tc.keras")
+    composed.save(tmp_path / "composed.keras")
+    np.save(tmp_path / "x.npy", x_test)
+    np.save(tmp_path / "tc.npy", tc.predict(x_test, verbose=0))
+    np.save(tmp_path / "composed.npy", composed.predict(x_test, verbose=0))
+    script = textwrap.dedent(
+        f"""
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        import keras, numpy as np
+        import teacherclass
+        d = {str(tmp_path)!r}
+        x = np.load(d + "/x.npy")
+        tc = keras.saving.load_model(d + "/tc.keras")  # safe_mode=True
+        composed = keras.saving.load_model(d + "/composed.keras")
+        assert isinstance(tc, teacherclass.TeacherClass), type(tc)
+        assert tc.trained_students == [0, 1], tc.trained_students
+        np.testing.assert_allclose(
+            tc.predict(x, verbose=0), np.load(d + "/tc.npy"), atol=1e-6)
+        np.testing.assert_allclose(
+            composed.predict(x, verbose=0), np.load(d + "/composed.npy"),
+            atol=1e-6)
+        np.testing.assert_allclose(
+            tc.compose().predict(x, verbose=0), np.load(d + "/tc.npy"),
+            atol=1e-6)
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_config_round_trip(teacher):
+    tc = _tc(teacher, chunks=[10, 6], clip=None)
+    clone = TeacherClass.from_config(tc.get_config())
+    assert clone.chunks == (10, 6)
+    assert clone.clip is None
+    assert [s.units for s in clone.students] == [10, 6]
+    assert clone.feature_layer == "rep"

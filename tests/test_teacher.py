@@ -1,0 +1,95 @@
+import keras
+import numpy as np
+import pytest
+from conftest import mlp_teacher
+
+from teacherclass import teacher as teacher_lib
+
+
+def test_default_feature_layer_skips_dropout():
+    assert teacher_lib.default_feature_layer(mlp_teacher()) == "rep"
+
+
+def test_default_feature_layer_functional_with_softmax_layer():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(0.1)(x)
+    x = keras.layers.Dense(5, name="logits")(x)
+    model = keras.Model(inputs, keras.layers.Softmax()(x))
+    assert teacher_lib.default_feature_layer(model) == "gap"
+
+
+def test_default_feature_layer_after_deserialization():
+    teacher = mlp_teacher()
+    clone = keras.Sequential.from_config(teacher.get_config())
+    layer = teacher_lib.get_feature_layer(clone)
+    assert layer.name == "rep"
+    assert tuple(teacher_lib.output_of(clone, layer).shape) == (None, 16)
+
+
+def test_unknown_feature_layer_lists_names():
+    with pytest.raises(ValueError) as info:
+        teacher_lib.get_feature_layer(mlp_teacher(), "dense_9")
+    message = str(info.value)
+    assert "Received: feature_layer='dense_9'" in message
+    assert "['hidden', 'rep', 'drop', 'out']" in message
+
+
+def test_output_layer_is_not_a_feature_layer():
+    with pytest.raises(ValueError, match="leaves no head"):
+        teacher_lib.get_feature_layer(mlp_teacher(), "out")
+
+
+def test_unbuilt_teacher():
+    model = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="not built"):
+        teacher_lib.check_teacher(model)
+    with pytest.raises(TypeError, match="Received: teacher=Dense"):
+        teacher_lib.check_teacher(keras.layers.Dense(3))
+
+
+def test_clone_head_copies_weights_not_layers():
+    teacher = mlp_teacher()
+    layer = teacher.get_layer("rep")
+    head = teacher_lib.clone_head(teacher, layer)
+    out = teacher.get_layer("out")
+    assert all(h is not out for h in head.layers)
+    features = np.random.rand(4, 16).astype("float32")
+    np.testing.assert_allclose(
+        head.predict(features, verbose=0),
+        keras.ops.convert_to_numpy(out(features)),
+        atol=1e-6,
+    )
+    assert head.count_params() == out.count_params()
+
+
+def test_feature_range():
+    assert teacher_lib.feature_range(keras.layers.Dense(3, "relu")) == (
+        0.0,
+        None,
+    )
+    assert teacher_lib.feature_range(keras.layers.Dense(3, "tanh")) == (
+        -1.0,
+        1.0,
+    )
+    assert teacher_lib.feature_range(keras.layers.Dense(3)) is None
+    assert teacher_lib.feature_range(keras.layers.ReLU(max_value=6)) == (
+        0.0,
+        6.0,
+    )
+
+
+def test_default_compile_args_follow_the_output():
+    args = teacher_lib.default_compile_args(mlp_teacher())
+    assert isinstance(args["loss"], keras.losses.SparseCategoricalCrossentropy)
+    assert not args["loss"].get_config()["from_logits"]
+    one_hot = np.eye(3)[[0, 1, 2]]
+    args = teacher_lib.default_compile_args(mlp_teacher(), one_hot)
+    assert isinstance(args["loss"], keras.losses.CategoricalCrossentropy)
+    logits = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(4), keras.layers.Dense(1)]
+    )
+    args = teacher_lib.default_compile_args(logits)
+    assert isinstance(args["loss"], keras.losses.BinaryCrossentropy)
+    assert args["loss"].get_config()["from_logits"]
