@@ -5,8 +5,11 @@ import contextlib
 import keras
 import numpy as np
 
-from teacherclass import chunking, data, features, objectives
+from teacherclass import chunking
 from teacherclass import compose as compose_lib
+from teacherclass import data
+from teacherclass import features
+from teacherclass import objectives
 from teacherclass import report as report_lib
 from teacherclass import teacher as teacher_lib
 from teacherclass import towers as towers_lib

@@ -6,9 +6,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import blobs, mlp_teacher
+from conftest import blobs
+from conftest import mlp_teacher
 
-from teacherclass import DenseTower, TeacherClass
+from teacherclass import DenseTower
+from teacherclass import TeacherClass
 
 
 def _trained_teacher(x, y, width=16, epochs=30):

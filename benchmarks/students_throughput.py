@@ -1,0 +1,207 @@
+"""Students trained in one pass vs one `fit` per student.
+
+(a) the reference way: one default-compiled `keras.Model.fit` per student on
+precomputed targets (its chunk of the teacher's representation); (b)
+`TeacherClass.fit_students`, all students in one pass. Same towers, same
+initial weights, same data, batch size, precision and epochs, measured in
+one run on this machine. Prints samples per second (student-samples: one
+student seeing one sample) for each and `ratio: X` = (b) / (a), and writes
+JSON next to this script.
+
+Run: python benchmarks/students_throughput.py [--data-dir DIR]
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import datetime
+from datetime import timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import teacherclass  # noqa: E402
+from teacherclass import TeacherClass  # noqa: E402
+from teacherclass import architectures  # noqa: E402
+from teacherclass import chunking  # noqa: E402
+from teacherclass import datasets  # noqa: E402
+from teacherclass import teacher as teacher_lib  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch (the first one includes tracing)."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def _data(args):
+    try:
+        x, _ = datasets.load("mnist", "train", data_dir=args.data_dir)
+        source = "mnist (real, official IDX files)"
+    except (FileNotFoundError, ValueError):
+        rng = np.random.default_rng(args.seed)
+        x = rng.integers(0, 256, (args.samples, 28, 28, 1), dtype=np.uint8)
+        source = "synthetic uint8 noise, MNIST-shaped"
+    x = x[: args.samples].astype("float32") / 255.0
+    return x, source
+
+
+def _rate(samples, times, skip_first):
+    times = times[1:] if skip_first and len(times) > 1 else times
+    return samples * len(times) / sum(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument("--students", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--steps-per-execution", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", default=str(HERE / "results" / "students_throughput.json")
+    )
+    args = parser.parse_args()
+
+    keras.utils.set_random_seed(args.seed)
+    keras.config.set_dtype_policy(args.precision)
+    x, source = _data(args)
+    n = len(x)
+    teacher = architectures.mnist_teacher()
+    tc = TeacherClass(
+        teacher,
+        num_students=args.students,
+        student=architectures.mnist_student(args.students),
+    )
+    initial = [s.get_weights() for s in tc.students]
+    trunk = teacher_lib.trunk(teacher, teacher.get_layer(tc.feature_layer))
+    features = trunk.predict(x, batch_size=1024, verbose=0).astype("float32")
+
+    # (a) One default-compiled fit per student, on precomputed targets.
+    reference_times = []
+    for i, (start, stop) in enumerate(chunking.bounds(tc.chunks)):
+        inputs = keras.Input(x.shape[1:])
+        tower = tc.students[i].__class__.from_config(
+            tc.students[i].get_config()
+        )
+        model = keras.Model(inputs, tower(inputs))
+        tower.set_weights(initial[i])
+        model.compile(optimizer="adam", loss="mse")
+        timer = EpochTimer()
+        model.fit(
+            x,
+            features[:, start:stop],
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            verbose=0,
+            callbacks=[timer],
+        )
+        reference_times.append(timer.times)
+    per_epoch_a = [sum(t) for t in zip(*reference_times)]
+
+    # (b) fit_students: one pipeline, one step for all students.
+    timer = EpochTimer()
+    kwargs = {}
+    if args.steps_per_execution:
+        kwargs["steps_per_execution"] = args.steps_per_execution
+    tc.fit_students(
+        x,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        verbose=0,
+        callbacks=[timer],
+        **kwargs,
+    )
+    per_epoch_b = timer.times
+
+    samples = n * args.students
+    result = {
+        "benchmark": "students_throughput",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "devices": [d.name for d in tf.config.list_physical_devices()],
+        },
+        "versions": {
+            "teacherclass": teacherclass.__version__,
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "config": {
+            "data": source,
+            "samples": n,
+            "students": args.students,
+            "student_params": [s.count_params() for s in tc.students],
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "precision": args.precision,
+            "steps_per_execution": args.steps_per_execution or "default",
+            "seed": args.seed,
+        },
+        "reference_epoch_seconds": per_epoch_a,
+        "one_pass_epoch_seconds": per_epoch_b,
+        "reference_samples_per_second": _rate(samples, per_epoch_a, True),
+        "one_pass_samples_per_second": _rate(samples, per_epoch_b, True),
+        "reference_samples_per_second_all_epochs": _rate(
+            samples, per_epoch_a, False
+        ),
+        "one_pass_samples_per_second_all_epochs": _rate(
+            samples, per_epoch_b, False
+        ),
+    }
+    result["ratio"] = (
+        result["one_pass_samples_per_second"]
+        / result["reference_samples_per_second"]
+    )
+    result["ratio_all_epochs"] = (
+        result["one_pass_samples_per_second_all_epochs"]
+        / result["reference_samples_per_second_all_epochs"]
+    )
+    print(
+        f"data: {source}; {n} samples, {args.students} students, "
+        f"batch {args.batch_size}, {args.precision}, {args.epochs} epochs"
+    )
+    print(f"{'way':<34} {'samples/s':>12} {'all epochs':>12}")
+    print(
+        f"{'(a) one fit per student':<34} "
+        f"{result['reference_samples_per_second']:>12,.0f} "
+        f"{result['reference_samples_per_second_all_epochs']:>12,.0f}"
+    )
+    print(
+        f"{'(b) fit_students, one pass':<34} "
+        f"{result['one_pass_samples_per_second']:>12,.0f} "
+        f"{result['one_pass_samples_per_second_all_epochs']:>12,.0f}"
+    )
+    print("(samples/s excludes each fit's first epoch, which traces graphs)")
+    print(f"ratio: {result['ratio']:.2f}")
+    print(f"ratio (all epochs): {result['ratio_all_epochs']:.2f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""Single-student baselines, for comparing a class of students against.
+
+Three ways to spend the same parameter budget on one student:
+
+1. The paper's single student: one tower regressing the whole
+   representation, composed with the teacher's head. That is
+   `TeacherClass(teacher, num_students=1, student=tower)`; nothing here.
+2. Logit distillation (Hinton et al., 2015) with Keras' own
+   `keras.distillation.Distiller` and `LogitsDistillation`:
+   `distill_logits`.
+3. The same student trained from scratch on the labels:
+   `train_from_scratch`.
+
+For 2 and 3, `single_student_classifier` makes the student: a tower and a
+`Dense(num_classes)` classifier, so a tower of the budget's size gives a
+classifier of the composed class's size (e.g. `mnist_student(1)` plus
+Dense(10) has 80,410 parameters, four `mnist_student(4)` plus the
+teacher's head 79,146).
+
+Example:
+
+>>> import numpy as np
+>>> from teacherclass import DenseTower
+>>> teacher = keras.Sequential([
+...     keras.Input((8,)),
+...     keras.layers.Dense(16, activation="relu"),
+...     keras.layers.Dense(3),
+...     keras.layers.Activation("softmax"),
+... ])
+>>> x = np.random.rand(64, 8).astype("float32")
+>>> y = np.random.randint(0, 3, 64)
+>>> student = single_student_classifier(
+...     DenseTower(8), num_classes=3, input_shape=(8,), activation="softmax")
+>>> student = distill_logits(teacher, student, x, y, epochs=1, verbose=0)
+>>> student.predict(x, verbose=0).shape
+(64, 3)
+"""
+
+import keras
+
+from teacherclass import teacher as teacher_lib
+
+# Output activations that turn logits into probabilities: the logits are
+# their input.
+_PROBABILITIES = ("softmax", "sigmoid")
+_LINEAR = (None, "linear")
+
+
+def _activation_name(layer):
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None or isinstance(activation, str):
+        return activation
+    return getattr(activation, "__name__", None)
+
+
+def _check_functional(arg, model):
+    """Checks that `model` is a built single-input, single-output model."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`{arg}` must be a keras.Model. "
+            f"Received: {arg}={type(model).__name__}"
+        )
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"`{arg}` must be a built Functional or Sequential model (one "
+            "that starts with keras.Input) with one input and one output. "
+            f"Received: {arg}={model.name!r}"
+        )
+
+
+def logits_model(model, share_weights=False):
+    """A view of a classifier that outputs its logits.
+
+    The logits are the input of a final `Softmax` or `Activation("softmax"
+    | "sigmoid")` layer: the view ends before it and shares every layer
+    with `model`. When the activation is fused into the last layer (e.g.
+    `Dense(10, activation="softmax")`), the view ends with a linear copy of
+    that layer holding its current weights. A model with a linear output
+    already outputs logits and is returned as is.
+
+    Args:
+        model: a built single-input, single-output functional model.
+        share_weights: bool, refuse a fused activation, whose view would
+            hold a copy of the last layer's weights: set it when the view
+            will be trained (a student).
+
+    Returns:
+        A `keras.Model` with `model`'s input and the logits as output.
+
+    Raises:
+        ValueError: if the output activation is neither a probability
+            (softmax, sigmoid) nor linear, or is fused and
+            `share_weights=True`.
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(3, activation="softmax"),
+    ... ])
+    >>> logits_model(model).layers[-1].get_config()["activation"]
+    'linear'
+    """
+    _check_functional("model", model)
+    layer = teacher_lib._producer(model.outputs[0])
+    name = _activation_name(layer)
+    if name in _LINEAR:
+        return model
+    if name not in _PROBABILITIES:
+        raise ValueError(
+            "Logit distillation needs a model whose output is softmax, "
+            "sigmoid or linear, so that its logits are known. Received: "
+            f"model={model.name!r} with output activation {name!r}"
+        )
+    inputs = teacher_lib._input_of(model, layer)
+    if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
+        return keras.Model(model.inputs, inputs, name=f"{model.name}_logits")
+    if share_weights:
+        raise ValueError(
+            f"The output layer {layer.name!r} fuses its {name} activation, "
+            "so a logits view could only hold a copy of its weights and "
+            "training it would not train the model. End the model with a "
+            "separate activation layer (see `single_student_classifier`). "
+            f"Received: model={model.name!r}"
+        )
+    config = layer.get_config()
+    config.update({"activation": "linear", "name": f"{layer.name}_logits"})
+    linear = layer.__class__.from_config(config)
+    logits = linear(inputs)
+    linear.set_weights(layer.get_weights())
+    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+
+
+def single_student_classifier(
+    tower,
+    num_classes,
+    input_shape,
+    activation=None,
+    input_dtype="float32",
+    name="single_student",
+):
+    """One student as a classifier: input -> tower -> Dense(num_classes).
+
+    The classifier's logits layer is named "logits"; `activation`, when
+    given, follows as its own layer named "probabilities" (use the
+    teacher's: "softmax" or "sigmoid"), so `logits_model` can read the
+    logits without copying weights.
+
+    Args:
+        tower: a `keras.layers.Layer` (e.g. a `Tower`), used as is (not
+            copied): its output feeds the classifier.
+        num_classes: int, the classifier's width (1 for a binary sigmoid
+            output).
+        input_shape: tuple, one sample's shape (the teacher's input).
+        activation: None (logits out), "softmax" or "sigmoid".
+        input_dtype: the input's dtype; "int32" for token ids.
+        name: the model's name.
+
+    Returns:
+        An uncompiled functional `keras.Model`.
+
+    Raises:
+        ValueError: on a non-positive `num_classes` or an `activation`
+            other than None, "softmax" or "sigmoid".
+
+    Example:
+
+    >>> from teacherclass import DenseTower
+    >>> model = single_student_classifier(
+    ...     DenseTower(8), num_classes=3, input_shape=(4,))
+    >>> model.output.shape
+    (None, 3)
+    """
+    if (
+        not isinstance(num_classes, int)
+        or isinstance(num_classes, bool)
+        or num_classes < 1
+    ):
+        raise ValueError(
+            "`num_classes` must be a positive integer. "
+            f"Received: num_classes={num_classes!r}"
+        )
+    if activation not in (None, *_PROBABILITIES):
+        raise ValueError(
+            "`activation` must be None, 'softmax' or 'sigmoid'. "
+            f"Received: activation={activation!r}"
+        )
+    if not isinstance(tower, keras.layers.Layer):
+        raise TypeError(
+            f"`tower` must be a keras.layers.Layer. Received: tower={tower!r}"
+        )
+    inputs = keras.Input(shape=input_shape, dtype=input_dtype, name="inputs")
+    outputs = keras.layers.Dense(num_classes, name="logits")(tower(inputs))
+    if activation is not None:
+        outputs = keras.layers.Activation(activation, name="probabilities")(
+            outputs
+        )
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _binary_kl(temperature):
+    """KL divergence between two Bernoulli distributions given as logits.
+
+    `LogitsDistillation`'s KL takes a softmax over the last axis, which for
+    one sigmoid logit is always 1. This loss receives the logits already
+    divided by the temperature and scales by its square, as the KL does.
+    """
+
+    def binary_kl(teacher_logits, student_logits):
+        target = keras.ops.sigmoid(teacher_logits)
+        cross = keras.losses.binary_crossentropy(
+            target, student_logits, from_logits=True
+        )
+        entropy = keras.losses.binary_crossentropy(
+            target, teacher_logits, from_logits=True
+        )
+        return (cross - entropy) * temperature**2
+
+    return binary_kl
+
+
+def _check_models(teacher, student_model):
+    _check_functional("teacher", teacher)
+    _check_functional("student_model", student_model)
+    t_shape = tuple(teacher.outputs[0].shape[1:])
+    s_shape = tuple(student_model.outputs[0].shape[1:])
+    if t_shape != s_shape:
+        raise ValueError(
+            "The student must output one score per teacher class. Teacher "
+            f"output shape: {t_shape}. Received: student_model output "
+            f"shape {s_shape}"
+        )
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _compile_if_needed(model, y):
+    if not model.compiled:
+        model.compile(**teacher_lib.default_compile_args(model, y))
+
+
+def distill_logits(
+    teacher,
+    student_model,
+    x,
+    y=None,
+    temperature=3.0,
+    alpha=0.1,
+    epochs=1,
+    batch_size=None,
+    validation_data=None,
+    optimizer="adam",
+    **fit_kwargs,
+):
+    """Trains a student classifier by logit distillation from a teacher.
+
+    Wraps `keras.distillation.Distiller` with a
+    `keras.distillation.LogitsDistillation` loss. Both models are read
+    through `logits_model`: a softmax (or sigmoid) teacher is distilled
+    from the input of its last activation, and the student is trained on
+    its logits, with a cross-entropy from logits on the labels. A binary
+    (one sigmoid unit) teacher gets a Bernoulli KL in place of the softmax
+    KL. The teacher is frozen while distilling; its layers' `trainable`
+    flags are restored afterwards.
+
+    Args:
+        teacher: a trained classifier (softmax, sigmoid or linear output).
+        student_model: the student classifier, e.g. from
+            `single_student_classifier`, with the teacher's input and
+            output shapes and a separate output activation (or none).
+        x: inputs, as for `keras.Model.fit` (a dataset may carry labels).
+        y: labels; may be None only when `alpha=0` (pure distillation) or
+            `x` is a dataset.
+        temperature: float > 0, the softmax temperature of both models'
+            logits.
+        alpha: float in `[0, 1]`, the weight of the label loss (Keras'
+            `student_loss_weight`); the distillation loss gets
+            `1 - alpha`.
+        epochs: int, as for `fit`.
+        batch_size: int, as for `fit`.
+        validation_data: as for `fit`.
+        optimizer: optimizer name or instance for the student.
+        **fit_kwargs: passed to the distiller's `fit`. Its logs hold
+            `student_loss`, `distillation_loss` and `total_loss`; pass a
+            `keras.callbacks.History()` in `callbacks` to keep them.
+
+    Returns:
+        `student_model`, trained, and compiled (if it was not) with a loss
+        and accuracy that fit its output, for `evaluate`.
+
+    Raises:
+        TypeError: if `teacher` or `student_model` is not a keras.Model.
+        ValueError: on a model without a functional graph, mismatched
+            output shapes, a student with a fused output activation, a
+            `temperature` that is not positive, an `alpha` outside
+            `[0, 1]`, or array inputs without labels while `alpha > 0`.
+    """
+    _check_models(teacher, student_model)
+    if not _is_number(temperature) or temperature <= 0:
+        raise ValueError(
+            "`temperature` must be a positive number. "
+            f"Received: temperature={temperature!r}"
+        )
+    if not _is_number(alpha) or not 0 <= alpha <= 1:
+        raise ValueError(
+            f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}"
+        )
+    if alpha > 0 and y is None and hasattr(x, "shape"):
+        raise ValueError(
+            "`alpha` weighs the label loss, so `y` is needed when alpha > "
+            "0; pass alpha=0 for distillation without labels. "
+            f"Received: alpha={alpha}, y=None"
+        )
+    teacher_logits = logits_model(teacher)
+    student_logits = logits_model(student_model, share_weights=True)
+    if teacher_logits.outputs[0].shape[-1] == 1:
+        distillation_loss = keras.distillation.LogitsDistillation(
+            temperature=temperature, loss=_binary_kl(temperature)
+        )
+    else:
+        # An instance, not the default "kl_divergence": that string becomes
+        # a plain function, which LogitsDistillation (Keras 3.15) does not
+        # recognise as the KL, so it would skip the softmax and the T^2.
+        distillation_loss = keras.distillation.LogitsDistillation(
+            temperature=temperature, loss=keras.losses.KLDivergence()
+        )
+    # The Distiller freezes every layer of the teacher it is given, which
+    # the logits view shares with `teacher`.
+    flags = [(layer, layer.trainable) for layer in teacher._flatten_layers()]
+    # Where the labels are, for the loss's form: `y`, or a dataset `x`.
+    labels = y if y is not None or hasattr(x, "shape") else x
+    try:
+        distiller = keras.distillation.Distiller(
+            teacher=teacher_logits,
+            student=student_logits,
+            distillation_losses=distillation_loss,
+            student_loss_weight=float(alpha),
+        )
+        label_args = teacher_lib.default_compile_args(student_logits, labels)
+        distiller.compile(
+            optimizer=optimizer,
+            loss=label_args["loss"],
+            metrics=None if labels is None else label_args["metrics"],
+        )
+        distiller.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            **fit_kwargs,
+        )
+    finally:
+        for layer, trainable in flags:
+            layer.trainable = trainable
+    _compile_if_needed(student_model, labels)
+    return student_model
+
+
+def train_from_scratch(
+    student_model,
+    x,
+    y=None,
+    epochs=1,
+    batch_size=None,
+    validation_data=None,
+    **fit_kwargs,
+):
+    """Trains a student classifier on the labels alone: no teacher.
+
+    Compiles the model first if it is not compiled: Adam, accuracy and a
+    cross-entropy that fits its output (see
+    `teacher.default_compile_args`).
+
+    Args:
+        student_model: the classifier, e.g. from
+            `single_student_classifier`.
+        x: inputs, as for `keras.Model.fit`.
+        y: labels, as for `keras.Model.fit`.
+        epochs: int, as for `fit`.
+        batch_size: int, as for `fit`.
+        validation_data: as for `fit`.
+        **fit_kwargs: passed to `fit` (`callbacks`, `verbose`, ...).
+
+    Returns:
+        `student_model`, trained; its `History` is
+        `student_model.history`.
+
+    Raises:
+        TypeError: if `student_model` is not a keras.Model.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from teacherclass import DenseTower
+    >>> model = single_student_classifier(
+    ...     DenseTower(8), 2, input_shape=(4,), activation="softmax")
+    >>> x = np.random.rand(32, 4).astype("float32")
+    >>> y = np.random.randint(0, 2, 32)
+    >>> model = train_from_scratch(model, x, y, verbose=0)
+    """
+    if not isinstance(student_model, keras.Model):
+        raise TypeError(
+            "`student_model` must be a keras.Model. "
+            f"Received: student_model={type(student_model).__name__}"
+        )
+    _compile_if_needed(student_model, y if y is not None else x)
+    student_model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        **fit_kwargs,
+    )
+    return student_model

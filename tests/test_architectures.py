@@ -1,0 +1,147 @@
+import keras
+import numpy as np
+import pytest
+
+from teacherclass import TeacherClass
+from teacherclass import architectures
+
+MNIST_STUDENTS = {1: 77_840, 2: 40_024, 4: 19_144, 8: 10_620}
+IMDB_STUDENTS = {1: 178_288, 2: 100_552, 4: 42_064, 8: 21_040}
+CIFAR10_STUDENTS = {1: 324_144, 2: 321_968, 4: 320_880, 8: 320_336}
+
+
+@pytest.fixture(scope="module")
+def teachers():
+    return {
+        "mnist": architectures.mnist_teacher(),
+        "imdb": architectures.imdb_teacher(),
+        "cifar10": architectures.cifar10_teacher(),
+    }
+
+
+def _zeros(teacher, batch=2):
+    spec = teacher.inputs[0]
+    return np.zeros((batch,) + tuple(spec.shape[1:]), dtype=spec.dtype)
+
+
+def test_mnist_teacher_has_the_papers_parameter_count():
+    teacher = architectures.mnist_teacher()
+    assert teacher.count_params() == 2_446_730
+    assert teacher(_zeros(teacher)).shape == (2, 10)
+
+
+def test_mnist_teacher_rescale_adds_no_parameters():
+    teacher = architectures.mnist_teacher(rescale=True)
+    assert teacher.count_params() == 2_446_730
+    assert teacher.layers[1].name == "rescale"
+
+
+def test_imdb_teacher_parameter_count_and_output():
+    teacher = architectures.imdb_teacher()
+    assert teacher.count_params() == 4_147_073
+    assert teacher.inputs[0].dtype == "int32"
+    assert teacher(_zeros(teacher)).shape == (2, 1)
+
+
+def test_cifar10_teachers_parameter_counts_and_output():
+    vgg = architectures.cifar10_teacher(paper=True)
+    assert vgg.count_params() == 14_865_482
+    compact = architectures.cifar10_teacher()
+    assert compact.count_params() == 1_715_274
+    for teacher in (vgg, compact):
+        out = keras.ops.convert_to_numpy(teacher(_zeros(teacher)))
+        assert out.shape == (2, 10)
+        np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_augmentation_is_inactive_at_inference():
+    teacher = architectures.cifar10_teacher()
+    x = np.random.rand(2, 32, 32, 3).astype("float32")
+    no_aug = architectures.cifar10_teacher(augment=False)
+    no_aug.set_weights(teacher.get_weights())
+    np.testing.assert_allclose(
+        teacher.predict(x, verbose=0), no_aug.predict(x, verbose=0)
+    )
+
+
+@pytest.mark.parametrize("name", ["mnist", "imdb", "cifar10"])
+def test_default_rule_finds_the_representation(teachers, name):
+    tc = TeacherClass(teachers[name], num_students=1)
+    assert tc.feature_layer == "representation"
+    assert tc.chunks == (256,)
+
+
+@pytest.mark.parametrize(
+    "builder, shape, counts",
+    [
+        (architectures.mnist_student, (None, 28, 28, 1), MNIST_STUDENTS),
+        (architectures.imdb_student, (None, 500), IMDB_STUDENTS),
+        (architectures.cifar10_student, (None, 32, 32, 3), CIFAR10_STUDENTS),
+    ],
+)
+def test_student_parameter_counts(builder, shape, counts):
+    for n, expected in counts.items():
+        tower = builder(n)
+        tower.build(shape)
+        assert tower.units == 256 // n
+        assert tower.count_params() == expected, n
+
+
+@pytest.mark.parametrize(
+    "name, builder, counts",
+    [
+        ("mnist", architectures.mnist_student, MNIST_STUDENTS),
+        ("imdb", architectures.imdb_student, IMDB_STUDENTS),
+        ("cifar10", architectures.cifar10_student, CIFAR10_STUDENTS),
+    ],
+)
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_teacher_class_builds_with_paper_students(
+    teachers, name, builder, counts, n
+):
+    teacher = teachers[name]
+    tc = TeacherClass(teacher, num_students=n, student=builder(n))
+    assert tc.chunks == (256 // n,) * n
+    assert [s.count_params() for s in tc.students] == [counts[n]] * n
+    outputs = tc.students[0](_zeros(teacher))
+    assert outputs.shape == (2, 256 // n)
+
+
+def test_units_overrides_the_chunk_width():
+    assert architectures.mnist_student(4, units=10).units == 10
+    assert architectures.imdb_student(2, vocab_size=50).vocab_size == 50
+
+
+@pytest.mark.parametrize(
+    "builder", [architectures.mnist_student, architectures.imdb_student]
+)
+@pytest.mark.parametrize("n", [3, 16, 0, True])
+def test_paper_students_reject_other_class_sizes(builder, n):
+    with pytest.raises(ValueError, match=f"Received: num_students={n}"):
+        builder(n)
+
+
+@pytest.mark.parametrize("n", [0, 257, 2.0])
+def test_cifar10_student_rejects_bad_class_sizes(n):
+    with pytest.raises(ValueError, match=f"Received: num_students={n}"):
+        architectures.cifar10_student(n)
+
+
+def test_teachers_reject_one_class():
+    with pytest.raises(ValueError, match="Received: num_classes=1"):
+        architectures.mnist_teacher(num_classes=1)
+
+
+def test_student_tower_keras_round_trip(tmp_path):
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, architectures.mnist_student(8)(inputs))
+    x = np.random.rand(3, 28, 28, 1).astype("float32")
+    path = str(tmp_path / "student.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    tower = loaded.layers[-1]
+    assert tower.get_config()["filters"] == (16, 16, 16, 16)
+    assert tower.count_params() == MNIST_STUDENTS[8]
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
+    )
