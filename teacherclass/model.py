@@ -471,29 +471,37 @@ class TeacherClass(keras.Model):
             self._input(), self.students, self._feature_clip
         )
 
-    def compose(self, fine_tune=False, x=None, y=None, **fit_kwargs):
-        """Joins the students and the head into one small model.
+    def compose(self, fine_tune=False, x=None, y=None, head=None, **fit_kwargs):
+        """Joins the students and a head into one small model.
 
         Input -> every student -> concatenate in chunk order -> clip (see
-        `clip`) -> the teacher's head. With `fine_tune=True` the head is
-        first trained on `(x, y)` with the students frozen (the paper's
-        final step). The class itself is compiled like the teacher, so
-        `evaluate` works on it too.
+        `clip`) -> the teacher's head, or `head` for another task. With
+        `fine_tune=True` the head is first trained on `(x, y)` with the
+        students frozen (the paper's final step). With the teacher's head,
+        the class itself is compiled like the teacher, so `evaluate` works
+        on it too.
 
         Args:
             fine_tune: bool, train the head on `(x, y)` first.
             x: inputs for fine-tuning, as for `fit`.
             y: labels for fine-tuning.
+            head: None for the teacher's head (`self.head`), or a new
+                `keras.Model`/layer taking the representation (shape
+                `representation().output.shape`) for another task: it is
+                compiled as it is, or with defaults that fit its output
+                (see `teacher.default_compile_args`), and `self` is left as
+                it was. Reusing students this way is knowledge reuse.
             **fit_kwargs: passed to `fit` for fine-tuning (`epochs`, ...).
-                Its `History` is then `self.history`.
+                With the teacher's head its `History` is `self.history`.
 
         Returns:
-            A functional `keras.Model` named "composed", compiled like the
-            teacher, holding only the students and the head.
+            A functional `keras.Model` named "composed", compiled, holding
+            only the students and the head.
 
         Raises:
-            ValueError: if a student was never trained nor loaded, or
-                `fine_tune=True` without `x`.
+            ValueError: if a student was never trained nor loaded,
+                `fine_tune=True` comes without `x`, or `head` does not take
+                the representation.
         """
         untrained = [
             i for i in range(len(self.chunks)) if i not in self.trained_students
@@ -502,35 +510,197 @@ class TeacherClass(keras.Model):
             raise ValueError(
                 "compose() needs every student trained or loaded; students "
                 f"{untrained} are not. Train them with "
-                f"fit_students(x, students={untrained}) or load saved "
-                f"weights. Received: untrained students={untrained}"
+                f"fit_students(x, students={untrained}) or load_students(). "
+                f"Received: untrained students={untrained}"
             )
         if fine_tune and x is None:
             raise ValueError(
                 "compose(fine_tune=True) trains the head on labelled data: "
                 "pass `x` and `y`. Received: x=None"
             )
+        if head is not None:
+            return self._compose_new_head(head, fine_tune, x, y, fit_kwargs)
         self._compile_like_teacher(self)
         if fine_tune:
-            saved = [
-                (layer, layer.trainable)
-                for layer in [self.teacher, self.head, *self.students]
-            ]
-            self.teacher.trainable = False
-            self.head.trainable = True
-            for tower in self.students:
-                tower.trainable = False
-            try:
+            with self._frozen_students():
                 self._compile_like_teacher(self)
                 self.fit(x, y, **fit_kwargs)
-            finally:
-                for layer, trainable in saved:
-                    layer.trainable = trainable
         composed = compose_lib.compose_model(
             self._input(), self.students, self.head, self._feature_clip
         )
         self._compile_like_teacher(composed)
         return composed
+
+    @contextlib.contextmanager
+    def _frozen_students(self):
+        saved = [
+            (layer, layer.trainable) for layer in [self.teacher, *self.students]
+        ]
+        self.teacher.trainable = False
+        for tower in self.students:
+            tower.trainable = False
+        try:
+            yield
+        finally:
+            for layer, trainable in saved:
+                layer.trainable = trainable
+
+    def _compose_new_head(self, head, fine_tune, x, y, fit_kwargs):
+        if not isinstance(head, keras.layers.Layer):
+            raise TypeError(
+                "`head` must be a keras.Model or layer taking the "
+                f"representation. Received: head={head!r}"
+            )
+        rep = self.representation()
+        try:
+            head(rep.outputs[0])
+        except Exception as e:
+            raise ValueError(
+                "`head` must take the students' representation of shape "
+                f"{tuple(rep.outputs[0].shape)}: {e}. Received: head={head!r}"
+            ) from e
+        composed = keras.Model(
+            rep.inputs, head(rep.outputs[0]), name="composed"
+        )
+        if getattr(head, "compiled", False):
+            composed.compile_from_config(head.get_compile_config())
+        else:
+            composed.compile(**teacher_lib.default_compile_args(composed, y))
+        if fine_tune:
+            with self._frozen_students():
+                composed.compile_from_config(composed.get_compile_config())
+                composed.fit(x, y, **fit_kwargs)
+        return composed
+
+    # ------------------------------------------------------------------
+    # Students as independent jobs
+    # ------------------------------------------------------------------
+
+    def _student_meta(self, i):
+        start, stop = chunking.bounds(self.chunks)[i]
+        trunk = teacher_lib.trunk(self.teacher, self._feature_layer())
+        return {
+            "student": i,
+            "chunk": [start, stop],
+            "chunks": list(self.chunks),
+            "feature_layer": self.feature_layer,
+            "teacher": self.teacher.name,
+            "teacher_trunk_digest": teacher_lib.weights_digest(trunk),
+            "tower": keras.saving.serialize_keras_object(self.students[i]),
+        }
+
+    def save_students(self, directory, students=None, overwrite=False):
+        """Saves trained students, one `.keras` file each, for `compose`.
+
+        Students trained in separate processes or machines
+        (`fit_students(x, students=[i])`) each save theirs into a shared
+        directory; `load_students` then gathers them. Each student is
+        `student_{i}.keras` (a model from the input to its chunk, loadable
+        on its own) and `student_{i}.json` (its chunk and the teacher it
+        learned from).
+
+        Args:
+            directory: path of the directory (created if missing).
+            students: indices to save; default every trained student.
+            overwrite: bool, replace existing files of these students.
+
+        Returns:
+            The list of saved student indices.
+
+        Raises:
+            ValueError: if a listed student was never trained.
+            FileExistsError: if a student's file exists and `overwrite` is
+                False.
+        """
+        import json
+        import os
+
+        trained = self.trained_students
+        selected = (
+            trained if students is None else self._check_students(students)
+        )
+        missing = [i for i in selected if i not in trained]
+        if missing:
+            raise ValueError(
+                f"Students {missing} were never trained; train them first. "
+                f"Received: students={list(selected)}"
+            )
+        os.makedirs(directory, exist_ok=True)
+        for i in selected:
+            path = os.path.join(directory, f"student_{i}.keras")
+            if os.path.exists(path) and not overwrite:
+                raise FileExistsError(
+                    f"{path} exists; pass overwrite=True to replace it. "
+                    f"Received: directory={os.fspath(directory)!r}"
+                )
+        for i in selected:
+            inputs = self._input()
+            model = keras.Model(
+                inputs, self.students[i](inputs), name=f"student_{i}"
+            )
+            model.save(os.path.join(directory, f"student_{i}.keras"))
+            with open(os.path.join(directory, f"student_{i}.json"), "w") as f:
+                json.dump(self._student_meta(i), f, indent=1)
+        return list(selected)
+
+    def load_students(self, directory, students=None):
+        """Loads students written by `save_students`, then marks them trained.
+
+        Args:
+            directory: the directory `save_students` wrote to.
+            students: indices to load; default all of this class's students.
+
+        Returns:
+            The list of loaded student indices.
+
+        Raises:
+            FileNotFoundError: if a student's files are missing (the message
+                names the student).
+            ValueError: if a saved student belongs to another split, tower
+                or teacher.
+        """
+        import json
+        import os
+
+        selected = self._check_students(students)
+        for i in selected:
+            for ext in ("keras", "json"):
+                path = os.path.join(directory, f"student_{i}.{ext}")
+                if not os.path.exists(path):
+                    raise FileNotFoundError(
+                        f"Student {i} is missing: no {path}. Train it with "
+                        f"fit_students(x, students=[{i}]) and save_students."
+                        f" Received: directory={os.fspath(directory)!r}"
+                    )
+        loaded = {}
+        for i in selected:
+            with open(os.path.join(directory, f"student_{i}.json")) as f:
+                saved = json.load(f)
+            expected = self._student_meta(i)
+            for key in ("chunk", "feature_layer", "teacher_trunk_digest"):
+                if saved.get(key) != expected[key]:
+                    raise ValueError(
+                        f"Student {i} in {os.fspath(directory)!r} does not "
+                        f"match this class: its {key} is {saved.get(key)!r}, "
+                        f"expected {expected[key]!r}."
+                    )
+            model = keras.saving.load_model(
+                os.path.join(directory, f"student_{i}.keras")
+            )
+            tower = model.layers[-1]
+            if tower.get_config() != self.students[i].get_config():
+                raise ValueError(
+                    f"Student {i} in {os.fspath(directory)!r} is a different "
+                    f"tower ({tower.__class__.__name__}, units="
+                    f"{tower.get_config().get('units')}) than this class's."
+                )
+            loaded[i] = tower.get_weights()
+        for i, weights in loaded.items():
+            self.students[i].set_weights(weights)
+        trained = self._trained.numpy()
+        trained[list(loaded)] = 1
+        self._trained.assign(trained)
+        return sorted(loaded)
 
     def report(self):
         """Parameter counts of the teacher, students, head and composition.

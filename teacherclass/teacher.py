@@ -214,6 +214,8 @@ def feature_range(layer):
 
 def _output_activation(teacher):
     layer = _producer(teacher.outputs[0])
+    while isinstance(layer, keras.Model):  # a nested head: look inside
+        layer = _producer(layer.outputs[0])
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
     activation = getattr(layer, "activation", None)
@@ -275,3 +277,15 @@ def default_compile_args(teacher, y=None):
             from_logits=from_logits
         )
     return {"optimizer": "adam", "loss": loss, "metrics": ["accuracy"]}
+
+
+def weights_digest(model):
+    """A short hash of a model's weights, to tell two teachers apart."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()[:16]

@@ -411,3 +411,84 @@ def test_config_round_trip(teacher):
     assert clone.clip is None
     assert [s.units for s in clone.students] == [10, 6]
     assert clone.feature_layer == "rep"
+
+
+# --- students as independent jobs ---------------------------------------------
+
+
+def test_students_saved_separately_compose_like_one(teacher, data, tmp_path):
+    x, _, x_test, _ = data
+    jobs = []
+    for i in range(2):  # two "jobs", each training and saving one student
+        tc = _tc(teacher, num_students=2)
+        tc.fit_students(x, students=[i], epochs=2, verbose=0)
+        assert tc.save_students(tmp_path) == [i]
+        jobs.append(tc.students[i].get_weights())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "student_0.json",
+        "student_0.keras",
+        "student_1.json",
+        "student_1.keras",
+    ]
+    tc = _tc(teacher, num_students=2)
+    assert tc.load_students(tmp_path) == [0, 1]
+    for i in range(2):
+        for a, b in zip(tc.students[i].get_weights(), jobs[i]):
+            np.testing.assert_array_equal(a, b)
+    assert tc.compose().predict(x_test, verbose=0).shape == (128, 3)
+
+
+def test_load_students_errors(teacher, data, tmp_path):
+    x = data[0]
+    tc = _tc(teacher, num_students=2)
+    tc.fit_students(x, students=[0], epochs=1, verbose=0)
+    tc.save_students(tmp_path)
+    with pytest.raises(FileNotFoundError, match="Student 1 is missing"):
+        _tc(teacher, num_students=2).load_students(tmp_path)
+    with pytest.raises(FileExistsError, match="student_0.keras exists"):
+        tc.save_students(tmp_path)
+    with pytest.raises(ValueError, match=r"Students \[1\] were never trained"):
+        tc.save_students(tmp_path, students=[1])
+    # Another split of the same teacher: chunk 0 is (0, 6), not (0, 8).
+    other = _tc(teacher, num_students=3)
+    with pytest.raises(ValueError, match="Student 0 .* its chunk is"):
+        other.load_students(tmp_path, students=[0])
+    # Another teacher (different weights).
+    retrained = keras.models.clone_model(teacher)
+    with pytest.raises(ValueError, match="teacher_trunk_digest"):
+        _tc(retrained, num_students=2).load_students(tmp_path, students=[0])
+    # Another tower.
+    wide = _tc(teacher, num_students=2, student=DenseTower(1, hidden=(4,)))
+    with pytest.raises(ValueError, match="different tower"):
+        wide.load_students(tmp_path, students=[0])
+
+
+# --- knowledge reuse ----------------------------------------------------------
+
+
+def test_compose_with_a_new_head(teacher, data):
+    x, y, x_test, y_test = data
+    tc = _tc(teacher)
+    tc.fit_students(x, epochs=20, verbose=0)
+    students = [s.get_weights() for s in tc.students]
+    new_y = (y == 0).astype("int32")  # another labelling of the same inputs
+    head = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(2, activation="softmax")]
+    )
+    head.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    composed = tc.compose(
+        head=head, fine_tune=True, x=x, y=new_y, epochs=30, verbose=0
+    )
+    accuracy = composed.evaluate(x_test, (y_test == 0), verbose=0)[1]
+    assert accuracy > 0.9
+    for s, w in zip(tc.students, students):
+        for a, b in zip(s.get_weights(), w):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="must take the students'"):
+        tc.compose(
+            head=keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+        )
