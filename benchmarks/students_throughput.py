@@ -4,7 +4,8 @@
 precomputed targets (its chunk of the teacher's representation); (b)
 `TeacherClass.fit_students`, all students in one pass. Same towers, same
 initial weights, same data, batch size, precision and epochs, measured in
-one run on this machine. Prints samples per second (student-samples: one
+one run on this machine, in rounds that alternate which way goes first.
+Prints samples per second (student-samples: one
 student seeing one sample) for each and `ratio: X` = (b) / (a), and writes
 JSON next to this script.
 
@@ -66,12 +67,56 @@ def _rate(samples, times, skip_first):
     return samples * len(times) / sum(times)
 
 
+def _reference(tc, initial, x, features, args):
+    """(a): one default-compiled fit per student; per-epoch seconds."""
+    per_student = []
+    for i, (start, stop) in enumerate(chunking.bounds(tc.chunks)):
+        inputs = keras.Input(x.shape[1:])
+        tower = tc.students[i].__class__.from_config(
+            tc.students[i].get_config()
+        )
+        model = keras.Model(inputs, tower(inputs))
+        tower.set_weights(initial[i])
+        model.compile(optimizer="adam", loss="mse")
+        timer = EpochTimer()
+        model.fit(
+            x,
+            features[:, start:stop],
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            verbose=0,
+            callbacks=[timer],
+        )
+        per_student.append(timer.times)
+    return [sum(t) for t in zip(*per_student)]
+
+
+def _one_pass(tc, initial, x, args):
+    """(b): fit_students, one pipeline and one step for all students."""
+    for tower, weights in zip(tc.students, initial):
+        tower.set_weights(weights)
+    kwargs = {}
+    if args.steps_per_execution:
+        kwargs["steps_per_execution"] = args.steps_per_execution
+    timer = EpochTimer()
+    tc.fit_students(
+        x,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        verbose=0,
+        callbacks=[timer],
+        **kwargs,
+    )
+    return timer.times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--students", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--steps-per-execution", type=int, default=None)
@@ -95,42 +140,21 @@ def main():
     trunk = teacher_lib.trunk(teacher, teacher.get_layer(tc.feature_layer))
     features = trunk.predict(x, batch_size=1024, verbose=0).astype("float32")
 
-    # (a) One default-compiled fit per student, on precomputed targets.
-    reference_times = []
-    for i, (start, stop) in enumerate(chunking.bounds(tc.chunks)):
-        inputs = keras.Input(x.shape[1:])
-        tower = tc.students[i].__class__.from_config(
-            tc.students[i].get_config()
-        )
-        model = keras.Model(inputs, tower(inputs))
-        tower.set_weights(initial[i])
-        model.compile(optimizer="adam", loss="mse")
-        timer = EpochTimer()
-        model.fit(
-            x,
-            features[:, start:stop],
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            verbose=0,
-            callbacks=[timer],
-        )
-        reference_times.append(timer.times)
-    per_epoch_a = [sum(t) for t in zip(*reference_times)]
-
-    # (b) fit_students: one pipeline, one step for all students.
-    timer = EpochTimer()
-    kwargs = {}
-    if args.steps_per_execution:
-        kwargs["steps_per_execution"] = args.steps_per_execution
-    tc.fit_students(
-        x,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        verbose=0,
-        callbacks=[timer],
-        **kwargs,
-    )
-    per_epoch_b = timer.times
+    # Rounds alternate the order (a, b), (b, a), ... so that load from
+    # other processes on the machine falls on both ways alike.
+    rounds = []
+    for r in range(args.rounds):
+        times = {}
+        for way in ("a", "b") if r % 2 == 0 else ("b", "a"):
+            if way == "a":
+                times[way] = _reference(tc, initial, x, features, args)
+            else:
+                times[way] = _one_pass(tc, initial, x, args)
+        rounds.append(times)
+    per_epoch_a = [t for r in rounds for t in r["a"][1:]]
+    per_epoch_b = [t for r in rounds for t in r["b"][1:]]
+    first_a = [r["a"][0] for r in rounds]
+    first_b = [r["b"][0] for r in rounds]
 
     samples = n * args.students
     result = {
@@ -155,21 +179,25 @@ def main():
             "students": args.students,
             "student_params": [s.count_params() for s in tc.students],
             "epochs": args.epochs,
+            "rounds": args.rounds,
             "batch_size": args.batch_size,
             "precision": args.precision,
             "steps_per_execution": args.steps_per_execution or "default",
             "seed": args.seed,
         },
-        "reference_epoch_seconds": per_epoch_a,
-        "one_pass_epoch_seconds": per_epoch_b,
-        "reference_samples_per_second": _rate(samples, per_epoch_a, True),
-        "one_pass_samples_per_second": _rate(samples, per_epoch_b, True),
+        "rounds": rounds,
+        "reference_samples_per_second": _rate(samples, per_epoch_a, False),
+        "one_pass_samples_per_second": _rate(samples, per_epoch_b, False),
         "reference_samples_per_second_all_epochs": _rate(
-            samples, per_epoch_a, False
+            samples, per_epoch_a + first_a, False
         ),
         "one_pass_samples_per_second_all_epochs": _rate(
-            samples, per_epoch_b, False
+            samples, per_epoch_b + first_b, False
         ),
+        "round_ratios": [
+            _rate(samples, r["b"], True) / _rate(samples, r["a"], True)
+            for r in rounds
+        ],
     }
     result["ratio"] = (
         result["one_pass_samples_per_second"]
@@ -195,6 +223,10 @@ def main():
         f"{result['one_pass_samples_per_second_all_epochs']:>12,.0f}"
     )
     print("(samples/s excludes each fit's first epoch, which traces graphs)")
+    print(
+        "per-round ratios: "
+        + ", ".join(f"{v:.2f}" for v in result["round_ratios"])
+    )
     print(f"ratio: {result['ratio']:.2f}")
     print(f"ratio (all epochs): {result['ratio_all_epochs']:.2f}")
     out = Path(args.out)
