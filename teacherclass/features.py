@@ -4,6 +4,11 @@
 pipeline and caches `(x, features)` pairs, in memory or on disk. One pass
 fills the cache (and checks that every feature is finite); every epoch after
 that reads the cache and never runs the teacher again.
+
+A disk cache (`cache="path"` or `cache=DiskCache(...)`) is for data larger
+than memory: it is written once with `tf.data.Dataset.save` in shards, read
+back as a stream, and shuffled by reading the shards in a random order
+through a bounded shuffle buffer, so memory stays flat as the data grows.
 """
 
 import hashlib
@@ -17,8 +22,93 @@ import tensorflow as tf
 from teacherclass import chunking
 
 _META = "teacherclass-cache.json"
-_FORMAT = 1
+_FORMAT = 2
 _SCAN_BATCH = 4096
+# Input batches per shard block when the number of batches is unknown.
+_BLOCK = 16
+_DEFAULT_SHARDS = 8
+# A disk cache's default shuffle buffer holds about this many bytes ...
+_SHUFFLE_BYTES = 64 * 2**20
+# ... but never fewer samples than this.
+_MIN_SHUFFLE = 1024
+
+
+def _check_int(name, value, minimum=1, allow_none=True):
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}"
+            f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
+        )
+
+
+class DiskCache:
+    """A disk cache of the teacher's representation, with its options.
+
+    `fit_students(cache="path")` is `fit_students(cache=DiskCache("path"))`.
+    The first run writes `(x, features)` pairs to `path` in `shards` files
+    with `tf.data.Dataset.save` and a `teacherclass-cache.json` holding a
+    fingerprint of the teacher's trunk and of the inputs; a later run with
+    the same teacher and data reads them back without running the teacher,
+    and a changed teacher or dataset is refused. Training streams the
+    shards in a new random order every epoch through a shuffle buffer of
+    `shuffle_buffer` samples, so memory does not grow with the data.
+
+    Args:
+        path: the cache directory: new, empty, or written by teacherclass.
+        shards: int, files the cache is written to. Shards are contiguous
+            runs of the input (when its length is known), read
+            interleaved in a random order: more shards mix a sorted input
+            better and let more readers work in parallel.
+        shuffle_buffer: int, samples held to shuffle a training epoch.
+            Defaults to about 64 MiB of samples (at least 1024, at most
+            all of them).
+        fingerprint_batches: int or None. None hashes every input batch to
+            tell datasets apart (one extra read of the inputs per run,
+            without the teacher); an int hashes only the first that many
+            batches plus the number of batches, for inputs too slow to
+            read twice (e.g. JPEG decoding), at the risk of not noticing a
+            change past them.
+
+    Raises:
+        ValueError: if an option is not a positive integer.
+
+    Example:
+
+    >>> import tempfile
+    >>> import keras
+    >>> trunk = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
+    >>> x = np.random.rand(100, 4).astype("float32")
+    >>> batches = tf.data.Dataset.from_tensor_slices(x).batch(10)
+    >>> cache = DiskCache(tempfile.mkdtemp(), shards=4, shuffle_buffer=32)
+    >>> feats = extract(trunk, batches, (3, 3), cache=cache)
+    >>> feats.num_samples, feats.shuffle_buffer
+    (100, 32)
+    """
+
+    def __init__(
+        self,
+        path,
+        shards=_DEFAULT_SHARDS,
+        shuffle_buffer=None,
+        fingerprint_batches=None,
+    ):
+        _check_int("shards", shards, allow_none=False)
+        _check_int("shuffle_buffer", shuffle_buffer)
+        _check_int("fingerprint_batches", fingerprint_batches)
+        self.path = os.fspath(path)
+        self.shards = int(shards)
+        self.shuffle_buffer = shuffle_buffer
+        self.fingerprint_batches = fingerprint_batches
+
+    def __repr__(self):
+        return (
+            f"DiskCache({self.path!r}, shards={self.shards}, "
+            f"shuffle_buffer={self.shuffle_buffer}, "
+            f"fingerprint_batches={self.fingerprint_batches})"
+        )
 
 
 class Features:
@@ -26,32 +116,53 @@ class Features:
 
     Attributes:
         pairs: unbatched `tf.data.Dataset` of `(x, features)`, features in
-            float32, served from the cache.
+            float32, served from the cache in a fixed order.
         num_samples: int, the number of samples.
+        shuffle_buffer: int, the samples `batches(shuffle=True)` holds to
+            shuffle: all of them for a memory cache, a bounded number for a
+            disk cache.
     """
 
-    def __init__(self, pairs, num_samples):
+    def __init__(self, pairs, num_samples, shuffle_buffer=None, sources=None):
         self.pairs = pairs
         self.num_samples = num_samples
+        self.shuffle_buffer = min(shuffle_buffer or num_samples, num_samples)
+        # Called with a seed: the pairs read in a random order of sources
+        # (a disk cache's shards), before the shuffle buffer.
+        self._sources = sources
 
     def batches(self, batch_size, shuffle=False, seed=None):
-        """Batches for training or evaluation, reshuffled every epoch."""
-        # The cardinality lets Keras size epochs and progress bars.
-        ds = self.pairs.apply(
-            tf.data.experimental.assert_cardinality(self.num_samples)
-        )
+        """Batches for training or evaluation, reshuffled every epoch.
+
+        Args:
+            batch_size: int, samples per batch.
+            shuffle: bool, a new order every epoch (every iterator).
+            seed: int or None, for a reproducible sequence of orders.
+
+        Returns:
+            A batched, prefetched `tf.data.Dataset` of `(x, features)`.
+        """
+        ds = self.pairs
         if shuffle:
+            if self._sources is not None:
+                ds = self._sources(seed)
             ds = ds.shuffle(
-                self.num_samples, seed=seed, reshuffle_each_iteration=True
+                self.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
             )
+        # The cardinality lets Keras size epochs and progress bars.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(self.num_samples))
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _teacher_pairs(trunk, batches):
+def _teacher_batches(trunk, batches):
     def run(x):
         return x, tf.cast(trunk(x, training=False), "float32")
 
-    return batches.map(run).unbatch()
+    return batches.map(run)
+
+
+def _teacher_pairs(trunk, batches):
+    return _teacher_batches(trunk, batches).unbatch()
 
 
 def _scan(pairs, chunks):
@@ -83,12 +194,21 @@ def _scan(pairs, chunks):
     return num_samples
 
 
-def fingerprint(trunk, batches):
+def fingerprint(trunk, batches, max_batches=None):
     """A hash of the trunk (architecture and weights) and of the inputs.
 
     It identifies a disk cache: the same teacher on the same data gives the
     same fingerprint. Hashing the inputs reads them once, without running
     the teacher.
+
+    Args:
+        trunk: the `keras.Model` that computes the representation.
+        batches: batched `tf.data.Dataset` of inputs.
+        max_batches: int or None: hash only the first `max_batches` input
+            batches, plus the number of batches and the element spec.
+
+    Returns:
+        A hex string.
     """
     h = hashlib.sha256()
     h.update(
@@ -96,27 +216,124 @@ def fingerprint(trunk, batches):
     )
     for w in trunk.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
+    h.update(repr(batches.element_spec).encode())
+    count = 0
     for x in batches:
-        h.update(np.ascontiguousarray(x.numpy()).tobytes())
+        if max_batches is None or count < max_batches:
+            h.update(np.ascontiguousarray(x.numpy()).tobytes())
+        elif batches.cardinality() >= 0:
+            break  # the count is known without reading on
+        count += 1
+    if max_batches is not None:
+        known = int(batches.cardinality())
+        h.update(str(known if known >= 0 else count).encode())
     return h.hexdigest()
 
 
-def _disk(trunk, batches, chunks, path):
-    path = os.fspath(path)
+def _shard_func(num_batches, shards):
+    """Maps an input batch's index to its shard.
+
+    With a known number of batches every shard is one contiguous run of
+    the input, so reading shards side by side mixes distant samples;
+    otherwise blocks of `_BLOCK` batches go to shards in turn.
+    """
+    if num_batches > 0:
+        per_shard = max(1, -(-num_batches // shards))  # ceil
+
+        def shard(index, _):
+            return tf.minimum(index // per_shard, shards - 1)
+
+    else:
+
+        def shard(index, _):
+            return (index // _BLOCK) % shards
+
+    return shard
+
+
+def _reader(shuffle_seed=None, shards=_DEFAULT_SHARDS):
+    """A `Dataset.load` reader: shards in turn, or side by side at random."""
+
+    def read(datasets):
+        if shuffle_seed is False:
+            # One shard after the other: the input's order when the
+            # shards are contiguous runs of it.
+            return datasets.flat_map(lambda d: d)
+        datasets = datasets.shuffle(
+            shards, seed=shuffle_seed, reshuffle_each_iteration=True
+        )
+        return datasets.interleave(
+            lambda d: d,
+            cycle_length=shards,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=False,
+        )
+
+    return read
+
+
+def _load_pairs(data_path, shards, shuffle_seed=False):
+    """The stored `(x, features)` pairs, unbatched.
+
+    `shuffle_seed=False` reads in a fixed order; None or an int reads the
+    shards in a random order, new every epoch.
+    """
+    ds = tf.data.Dataset.load(
+        data_path, reader_func=_reader(shuffle_seed, shards)
+    )
+    return ds.map(lambda _, pair: pair).unbatch()
+
+
+def _sample_bytes(pairs):
+    size = 0
+    for spec in tf.nest.flatten(pairs.element_spec):
+        n = int(np.prod([d or 1 for d in spec.shape.as_list()]))
+        size += n * spec.dtype.size
+    return max(size, 1)
+
+
+def _disk_features(cache, data_path, num_samples):
+    shards = cache.shards
+
+    def sources(seed):
+        return _load_pairs(data_path, shards, shuffle_seed=seed)
+
+    pairs = _load_pairs(data_path, shards)
+    buffer = cache.shuffle_buffer
+    if buffer is None:
+        buffer = max(_MIN_SHUFFLE, _SHUFFLE_BYTES // _sample_bytes(pairs))
+    return Features(pairs, num_samples, shuffle_buffer=buffer, sources=sources)
+
+
+def _disk(trunk, batches, chunks, cache):
+    path = cache.path
     meta_path = os.path.join(path, _META)
     data_path = os.path.join(path, "features")
-    digest = fingerprint(trunk, batches)
+    digest = fingerprint(trunk, batches, cache.fingerprint_batches)
     if os.path.exists(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
-        if meta.get("fingerprint") != digest or meta.get("format") != _FORMAT:
+        if meta.get("format") != _FORMAT:
+            raise ValueError(
+                "`cache` was written by another version of teacherclass "
+                f"(format {meta.get('format')}, this one reads {_FORMAT}). "
+                f"It is left untouched: delete it, or pass another path. "
+                f"Received: cache={path!r}"
+            )
+        if meta.get("fingerprint") != digest:
             raise ValueError(
                 "`cache` holds the features of a different teacher or "
                 "dataset. It is left untouched: delete it, or pass another "
                 f"path. Received: cache={path!r}"
             )
-        pairs = tf.data.Dataset.load(data_path)
-        return Features(pairs, meta["num_samples"])
+        # The shards were fixed when the cache was written.
+        cache = DiskCache(
+            path,
+            shards=meta["shards"],
+            shuffle_buffer=cache.shuffle_buffer,
+            fingerprint_batches=cache.fingerprint_batches,
+        )
+        return _disk_features(cache, data_path, meta["num_samples"])
     leftovers = set(os.listdir(path)) if os.path.isdir(path) else set()
     # A `features.partial` alone is an interrupted write of this function.
     if os.path.exists(path) and (
@@ -130,9 +347,13 @@ def _disk(trunk, batches, chunks, path):
     tmp = data_path + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
-    _teacher_pairs(trunk, batches).save(tmp)
+    # Whole input batches are stored, numbered so they can be sharded.
+    _teacher_batches(trunk, batches).enumerate().save(
+        tmp,
+        shard_func=_shard_func(int(batches.cardinality()), cache.shards),
+    )
     try:
-        num_samples = _scan(tf.data.Dataset.load(tmp), chunks)
+        num_samples = _scan(_load_pairs(tmp, cache.shards), chunks)
     except ValueError:
         shutil.rmtree(path)  # only what this call wrote
         raise
@@ -142,12 +363,14 @@ def _disk(trunk, batches, chunks, path):
             {
                 "format": _FORMAT,
                 "fingerprint": digest,
+                "fingerprint_batches": cache.fingerprint_batches,
                 "num_samples": num_samples,
+                "shards": cache.shards,
                 "chunks": list(chunks),
             },
             f,
         )
-    return Features(tf.data.Dataset.load(data_path), num_samples)
+    return _disk_features(cache, data_path, num_samples)
 
 
 def extract(trunk, batches, chunks, cache=None):
@@ -157,8 +380,9 @@ def extract(trunk, batches, chunks, cache=None):
         trunk: `keras.Model` from the teacher's input to the representation.
         batches: batched `tf.data.Dataset` of inputs.
         chunks: tuple of chunk widths, to report non-finite features.
-        cache: None to cache in memory, or a directory path to cache on disk
-            (reused when the same teacher meets the same data).
+        cache: None to cache in memory, a directory path to cache on disk
+            (reused when the same teacher meets the same data), or a
+            `DiskCache` for a disk cache with options.
 
     Returns:
         A `Features`.
@@ -166,8 +390,26 @@ def extract(trunk, batches, chunks, cache=None):
     Raises:
         ValueError: if the data is empty, a feature is NaN or infinite, or
             `cache` holds something else.
+        TypeError: if `cache` is neither None, a path nor a `DiskCache`.
+
+    Example:
+
+    >>> import keras
+    >>> trunk = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
+    >>> x = np.random.rand(10, 4).astype("float32")
+    >>> batches = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    >>> feats = extract(trunk, batches, (3, 3))
+    >>> feats.num_samples
+    10
     """
     if cache is not None:
+        if isinstance(cache, (str, os.PathLike)):
+            cache = DiskCache(cache)
+        if not isinstance(cache, DiskCache):
+            raise TypeError(
+                "`cache` must be None (memory), a directory path or a "
+                f"teacherclass.features.DiskCache. Received: cache={cache!r}"
+            )
         return _disk(trunk, batches, chunks, cache)
     pairs = _teacher_pairs(trunk, batches).cache()
     # The scan is the one pass that runs the teacher and fills the cache.

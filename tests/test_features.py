@@ -112,3 +112,137 @@ def test_disk_cache_never_touches_a_foreign_directory(tmp_path):
     with pytest.raises(ValueError, match="left untouched"):
         features.extract(_trunk(), batches, (6,), cache=tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def _counting_teacher(calls):
+    """An MLP teacher whose trunk records every batch it runs on."""
+
+    class Counting(keras.layers.Layer):
+        def call(self, x):
+            n = tf.py_function(lambda: calls.append(1) or 0.0, [], tf.float32)
+            n.set_shape(())
+            return x + 0.0 * n
+
+        def compute_output_shape(self, shape):
+            return shape
+
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            Counting(name="counting"),
+            keras.layers.Dense(6, activation="relu", name="rep"),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ]
+    )
+
+
+def test_second_fit_students_reads_the_disk_cache_only(tmp_path):
+    from teacherclass import DenseTower
+    from teacherclass import TeacherClass
+
+    calls = []
+    teacher = _counting_teacher(calls)
+    x, _ = _batches(n=40)
+    cache = str(tmp_path / "cache")
+
+    def fit():
+        tc = TeacherClass(
+            teacher, num_students=2, student=DenseTower(1, hidden=(4,))
+        )
+        return tc.fit_students(
+            x, batch_size=8, epochs=2, verbose=0, cache=cache
+        )
+
+    calls.clear()
+    first = fit()
+    assert len(calls) == 5  # one pass over 40 samples in batches of 8
+    calls.clear()
+    second = fit()
+    assert calls == []  # the second run never runs the teacher
+    assert len(second.history["loss"]) == len(first.history["loss"]) == 2
+
+
+def test_disk_cache_shards_and_streams_with_a_bounded_buffer(tmp_path):
+    trunk = _trunk()
+    x = np.arange(400 * 4, dtype="float32").reshape(400, 4) / 1600
+    batches = tf.data.Dataset.from_tensor_slices(x).batch(10)
+    cache = features.DiskCache(tmp_path / "c", shards=4, shuffle_buffer=16)
+    feats = features.extract(trunk, batches, (6,), cache=cache)
+    assert feats.num_samples == 400
+    assert feats.shuffle_buffer == 16
+    meta = json.loads((tmp_path / "c" / "teacherclass-cache.json").read_text())
+    assert meta["shards"] == 4
+    shard_files = list((tmp_path / "c" / "features").rglob("*.shard"))
+    assert len(shard_files) == 4
+
+    # Unshuffled: every sample once, in the input's order.
+    ordered = np.concatenate([a for a, _ in feats.batches(64)])
+    np.testing.assert_array_equal(ordered, x)
+
+    # Shuffled: every sample once, a new order each epoch, and samples far
+    # apart in the input meet early (shards are read side by side), though
+    # the buffer holds only 16.
+    ds = feats.batches(400, shuffle=True, seed=0)
+    first = next(iter(ds))[0].numpy()
+    second = next(iter(ds))[0].numpy()
+    np.testing.assert_array_equal(np.sort(first[:, 0]), x[:, 0])
+    assert not np.array_equal(first, second)
+    index = (first[:, 0] * 1600 / 4).astype(int)
+    assert index[:32].max() - index[:32].min() > 200
+
+
+def test_memory_cache_shuffles_over_every_sample():
+    _, batches = _batches(n=20)
+    feats = features.extract(_trunk(), batches, (6,))
+    assert feats.shuffle_buffer == 20
+
+
+def test_default_disk_shuffle_buffer_is_bounded(tmp_path):
+    _, batches = _batches(n=20)
+    feats = features.extract(_trunk(), batches, (6,), cache=tmp_path / "c")
+    assert feats.shuffle_buffer == 20  # 64 MiB of samples, at most all
+    big = features.Features(feats.pairs, 10**9, shuffle_buffer=None)
+    assert big.shuffle_buffer == 10**9  # memory: all of them
+    assert features._MIN_SHUFFLE <= features._SHUFFLE_BYTES // 40
+
+
+def test_partial_fingerprint_still_detects_a_new_teacher(tmp_path):
+    _, batches = _batches(n=40)
+    cache = features.DiskCache(tmp_path / "c", fingerprint_batches=1)
+    trunk = _trunk()
+    features.extract(trunk, batches, (6,), cache=cache)
+    features.extract(trunk, batches, (6,), cache=cache)  # reused
+    with pytest.raises(ValueError, match="different teacher or dataset"):
+        features.extract(_trunk(seed=2), batches, (6,), cache=cache)
+    shorter = batches.take(2)  # same first batch, fewer batches
+    with pytest.raises(ValueError, match="different teacher or dataset"):
+        features.extract(trunk, shorter, (6,), cache=cache)
+
+
+def test_old_format_cache_is_refused(tmp_path):
+    _, batches = _batches()
+    features.extract(_trunk(), batches, (6,), cache=tmp_path)
+    meta_path = tmp_path / "teacherclass-cache.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, format=1)))
+    with pytest.raises(ValueError, match="another version of teacherclass"):
+        features.extract(_trunk(), batches, (6,), cache=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"shards": 0}, "Received: shards=0"),
+        ({"shuffle_buffer": -1}, "Received: shuffle_buffer=-1"),
+        ({"fingerprint_batches": 1.5}, "Received: fingerprint_batches=1.5"),
+    ],
+)
+def test_disk_cache_options_are_checked(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        features.DiskCache(tmp_path, **kwargs)
+
+
+def test_cache_of_the_wrong_type():
+    _, batches = _batches()
+    with pytest.raises(TypeError, match="Received: cache=3"):
+        features.extract(_trunk(), batches, (6,), cache=3)
