@@ -4,6 +4,7 @@ import contextlib
 
 import keras
 import numpy as np
+from keras import ops
 
 from teacherclass import chunking
 from teacherclass import compose as compose_lib
@@ -15,6 +16,21 @@ from teacherclass import teacher as teacher_lib
 from teacherclass import towers as towers_lib
 
 _DEFAULT_BATCH_SIZE = 32
+
+
+def _scale_for_replicas(loss):
+    """Divides a per-replica loss by the replicas that sum its gradients.
+
+    Keras' own losses are scaled this way under a tf.distribute strategy;
+    the students' summed loss must be too, or SGD steps grow with the
+    replica count.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss / replicas
 
 
 def _resolve_clip(clip, layer):
@@ -34,6 +50,58 @@ def _resolve_clip(clip, layer):
     return (low, high)
 
 
+def _resolve_student_input(teacher, student_input):
+    """The name of the layer whose output the students take, or None.
+
+    None means the teacher's input. A teacher that takes strings has its
+    first layer (e.g. `TextVectorization`) as the default: students learn
+    on its output (token ids), and the composed model keeps it in front.
+    """
+    spec = teacher.inputs[0]
+    if student_input is None:
+        if spec.dtype != "string":
+            return None
+        users = [
+            layer
+            for layer in teacher.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+            and any(
+                t is spec
+                for node in layer._inbound_nodes
+                for t in node.input_tensors
+            )
+        ]
+        if len(users) != 1:
+            raise ValueError(
+                "The teacher takes strings; its students need numbers. Name "
+                "the layer that turns the strings into numbers (e.g. a "
+                "TextVectorization) as `student_input`. Received: "
+                "student_input=None, and the teacher's input feeds "
+                f"{[u.name for u in users]}"
+            )
+        student_input = users[0].name
+    names = [layer.name for layer in teacher.layers]
+    if not isinstance(student_input, str) or student_input not in names:
+        raise ValueError(
+            "`student_input` must be None or the name of one of the "
+            f"teacher's layers: {names}. "
+            f"Received: student_input={student_input!r}"
+        )
+    prefix = keras.Model(
+        teacher.inputs,
+        teacher_lib.output_of(teacher, teacher.get_layer(student_input)),
+    )
+    if prefix.trainable_weights:
+        raise ValueError(
+            "The layers up to `student_input` are the composed model's "
+            "preprocessing, kept in front of the students: they must have "
+            "no trainable weights, or the composed model would hold part of "
+            f"the teacher. Received: student_input={student_input!r} with "
+            f"{len(prefix.trainable_weights)} trainable weights before it"
+        )
+    return student_input
+
+
 @keras.saving.register_keras_serializable(package="teacherclass")
 class TeacherClass(keras.Model):
     """A teacher network and a class of students that share its work.
@@ -50,6 +118,17 @@ class TeacherClass(keras.Model):
     Calling the model (`tc(x)`, `predict`, `evaluate`) runs that composed
     path; `compose()` also compiles it with the teacher's compile settings
     and returns it as a standalone functional model.
+
+    A teacher that starts with preprocessing, e.g. `Input(string) ->
+    TextVectorization -> Embedding -> ...`, keeps it for itself and for the
+    composed model, while its students learn on the preprocessed input
+    (token ids; see `student_input`). The preprocessing runs once per
+    sample, when the representation is cached, not once per student and
+    epoch; each student does not carry its own copy of the vocabulary; and
+    the composed model takes what the teacher takes (raw strings), its
+    `.keras` file holding the vectorizer's vocabulary. Pass strings as an
+    object array (`np.array(texts, dtype=object)`, as
+    `datasets.load("imdb_reviews")` returns them) or a `tf.string` tensor.
 
     Args:
         teacher: a built single-input, single-output `keras.Model`
@@ -72,6 +151,15 @@ class TeacherClass(keras.Model):
             head: "auto" (the range of `feature_layer`'s activation, e.g.
             `[0, inf)` after ReLU; none when it is linear), None for no
             clipping, or a `(low, high)` pair with None for an open end.
+        student_input: name of the teacher layer whose output the students
+            take, for teachers that start with preprocessing (layers
+            without trainable weights, e.g. `TextVectorization`).
+            Defaults to the teacher's input, or, for a teacher that takes
+            strings, to its first layer. That preprocessing runs once per
+            sample when the features are cached (students train on its
+            output, e.g. token ids) and sits in front of the students in
+            the composed model, which so takes what the teacher takes
+            (e.g. raw strings).
         **kwargs: base `keras.Model` arguments (`name`, ...).
 
     Raises:
@@ -104,11 +192,13 @@ class TeacherClass(keras.Model):
         chunks=None,
         student=None,
         clip="auto",
+        student_input=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         teacher_lib.check_teacher(teacher)
         layer = teacher_lib.get_feature_layer(teacher, feature_layer)
+        self.student_input = _resolve_student_input(teacher, student_input)
         feature_shape = tuple(teacher_lib.output_of(teacher, layer).shape)
         if feature_shape[-1] is None:
             raise ValueError(
@@ -141,6 +231,7 @@ class TeacherClass(keras.Model):
         )
         self._fitting = None  # indices of the students being fitted
         self._objective = None
+        self._adversary = None  # training-only state of adversarial fits
         self.built = True
 
     # ------------------------------------------------------------------
@@ -160,7 +251,14 @@ class TeacherClass(keras.Model):
             layers = list(student)
         else:
             layers = [
-                towers_lib.make_tower(student, i, width, self.teacher)
+                towers_lib.make_tower(
+                    student,
+                    i,
+                    width,
+                    self.teacher,
+                    input_spec=self._input(),
+                    feature_shape=feature_shape,
+                )
                 for i, width in enumerate(self.chunks)
             ]
         inputs = self._input()
@@ -175,10 +273,34 @@ class TeacherClass(keras.Model):
                 )
         return layers
 
-    def _input(self):
+    def _raw_input(self):
+        """A new input like the teacher's."""
         spec = self.teacher.inputs[0]
         return keras.Input(
             shape=spec.shape[1:], dtype=spec.dtype, name="inputs"
+        )
+
+    def _input(self):
+        """A new input like the students' (see `student_input`)."""
+        if self.student_input is None:
+            return self._raw_input()
+        spec = self._student_input_tensor()
+        return keras.Input(
+            shape=spec.shape[1:], dtype=spec.dtype, name="student_inputs"
+        )
+
+    def _student_input_tensor(self):
+        layer = self.teacher.get_layer(self.student_input)
+        return teacher_lib.output_of(self.teacher, layer)
+
+    def _preprocessor(self):
+        """The teacher's layers up to `student_input`, as a model."""
+        # Built on demand: stored, it would be tracked and could list the
+        # teacher's preprocessing weights twice.
+        return keras.Model(
+            self.teacher.inputs[0],
+            self._student_input_tensor(),
+            name="preprocessor",
         )
 
     def _feature_layer(self):
@@ -200,10 +322,13 @@ class TeacherClass(keras.Model):
 
     def call(self, inputs, training=None):
         if self._fitting is not None:
+            # Students train on cached inputs, already preprocessed.
             return {
                 f"student_{i}": self.students[i](inputs, training=training)
                 for i in self._fitting
             }
+        if self.student_input is not None:
+            inputs = self._preprocessor()(inputs)
         outputs = [s(inputs, training=training) for s in self.students]
         rep = compose_lib.join(outputs, self._feature_clip)
         return self.head(rep, training=training)
@@ -224,7 +349,7 @@ class TeacherClass(keras.Model):
             value = self._objective(y[..., start:stop], y_pred[f"student_{i}"])
             self._student_losses[i].update_state(value)
             total = total + value
-        return total
+        return _scale_for_replicas(total)
 
     def get_compile_config(self):
         # A checkpoint written while students train must not carry their
@@ -239,7 +364,24 @@ class TeacherClass(keras.Model):
         metrics = [m for m in super().metrics if id(m) not in own]
         if self._fitting is not None:
             metrics += [self._student_losses[i] for i in self._fitting]
+        if self._adversary is not None:
+            # Its step never calls compute_metrics, which would build the
+            # (empty) compiled metrics; unbuilt, they cannot report.
+            metrics = [m for m in metrics if getattr(m, "built", True)]
+            metrics += self._adversary.metrics
         return metrics
+
+    def train_step(self, data):
+        # The regression objectives go through `compute_loss`; only the
+        # adversarial one needs two optimizers, hence its own step.
+        if self._adversary is None:
+            return super().train_step(data)
+        return self._adversary.step(data, training=True)
+
+    def test_step(self, data):
+        if self._adversary is None:
+            return super().test_step(data)
+        return self._adversary.step(data, training=False)
 
     # ------------------------------------------------------------------
     # Training
@@ -262,22 +404,30 @@ class TeacherClass(keras.Model):
         Returns:
             The teacher's `History`.
         """
-        if not self.teacher.compiled:
-            self.teacher.compile(
-                **teacher_lib.default_compile_args(
-                    self.teacher, y if y is not None else x
+        with self._scope():
+            if not self.teacher.compiled:
+                self.teacher.compile(
+                    **teacher_lib.default_compile_args(
+                        self.teacher, y if y is not None else x
+                    )
                 )
-            )
-        trainable = self.teacher.trainable
-        self.teacher.trainable = True
-        try:
-            history = self.teacher.fit(x, y, **fit_kwargs)
-        finally:
-            self.teacher.trainable = trainable
+            trainable = self.teacher.trainable
+            self.teacher.trainable = True
+            try:
+                history = self.teacher.fit(x, y, **fit_kwargs)
+            finally:
+                self.teacher.trainable = trainable
         teacher_lib.copy_head_weights(
             self.teacher, self._feature_layer(), self.head
         )
         return history
+
+    def _scope(self):
+        """The strategy scope this model was built in, if any."""
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None:
+            return contextlib.nullcontext()
+        return strategy.scope()
 
     def _check_students(self, students):
         n = len(self.chunks)
@@ -330,11 +480,34 @@ class TeacherClass(keras.Model):
             else:
                 self.compiled = False
 
+    @contextlib.contextmanager
+    def _adversarial(self, selected, objective):
+        """Discriminators for `selected` students, for one fit only."""
+        if objective is None:
+            yield
+            return
+        # A plain attribute holder: Keras does not track what it holds, so
+        # the discriminators never become weights of this model.
+        self._adversary = _Adversary(self, selected, objective)
+        try:
+            yield
+        finally:
+            self._adversary = None
+
     def _features(self, x, batch_size, cache=None, name="x"):
         batches = data.batched_inputs(
             x, self.teacher.inputs[0], batch_size, name=name
         )
         trunk = teacher_lib.trunk(self.teacher, self._feature_layer())
+        if self.student_input is not None:
+            # Cache what the students take: preprocess once per sample,
+            # and run the rest of the trunk from there.
+            preprocessor = self._preprocessor()
+            batches = batches.map(lambda b: preprocessor(b, training=False))
+            trunk = keras.Model(
+                self._student_input_tensor(),
+                teacher_lib.output_of(self.teacher, self._feature_layer()),
+            )
         return features.extract(trunk, batches, self.chunks, cache=cache)
 
     def fit_students(
@@ -381,8 +554,14 @@ class TeacherClass(keras.Model):
             initial_epoch: int, as in `fit`.
             students: indices of the students to train (default all); the
                 others are left untouched.
-            loss: the student objective, see `objectives.get`.
-            optimizer: optimizer name or instance, fresh for this call.
+            loss: the student objective, see `objectives.get`: a
+                regression loss ("mse", the paper's default), or
+                "adversarial" / "adversarial_paper" / an
+                `objectives.Adversarial`, where each student also plays
+                against a discriminator of its own that lives only for
+                this call (TensorFlow backend).
+            optimizer: optimizer name or instance, fresh for this call;
+                the students' (the generators') optimizer.
             cache: None (memory) or a directory for a disk cache.
             steps_per_execution: int, training steps per graph call; more
                 amortize per-step overhead for small towers.
@@ -390,6 +569,15 @@ class TeacherClass(keras.Model):
         Returns:
             A `History` with `loss` (the sum) and `student_{i}_loss` for
             each trained student (`val_` versions with validation data).
+            Adversarial objectives add `student_{i}_d_loss` (its
+            discriminator's loss) and `student_{i}_mse` (its regression
+            error); their `student_{i}_loss` is the generator loss.
+
+        Raises:
+            ValueError: on bad `students` or `loss`, or data that does not
+                fit the teacher.
+            NotImplementedError: for an adversarial objective on a backend
+                other than TensorFlow.
         """
         del y  # students never see labels
         selected = self._check_students(students)
@@ -401,11 +589,22 @@ class TeacherClass(keras.Model):
                 validation_data, batch_size, name="validation_data"
             ).batches(batch_size)
         objective = objectives.get(loss)
-        with self._student_mode(
-            selected,
-            objective,
-            optimizer,
-            steps_per_execution=steps_per_execution,
+        adversarial = objectives.is_adversarial(objective)
+        if adversarial and keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(
+                "Adversarial student objectives have a TensorFlow train "
+                "step only. Received: loss="
+                f"{loss!r} on backend {keras.backend.backend()!r}"
+            )
+        with (
+            self._scope(),
+            self._student_mode(
+                selected,
+                objectives.get("mse") if adversarial else objective,
+                optimizer,
+                steps_per_execution=steps_per_execution,
+            ),
+            self._adversarial(selected, objective if adversarial else None),
         ):
             history = self.fit(
                 train.batches(batch_size, shuffle=shuffle),
@@ -433,10 +632,16 @@ class TeacherClass(keras.Model):
         Returns:
             A dict `{"student_{i}_loss": float, ..., "loss": sum}`.
         """
+        objective = objectives.get(loss)
+        if objectives.is_adversarial(objective):
+            raise ValueError(
+                "evaluate_students reports a regression error; pass a "
+                f"regression loss such as 'mse'. Received: loss={loss!r}"
+            )
         batch_size = batch_size or _DEFAULT_BATCH_SIZE
         feats = self._features(x, batch_size)
         selected = tuple(range(len(self.chunks)))
-        with self._student_mode(selected, objectives.get(loss), "sgd"):
+        with self._scope(), self._student_mode(selected, objective, "sgd"):
             return self.evaluate(
                 feats.batches(batch_size), verbose=verbose, return_dict=True
             )
@@ -467,9 +672,19 @@ class TeacherClass(keras.Model):
         Returns:
             A functional `keras.Model` sharing the students' layers.
         """
-        return compose_lib.representation_model(
-            self._input(), self.students, self._feature_clip
-        )
+        if self.student_input is None:
+            return compose_lib.representation_model(
+                self._input(), self.students, self._feature_clip
+            )
+        inputs = self._raw_input()
+        x = self._preprocessor()(inputs)
+        outputs = [tower(x) for tower in self.students]
+        rep = outputs[0]
+        if len(outputs) > 1:
+            rep = keras.layers.Concatenate(axis=-1, name="concatenate")(outputs)
+        if self._feature_clip is not None:
+            rep = self._feature_clip(rep)
+        return keras.Model(inputs, rep, name="representation")
 
     def compose(self, fine_tune=False, x=None, y=None, head=None, **fit_kwargs):
         """Joins the students and a head into one small model.
@@ -518,16 +733,26 @@ class TeacherClass(keras.Model):
                 "compose(fine_tune=True) trains the head on labelled data: "
                 "pass `x` and `y`. Received: x=None"
             )
-        if head is not None:
-            return self._compose_new_head(head, fine_tune, x, y, fit_kwargs)
+        with self._scope():
+            if head is not None:
+                return self._compose_new_head(head, fine_tune, x, y, fit_kwargs)
+            return self._compose_teacher_head(fine_tune, x, y, fit_kwargs)
+
+    def _compose_teacher_head(self, fine_tune, x, y, fit_kwargs):
         self._compile_like_teacher(self)
         if fine_tune:
             with self._frozen_students():
                 self._compile_like_teacher(self)
                 self.fit(x, y, **fit_kwargs)
-        composed = compose_lib.compose_model(
-            self._input(), self.students, self.head, self._feature_clip
-        )
+        if self.student_input is None:
+            composed = compose_lib.compose_model(
+                self._input(), self.students, self.head, self._feature_clip
+            )
+        else:
+            rep = self.representation()
+            composed = keras.Model(
+                rep.inputs[0], self.head(rep.outputs[0]), name="composed"
+            )
         self._compile_like_teacher(composed)
         return composed
 
@@ -560,7 +785,7 @@ class TeacherClass(keras.Model):
                 f"{tuple(rep.outputs[0].shape)}: {e}. Received: head={head!r}"
             ) from e
         composed = keras.Model(
-            rep.inputs, head(rep.outputs[0]), name="composed"
+            rep.inputs[0], head(rep.outputs[0]), name="composed"
         )
         if getattr(head, "compiled", False):
             composed.compile_from_config(head.get_compile_config())
@@ -702,17 +927,46 @@ class TeacherClass(keras.Model):
         self._trained.assign(trained)
         return sorted(loaded)
 
-    def report(self):
-        """Parameter counts of the teacher, students, head and composition.
+    def report(self, x=None, y=None, **measure_kwargs):
+        """What the class of students costs and keeps against the teacher.
+
+        Without arguments: parameter counts of the teacher, each student,
+        the head and the composed model, and the compression ratio. With
+        data or options, `report.measure` adds FLOPs, CPU latency and
+        accuracy (and exported artifacts' size and latency).
+
+        Args:
+            x: optional inputs for accuracy and students' errors.
+            y: optional labels.
+            **measure_kwargs: passed to `report.measure` (`batch_sizes`,
+                `exports`, `repeats`, ...).
 
         Returns:
             A `report.CompressionReport`: a dict that prints as a table.
         """
+        if x is not None or y is not None or measure_kwargs:
+            return report_lib.measure(self, x, y, **measure_kwargs)
         return report_lib.CompressionReport.from_counts(
             teacher=self.teacher.count_params(),
             students=[s.count_params() for s in self.students],
             head=self.head.count_params(),
         )
+
+    def export(self, path, **export_kwargs):
+        """Exports the composed model (never the teacher).
+
+        Args:
+            path: where to write.
+            **export_kwargs: see `export.export` (`format="saved_model"` or
+                `"litert"`, `quantize="int8"`, `representative_data`,
+                `overwrite`).
+
+        Returns:
+            What `export.export` returns.
+        """
+        from teacherclass import export as export_lib
+
+        return export_lib.export(self, path, **export_kwargs)
 
     # ------------------------------------------------------------------
     # Serialization
@@ -730,6 +984,7 @@ class TeacherClass(keras.Model):
                     for s in self.students
                 ],
                 "clip": None if self.clip is None else list(self.clip),
+                "student_input": self.student_input,
             }
         )
         return config
@@ -744,3 +999,94 @@ class TeacherClass(keras.Model):
             keras.saving.deserialize_keras_object(s) for s in config["student"]
         ]
         return cls(**config)
+
+
+class _Adversary:
+    """The training-only half of an adversarial `fit_students` call.
+
+    Holds one discriminator per fitted student, their optimizer and their
+    metrics, and runs the two-optimizer step (the pattern of the Keras GAN
+    guide; one forward pass, two tapes: the discriminators learn from the
+    students' detached outputs, the students from the discriminators'
+    verdict). It is not a Keras object, so nothing in it is tracked by,
+    or saved with, the `TeacherClass`.
+    """
+
+    def __init__(self, model, selected, objective):
+        self.model = model
+        self.selected = tuple(selected)
+        self.objective = objective
+        feature_shape = tuple(
+            teacher_lib.output_of(model.teacher, model._feature_layer()).shape
+        )
+        bounds = chunking.bounds(model.chunks)
+        self.bounds = {i: bounds[i] for i in self.selected}
+        self.discriminators = {
+            i: objective.discriminator(
+                feature_shape[1:-1] + (model.chunks[i],),
+                name=f"discriminator_{i}",
+            )
+            for i in self.selected
+        }
+        self.variables = [
+            v for d in self.discriminators.values() for v in d.trainable_weights
+        ]
+        # Built here, eagerly: the step runs traced and must not create
+        # variables.
+        self.optimizer = objective.make_optimizer()
+        self.optimizer.build(self.variables)
+        self.d_losses = {
+            i: keras.metrics.Mean(name=f"student_{i}_d_loss")
+            for i in self.selected
+        }
+        self.errors = {
+            i: keras.metrics.Mean(name=f"student_{i}_mse")
+            for i in self.selected
+        }
+        self.metrics = [
+            m for i in self.selected for m in (self.d_losses[i], self.errors[i])
+        ]
+
+    def step(self, data, training):
+        import tensorflow as tf
+
+        model = self.model
+        x, target = data[0], data[1]
+        g_tape = tf.GradientTape() if training else contextlib.nullcontext()
+        d_tape = tf.GradientTape() if training else contextlib.nullcontext()
+        with g_tape, d_tape:
+            predictions = model(x, training=training)
+            g_total = 0.0
+            d_total = 0.0
+            for i in self.selected:
+                start, stop = self.bounds[i]
+                real = ops.cast(target[..., start:stop], "float32")
+                fake = predictions[f"student_{i}"]
+                discriminator = self.discriminators[i]
+                d_loss = self.objective.discriminator_loss(
+                    discriminator,
+                    real,
+                    ops.stop_gradient(ops.cast(fake, "float32")),
+                )
+                g_loss = self.objective.generator_loss(
+                    discriminator, real, fake
+                )
+                model._student_losses[i].update_state(g_loss)
+                self.d_losses[i].update_state(d_loss)
+                self.errors[i].update_state(
+                    ops.mean(ops.square(ops.cast(fake, "float32") - real))
+                )
+                g_total = g_total + g_loss
+                d_total = d_total + d_loss
+            if training:
+                scaled = model.optimizer.scale_loss(g_total)
+        if training:
+            g_vars = model.trainable_weights
+            model.optimizer.apply(g_tape.gradient(scaled, g_vars), g_vars)
+            self.optimizer.apply(
+                d_tape.gradient(d_total, self.variables), self.variables
+            )
+        model._loss_tracker.update_state(g_total, sample_weight=ops.shape(x)[0])
+        tracked = [model._loss_tracker]
+        tracked += [model._student_losses[i] for i in self.selected]
+        return {m.name: m.result() for m in tracked + self.metrics}

@@ -86,7 +86,7 @@ class ConvTower(Tower):
     Example:
 
     >>> tower = ConvTower(units=64)
-    >>> tower(keras.ops.zeros((2, 28, 28, 1))).shape
+    >>> tuple(tower(keras.ops.zeros((2, 28, 28, 1))).shape)
     (2, 64)
     """
 
@@ -223,7 +223,8 @@ class DenseTower(Tower):
 
     Example:
 
-    >>> DenseTower(units=16, hidden=(32,))(keras.ops.zeros((2, 64))).shape
+    >>> tower = DenseTower(units=16, hidden=(32,))
+    >>> tuple(tower(keras.ops.zeros((2, 64))).shape)
     (2, 16)
     """
 
@@ -303,7 +304,7 @@ class TextTower(Tower):
     Example:
 
     >>> tower = TextTower(units=32, vocab_size=100)
-    >>> tower(keras.ops.zeros((2, 50), dtype="int32")).shape
+    >>> tuple(tower(keras.ops.zeros((2, 50), dtype="int32")).shape)
     (2, 32)
     """
 
@@ -416,6 +417,148 @@ class TextTower(Tower):
         return config
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SegmentationTower(Tower):
+    """A small encoder-decoder student for feature-map chunks.
+
+    For teachers whose representation is a feature map at the input's
+    resolution (a segmentation network's last decoder features): the
+    encoder runs `convs_per_block` 3x3 convolutions per entry of
+    `filters`, halving the resolution between entries; the decoder
+    doubles it back, joins the encoder's features of the same resolution
+    (U-Net skips) and convolves; a linear 1x1 convolution gives `units`
+    channels per pixel. Any input size works: an upsampled map is cropped
+    to its skip's size.
+
+    Args:
+        units: int, the chunk's channels.
+        filters: tuple of ints, filters per resolution, finest first.
+        kernel_size: int, the convolutions' kernel size.
+        convs_per_block: int, convolutions per resolution and side.
+        dropout: float, dropout rate before the output convolution.
+        activation: activation of the hidden convolutions.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> tower = SegmentationTower(units=4, filters=(8, 16))
+    >>> tuple(tower(keras.ops.zeros((2, 15, 20, 3))).shape)
+    (2, 15, 20, 4)
+    """
+
+    def __init__(
+        self,
+        units,
+        filters=(16, 32, 64),
+        kernel_size=3,
+        convs_per_block=1,
+        dropout=0.0,
+        activation="relu",
+        **kwargs,
+    ):
+        super().__init__(units, **kwargs)
+        self.filters = _check_positive_tuple("filters", filters)
+        if not self.filters:
+            raise ValueError(
+                "`filters` must hold at least one positive integer. "
+                f"Received: filters={filters!r}"
+            )
+        _check_positive("kernel_size", kernel_size)
+        _check_positive("convs_per_block", convs_per_block)
+        _check_rate("dropout", dropout)
+        self.kernel_size = kernel_size
+        self.convs_per_block = convs_per_block
+        self.dropout = dropout
+        self.activation = activation
+
+    def _conv(self, filters, name, shape):
+        conv = keras.layers.Conv2D(
+            filters,
+            self.kernel_size,
+            padding="same",
+            activation=self.activation,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        conv.build(shape)
+        return conv, conv.compute_output_shape(shape)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) == 3:  # (batch, H, W): grayscale without a channel
+            shape = shape + (1,)
+        if len(shape) != 4:
+            raise ValueError(
+                "SegmentationTower takes images of shape (batch, H, W[, C]). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        self._down = []
+        for level, f in enumerate(self.filters):
+            block = []
+            for j in range(self.convs_per_block):
+                conv, shape = self._conv(f, f"down_{level}_{j}", shape)
+                block.append(conv)
+            self._down.append(block)
+        self._up = []
+        for level in reversed(range(len(self.filters) - 1)):
+            f = self.filters[level]
+            # The decoder joins the upsampled map and the skip: f_up + f.
+            shape = shape[:3] + (shape[-1] + f,)
+            block = []
+            for j in range(self.convs_per_block):
+                conv, shape = self._conv(f, f"up_{level}_{j}", shape)
+                block.append(conv)
+            self._up.append(block)
+        self._pool = keras.layers.MaxPooling2D(
+            2, padding="same", dtype=self.dtype_policy
+        )
+        self._upsample = keras.layers.UpSampling2D(2, dtype=self.dtype_policy)
+        self._dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy
+        )
+        self._output = keras.layers.Conv2D(
+            self.units, 1, dtype=self.dtype_policy, name="output"
+        )
+        self._output.build(shape)
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if len(x.shape) == 3:
+            x = ops.expand_dims(x, -1)
+        x = ops.cast(x, self.compute_dtype)
+        skips = []
+        for level, block in enumerate(self._down):
+            if level:
+                x = self._pool(x)
+            for conv in block:
+                x = conv(x)
+            skips.append(x)
+        for block, skip in zip(self._up, reversed(skips[:-1])):
+            x = self._upsample(x)
+            height, width = ops.shape(skip)[1], ops.shape(skip)[2]
+            x = ops.concatenate([x[:, :height, :width, :], skip], axis=-1)
+            for conv in block:
+                x = conv(x)
+        x = self._dropout(x, training=training)
+        return self._output(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:3]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "convs_per_block": self.convs_per_block,
+                "dropout": self.dropout,
+                "activation": self.activation,
+            }
+        )
+        return config
+
+
 def _vocab_size(teacher):
     for layer in teacher._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.Embedding):
@@ -427,28 +570,48 @@ def _vocab_size(teacher):
     )
 
 
-def default_tower(teacher):
-    """Picks a tower template from the teacher's input.
+def default_tower(teacher, input_spec=None, feature_shape=None):
+    """Picks a tower template from the students' input and target.
 
-    Images (rank 3 or 4 float inputs) get `ConvTower`, integer sequences get
-    `TextTower` (vocabulary read from the teacher's `Embedding`), anything
-    else `DenseTower`.
+    Images (rank 3 or 4 float inputs) get `SegmentationTower` when the
+    representation is a feature map of the same height and width, else
+    `ConvTower`; integer sequences get `TextTower` (vocabulary read from the
+    teacher's `Embedding`); anything else `DenseTower`.
 
     Args:
         teacher: a built single-input `keras.Model`.
+        input_spec: the students' input (a `KerasTensor`); defaults to the
+            teacher's input.
+        feature_shape: the representation's shape `(batch, ..., d)`, or
+            None if unknown.
 
     Returns:
         A tower template (its `units` is replaced per chunk).
+
+    Example:
+
+    >>> teacher = keras.Sequential([
+    ...     keras.Input((8, 8, 3)),
+    ...     keras.layers.Conv2D(4, 3, padding="same"),
+    ...     keras.layers.Conv2D(2, 1),
+    ... ])
+    >>> type(default_tower(teacher, feature_shape=(None, 8, 8, 4))).__name__
+    'SegmentationTower'
     """
-    spec = teacher.inputs[0]
+    spec = teacher.inputs[0] if input_spec is None else input_spec
     if "int" in str(spec.dtype):
         return TextTower(1, vocab_size=_vocab_size(teacher))
     if len(spec.shape) in (3, 4):
+        if feature_shape is not None and len(feature_shape) == 4:
+            if tuple(feature_shape[1:3]) == tuple(spec.shape[1:3]):
+                return SegmentationTower(1)
         return ConvTower(1)
     return DenseTower(1)
 
 
-def make_tower(student, index, units, teacher):
+def make_tower(
+    student, index, units, teacher, input_spec=None, feature_shape=None
+):
     """Builds the tower for one chunk from the `student` argument.
 
     Args:
@@ -459,13 +622,16 @@ def make_tower(student, index, units, teacher):
         index: int, the student's index.
         units: int, its chunk width.
         teacher: the teacher model, to pick a default.
+        input_spec: the students' input, to pick a default (see
+            `default_tower`).
+        feature_shape: the representation's shape, to pick a default.
 
     Returns:
         An unbuilt `keras.layers.Layer` named `student_{index}`.
     """
     name = f"student_{index}"
     if student is None:
-        student = default_tower(teacher)
+        student = default_tower(teacher, input_spec, feature_shape)
     if isinstance(student, keras.layers.Layer):
         config = student.get_config()
         if "units" not in config:

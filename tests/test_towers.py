@@ -140,3 +140,22 @@ def test_default_tower_follows_teacher_input():
     assert isinstance(text_tower, towers.TextTower)
     assert text_tower.vocab_size == 77
     assert isinstance(towers.default_tower(vector), towers.DenseTower)
+
+
+def test_segmentation_tower(tmp_path):
+    run_layer_test(
+        towers.SegmentationTower,
+        {"units": 3, "filters": (4, 8), "convs_per_block": 2, "dropout": 0.1},
+        (2, 10, 14, 3),
+        (2, 10, 14, 3),
+        tmp_path,
+    )
+
+
+def test_segmentation_tower_odd_sizes_and_bad_arguments():
+    tower = towers.SegmentationTower(units=2, filters=(4, 4, 4))
+    assert tuple(tower(keras.ops.zeros((1, 9, 11))).shape) == (1, 9, 11, 2)
+    with pytest.raises(ValueError, match=r"Received: filters=\(\)"):
+        towers.SegmentationTower(units=2, filters=())
+    with pytest.raises(ValueError, match=r"Received: input_shape=\(None, 8\)"):
+        towers.SegmentationTower(units=2).build((None, 8))

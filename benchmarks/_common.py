@@ -1,0 +1,32 @@
+"""What every benchmark writes next to its numbers: machine, versions, date."""
+
+import os
+import platform
+from datetime import datetime
+from datetime import timezone
+
+
+def environment():
+    """A dict with the date, the machine and the library versions."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import teacherclass
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "devices": [d.name for d in tf.config.list_physical_devices()],
+        },
+        "versions": {
+            "teacherclass": teacherclass.__version__,
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }

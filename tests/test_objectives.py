@@ -1,0 +1,121 @@
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from conftest import blobs
+from conftest import mlp_teacher
+
+from teacherclass import DenseTower
+from teacherclass import TeacherClass
+from teacherclass import objectives
+
+
+@pytest.fixture(scope="module")
+def data():
+    keras.utils.set_random_seed(0)
+    x, y = blobs(n=384, classes=3, shape=(8,))
+    return x[:256], y[:256], x[256:], y[256:]
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    keras.utils.set_random_seed(0)
+    x, y, _, _ = data
+    teacher = mlp_teacher()
+    teacher.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    teacher.fit(x, y, epochs=30, batch_size=32, verbose=0)
+    return teacher
+
+
+def _tc(teacher):
+    return TeacherClass(
+        teacher, num_students=2, student=DenseTower(1, hidden=(16,))
+    )
+
+
+def _weight_paths(model):
+    return [w.path for w in model.weights]
+
+
+def test_get_resolves_names():
+    assert objectives.get("adversarial").direct_weight == 1.0
+    paper = objectives.get("adversarial_paper")
+    assert paper.direct_weight == 0.0 and paper.name == "adversarial_paper"
+    custom = objectives.Adversarial(hidden=(8,))
+    assert objectives.get(custom) is custom
+    assert not objectives.is_adversarial(objectives.get("mse"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"direct_weight": -1}, "Received: direct_weight=-1"),
+        ({"adversarial_weight": "x"}, "Received: adversarial_weight='x'"),
+        ({"hidden": ()}, r"Received: hidden=\(\)"),
+    ],
+)
+def test_adversarial_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        objectives.Adversarial(**kwargs)
+
+
+def test_discriminator_on_feature_maps():
+    d = objectives.Adversarial(hidden=(4,)).discriminator((5, 6, 3))
+    logit, regression = d(np.zeros((2, 5, 6, 3), "float32"))
+    assert logit.shape == (2, 5, 6, 1) and regression.shape == (2, 5, 6, 3)
+
+
+def test_adversarial_students_learn_and_leave_no_discriminator(
+    teacher, data, tmp_path
+):
+    x, _, x_test, y_test = data
+    tc = _tc(teacher)
+    paths = _weight_paths(tc)
+    history = tc.fit_students(
+        x, epochs=25, validation_data=x_test, loss="adversarial", verbose=0
+    )
+    per_student = ("loss", "d_loss", "mse")
+    keys = {"loss", *(f"student_{i}_{k}" for i in (0, 1) for k in per_student)}
+    assert set(history.history) == keys | {f"val_{k}" for k in keys}
+    for i in (0, 1):
+        mse = history.history[f"val_student_{i}_mse"]
+        assert mse[-1] < mse[0] / 2
+    composed = tc.compose()
+    assert composed.evaluate(x_test, y_test, verbose=0)[1] > 0.8
+    # The discriminators lived for the fit only.
+    assert _weight_paths(tc) == paths
+    assert tc._adversary is None
+    assert not any("discriminator" in p for p in _weight_paths(composed))
+    tc.save(tmp_path / "tc.keras")
+    tc.save_students(tmp_path / "students")
+    for path in [tmp_path / "tc.keras", tmp_path / "students/student_0.keras"]:
+        with zipfile.ZipFile(path) as f:
+            assert not any(
+                b"discriminator" in f.read(name) for name in f.namelist()
+            )
+    loaded = keras.saving.load_model(tmp_path / "tc.keras")
+    assert [w.shape for w in loaded.weights] == [w.shape for w in tc.weights]
+    with pytest.raises(ValueError, match="Received: loss='adversarial'"):
+        tc.evaluate_students(x_test, loss="adversarial")
+
+
+def test_adversarial_paper_regresses_through_the_discriminator(teacher, data):
+    x = data[0]
+    tc = _tc(teacher)
+    history = tc.fit_students(
+        x, epochs=12, loss="adversarial_paper", students=[1], verbose=0
+    )
+    assert set(history.history) == {
+        "loss",
+        "student_1_loss",
+        "student_1_d_loss",
+        "student_1_mse",
+    }
+    mse = history.history["student_1_mse"]
+    assert mse[-1] < mse[0] * 0.75
+    assert tc.trained_students == [1]
