@@ -1,0 +1,357 @@
+"""Keras Tuner search over the students' width and number.
+
+`StudentHyperModel` is a `keras_tuner.HyperModel`: `build(hp)` makes a
+`TeacherClass` whose students' width (convolution filters, dense units) and
+number come from `hp`, and `fit(hp, model, x, ...)` trains the students in
+one pass, composes them with the teacher's head and returns the composed
+model's validation accuracy together with its parameter count and latency.
+Keras Tuner keeps every trial's numbers in its oracle; `pareto_front` picks
+the trials that no other trial beats on both accuracy and parameters
+(Keras Tuner's multi-objective mode only sums objectives).
+
+Needs the `tuner` extra: `pip install teacherclass[tuner]`.
+"""
+
+import time
+
+import numpy as np
+
+from teacherclass import towers as towers_lib
+from teacherclass.model import TeacherClass
+
+try:
+    import keras_tuner
+except ImportError as e:  # an optional extra, imported only by its users
+    raise ImportError(
+        "teacherclass.tuning needs keras-tuner: `pip install "
+        "teacherclass[tuner]` (or `pip install keras-tuner`)."
+    ) from e
+
+
+def _choices(name, values):
+    values = tuple(values)
+    if not values or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+    ):
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of positive integers. "
+            f"Received: {name}={values!r}"
+        )
+    return sorted(set(values))
+
+
+def _latency_ms(model, x, runs=10):
+    """Median milliseconds of one `predict_on_batch` call on `x`."""
+    model.predict_on_batch(x)  # traces
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.predict_on_batch(x)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
+
+
+def _accuracy(results):
+    for key in ("accuracy", "sparse_categorical_accuracy"):
+        if key in results:
+            return float(results[key])
+    for key, value in results.items():
+        if key.endswith("accuracy"):
+            return float(value)
+    raise ValueError(
+        "The composed model reports no accuracy: compile the teacher with "
+        "an accuracy metric. Received: metrics="
+        f"{sorted(results)}"
+    )
+
+
+class StudentHyperModel(keras_tuner.HyperModel):
+    """A Keras Tuner `HyperModel` over the students' width and number.
+
+    Each trial builds a `TeacherClass` for `teacher` with
+    `num_students` students (hyperparameter "num_students"), each a
+    `ConvTower` with two `same`-padded convolution blocks of "filters"
+    filters and a dense bottleneck of "units" (image teachers), or a
+    `DenseTower` with one hidden layer of "units" (other teachers). `fit`
+    trains them in one pass (`fit_students`, with the tuner's callbacks),
+    composes them with the teacher's head and reports the composed model's
+    `val_accuracy`, its parameters and its latency. Use it with any tuner
+    and `objective=keras_tuner.Objective("val_accuracy", "max")`, then
+    `pareto_front(tuner)` for accuracy against size.
+
+    Every trial's numbers are also kept in `trials` (a list of dicts) in
+    this process.
+
+    Args:
+        teacher: the trained teacher `keras.Model`.
+        num_students: choices for the number of students.
+        filters: choices for the convolution filters (image teachers).
+        units: choices for the bottleneck / hidden width.
+        max_params: int or None, the budget for all students' parameters
+            together; trials over it are not trained and score 0.
+        feature_layer: the teacher's representation layer (default: the
+            one that feeds its classifier).
+        batch_size: int, default batch size for `fit_students`.
+        cache: None or a disk cache path for `fit_students`. A path is
+            shared by every trial (the teacher and data do not change).
+        latency_batch: int, samples per call when timing the composed
+            model.
+        name: the hypermodel's name.
+        tunable: bool, as in `keras_tuner.HyperModel`.
+
+    Raises:
+        ImportError: if keras-tuner is not installed (`pip install
+            teacherclass[tuner]`).
+        ValueError: on empty or non-positive choices or budget.
+
+    Example:
+
+    >>> import keras_tuner
+    >>> teacher = keras.Sequential([
+    ...     keras.Input((8,)),
+    ...     keras.layers.Dense(16, activation="relu"),
+    ...     keras.layers.Dense(3, activation="softmax"),
+    ... ])
+    >>> hypermodel = StudentHyperModel(teacher, num_students=(1, 2))
+    >>> tuner = keras_tuner.RandomSearch(
+    ...     hypermodel,
+    ...     objective=keras_tuner.Objective("val_accuracy", "max"),
+    ...     max_trials=2,
+    ...     directory=tempfile.mkdtemp(),
+    ... )
+    >>> x = np.random.rand(64, 8).astype("float32")
+    >>> y = np.random.randint(0, 3, 64)
+    >>> tuner.search(x, validation_data=(x, y), epochs=1, verbose=0)
+    >>> front = pareto_front(tuner)
+    """
+
+    def __init__(
+        self,
+        teacher,
+        num_students=(1, 2, 4),
+        filters=(4, 8, 16),
+        units=(8, 16, 32),
+        max_params=None,
+        feature_layer=None,
+        batch_size=32,
+        cache=None,
+        latency_batch=1,
+        name="teacherclass_students",
+        tunable=True,
+    ):
+        super().__init__(name=name, tunable=tunable)
+        self.teacher = teacher
+        self.num_students = _choices("num_students", num_students)
+        self.filters = _choices("filters", filters)
+        self.units = _choices("units", units)
+        if max_params is not None and (
+            not isinstance(max_params, int) or max_params < 1
+        ):
+            raise ValueError(
+                "`max_params` must be a positive integer or None. "
+                f"Received: max_params={max_params!r}"
+            )
+        self.max_params = max_params
+        self.feature_layer = feature_layer
+        self.batch_size = batch_size
+        self.cache = cache
+        self.latency_batch = latency_batch
+        spec = teacher.inputs[0]
+        self._images = len(spec.shape) in (3, 4) and "int" not in str(
+            spec.dtype
+        )
+        self.trials = []
+
+    def _tower(self, hp):
+        units = hp.Choice("units", self.units)
+        if self._images:
+            f = hp.Choice("filters", self.filters)
+            return towers_lib.ConvTower(
+                1,
+                filters=(f, f),
+                convs_per_block=1,
+                padding="same",
+                bottleneck=units,
+                dropout=0.0,
+            )
+        return towers_lib.DenseTower(1, hidden=(units,))
+
+    def build(self, hp):
+        """A `TeacherClass` with the students `hp` describes.
+
+        Returns:
+            The `TeacherClass` (a `keras.Model`); Keras Tuner saves and
+            reloads its weights.
+        """
+        return TeacherClass(
+            self.teacher,
+            feature_layer=self.feature_layer,
+            num_students=hp.Choice("num_students", self.num_students),
+            student=self._tower(hp),
+        )
+
+    def fit(self, hp, model, x, *args, validation_data=None, **kwargs):
+        """Trains the students, composes them and scores the composition.
+
+        Trials over `max_params` are not trained: they score accuracy 0
+        and are marked `over_budget`, so the tuner learns to avoid them.
+
+        Args:
+            hp: the trial's `HyperParameters`.
+            model: the `TeacherClass` from `build(hp)`.
+            x: the students' training inputs (labels, if given as `y`,
+                are not used).
+            *args: `y`, ignored (students never see labels).
+            validation_data: `(x_val, y_val)`, labelled data the composed
+                model is scored on. Required.
+            **kwargs: `fit_students` arguments: `epochs`, `callbacks` (the
+                tuner's, passed through), `verbose`, `batch_size`, ...
+
+        Returns:
+            A dict with `val_accuracy` (the objective), `params` (the
+            composed model's parameters), `student_params`,
+            `latency_ms` (median `predict_on_batch` time for
+            `latency_batch` samples) and `over_budget` (0 or 1).
+
+        Raises:
+            ValueError: without `validation_data`.
+        """
+        del args
+        if validation_data is None:
+            raise ValueError(
+                "StudentHyperModel scores the composed model on labelled "
+                "data: pass `validation_data=(x_val, y_val)` to "
+                "`tuner.search`. Received: validation_data=None"
+            )
+        x_val, y_val = validation_data[0], validation_data[1]
+        student_params = sum(s.count_params() for s in model.students)
+        params = student_params + model.head.count_params()
+        record = {
+            "trial": len(self.trials),
+            "hyperparameters": dict(hp.values),
+            "params": params,
+            "student_params": student_params,
+        }
+        if self.max_params is not None and student_params > self.max_params:
+            record.update(
+                val_accuracy=0.0, latency_ms=float("nan"), over_budget=1
+            )
+            self.trials.append(record)
+            return {
+                "val_accuracy": 0.0,
+                "params": float(params),
+                "student_params": float(student_params),
+                "over_budget": 1.0,
+            }
+        kwargs.setdefault("batch_size", self.batch_size)
+        kwargs.setdefault("cache", self.cache)
+        model.fit_students(x, **kwargs)
+        composed = model.compose()
+        results = composed.evaluate(
+            x_val,
+            y_val,
+            batch_size=kwargs["batch_size"],
+            verbose=0,
+            return_dict=True,
+        )
+        accuracy = _accuracy(results)
+        sample = np.asarray(x_val[: self.latency_batch])
+        latency = _latency_ms(composed, sample)
+        record.update(val_accuracy=accuracy, latency_ms=latency, over_budget=0)
+        self.trials.append(record)
+        return {
+            "val_accuracy": accuracy,
+            "params": float(params),
+            "student_params": float(student_params),
+            "latency_ms": latency,
+            "over_budget": 0.0,
+        }
+
+
+def trial_results(tuner):
+    """Every completed trial's hyperparameters and numbers, from the oracle.
+
+    Args:
+        tuner: a Keras Tuner tuner that ran `StudentHyperModel` trials.
+
+    Returns:
+        A list of dicts with `trial_id`, `hyperparameters`, `val_accuracy`,
+        `params`, `student_params`, `latency_ms` and `over_budget`, in
+        trial order.
+    """
+    rows = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        metrics = trial.metrics
+        if not metrics.exists("val_accuracy"):
+            continue
+
+        def get(name, metrics=metrics):
+            if not metrics.exists(name):
+                return None
+            return float(metrics.get_last_value(name))
+
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "hyperparameters": dict(trial.hyperparameters.values),
+                "val_accuracy": get("val_accuracy"),
+                "params": int(get("params")),
+                "student_params": int(get("student_params")),
+                "latency_ms": get("latency_ms"),
+                "over_budget": bool(get("over_budget")),
+            }
+        )
+    return rows
+
+
+def pareto_front(results, accuracy="val_accuracy", size="params"):
+    """The trials no other trial beats on both accuracy and size.
+
+    A trial is on the front unless another has at least its accuracy with
+    at most its parameters, and is strictly better on one of them. Trials
+    over the parameter budget are left out.
+
+    Args:
+        results: a tuner (its trials are read with `trial_results`), or a
+            list of dicts such as `trial_results` or
+            `StudentHyperModel.trials` returns.
+        accuracy: key of the accuracy to maximize.
+        size: key of the size to minimize ("params", "student_params" or
+            "latency_ms").
+
+    Returns:
+        The front's dicts, smallest first.
+
+    Example:
+
+    >>> rows = [
+    ...     {"params": 10, "val_accuracy": 0.8},
+    ...     {"params": 20, "val_accuracy": 0.7},
+    ...     {"params": 30, "val_accuracy": 0.9},
+    ... ]
+    >>> [r["params"] for r in pareto_front(rows)]
+    [10, 30]
+    """
+    if not isinstance(results, (list, tuple)):
+        results = trial_results(results)
+    rows = [
+        r
+        for r in results
+        if not r.get("over_budget")
+        and r.get(accuracy) is not None
+        and r.get(size) is not None
+    ]
+    front = []
+    for r in rows:
+        dominated = any(
+            o[accuracy] >= r[accuracy]
+            and o[size] <= r[size]
+            and (o[accuracy] > r[accuracy] or o[size] < r[size])
+            for o in rows
+        )
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: (r[size], -r[accuracy]))
+
+
+__all__ = ["StudentHyperModel", "pareto_front", "trial_results"]

@@ -1,0 +1,264 @@
+"""`TeacherClass` under `tf.distribute`, each strategy in its own processes.
+
+Logical devices must be set before TensorFlow initializes its devices, and a
+`MultiWorkerMirroredStrategy` must be created before any other TensorFlow
+op, so every run here starts fresh Python processes that write their
+results as JSON. One process runs every mirrored case, shared by the tests
+through a module fixture.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_COMMON = """
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, {tests!r})
+
+
+def setup():
+    import keras
+
+    from conftest import blobs
+    from teacherclass import DenseTower
+    from teacherclass import TeacherClass
+
+    keras.utils.set_random_seed(0)
+    x, y = blobs(n=128, classes=3, shape=(8,))
+    # No dropout: replicas draw their own masks, one device draws one.
+    teacher = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu", name="hidden"),
+            keras.layers.Dense(8, activation="relu", name="rep"),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ],
+        name="teacher",
+    )
+    tc = TeacherClass(
+        teacher, num_students=2, student=DenseTower(1, hidden=(8,))
+    )
+    return tc, x, y
+
+
+def run(tc, x, y, optimizer="adam"):
+    fit = dict(batch_size=32, verbose=0, shuffle=False)
+    h_teacher = tc.fit_teacher(x, y, epochs=2, **fit)
+    h_students = tc.fit_students(x, epochs=2, optimizer=optimizer, **fit)
+    composed = tc.compose(fine_tune=True, x=x, y=y, epochs=1, **fit)
+    return {{
+        "teacher_loss": h_teacher.history["loss"],
+        "students_loss": h_students.history["loss"],
+        "student_0_loss": h_students.history["student_0_loss"],
+        "teacher": [w.tolist() for w in tc.teacher.get_weights()],
+        "students": [
+            w.tolist() for s in tc.students for w in s.get_weights()
+        ],
+        "head": [w.tolist() for w in tc.head.get_weights()],
+        "predictions": composed.predict(x[:8], verbose=0).tolist(),
+    }}
+""".format(tests=str(ROOT / "tests"))
+
+_MIRRORED = (
+    _COMMON
+    + """
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+
+def case(strategy, inside, optimizer):
+    try:
+        with strategy.scope():
+            tc, x, y = setup()
+        if inside:
+            with strategy.scope():
+                return run(tc, x, y, optimizer)
+        return run(tc, x, y, optimizer)
+    except Exception as e:  # reported, so other cases still run
+        return {"error": f"{type(e).__name__}: {e}"[:2000]}
+
+
+one = tf.distribute.get_strategy()
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+results = {
+    "replicas": mirrored.num_replicas_in_sync,
+    "one_adam": case(one, True, "adam"),
+    "one_sgd": case(one, True, "sgd"),
+    "mirrored_inside_adam": case(mirrored, True, "adam"),
+    "mirrored_inside_sgd": case(mirrored, True, "sgd"),
+    "mirrored_outside_adam": case(mirrored, False, "adam"),
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(results, f)
+"""
+)
+
+_WORKER = (
+    _COMMON
+    + """
+# Before any other TensorFlow op: it reads TF_CONFIG and starts the server.
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+# Keras 3 calls `reduce` with an `(x, y)` batch and with `axis=0` on scalar
+# metrics, which this strategy rejects (keras-team/keras#20585); reduce each
+# tensor of a nest, and scalars across replicas only.
+_reduce = strategy.reduce
+
+
+def _reduce_each(reduce_op, value, axis=None):
+    if isinstance(value, (tuple, list, dict)):
+        return tf.nest.map_structure(
+            lambda v: _reduce_each(reduce_op, v, axis), value
+        )
+    local = strategy.experimental_local_results(value)[0]
+    if axis is not None and local.shape.rank == 0:
+        axis = None
+    return _reduce(reduce_op, value, axis)
+
+
+strategy.reduce = _reduce_each
+with strategy.scope():
+    tc, x, y = setup()
+    result = run(tc, x, y)
+result["replicas"] = strategy.num_replicas_in_sync
+with open(sys.argv[1], "w") as f:
+    json.dump(result, f)
+"""
+)
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env.pop("TF_CONFIG", None)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH")) if p
+    )
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    return env
+
+
+def _max_diff(a, b):
+    return max(
+        float(np.max(np.abs(np.asarray(u) - np.asarray(v))))
+        for u, v in zip(a, b)
+    )
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mirrored")
+    script = tmp / "mirrored.py"
+    script.write_text(_MIRRORED)
+    out = tmp / "result.json"
+    result = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def _check_case(results, name, reference):
+    got = results[name]
+    assert "error" not in got, got.get("error")
+    ref = results[reference]
+    for key in ("teacher", "students", "head"):
+        assert _max_diff(got[key], ref[key]) < 1e-4, key
+    np.testing.assert_allclose(
+        got["predictions"], ref["predictions"], atol=1e-4
+    )
+    np.testing.assert_allclose(
+        got["student_0_loss"], ref["student_0_loss"], rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        got["teacher_loss"], ref["teacher_loss"], rtol=1e-4
+    )
+
+
+def test_mirrored_two_devices_matches_one_device(mirrored):
+    """Built and run inside `strategy.scope()`, with Adam (the default)."""
+    assert mirrored["replicas"] == 2
+    _check_case(mirrored, "mirrored_inside_adam", "one_adam")
+
+
+def test_mirrored_students_loss_is_not_counted_per_replica(mirrored):
+    # Keras sums the replicas' gradients: an unscaled student loss doubles
+    # the step (Adam hides it, SGD does not) and the logged `loss`.
+    _check_case(mirrored, "mirrored_inside_sgd", "one_sgd")
+    np.testing.assert_allclose(
+        mirrored["mirrored_inside_sgd"]["students_loss"],
+        mirrored["one_sgd"]["students_loss"],
+        rtol=1e-4,
+    )
+
+
+def test_mirrored_built_in_scope_then_called_outside(mirrored):
+    _check_case(mirrored, "mirrored_outside_adam", "one_adam")
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_multi_worker_mirrored_two_processes(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        config = {
+            "cluster": {"worker": workers},
+            "task": {"type": "worker", "index": index},
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script), str(tmp_path / f"{index}.json")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_env(TF_CONFIG=json.dumps(config)),
+            )
+        )
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=300))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for index, (proc, (_, err)) in enumerate(zip(procs, outputs)):
+        assert proc.returncode == 0, f"worker {index}: {err[-3000:]}"
+    first, second = (
+        json.loads((tmp_path / f"{i}.json").read_text()) for i in range(2)
+    )
+    assert first["replicas"] == second["replicas"] == 2
+    for key in ("teacher", "students", "head", "predictions"):
+        assert _max_diff(first[key], second[key]) < 1e-6, key

@@ -1,0 +1,133 @@
+import builtins
+import importlib
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import blobs
+from conftest import mlp_teacher
+
+from teacherclass import tuning
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    keras.utils.set_random_seed(0)
+    x, y = blobs(n=192, classes=3, shape=(8,))
+    teacher = mlp_teacher(width=8)
+    teacher.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    teacher.fit(x, y, epochs=20, batch_size=32, verbose=0)
+    return teacher
+
+
+def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
+    keras_tuner = pytest.importorskip("keras_tuner")
+    x, y = blobs(n=192, classes=3, shape=(8,))
+
+    class Counting(keras.callbacks.Callback):
+        epochs = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            Counting.epochs += 1
+            assert "student_0_loss" in logs  # the students' fit ran it
+
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1, 2), units=(4, 8), max_params=10_000
+    )
+    assert isinstance(hypermodel, keras_tuner.HyperModel)
+    assert isinstance(hypermodel, tuning.StudentHyperModel)
+    tuner = keras_tuner.RandomSearch(
+        hypermodel,
+        objective=keras_tuner.Objective("val_accuracy", "max"),
+        max_trials=2,
+        seed=0,
+        directory=tmp_path,
+        project_name="students",
+    )
+    tuner.search(
+        x[:128],
+        y[:128],
+        validation_data=(x[128:], y[128:]),
+        epochs=2,
+        verbose=0,
+        callbacks=[Counting()],
+    )
+    rows = tuning.trial_results(tuner)
+    assert len(rows) == 2 == len(hypermodel.trials)
+    for row in rows:
+        assert 0.0 <= row["val_accuracy"] <= 1.0
+        assert row["params"] > row["student_params"] > 0
+        assert row["latency_ms"] > 0
+        assert set(row["hyperparameters"]) == {"num_students", "units"}
+    assert Counting.epochs == 4  # 2 trials x 2 epochs
+    front = tuning.pareto_front(tuner)
+    assert 1 <= len(front) <= 2
+    best = tuner.get_best_models(1)[0]  # reloads the saved students
+    assert best.predict(x[:4], verbose=0).shape == (4, 3)
+
+
+def test_over_budget_trials_are_not_trained(teacher):
+    keras_tuner = pytest.importorskip("keras_tuner")
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(2,), units=(8,), max_params=10
+    )
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    x, y = blobs(n=32, classes=3, shape=(8,))
+    result = hypermodel.fit(hp, model, x, validation_data=(x, y))
+    assert result["over_budget"] == 1.0
+    assert result["val_accuracy"] == 0.0
+    assert model.trained_students == []
+    assert tuning.pareto_front(hypermodel.trials) == []
+
+
+def test_validation_data_is_required(teacher):
+    keras_tuner = pytest.importorskip("keras_tuner")
+    hypermodel = tuning.StudentHyperModel(teacher, num_students=(1,))
+    hp = keras_tuner.HyperParameters()
+    with pytest.raises(ValueError, match="Received: validation_data=None"):
+        hypermodel.fit(hp, hypermodel.build(hp), np.zeros((4, 8)))
+
+
+def test_bad_choices(teacher):
+    pytest.importorskip("keras_tuner")
+    with pytest.raises(ValueError, match=r"Received: units=\(\)"):
+        tuning.StudentHyperModel(teacher, units=())
+    with pytest.raises(ValueError, match="Received: max_params=0"):
+        tuning.StudentHyperModel(teacher, max_params=0)
+
+
+def test_pareto_front_drops_dominated_trials():
+    rows = [
+        {"params": 10, "val_accuracy": 0.8},
+        {"params": 20, "val_accuracy": 0.7},  # worse and bigger than 10
+        {"params": 30, "val_accuracy": 0.9},
+        {"params": 30, "val_accuracy": 0.85},  # same size, worse
+        {"params": 5, "val_accuracy": 0.99, "over_budget": True},
+    ]
+    front = tuning.pareto_front(rows)
+    assert [(r["params"], r["val_accuracy"]) for r in front] == [
+        (10, 0.8),
+        (30, 0.9),
+    ]
+
+
+def test_missing_keras_tuner_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_tuner(name, *args, **kwargs):
+        if name == "keras_tuner" or name.startswith("keras_tuner."):
+            raise ImportError("No module named 'keras_tuner'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tuner)
+    monkeypatch.delitem(sys.modules, "keras_tuner", raising=False)
+    with pytest.raises(ImportError, match=r"pip install teacherclass\[tuner\]"):
+        importlib.reload(tuning)
+    monkeypatch.undo()
+    importlib.reload(tuning)  # leave a whole module for the other tests
