@@ -2,10 +2,12 @@
 
 from teacherclass.chunking import contiguous as contiguous_chunks
 from teacherclass.compose import FeatureClip
+from teacherclass.features import DiskCache
 from teacherclass.model import TeacherClass
 from teacherclass.report import CompressionReport
 from teacherclass.towers import ConvTower
 from teacherclass.towers import DenseTower
+from teacherclass.towers import SegmentationTower
 from teacherclass.towers import TextTower
 from teacherclass.towers import Tower
 
@@ -15,7 +17,9 @@ __all__ = [
     "CompressionReport",
     "ConvTower",
     "DenseTower",
+    "DiskCache",
     "FeatureClip",
+    "SegmentationTower",
     "TeacherClass",
     "TextTower",
     "Tower",

@@ -1,0 +1,214 @@
+"""Renders docs/results.md from the JSON the benchmarks write.
+
+Reads every `benchmarks/results/*.json` present (and the Markdown tables
+`reproduce.py` writes next to its `<dataset>.json`), and writes one page
+that quotes each result with the machine and date it was measured on.
+Nobody types a number into the page: rerun this script after a benchmark.
+MkDocs also runs it as a hook (see `mkdocs.yml`), so a built site always
+shows the JSON as it is.
+
+Run: python benchmarks/render_results.py [--results DIR] [--out FILE]
+"""
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+OUT = ROOT / "docs" / "results.md"
+FIGURES = ROOT / "docs" / "results"
+
+_HEADER = """# Results
+
+Every number on this page is read from the JSON files in
+`benchmarks/results/`, written by the scripts in `benchmarks/`, and rendered
+by `benchmarks/render_results.py`. Each section names the machine and date
+of its measurement. Times measured on a shared machine are inflated by the
+other jobs it runs.
+"""
+
+
+def _machine(data):
+    machine = data.get("machine") or {}
+    parts = [machine.get("processor") or machine.get("platform") or "unknown"]
+    if machine.get("cpu_count"):
+        parts.append(f"{machine['cpu_count']} CPUs")
+    devices = [d for d in machine.get("devices", []) if "CPU" not in d]
+    if devices:
+        parts.append(", ".join(devices))
+    text = ", ".join(parts)
+    if machine.get("platform") and machine.get("processor"):
+        text += f" ({machine['platform']})"
+    return text
+
+
+def _versions(data):
+    versions = data.get("versions") or {}
+    return ", ".join(f"{k} {v}" for k, v in versions.items())
+
+
+def _provenance(data, script):
+    date = data.get("updated") or data.get("date") or "unknown date"
+    lines = [f"Measured on {_machine(data)}, {date}, by `{script}`."]
+    if _versions(data):
+        lines.append(f"Versions: {_versions(data)}.")
+    note = (data.get("machine") or {}).get("note")
+    if note:
+        lines.append(f"Note: {note}.")
+    return " ".join(lines)
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _throughput(name, data):
+    config = data.get("config") or {}
+    lines = [
+        f"## Students in one pass ({name})",
+        "",
+        "Student-samples per second (one student seeing one sample) when "
+        "training all students in one pass (`fit_students`) against one "
+        "`fit` per student, same towers, data and settings, measured side by "
+        "side.",
+        "",
+        "| way | samples / s |",
+        "| --- | ---: |",
+        "| one `fit` per student (reference) | "
+        f"{_fmt(data['reference_samples_per_second'])} |",
+        "| `fit_students`, one pass | "
+        f"{_fmt(data['one_pass_samples_per_second'])} |",
+        f"| **ratio** | **{data['ratio']:.2f}x** |",
+        "",
+    ]
+    if config:
+        settings = ", ".join(f"{k}: {_fmt(v)}" for k, v in config.items())
+        lines += [f"Settings: {settings}.", ""]
+    lines += [_provenance(data, "benchmarks/students_throughput.py"), ""]
+    return lines
+
+
+def _demote(markdown, levels=2):
+    """Headings of an embedded page move down, below this page's."""
+    return re.sub(
+        r"^(#+) ",
+        lambda m: "#" * min(6, len(m.group(1)) + levels) + " ",
+        markdown,
+        flags=re.M,
+    )
+
+
+def _reproduce(name, data, results_dir, figures_dir):
+    dataset = data.get("dataset", name)
+    lines = [f"## Reproduction: {dataset}", ""]
+    table = Path(results_dir) / f"{name}.md"
+    if table.is_file():
+        lines += [_demote(table.read_text().strip()), ""]
+    else:
+        lines += [
+            f"{len(data.get('runs') or {})} runs recorded; "
+            f"`benchmarks/reproduce.py` writes their tables to `{name}.md`.",
+            "",
+        ]
+    figure = Path(figures_dir) / f"{dataset}_accuracy_vs_params.png"
+    if figure.is_file():
+        lines += [
+            f"![{dataset}: accuracy against parameters](results/{figure.name})",
+            "",
+        ]
+    lines += [_provenance(data, "benchmarks/reproduce.py"), ""]
+    return lines
+
+
+def _generic(name, data):
+    benchmark = data.get("benchmark", name)
+    lines = [f"## {benchmark} ({name})", ""]
+    scalars = {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, (int, float, str))
+        and not isinstance(v, bool)
+        and k not in ("benchmark", "date", "updated", "created")
+    }
+    if scalars:
+        lines += ["| key | value |", "| --- | ---: |"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in scalars.items()]
+        lines.append("")
+    script = f"benchmarks/{benchmark}.py"
+    lines += [_provenance(data, script), ""]
+    return lines
+
+
+def render(results_dir=RESULTS, figures_dir=FIGURES):
+    """The results page, as Markdown, from the JSON in `results_dir`.
+
+    Args:
+        results_dir: the folder holding the benchmarks' JSON files.
+        figures_dir: the folder of figures referenced from the page.
+
+    Returns:
+        The page's text.
+    """
+    results_dir = Path(results_dir)
+    lines = [_HEADER]
+    paths = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
+    summary = results_dir / "summary.md"
+    if summary.is_file():
+        lines += ["## Summary", "", _demote(summary.read_text().strip()), ""]
+    if not paths:
+        lines += [
+            "No results yet: run a script in `benchmarks/`, then "
+            "`python benchmarks/render_results.py`.",
+            "",
+        ]
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            lines += [f"## {path.stem}", "", f"Unreadable: {e}.", ""]
+            continue
+        name = path.stem
+        if data.get("benchmark") == "students_throughput" and "ratio" in data:
+            lines += _throughput(name, data)
+        elif data.get("benchmark") == "reproduce":
+            lines += _reproduce(name, data, results_dir, figures_dir)
+        else:
+            lines += _generic(name, data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write(out=OUT, results_dir=RESULTS, figures_dir=FIGURES):
+    """Writes the page if its text changed; returns True if it did."""
+    text = render(results_dir, figures_dir)
+    out = Path(out)
+    if out.is_file() and out.read_text() == text:
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return True
+
+
+def on_page_read_source(page, config, **kwargs):
+    """MkDocs hook: the results page is rendered from the JSON at build."""
+    if page.file.src_uri == "results.md":
+        return render()
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    changed = write(args.out, args.results)
+    print(f"{'wrote' if changed else 'unchanged:'} {args.out}")
+
+
+if __name__ == "__main__":
+    main()

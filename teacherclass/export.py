@@ -1,0 +1,437 @@
+"""Export of the composed model: SavedModel and LiteRT (TFLite).
+
+Only the composed model leaves: input -> students -> concatenate -> clip ->
+head. Given a `TeacherClass`, `export` composes it first, so the teacher's
+trunk is never written. SavedModel export is Keras' own
+`Model.export(format="tf_saved_model")`; LiteRT export is Keras'
+`Model.export(format="litert")`, which runs `tf.lite.TFLiteConverter` on a
+SavedModel of the model's inference call, in float32 (a mixed-precision
+model is rebuilt in float32 first, see `float32_copy`). Int8 post-training
+quantization calibrates the converter on a sample of the training data (the
+representative dataset): weights and activations become int8, input and
+output stay float32, so an int8 artifact is a drop-in replacement.
+
+`load` reads either artifact back as a callable returning NumPy arrays,
+for checks and reports.
+"""
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+FORMATS = ("saved_model", "litert")
+QUANTIZATIONS = (None, "int8")
+
+_CALIBRATION_SAMPLES = 200
+
+
+def _composed(model):
+    # Imported here: model.py imports report.py, which may import this.
+    from teacherclass.model import TeacherClass
+
+    if isinstance(model, TeacherClass):
+        return model.compose()
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "`model` must be a keras.Model (the composed model) or a "
+            f"TeacherClass. Received: model={model!r}"
+        )
+    return model
+
+
+def _float32_policies(config):
+    """`config` with every mixed-precision dtype policy set to float32."""
+    if isinstance(config, dict):
+        if str(config.get("class_name", "")).endswith("DTypePolicy"):
+            name = (config.get("config") or {}).get("name", "")
+            if name.startswith("mixed_"):
+                return {
+                    **config,
+                    "config": {**config["config"], "name": "float32"},
+                }
+        return {k: _float32_policies(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(v) for v in config]
+    return config
+
+
+def float32_copy(model):
+    """The model itself if it computes in float32, else a float32 copy.
+
+    LiteRT runs float32 (or quantized) kernels only: bfloat16 or float16
+    compute from a mixed-precision policy would become TensorFlow "select"
+    ops the LiteRT interpreter cannot run. The weights of a mixed-precision
+    model are float32 already, so the copy holds the same values.
+
+    Args:
+        model: a `keras.Model`.
+
+    Returns:
+        A `keras.Model` whose layers compute in float32.
+
+    Example:
+
+    >>> import keras
+    >>> dense = keras.layers.Dense(2, dtype="mixed_bfloat16")
+    >>> model = keras.Sequential([keras.Input((4,)), dense])
+    >>> float32_copy(model).layers[0].compute_dtype
+    'float32'
+    """
+    import keras
+
+    original = keras.saving.serialize_keras_object(model)
+    config = _float32_policies(original)
+    if config == original:
+        return model
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _check_args(path, format, quantize):
+    if format not in FORMATS:
+        raise ValueError(
+            f"`format` must be one of {FORMATS}. Received: format={format!r}"
+        )
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantize` must be one of {QUANTIZATIONS}. "
+            f"Received: quantize={quantize!r}"
+        )
+    if quantize is not None and format != "litert":
+        raise ValueError(
+            "Quantization needs format='litert': a SavedModel keeps the "
+            f"float weights. Received: format={format!r}, "
+            f"quantize={quantize!r}"
+        )
+    if format == "litert" and not os.fspath(path).endswith(".tflite"):
+        raise ValueError(
+            "A LiteRT artifact is one file whose name ends with '.tflite'. "
+            f"Received: path={os.fspath(path)!r}"
+        )
+
+
+def calibration_samples(data, num_samples=_CALIBRATION_SAMPLES, seed=0):
+    """Draws calibration inputs for int8 quantization from training data.
+
+    Args:
+        data: inputs: a NumPy array (or anything `np.asarray` accepts), a
+            `(x, y)` tuple, or a `tf.data.Dataset` yielding `x` or
+            `(x, y[, sample_weight])`, batched or not.
+        num_samples: int, how many samples to draw at most.
+        seed: int, the seed of the random draw.
+
+    Returns:
+        A float32 NumPy array of at most `num_samples` inputs.
+
+    Raises:
+        ValueError: if `data` holds no sample.
+
+    Example:
+
+    >>> calibration_samples(np.ones((500, 8)), num_samples=10).shape
+    (10, 8)
+    """
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if isinstance(spec, tuple):
+            data = data.map(lambda *e: e[0])
+            spec = data.element_spec
+        # Unbatch when the first axis is a batch axis of unknown size.
+        if spec.shape.rank and spec.shape[0] is None:
+            data = data.unbatch()
+        rows = list(data.take(num_samples).as_numpy_iterator())
+        x = np.stack(rows) if rows else np.zeros((0,))
+    else:
+        if isinstance(data, tuple):
+            data = data[0]
+        x = np.asarray(data)
+        if len(x) > num_samples:
+            rng = np.random.default_rng(seed)
+            x = x[np.sort(rng.choice(len(x), num_samples, replace=False))]
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(
+            "`representative_data` must hold at least one sample. "
+            f"Received: representative_data with shape {x.shape}"
+        )
+    return x.astype("float32") if x.dtype.kind == "f" else x
+
+
+def _representative_dataset(samples):
+    def generate():
+        for sample in samples:
+            yield [sample[None, ...]]
+
+    return generate
+
+
+def _litert_kwargs(quantize, representative_data, num_samples):
+    if quantize is None:
+        return {}
+    import tensorflow as tf
+
+    if representative_data is None:
+        raise ValueError(
+            "Int8 quantization calibrates on a sample of the training "
+            "data: pass `representative_data` (e.g. x_train). "
+            "Received: representative_data=None"
+        )
+    samples = calibration_samples(representative_data, num_samples)
+    return {
+        "optimizations": [tf.lite.Optimize.DEFAULT],
+        "representative_dataset": _representative_dataset(samples),
+    }
+
+
+def export(
+    model,
+    path,
+    format="saved_model",
+    quantize=None,
+    representative_data=None,
+    overwrite=False,
+    num_calibration_samples=_CALIBRATION_SAMPLES,
+    verbose=False,
+):
+    """Exports a composed model as a SavedModel or a LiteRT file.
+
+    Args:
+        model: the composed `keras.Model` (from `TeacherClass.compose`), or
+            a `TeacherClass`, whose composed model is exported (never the
+            teacher).
+        path: where to write: a directory for "saved_model", a file ending
+            with ".tflite" for "litert".
+        format: "saved_model" (TensorFlow SavedModel with a `serve`
+            endpoint) or "litert" (a TFLite flatbuffer).
+        quantize: None for float32, or "int8" for post-training int8
+            quantization of weights and activations (LiteRT only; input and
+            output stay float32).
+        representative_data: training inputs for int8 calibration (array,
+            `(x, y)` tuple or `tf.data.Dataset`); required with "int8".
+        overwrite: bool, replace an existing `path`; otherwise an existing
+            `path` is an error.
+        num_calibration_samples: int, samples drawn from
+            `representative_data` to calibrate int8 ranges.
+        verbose: bool, let Keras print what it writes.
+
+    Returns:
+        The path written, as a string.
+
+    Raises:
+        ValueError: on an unknown `format` or `quantize`, quantization
+            without LiteRT or without `representative_data`, or a LiteRT
+            `path` without the ".tflite" suffix.
+        FileExistsError: if `path` exists and `overwrite` is False.
+        TypeError: if `model` is neither a keras.Model nor a TeacherClass.
+
+    Example:
+
+    >>> import keras, tempfile, os
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> out = os.path.join(tempfile.mkdtemp(), "model.tflite")
+    >>> export(model, out, format="litert") == out
+    True
+    >>> load(out)(np.ones((3, 4), "float32")).shape
+    (3, 2)
+    """
+    path = os.fspath(path)
+    _check_args(path, format, quantize)
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(
+            f"{path} exists; pass overwrite=True to replace it. "
+            f"Received: path={path!r}"
+        )
+    model = _composed(model)
+    kwargs = {}
+    if format == "litert":
+        model = float32_copy(model)
+        kwargs = _litert_kwargs(
+            quantize, representative_data, num_calibration_samples
+        )
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    # Written beside its destination, then moved: a failed export never
+    # leaves a half-written artifact, nor destroys the one it replaces.
+    staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
+    try:
+        staged = os.path.join(staging, os.path.basename(path))
+        keras_format = "tf_saved_model" if format == "saved_model" else format
+        model.export(staged, format=keras_format, verbose=verbose, **kwargs)
+        if os.path.lexists(path):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+class Artifact:
+    """An exported model loaded back for inference, returning NumPy arrays.
+
+    Use `load` to build one. Calling it runs a batch; `predict` runs any
+    number of samples in batches.
+
+    Attributes:
+        path: the artifact's path.
+        format: "saved_model" or "litert".
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if os.path.isdir(self.path):
+            import tensorflow as tf
+
+            self.format = "saved_model"
+            self._loaded = tf.saved_model.load(self.path)
+            self._serve = self._loaded.serve
+        elif self.path.endswith(".tflite"):
+            self.format = "litert"
+            self._interpreter = _interpreter(self.path)
+            self._batch = None
+        elif self.path.endswith(".keras"):
+            import keras
+            import tensorflow as tf
+
+            self.format = "keras"
+            self._model = keras.saving.load_model(self.path, compile=False)
+            model = self._model
+            self._serve = tf.function(lambda x: model(x, training=False))
+        else:
+            raise ValueError(
+                "Expected a SavedModel directory, a '.tflite' or a '.keras' "
+                f"file. Received: path={self.path!r}"
+            )
+
+    def input_specs(self):
+        """`[(shape without batch axis, dtype)]` of the inputs."""
+        if self.format == "litert":
+            return [
+                (tuple(int(d) for d in i["shape"][1:]), i["dtype"])
+                for i in self._interpreter.get_input_details()
+            ]
+        if self.format == "keras":
+            return [(tuple(t.shape[1:]), t.dtype) for t in self._model.inputs]
+        function = self._serve.concrete_functions[0]
+        specs = function.structured_input_signature[0]
+        return [(tuple(s.shape[1:]), s.dtype.as_numpy_dtype) for s in specs]
+
+    @property
+    def num_params(self):
+        """Float values in the artifact's variables (None for LiteRT files).
+
+        Counts the weights a SavedModel or `.keras` file holds, leaving out
+        integer state such as the dropout layers' seeds.
+        """
+        if self.format == "litert":
+            return None
+        variables = (
+            self._loaded.variables
+            if self.format == "saved_model"
+            else self._model.weights
+        )
+        return int(
+            sum(
+                np.prod(v.shape)
+                for v in variables
+                if np.dtype(_numpy_dtype(v.dtype)).kind == "f"
+            )
+        )
+
+    def __call__(self, x):
+        if self.format != "litert":
+            return np.asarray(self._serve(x))
+        x = np.asarray(x)
+        interpreter = self._interpreter
+        inp = interpreter.get_input_details()[0]
+        if self._batch != x.shape:
+            interpreter.resize_tensor_input(inp["index"], x.shape)
+            interpreter.allocate_tensors()
+            self._batch = x.shape
+        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interpreter.invoke()
+        out = interpreter.get_output_details()[0]
+        return interpreter.get_tensor(out["index"]).copy()
+
+    def predict(self, x, batch_size=64):
+        """Runs `x` through the artifact in batches of `batch_size`."""
+        x = np.asarray(x)
+        outputs = [
+            self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(outputs, axis=0)
+
+
+def _numpy_dtype(dtype):
+    return getattr(dtype, "as_numpy_dtype", dtype)
+
+
+def _interpreter(path):
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        # tf.lite.Interpreter announces its move to ai_edge_litert.
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def load(path):
+    """Loads an exported artifact for inference.
+
+    Args:
+        path: a SavedModel directory or a ".tflite" file written by
+            `export`, or a ".keras" file.
+
+    Returns:
+        An `Artifact`: call it on a batch, or `predict(x, batch_size)`.
+
+    Raises:
+        ValueError: if `path` is none of these.
+        FileNotFoundError: if `path` does not exist.
+
+    Example:
+
+    >>> import keras, tempfile, os
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> out = export(model, os.path.join(tempfile.mkdtemp(), "m"))
+    >>> load(out).format
+    'saved_model'
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No exported model at {os.fspath(path)}. "
+            f"Received: path={os.fspath(path)!r}"
+        )
+    return Artifact(path)
+
+
+def size_on_disk(path):
+    """Bytes taken by a file, or by every file under a directory.
+
+    Example:
+
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "a"), "wb").write(b"1234")
+    >>> size_on_disk(d)
+    4
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total

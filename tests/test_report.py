@@ -1,0 +1,188 @@
+import json
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import blobs
+from conftest import mlp_teacher
+
+from teacherclass import CompressionReport
+from teacherclass import DenseTower
+from teacherclass import TeacherClass
+from teacherclass import export as export_lib
+from teacherclass import report as report_lib
+
+
+def test_flops_of_conv_pool_dense_by_hand():
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+            keras.layers.MaxPooling2D(2, name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(5, name="dense"),
+        ]
+    )
+    conv = 8 * 8 * 4 * (2 * 3 * 3 * 1) + 8 * 8 * 4  # MACs x 2 + biases
+    pool = 4 * 4 * 4 * (2 * 2)  # one op per window element per output
+    dense = 2 * 64 * 5 + 5
+    total, per_layer = report_lib.count_flops(model, per_layer=True)
+    assert per_layer == [
+        ("conv", "Conv2D", conv),
+        ("pool", "MaxPooling2D", pool),
+        ("dense", "Dense", dense),
+    ]
+    assert total == conv + pool + dense == 5765
+
+
+def test_flops_of_text_layers_by_hand():
+    model = keras.Sequential(
+        [
+            keras.Input((10,), dtype="int32"),
+            keras.layers.Embedding(50, 4),  # a lookup: 0 FLOPs
+            keras.layers.Conv1D(6, 3, use_bias=False),  # 8 outputs
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(2),
+        ]
+    )
+    conv = 8 * 6 * (2 * 3 * 4)
+    pool = 8 * 6
+    dense = 2 * 6 * 2 + 2
+    assert report_lib.count_flops(model) == conv + pool + dense
+
+
+def test_flops_count_the_layers_inside_a_tower():
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, DenseTower(3, hidden=(7,))(inputs))
+    assert report_lib.count_flops(model) == (2 * 5 * 7 + 7) + (2 * 7 * 3 + 3)
+
+
+@pytest.fixture
+def trained():
+    x, y = blobs(n=96)
+    tc = TeacherClass(mlp_teacher(), num_students=2)
+    tc.fit_teacher(x, y, epochs=2, verbose=0)
+    tc.fit_students(x, epochs=2, verbose=0)
+    return tc, x, y
+
+
+def test_measure_fills_every_part(trained, tmp_path):
+    tc, x, y = trained
+    composed = tc.compose()
+    path = export_lib.export(composed, tmp_path / "c.tflite", "litert")
+    report = report_lib.measure(
+        tc, x, y, batch_sizes=(1, 8), exports=[path], repeats=2
+    )
+    models = report["models"]
+    assert list(models) == [
+        "teacher",
+        "student_0",
+        "student_1",
+        "head",
+        "composed",
+    ]
+    counts = tc.report()
+    for key in ("teacher_params", "student_params", "head_params"):
+        assert report[key] == counts[key]
+    assert models["composed"]["params"] == composed.count_params()
+    assert models["composed"]["flops"] == sum(
+        models[name]["flops"] for name in ("student_0", "student_1", "head")
+    )
+    for entry in models.values():
+        assert set(entry["latency_ms"]) == {"1", "8"}
+        assert all(v > 0 for v in entry["latency_ms"].values())
+    for name in ("teacher", "composed"):
+        assert 0 <= models[name]["accuracy"] <= 1
+    for i in (0, 1):
+        assert models[f"student_{i}"]["mse"] >= 0
+    artifact = report["exports"]["c.tflite"]
+    assert artifact["format"] == "litert"
+    assert artifact["size_bytes"] == (tmp_path / "c.tflite").stat().st_size
+    assert artifact["accuracy"] == pytest.approx(
+        models["composed"]["accuracy"], abs=0.02
+    )
+    assert report["machine"]["cpu_count"] and report["versions"]["keras"]
+
+    text = str(report)
+    for column in ("params", "FLOPs", "ms@1", "ms@8", "accuracy", "mse"):
+        assert column in text.splitlines()[0]
+    assert "student 1" in text and "c.tflite" in text
+    assert "compression ratio:" in text
+
+    report.save(tmp_path / "report.json")
+    loaded = CompressionReport.load(tmp_path / "report.json")
+    assert loaded == json.loads(json.dumps(report)) and str(loaded) == text
+
+
+def test_measure_without_data_has_no_accuracy(trained):
+    tc, _, _ = trained
+    report = report_lib.measure(tc, batch_sizes=(2,), repeats=1, warmup=1)
+    assert "accuracy" not in report["models"]["composed"]
+    assert "accuracy" not in str(report).splitlines()[0]
+
+
+def test_bad_batch_sizes():
+    tc = TeacherClass(mlp_teacher(), num_students=2)
+    with pytest.raises(ValueError, match="Received: batch_sizes=\\(0,\\)"):
+        report_lib.measure(tc, batch_sizes=(0,))
+
+
+def test_count_report_prints_as_before():
+    report = CompressionReport.from_counts(1000, [40, 40], 20)
+    report["composed_accuracy"] = 0.5
+    lines = str(report).splitlines()
+    assert lines[0].split() == ["model", "params", "measured"]
+    assert lines[-2].split() == ["composed", "100", "accuracy=0.5000"]
+    assert lines[-1] == "compression ratio: 10.0x"
+    assert report.rows()[1] == ("student 0", 40, "")
+
+
+@pytest.mark.parametrize(
+    "y_pred, y, expected",
+    [
+        ([[0.9, 0.1], [0.2, 0.8]], [0, 1], 1.0),
+        ([[0.9, 0.1], [0.2, 0.8]], [[1, 0], [1, 0]], 0.5),
+        ([[0.7], [0.2]], [[1], [1]], 0.5),
+    ],
+)
+def test_accuracy(y_pred, y, expected):
+    assert report_lib.accuracy(np.array(y_pred), np.array(y)) == expected
+
+
+def _measured_report():
+    report = CompressionReport.from_counts(1000, [40, 40], 20)
+    report["models"] = {
+        "teacher": {"params": 1000, "accuracy": 0.97},
+        "student_0": {"params": 40, "mse": 0.1},
+        "student_1": {"params": 40, "mse": 0.2},
+        "head": {"params": 20},
+        "composed": {"params": 100, "accuracy": 0.95},
+    }
+    report["exports"] = {
+        "int8.tflite": {"format": "litert", "size_bytes": 10, "accuracy": 0.94}
+    }
+    return report
+
+
+def test_figures_are_pngs(tmp_path):
+    histories = {
+        "teacher": {"loss": [1.0, 0.5], "accuracy": [0.5, 0.9]},
+        "students": {"loss": [0.4, 0.2], "student_0_loss": [0.2, 0.1]},
+    }
+    paths = _measured_report().save_figures(tmp_path, histories=histories)
+    names = sorted(p.rsplit("/", 1)[-1] for p in paths)
+    assert names == [
+        "accuracy_vs_params.png",
+        "student_errors.png",
+        "training_curves.png",
+    ]
+    for path in paths:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_need_the_plots_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"pip install teacherclass\[plots\]"):
+        _measured_report().save_figures(tmp_path)
