@@ -1,0 +1,93 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _argv(tmp_path, *extra):
+    return [
+        "--dataset",
+        "digits",
+        "--students",
+        "2",
+        "--seeds",
+        "1",
+        "--teacher-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--samples",
+        "256",
+        "--baselines",
+        "scratch",
+        "--objective",
+        "mse",
+        "no_such_objective",
+        "--out-dir",
+        str(tmp_path / "results"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--plot-dir",
+        str(tmp_path / "plots"),
+        "--verbose",
+        "0",
+        *extra,
+    ]
+
+
+def test_writes_results_and_a_rerun_skips_finished_work(
+    reproduce, tmp_path, monkeypatch
+):
+    state = reproduce.main(_argv(tmp_path, "--paper"))
+    results = tmp_path / "results"
+    saved = json.loads((results / "digits.json").read_text())
+    assert saved == state
+    kinds = sorted((r["kind"], r["n"]) for r in saved["runs"].values())
+    assert kinds == [("class", 2), ("scratch", 0)]
+    assert len(saved["teachers"]) == 1
+    for key in ("machine", "versions", "settings", "invocations"):
+        assert saved[key]
+    # An objective that fit_students rejects is recorded, not fatal.
+    (unavailable,) = saved["unavailable"].values()
+    assert unavailable["objective"] == "no_such_objective"
+    assert "ValueError" in unavailable["reason"]
+    md = (results / "digits.md").read_text()
+    assert "| teacher | 349,578 | 1.0x |" in md
+    assert "class, n = 2 (mse)" in md
+    assert "not available" in md
+    assert "paper (`--paper`)" in md
+    assert "digits" not in (results / "summary.md").read_text()
+    assert (tmp_path / "plots" / "digits_accuracy_vs_params.png").exists()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("finished work was run again")
+
+    monkeypatch.setattr(reproduce, "train_teacher", fail)
+    monkeypatch.setattr(reproduce, "run_baseline", fail)
+    calls = []
+    monkeypatch.setattr(
+        reproduce,
+        "run_class",
+        lambda cfg, n, objective, *args: calls.append(objective) or fail(),
+    )
+    again = reproduce.main(_argv(tmp_path, "--paper"))
+    # Only the unavailable objective is tried again; it fails the same way.
+    assert calls == ["no_such_objective"]
+    assert again["runs"] == saved["runs"]
+    assert len(again["invocations"]) == 2
+
+
+def test_bad_arguments(reproduce, tmp_path):
+    with pytest.raises(ValueError, match="--epochs must be positive"):
+        reproduce.main(_argv(tmp_path, "--epochs", "0"))
