@@ -16,19 +16,15 @@ Run: python benchmarks/students_throughput.py [--data-dir DIR]
 import argparse
 import json
 import os
-import platform
+import sys
 import time
-from datetime import datetime
-from datetime import timezone
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-import teacherclass  # noqa: E402
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import chunking  # noqa: E402
@@ -36,6 +32,8 @@ from teacherclass import datasets  # noqa: E402
 from teacherclass import teacher as teacher_lib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import environment  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -163,20 +161,7 @@ def main():
     samples = n * args.students
     result = {
         "benchmark": "students_throughput",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "devices": [d.name for d in tf.config.list_physical_devices()],
-        },
-        "versions": {
-            "teacherclass": teacherclass.__version__,
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        **environment(),
         "config": {
             "data": source,
             "samples": n,
