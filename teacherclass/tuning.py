@@ -92,8 +92,10 @@ class StudentHyperModel(keras_tuner.HyperModel):
         feature_layer: the teacher's representation layer (default: the
             one that feeds its classifier).
         batch_size: int, default batch size for `fit_students`.
-        cache: None or a disk cache path for `fit_students`. A path is
-            shared by every trial (the teacher and data do not change).
+        cache: a disk cache path for `fit_students`, shared by every trial
+            (the teacher and data do not change), so the teacher runs once
+            per sample for the whole search. None: a temporary directory,
+            made on the first trial (`cache_dir`).
         latency_batch: int, samples per call when timing the composed
             model.
         name: the hypermodel's name.
@@ -155,6 +157,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         self.feature_layer = feature_layer
         self.batch_size = batch_size
         self.cache = cache
+        self._cache_dir = None
         self.latency_batch = latency_batch
         spec = teacher.inputs[0]
         self._images = len(spec.shape) in (3, 4) and "int" not in str(
@@ -175,6 +178,17 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 dropout=0.0,
             )
         return towers_lib.DenseTower(1, hidden=(units,))
+
+    @property
+    def cache_dir(self):
+        """The representation cache every trial reads (made on first use)."""
+        if self.cache is not None:
+            return self.cache
+        if self._cache_dir is None:
+            import tempfile
+
+            self._cache_dir = tempfile.mkdtemp(prefix="teacherclass-tuning-")
+        return self._cache_dir
 
     def build(self, hp):
         """A `TeacherClass` with the students `hp` describes.
@@ -244,7 +258,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 "over_budget": 1.0,
             }
         kwargs.setdefault("batch_size", self.batch_size)
-        kwargs.setdefault("cache", self.cache)
+        kwargs.setdefault("cache", self.cache_dir)
         model.fit_students(x, **kwargs)
         composed = model.compose()
         results = composed.evaluate(

@@ -1,5 +1,6 @@
 import builtins
 import importlib
+import os
 import sys
 
 import keras
@@ -65,6 +66,9 @@ def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
         assert row["latency_ms"] > 0
         assert set(row["hyperparameters"]) == {"num_students", "units"}
     assert Counting.epochs == 4  # 2 trials x 2 epochs
+    # Both trials read one representation cache: the teacher ran once.
+    meta = os.path.join(hypermodel.cache_dir, "teacherclass-cache.json")
+    assert hypermodel.cache is None and os.path.exists(meta)
     front = tuning.pareto_front(tuner)
     assert 1 <= len(front) <= 2
     best = tuner.get_best_models(1)[0]  # reloads the saved students
