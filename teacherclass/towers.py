@@ -42,6 +42,19 @@ def _check_rate(name, value):
         )
 
 
+def _image_shape(input_shape, tower):
+    """(batch, H, W, C) from an image input shape; (batch, H, W) gets C=1."""
+    shape = tuple(input_shape)
+    if len(shape) == 3:  # grayscale without a channel axis
+        shape = shape + (1,)
+    if len(shape) != 4:
+        raise ValueError(
+            f"{tower} takes images of shape (batch, H, W[, C]). "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+    return shape
+
+
 class Tower(keras.layers.Layer):
     """Base class of student towers.
 
@@ -122,14 +135,7 @@ class ConvTower(Tower):
         self.activation = activation
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        if len(shape) == 3:  # (batch, H, W): grayscale without a channel
-            shape = shape + (1,)
-        if len(shape) != 4:
-            raise ValueError(
-                "ConvTower takes images of shape (batch, H, W[, C]). "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
+        shape = _image_shape(input_shape, "ConvTower")
         self._convs = []
         self._pools = []
         for i, f in enumerate(self.filters):
@@ -484,14 +490,7 @@ class SegmentationTower(Tower):
         return conv, conv.compute_output_shape(shape)
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        if len(shape) == 3:  # (batch, H, W): grayscale without a channel
-            shape = shape + (1,)
-        if len(shape) != 4:
-            raise ValueError(
-                "SegmentationTower takes images of shape (batch, H, W[, C]). "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
+        shape = _image_shape(input_shape, "SegmentationTower")
         self._down = []
         for level, f in enumerate(self.filters):
             block = []
