@@ -6,36 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import blobs
 from conftest import mlp_teacher
 
 from teacherclass import DenseTower
 from teacherclass import TeacherClass
-
-
-def _trained_teacher(x, y, width=16, epochs=30):
-    teacher = mlp_teacher(width=width)
-    teacher.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    teacher.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-    return teacher
-
-
-@pytest.fixture(scope="module")
-def data():
-    keras.utils.set_random_seed(0)
-    x, y = blobs(n=384, classes=3, shape=(8,))
-    return x[:256], y[:256], x[256:], y[256:]
-
-
-@pytest.fixture(scope="module")
-def teacher(data):
-    keras.utils.set_random_seed(0)
-    x, y, _, _ = data
-    return _trained_teacher(x, y)
 
 
 def _tc(teacher, **kwargs):

@@ -3,33 +3,10 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from conftest import blobs
-from conftest import mlp_teacher
 
 from teacherclass import DenseTower
 from teacherclass import TeacherClass
 from teacherclass import objectives
-
-
-@pytest.fixture(scope="module")
-def data():
-    keras.utils.set_random_seed(0)
-    x, y = blobs(n=384, classes=3, shape=(8,))
-    return x[:256], y[:256], x[256:], y[256:]
-
-
-@pytest.fixture(scope="module")
-def teacher(data):
-    keras.utils.set_random_seed(0)
-    x, y, _, _ = data
-    teacher = mlp_teacher()
-    teacher.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    teacher.fit(x, y, epochs=30, batch_size=32, verbose=0)
-    return teacher
 
 
 def _tc(teacher):
