@@ -2,6 +2,7 @@
 
 import os
 import platform
+import time
 from datetime import datetime
 from datetime import timezone
 
@@ -30,3 +31,22 @@ def environment():
             "python": platform.python_version(),
         },
     }
+
+
+def _keras_callback():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class EpochTimer(_keras_callback()):
+    """Wall seconds of each epoch (the first one includes tracing)."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)

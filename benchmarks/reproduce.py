@@ -44,7 +44,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import time
 import traceback
@@ -58,7 +57,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import teacherclass  # noqa: E402
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import baselines  # noqa: E402
@@ -66,6 +64,10 @@ from teacherclass import datasets  # noqa: E402
 from teacherclass import teacher as teacher_lib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import EpochTimer  # noqa: E402
+from _common import environment  # noqa: E402
+
 ROOT = HERE.parent
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "imdb_reviews", "digits")
 
@@ -264,10 +266,7 @@ def _now():
 
 def _machine():
     return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "devices": [d.name for d in tf.config.list_physical_devices()],
+        **environment()["machine"],
         "note": (
             "times are wall seconds; see each run's load_average: the "
             "machine may be shared with other jobs, which inflates them"
@@ -296,14 +295,7 @@ def _git_state():
 
 
 def _versions():
-    return {
-        "git": _git_state(),
-        "teacherclass": teacherclass.__version__,
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
+    return {"git": _git_state(), **environment()["versions"]}
 
 
 class State:
@@ -334,19 +326,6 @@ class State:
 # ----------------------------------------------------------------------
 # Units of work
 # ----------------------------------------------------------------------
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall seconds of each epoch."""
-
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def _history(history):
