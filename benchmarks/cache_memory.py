@@ -15,19 +15,18 @@ Run: python benchmarks/cache_memory.py [--sizes 20000,200000]
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
-from datetime import timezone
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import environment  # noqa: E402
 
 
 def _peak_rss_mib():
@@ -115,12 +114,6 @@ def main():
         child(int(args.child[0]), args.child[1], args.batch_size, args.seed)
         return
 
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    import teacherclass
-
     sizes = [int(s) for s in args.sizes.split(",")]
     modes = args.modes.split(",")
     runs = []
@@ -153,20 +146,8 @@ def main():
         ratios[mode] = rss[max(sizes)] / rss[min(sizes)]
     result = {
         "benchmark": "cache_memory",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "memory_note": "peak RSS per process, resource.getrusage",
-        },
-        "versions": {
-            "teacherclass": teacherclass.__version__,
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        **environment(),
+        "memory_note": "peak RSS per process, resource.getrusage",
         "config": {
             "data": "synthetic uint8 28x28x1, tf.data (stateless random)",
             "sizes": sizes,

@@ -16,21 +16,18 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
+import sys
 import tempfile
-from datetime import datetime
-from datetime import timezone
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import teacherclass  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import environment  # noqa: E402
+
 EXAMPLE = HERE.parent / "examples" / "parallel_students.py"
 
 
@@ -78,23 +75,11 @@ def main():
         row["speedup_vs_first"] = base / row["wall_seconds"]
     result = {
         "benchmark": "parallel_students",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "note": (
-                "cpu_count is what the OS reports; the cores may be shared "
-                "with other work while this runs"
-            ),
-        },
-        "versions": {
-            "teacherclass": teacherclass.__version__,
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        **environment(),
+        "note": (
+            "cpu_count is what the OS reports; the cores may be shared "
+            "with other work while this runs"
+        ),
         "config": {
             "data": "scikit-learn digits, train split (1,438 samples)",
             "students": args.students,
