@@ -54,7 +54,7 @@ def _provenance(data, script):
     lines = [f"Measured on {_machine(data)}, {date}, by `{script}`."]
     if _versions(data):
         lines.append(f"Versions: {_versions(data)}.")
-    note = (data.get("machine") or {}).get("note")
+    note = (data.get("machine") or {}).get("note") or data.get("note")
     if note:
         lines.append(f"Note: {note}.")
     return " ".join(lines)
