@@ -115,25 +115,9 @@ _WORKER = (
     _COMMON
     + """
 # Before any other TensorFlow op: it reads TF_CONFIG and starts the server.
-strategy = tf.distribute.MultiWorkerMirroredStrategy()
-# Keras 3 calls `reduce` with an `(x, y)` batch and with `axis=0` on scalar
-# metrics, which this strategy rejects (keras-team/keras#20585); reduce each
-# tensor of a nest, and scalars across replicas only.
-_reduce = strategy.reduce
+from teacherclass.distribute import MultiWorkerMirroredStrategy
 
-
-def _reduce_each(reduce_op, value, axis=None):
-    if isinstance(value, (tuple, list, dict)):
-        return tf.nest.map_structure(
-            lambda v: _reduce_each(reduce_op, v, axis), value
-        )
-    local = strategy.experimental_local_results(value)[0]
-    if axis is not None and local.shape.rank == 0:
-        axis = None
-    return _reduce(reduce_op, value, axis)
-
-
-strategy.reduce = _reduce_each
+strategy = MultiWorkerMirroredStrategy()
 with strategy.scope():
     tc, x, y = setup()
     result = run(tc, x, y)

@@ -1,0 +1,44 @@
+"""tf.distribute strategies that Keras' trainer runs under as they are.
+
+A `TeacherClass` built inside `strategy.scope()` trains under that strategy
+like any Keras model: `fit_teacher`, `fit_students` and
+`compose(fine_tune=True)` all do. `tf.distribute.MirroredStrategy` needs
+nothing more. `tf.distribute.MultiWorkerMirroredStrategy` needs one fix in
+Keras 3 (keras-team/keras#20585): Keras' TensorFlow trainer calls
+`strategy.reduce` on a nest of tensors (an `(x, y)` batch) and with
+`axis=0` on scalar metrics, which that strategy rejects. The subclass here
+reduces each tensor of a nest and reduces scalars across replicas only.
+"""
+
+import tensorflow as tf
+
+
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """`tf.distribute.MultiWorkerMirroredStrategy` that Keras 3 can fit.
+
+    A drop-in replacement: same arguments, same `TF_CONFIG` cluster
+    description, same collective all-reduce. Only `reduce` differs (see
+    the module docstring). Create it first thing in each worker, before
+    any other TensorFlow op, as with TensorFlow's own.
+
+    Example (each worker process, `TF_CONFIG` set per worker):
+
+    ```python
+    from teacherclass import TeacherClass, distribute
+
+    strategy = distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        tc = TeacherClass(teacher, num_students=4)
+        tc.fit_students(dataset, epochs=10)
+    ```
+    """
+
+    def reduce(self, reduce_op, value, axis=None):
+        if isinstance(value, (tuple, list, dict)):
+            return tf.nest.map_structure(
+                lambda v: self.reduce(reduce_op, v, axis), value
+            )
+        local = self.experimental_local_results(value)[0]
+        if axis is not None and local.shape.rank == 0:
+            axis = None
+        return super().reduce(reduce_op, value, axis)
