@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,6 +15,44 @@ def seed():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
+
+
+def shared_data():
+    """The real datasets beside the repository (`../shared/data`).
+
+    Else `$TEACHERCLASS_SHARED_DATA`; the calling test is skipped when
+    neither is a folder.
+    """
+    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not path.is_dir() and os.environ.get("TEACHERCLASS_SHARED_DATA"):
+        path = Path(os.environ["TEACHERCLASS_SHARED_DATA"])
+    if not path.is_dir():
+        pytest.skip(f"no shared data folder at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def keras_home(tmp_path_factory):
+    """A `KERAS_HOME` for this test run; archives extract under it.
+
+    Shared by the pytest-xdist workers of one run (extraction is atomic).
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = base / "keras_home"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_cache(keras_home):
+    """Where `datasets.load` extracts shared archives, once per session.
+
+    The default cache of a process whose `KERAS_HOME` is `keras_home`, so
+    notebooks run with that `KERAS_HOME` reuse what tests extracted.
+    """
+    return keras_home / "datasets" / "teacherclass"
 
 
 def blobs(n=256, classes=3, shape=(8,), seed=0, spread=0.3):

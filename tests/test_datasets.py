@@ -5,18 +5,16 @@ Fast tests build tiny official-layout fixtures in `tmp_path`; tests marked
 """
 
 import gzip
-import os
-import shutil
 import sys
 import tarfile
 import time
 import zipfile
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import shared_data
 
 from teacherclass import datasets
 
@@ -520,22 +518,6 @@ def test_digits_without_sklearn(monkeypatch):
 # ---------------------------------------------------------------- real data
 
 
-def _shared_data():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir() and os.environ.get("TEACHERCLASS_SHARED_DATA"):
-        path = Path(os.environ["TEACHERCLASS_SHARED_DATA"])
-    if not path.is_dir():
-        pytest.skip(f"no shared data folder at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("shared_cache")
-    yield cache
-    shutil.rmtree(cache, ignore_errors=True)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name, split, count, per_class",
@@ -552,7 +534,7 @@ def shared_cache(tmp_path_factory):
 )
 def test_real_classification_data(name, split, count, per_class, shared_cache):
     x, y = datasets.load(
-        name, split=split, data_dir=_shared_data(), cache_dir=shared_cache
+        name, split=split, data_dir=shared_data(), cache_dir=shared_cache
     )
     assert len(x) == len(y) == count
     assert y.dtype == np.int64
@@ -576,7 +558,7 @@ def test_real_classification_data(name, split, count, per_class, shared_cache):
 def test_real_cifar10_from_its_own_folder_and_env_var(
     shared_cache, monkeypatch
 ):
-    shared = _shared_data()
+    shared = shared_data()
     x, y = datasets.load(
         "cifar10", "test", data_dir=shared / "cifar10", cache_dir=shared_cache
     )
@@ -593,7 +575,7 @@ def test_real_cifar10_from_its_own_folder_and_env_var(
 )
 def test_real_camvid(split, count, shared_cache):
     x, y = datasets.load(
-        "camvid", split=split, data_dir=_shared_data(), cache_dir=shared_cache
+        "camvid", split=split, data_dir=shared_data(), cache_dir=shared_cache
     )
     assert x.shape == (count, 180, 240, 3) and x.dtype == np.uint8
     assert y.shape == (count, 180, 240) and y.dtype == np.uint8
