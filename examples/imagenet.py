@@ -33,6 +33,9 @@ imagenet2012 at `--image-size 160`.
 
 Run:
     python examples/imagenet.py --dataset imagenette --cache /data/tc_cache
+
+tests/test_examples.py runs it on tfds' mock data (random images from the
+real builder's features) at 32x32 with `--weights none`.
 """
 
 import argparse
@@ -104,7 +107,11 @@ def main():
     )
     parser.add_argument("--data-dir", default=None, help="tfds data_dir")
     parser.add_argument("--download", action="store_true")
-    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet', a .weights.h5 path, or 'none' (random init)",
+    )
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--students", type=int, default=8)
     parser.add_argument("--teacher-epochs", type=int, default=2)
@@ -124,7 +131,8 @@ def main():
     val = stream(args.dataset, val_split, args.image_size, args.data_dir)
     batch = args.batch_size
 
-    teacher, base = teacher_model(args.image_size, classes, args.weights)
+    weights = None if args.weights.lower() == "none" else args.weights
+    teacher, base = teacher_model(args.image_size, classes, weights)
     if args.teacher_epochs:
         # A new head for these classes on the frozen pretrained trunk,
         # trained before the class copies the head.
