@@ -1,0 +1,90 @@
+"""CPU latency of a model: the median of repeated calls after warm-up."""
+
+import statistics
+import time
+
+import numpy as np
+
+
+def input_specs(model):
+    """`[(shape without batch, dtype), ...]` of a model's inputs."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(
+            "The model must be built with known inputs (a functional or "
+            f"Sequential model). Received: model={model!r}"
+        )
+    return [(tuple(t.shape[1:]), t.dtype) for t in inputs]
+
+
+def zero_inputs(specs, batch_size):
+    """A zero batch for `input_specs`; one array for a single input."""
+    arrays = [np.zeros((batch_size, *shape), dtype=dt) for shape, dt in specs]
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def sample_inputs(specs, batch_size, seed=0):
+    """A batch to time a model on: uniform floats, or token id 1 for ints."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for shape, dtype in specs:
+        if np.dtype(dtype).kind in "iu":
+            # Token ids: 1 is in every vocabulary and is not padding.
+            arrays.append(np.ones((batch_size, *shape), dtype=dtype))
+        else:
+            arrays.append(rng.random((batch_size, *shape)).astype(dtype))
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def time_call(fn, x, repeats=20, warmup=3):
+    """Median wall time of `fn(x)` in milliseconds, after `warmup` calls.
+
+    Args:
+        fn: a callable; its result is converted to NumPy, so asynchronous
+            work is finished inside the timing.
+        x: its argument.
+        repeats: int, timed calls.
+        warmup: int, untimed calls first (tracing, allocation).
+
+    Returns:
+        A float, milliseconds.
+
+    Example:
+
+    >>> time_call(np.sum, np.ones(10), repeats=3) >= 0
+    True
+    """
+    for _ in range(warmup):
+        np.asarray(fn(x))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(fn(x))
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def model_latency(model, batch_sizes=(1, 64), repeats=20, warmup=3):
+    """CPU latency of a Keras model's compiled inference call per batch.
+
+    The model's call runs in a `tf.function` (as `predict` does, without
+    its per-call overhead) on random inputs of each batch size.
+
+    Args:
+        model: a built `keras.Model` with known inputs.
+        batch_sizes: the batch sizes to time.
+        repeats: int, timed calls per batch size (the median is kept).
+        warmup: int, untimed calls first.
+
+    Returns:
+        A dict `{str(batch_size): milliseconds}`.
+    """
+    import tensorflow as tf
+
+    specs = input_specs(model)
+    call = tf.function(lambda x: model(x, training=False))
+    with tf.device("/CPU:0"):
+        return {
+            str(b): time_call(call, sample_inputs(specs, b), repeats, warmup)
+            for b in batch_sizes
+        }
