@@ -60,13 +60,17 @@ class Tower(keras.layers.Layer):
 
     Subclasses take `units` as their first argument and end in
     `Dense(units)` (or a per-pixel equivalent). Use it with `isinstance`
-    to recognise a tower; it adds no behaviour of its own.
+    to recognise a tower. Its output is `(batch, units)` unless a subclass
+    says otherwise.
     """
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
         _check_positive("units", units)
         self.units = units
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
 
     def get_config(self):
         config = super().get_config()
@@ -194,9 +198,6 @@ class ConvTower(Tower):
             x = self._dropout(x, training=training)
         return self._output(x)
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -270,9 +271,6 @@ class DenseTower(Tower):
         for dense in self._hidden:
             x = self._dropout(dense(x), training=training)
         return self._output(x)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
 
     def get_config(self):
         config = super().get_config()
@@ -402,9 +400,6 @@ class TextTower(Tower):
         for dense in self._hidden:
             x = self._dropout(dense(x), training=training)
         return self._output(x)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
 
     def get_config(self):
         config = super().get_config()
