@@ -67,6 +67,10 @@ def test_writes_results_and_a_rerun_skips_finished_work(
     assert "class, n = 2 (mse)" in md
     assert "not available" in md
     assert "paper (`--paper`)" in md
+    # The paper's last step: the head fine-tuned, students frozen.
+    assert "the paper's last step" in md
+    (class_run,) = [r for r in saved["runs"].values() if r["kind"] == "class"]
+    assert class_run["fine_tune_history"]["loss"]
     assert "digits" not in (results / "summary.md").read_text()
     assert (tmp_path / "plots" / "digits_accuracy_vs_params.png").exists()
 
