@@ -1,7 +1,8 @@
 """Renders docs/results.md from the JSON the benchmarks write.
 
-Reads every `benchmarks/results/*.json` present (and the Markdown tables
-`reproduce.py` writes next to its `<dataset>.json`), and writes one page
+Reads every `benchmarks/results/*.json` present (and the Markdown table a
+benchmark writes next to its JSON, `<name>.md`, where there is one), and
+writes one page
 that quotes each result with the machine and date it was measured on.
 Nobody types a number into the page: rerun this script after a benchmark.
 MkDocs also runs it as a hook (see `mkdocs.yml`), so a built site always
@@ -126,22 +127,67 @@ def _reproduce(name, data, results_dir, figures_dir):
     return lines
 
 
-def _generic(name, data):
+def _cell(value):
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    return _fmt(value)
+
+
+def _rows_table(rows):
+    """A Markdown table of a list of flat dicts (one column per key)."""
+    keys = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    lines = ["| " + " | ".join(keys) + " |"]
+    lines.append("| " + " | ".join("---" for _ in keys) + " |")
+    for row in rows:
+        lines.append(
+            "| " + " | ".join(_cell(row.get(k, "")) for k in keys) + " |"
+        )
+    return lines
+
+
+def _generic(name, data, results_dir):
+    """A benchmark's own Markdown table if it wrote one, else its JSON.
+
+    From the JSON: the configuration, every list of runs as a table, and
+    the scalars (top-level or one level down).
+    """
     benchmark = data.get("benchmark", name)
     lines = [f"## {benchmark} ({name})", ""]
-    scalars = {
-        k: v
-        for k, v in data.items()
-        if isinstance(v, (int, float, str))
-        and not isinstance(v, bool)
-        and k not in ("benchmark", "date", "updated", "created")
-    }
+    table = Path(results_dir) / f"{name}.md"
+    if table.is_file():
+        lines += [_demote(table.read_text().strip()), ""]
+        lines += [_provenance(data, f"benchmarks/{benchmark}.py"), ""]
+        return lines
+    config = data.get("config")
+    if isinstance(config, dict) and config:
+        settings = "; ".join(f"{k}: {_cell(v)}" for k, v in config.items())
+        lines += [f"Settings: {settings}.", ""]
+    for key, value in data.items():
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(r, dict) for r in value)
+        ):
+            lines += [f"{key}:", "", *_rows_table(value), ""]
+    skip = ("benchmark", "date", "updated", "created", "config", "note")
+    scalars = {}
+    for k, v in data.items():
+        if k in skip or k in ("machine", "versions"):
+            continue
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+            scalars[k] = v
+        elif isinstance(v, dict) and all(
+            isinstance(x, (int, float, str)) and not isinstance(x, bool)
+            for x in v.values()
+        ):
+            scalars.update({f"{k}: {sub}": x for sub, x in v.items()})
     if scalars:
         lines += ["| key | value |", "| --- | ---: |"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in scalars.items()]
         lines.append("")
-    script = f"benchmarks/{benchmark}.py"
-    lines += [_provenance(data, script), ""]
+    lines += [_provenance(data, f"benchmarks/{benchmark}.py"), ""]
     return lines
 
 
@@ -179,7 +225,7 @@ def render(results_dir=RESULTS, figures_dir=FIGURES):
         elif data.get("benchmark") == "reproduce":
             lines += _reproduce(name, data, results_dir, figures_dir)
         else:
-            lines += _generic(name, data)
+            lines += _generic(name, data, results_dir)
     return "\n".join(lines).rstrip() + "\n"
 
 

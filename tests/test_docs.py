@@ -80,6 +80,35 @@ def test_results_page_quotes_each_json_with_machine_and_date(tmp_path):
     assert "| speedup | 2.5 |" in page
 
 
+def test_results_page_shows_runs_configs_and_a_benchmarks_own_table(
+    tmp_path,
+):
+    _result(
+        tmp_path,
+        "memory",
+        {
+            "benchmark": "memory",
+            "config": {"sizes": [10, 100], "mode": "disk"},
+            "runs": [
+                {"samples": 10, "peak_mib": 800.5},
+                {"samples": 100, "peak_mib": 900.25, "extra": [1, 2]},
+            ],
+            "ratio": {"disk": 1.125},
+            "machine": MACHINE,
+        },
+    )
+    _result(tmp_path, "seg", {"benchmark": "seg", "miou": 0.5})
+    (tmp_path / "seg.md").write_text("# Seg\n\n| class | IoU |\n")
+    page = render_results.render(tmp_path, tmp_path)
+    assert "Settings: sizes: 10, 100; mode: disk." in page
+    assert "| samples | peak_mib | extra |" in page
+    assert "| 100 | 900.2 | 1, 2 |" in page
+    assert "| ratio: disk | 1.125 |" in page
+    # A benchmark's own table is quoted instead of its raw scalars.
+    assert "### Seg" in page and "| class | IoU |" in page
+    assert "| miou |" not in page
+
+
 def test_results_page_without_results(tmp_path):
     page = render_results.render(tmp_path / "missing", tmp_path)
     assert "No results yet" in page
