@@ -80,6 +80,11 @@ def main():
     parser.add_argument("--precision", default="mixed_bfloat16")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument(
+        "--name",
+        default="camvid",
+        help="results file stem: OUT/NAME.json and OUT/NAME.md",
+    )
     args = parser.parse_args()
 
     keras.utils.set_random_seed(args.seed)
@@ -185,7 +190,7 @@ def main():
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "camvid.json").write_text(json.dumps(result, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
 
     def fmt(v):
         return "-" if v is None else f"{v:.3f}"
@@ -225,7 +230,7 @@ def main():
             f"{fmt(scores['composed']['per_class_iou'][i])} |"
         )
     table = "\n".join(lines) + "\n"
-    (out / "camvid.md").write_text(table)
+    (out / f"{args.name}.md").write_text(table)
     print(table)
 
 
