@@ -744,7 +744,13 @@ def write_summary(out_dir):
                         f"({len(r['seeds'])} seed(s))"
                         for r in found
                     ]
-                    status = f"measured, configuration `{settings_id}`"
+                    cfg = state["settings"][settings_id]
+                    status = (
+                        f"measured, configuration `{settings_id}` "
+                        f"({cfg['profile']}: {cfg['samples']:,} training "
+                        f"samples, teacher {cfg['teacher_epochs']} / "
+                        f"students {cfg['epochs']} epochs)"
+                    )
                     lines.append(
                         f"| {dataset} | {status} | {cells[0]} | {cells[1]} |"
                     )
