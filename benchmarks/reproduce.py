@@ -784,7 +784,11 @@ def write_plot(state, path):
             continue
         plotted = True
         color = colors[i % len(colors)]
-        tag = "paper" if settings["profile"] == "paper" else "improved"
+        tag = (
+            f"{'paper' if settings['profile'] == 'paper' else 'improved'}, "
+            f"{settings_id}: {settings['samples'] // 1000}k samples, "
+            f"{settings['epochs']} epochs"
+        )
         by_objective = {}
         for r in rows:
             if r["kind"] == "class":
@@ -816,8 +820,7 @@ def write_plot(state, path):
             if r["kind"] == "class":
                 continue
             name = "teacher" if r["kind"] == "teacher" else r["label"]
-            # One teacher serves every setup that shares its settings.
-            label = name if r["kind"] == "teacher" else f"{name} ({tag})"
+            label = f"{name} ({tag})"
             ax.errorbar(
                 [r["params"]],
                 [100 * r["accuracy_mean"]],
