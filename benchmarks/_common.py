@@ -1,10 +1,12 @@
 """What every benchmark writes next to its numbers: machine, versions, date."""
 
+import json
 import os
 import platform
 import time
 from datetime import datetime
 from datetime import timezone
+from pathlib import Path
 
 
 def environment():
@@ -31,6 +33,14 @@ def environment():
             "python": platform.python_version(),
         },
     }
+
+
+def write_result(path, result):
+    """Writes a benchmark's result as indented JSON; prints where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def _keras_callback():

@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import environment  # noqa: E402
+from _common import write_result  # noqa: E402
 
 
 def _peak_rss_mib():
@@ -168,10 +169,7 @@ def main():
         )
     for mode, ratio in ratios.items():
         print(f"ratio {mode} ({max(sizes)} / {min(sizes)}): {ratio:.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

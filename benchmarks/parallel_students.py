@@ -14,7 +14,6 @@ Run: python benchmarks/parallel_students.py [--epochs 20]
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import keras  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import environment  # noqa: E402
+from _common import write_result  # noqa: E402
 
 EXAMPLE = HERE.parent / "examples" / "parallel_students.py"
 
@@ -100,10 +100,7 @@ def main():
             f"{row['speedup_vs_first']:>8.2f} "
             f"{row['composed_accuracy']:>9.4f}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Run: python benchmarks/students_throughput.py [--data-dir DIR]
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import EpochTimer  # noqa: E402
 from _common import environment  # noqa: E402
+from _common import write_result  # noqa: E402
 
 
 def _data(args):
@@ -205,10 +205,7 @@ def main():
     )
     print(f"ratio: {result['ratio']:.2f}")
     print(f"ratio (all epochs): {result['ratio_all_epochs']:.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":
