@@ -24,8 +24,6 @@ from teacherclass.latency import model_latency
 from teacherclass.latency import sample_inputs
 from teacherclass.latency import time_call
 
-_PLOTS_EXTRA = "pip install teacherclass[plots]"
-
 
 class CompressionReport(dict):
     """Sizes, costs and accuracy of a teacher and its class of students.
