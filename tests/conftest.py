@@ -79,6 +79,18 @@ def mlp_teacher(input_dim=8, width=16, classes=3, name="teacher"):
     )
 
 
+def trained_mlp_teacher(x, y, epochs, **kwargs):
+    """`mlp_teacher(**kwargs)` compiled with Adam and fitted on `(x, y)`."""
+    model = mlp_teacher(**kwargs)
+    model.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def data():
     """Three learnable blobs in 8 dimensions: (x, y, x_test, y_test)."""
@@ -92,11 +104,4 @@ def teacher(data):
     """`mlp_teacher` trained on `data` (above 90 % test accuracy)."""
     keras.utils.set_random_seed(0)
     x, y, _, _ = data
-    model = mlp_teacher()
-    model.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    model.fit(x, y, epochs=30, batch_size=32, verbose=0)
-    return model
+    return trained_mlp_teacher(x, y, epochs=30)

@@ -452,7 +452,8 @@ def test_bad_split(name, split, expected):
 
 
 def test_prepared_tfds_dataset(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
+
     root = tmp_path / "tfds_empty"
     for name in ("mnist", "imdb_reviews"):
         (root / name).mkdir(parents=True)
@@ -472,7 +473,8 @@ def test_prepared_tfds_dataset(tmp_path):
 
 
 def test_offline_files_win_over_tfds(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
+
     _make_idx_dir(tmp_path / "data" / "mnist")
     with mock.patch.object(tfds, "load", side_effect=AssertionError):
         x, _ = datasets.load("mnist", data_dir=tmp_path / "data", download=True)
@@ -480,7 +482,8 @@ def test_offline_files_win_over_tfds(tmp_path):
 
 
 def test_download_true_calls_tfds_load(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
+
     with tfds.testing.mock_data(num_examples=3):
         x, y = datasets.load("cifar10", download=True)
     assert x.shape == (3, 32, 32, 3) and x.dtype == np.uint8
@@ -491,7 +494,6 @@ def test_download_true_calls_tfds_load(tmp_path):
 
 
 def test_digits_split():
-    pytest.importorskip("sklearn")
     x_train, y_train = datasets.load("digits", data_dir="/ignored")
     x_test, y_test = datasets.load("digits", split="test")
     assert x_train.shape == (1438, 8, 8, 1) and x_test.shape == (359, 8, 8, 1)

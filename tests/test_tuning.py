@@ -4,10 +4,11 @@ import os
 import sys
 
 import keras
+import keras_tuner
 import numpy as np
 import pytest
 from conftest import blobs
-from conftest import mlp_teacher
+from conftest import trained_mlp_teacher
 
 from teacherclass import tuning
 
@@ -16,18 +17,10 @@ from teacherclass import tuning
 def teacher():
     keras.utils.set_random_seed(0)
     x, y = blobs(n=192, classes=3, shape=(8,))
-    teacher = mlp_teacher(width=8)
-    teacher.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    teacher.fit(x, y, epochs=20, batch_size=32, verbose=0)
-    return teacher
+    return trained_mlp_teacher(x, y, epochs=20, width=8)
 
 
 def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
-    keras_tuner = pytest.importorskip("keras_tuner")
     x, y = blobs(n=192, classes=3, shape=(8,))
 
     class Counting(keras.callbacks.Callback):
@@ -76,7 +69,6 @@ def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
 
 
 def test_over_budget_trials_are_not_trained(teacher):
-    keras_tuner = pytest.importorskip("keras_tuner")
     hypermodel = tuning.StudentHyperModel(
         teacher, num_students=(2,), units=(8,), max_params=10
     )
@@ -91,7 +83,6 @@ def test_over_budget_trials_are_not_trained(teacher):
 
 
 def test_validation_data_is_required(teacher):
-    keras_tuner = pytest.importorskip("keras_tuner")
     hypermodel = tuning.StudentHyperModel(teacher, num_students=(1,))
     hp = keras_tuner.HyperParameters()
     with pytest.raises(ValueError, match="Received: validation_data=None"):
@@ -99,7 +90,6 @@ def test_validation_data_is_required(teacher):
 
 
 def test_bad_choices(teacher):
-    pytest.importorskip("keras_tuner")
     with pytest.raises(ValueError, match=r"Received: units=\(\)"):
         tuning.StudentHyperModel(teacher, units=())
     with pytest.raises(ValueError, match="Received: max_params=0"):
