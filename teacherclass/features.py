@@ -9,6 +9,10 @@ A disk cache (`cache="path"` or `cache=DiskCache(...)`) is for data larger
 than memory: it is written once with `tf.data.Dataset.save` in shards, read
 back as a stream, and shuffled by reading the shards in a random order
 through a bounded shuffle buffer, so memory stays flat as the data grows.
+
+With random augmentation (`fit_students(augment=...)`) every epoch sees new
+inputs, so there is nothing to cache: `online` runs the trunk on each
+augmented batch inside the pipeline instead.
 """
 
 import hashlib
@@ -371,6 +375,84 @@ def _disk(trunk, batches, chunks, cache):
             f,
         )
     return _disk_features(cache, data_path, num_samples)
+
+
+class OnlineFeatures:
+    """`(x, features)` batches with the teacher run on every batch.
+
+    For inputs that change every epoch (random augmentation), there is
+    nothing to cache: each training batch is drawn from the inputs (held in
+    memory), augmented, and the teacher's trunk runs on the augmented
+    batch inside the `tf.data` pipeline, in parallel with the training
+    step. Teacher and students see the same augmented batch ("consistent
+    teaching").
+
+    Attributes:
+        num_samples: int, the number of samples.
+    """
+
+    def __init__(self, trunk, inputs, num_samples, augment):
+        self._trunk = trunk
+        self._inputs = inputs
+        self._augment = augment
+        self.num_samples = num_samples
+
+    def batches(self, batch_size, shuffle=False, seed=None):
+        """Augmented batches of `(x, features)`, as `Features.batches`."""
+        ds = self._inputs
+        if shuffle:
+            ds = ds.shuffle(
+                self.num_samples, seed=seed, reshuffle_each_iteration=True
+            )
+        ds = ds.apply(tf.data.experimental.assert_cardinality(self.num_samples))
+        augment = self._augment
+        ds = ds.batch(batch_size).map(
+            lambda x: augment(x, training=True),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return _teacher_batches(self._trunk, ds).prefetch(tf.data.AUTOTUNE)
+
+
+def online(trunk, batches, augment):
+    """Features computed on the fly from augmented inputs.
+
+    Args:
+        trunk: `keras.Model` from the (augmented) inputs to the
+            representation.
+        batches: batched `tf.data.Dataset` of inputs; they are held in
+            memory, unbatched, and re-batched every epoch.
+        augment: callable taking `(x, training=True)` and returning a
+            batch of the same shape, e.g. a Keras preprocessing layer or a
+            `keras.Sequential` of them.
+
+    Returns:
+        An `OnlineFeatures`.
+
+    Raises:
+        ValueError: if the data is empty.
+        TypeError: if `augment` is not callable.
+
+    Example:
+
+    >>> import keras
+    >>> trunk = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
+    >>> x = np.random.rand(10, 4).astype("float32")
+    >>> batches = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    >>> feats = online(trunk, batches, keras.layers.GaussianNoise(0.1))
+    >>> x_aug, f = next(iter(feats.batches(4, shuffle=True)))
+    >>> tuple(x_aug.shape), tuple(f.shape)
+    ((4, 4), (4, 6))
+    """
+    if not callable(augment):
+        raise TypeError(
+            "`augment` must be a callable such as a Keras preprocessing "
+            f"layer. Received: augment={augment!r}"
+        )
+    inputs = batches.unbatch().cache()
+    num_samples = int(inputs.reduce(0, lambda n, _: n + 1))
+    if num_samples == 0:
+        raise ValueError("The data holds no sample: nothing to train on.")
+    return OnlineFeatures(trunk, inputs, num_samples, augment)
 
 
 def extract(trunk, batches, chunks, cache=None):

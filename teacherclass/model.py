@@ -494,7 +494,7 @@ class TeacherClass(keras.Model):
         finally:
             self._adversary = None
 
-    def _features(self, x, batch_size, cache=None, name="x"):
+    def _features(self, x, batch_size, cache=None, name="x", augment=None):
         batches = data.batched_inputs(
             x, self.teacher.inputs[0], batch_size, name=name
         )
@@ -503,11 +503,23 @@ class TeacherClass(keras.Model):
             # Cache what the students take: preprocess once per sample,
             # and run the rest of the trunk from there.
             preprocessor = self._preprocessor()
-            batches = batches.map(lambda b: preprocessor(b, training=False))
+            if augment is not None:
+                # Augment the raw inputs, then preprocess them per batch.
+                raw_augment = augment
+
+                def augment(b, training=True):
+                    return preprocessor(
+                        raw_augment(b, training=training), training=False
+                    )
+
+            else:
+                batches = batches.map(lambda b: preprocessor(b, training=False))
             trunk = keras.Model(
                 self._student_input_tensor(),
                 teacher_lib.output_of(self.teacher, self._feature_layer()),
             )
+        if augment is not None:
+            return features.online(trunk, batches, augment)
         return features.extract(trunk, batches, self.chunks, cache=cache)
 
     def fit_students(
@@ -526,6 +538,7 @@ class TeacherClass(keras.Model):
         optimizer="adam",
         cache=None,
         steps_per_execution=1,
+        augment=None,
     ):
         """Trains students to regress their chunks of the representation.
 
@@ -565,6 +578,14 @@ class TeacherClass(keras.Model):
             cache: None (memory) or a directory for a disk cache.
             steps_per_execution: int, training steps per graph call; more
                 amortize per-step overhead for small towers.
+            augment: None, or a callable applied to every training batch
+                of inputs with `training=True` (a Keras preprocessing layer
+                such as `RandomTranslation`, or a `keras.Sequential` of
+                them). The teacher then runs on each augmented batch and
+                the students regress its features on the same batch, so
+                nothing is cached and every epoch runs the teacher's trunk
+                once more (inside the input pipeline). Validation data is
+                not augmented. Not combinable with `cache`.
 
         Returns:
             A `History` with `loss` (the sum) and `student_{i}_loss` for
@@ -574,15 +595,27 @@ class TeacherClass(keras.Model):
             error); their `student_{i}_loss` is the generator loss.
 
         Raises:
-            ValueError: on bad `students` or `loss`, or data that does not
-                fit the teacher.
+            ValueError: on bad `students` or `loss`, data that does not
+                fit the teacher, or both `augment` and `cache`.
+            TypeError: if `augment` is not callable.
             NotImplementedError: for an adversarial objective on a backend
                 other than TensorFlow.
         """
         del y  # students never see labels
         selected = self._check_students(students)
         batch_size = batch_size or _DEFAULT_BATCH_SIZE
-        train = self._features(x, batch_size, cache=cache)
+        if augment is not None and not callable(augment):
+            raise TypeError(
+                "`augment` must be a callable such as a Keras preprocessing "
+                f"layer. Received: augment={augment!r}"
+            )
+        if augment is not None and cache is not None:
+            raise ValueError(
+                "`augment` runs the teacher on every augmented batch, so "
+                "there is no representation to cache: pass one of them. "
+                f"Received: augment={augment!r}, cache={cache!r}"
+            )
+        train = self._features(x, batch_size, cache=cache, augment=augment)
         val = None
         if validation_data is not None:
             val = self._features(

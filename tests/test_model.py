@@ -466,3 +466,74 @@ def test_compose_with_a_new_head(teacher, data):
         tc.compose(
             head=keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
         )
+
+
+# --- augmentation: the teacher runs on each augmented batch ------------------
+
+
+class AddInTraining(keras.layers.Layer):
+    """A deterministic 'augmentation': adds a constant in training only."""
+
+    def __init__(self, shift, **kwargs):
+        super().__init__(**kwargs)
+        self.shift = shift
+
+    def call(self, x, training=False):
+        return x + self.shift if training else x
+
+
+def test_augment_teacher_and_students_see_the_same_batch(teacher, data):
+    """The teacher runs on the augmented batch the students train on.
+
+    With a deterministic 'augmentation' (add 1 in training), training on
+    `x` with `augment` is training on `x + 1` without: same losses, same
+    weights. Evaluation does not augment.
+    """
+    x = data[0]
+    fit = dict(epochs=3, batch_size=32, verbose=0)
+    keras.utils.set_random_seed(0)
+    augmented = _tc(teacher, num_students=2)
+    history = augmented.fit_students(x, augment=AddInTraining(1.0), **fit)
+    keras.utils.set_random_seed(0)
+    shifted = _tc(teacher, num_students=2)
+    expected = shifted.fit_students(x + 1.0, **fit)
+    np.testing.assert_allclose(
+        history.history["loss"], expected.history["loss"], rtol=1e-5
+    )
+    for a, b in zip(augmented.get_weights(), shifted.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert augmented.evaluate_students(x)["loss"] == pytest.approx(
+        shifted.evaluate_students(x)["loss"], rel=1e-5
+    )
+
+
+def test_augment_reaches_teacher_accuracy(teacher, data):
+    x, y, x_test, y_test = data
+    teacher_acc = teacher.evaluate(x_test, y_test, verbose=0)[1]
+    tc = _tc(teacher, num_students=2)
+    history = tc.fit_students(
+        x,
+        epochs=30,
+        batch_size=32,
+        augment=keras.layers.GaussianNoise(0.02),
+        validation_data=x_test,
+        verbose=0,
+    )
+    assert set(history.history) == {
+        "loss",
+        "val_loss",
+        *(f"{p}student_{i}_loss" for p in ("", "val_") for i in range(2)),
+    }
+    assert tc.compose().evaluate(x_test, y_test, verbose=0)[1] >= (
+        teacher_acc - 0.05
+    )
+
+
+def test_augment_errors(teacher, data, tmp_path):
+    tc = _tc(teacher)
+    cache = str(tmp_path / "cache")
+    with pytest.raises(ValueError, match="Received: augment=.*, cache="):
+        tc.fit_students(data[0], augment=AddInTraining(1.0), cache=cache)
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(TypeError, match="Received: augment='flip'"):
+        tc.fit_students(data[0], augment="flip")
