@@ -71,11 +71,24 @@ from _common import environment  # noqa: E402
 
 ROOT = HERE.parent
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "imdb_reviews", "digits")
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 
 # The default configuration's changes to the paper's, recorded in outputs.
 IMPROVEMENTS = (
     "students and baselines (b), (c): Adam with cosine learning-rate decay "
     "from 1e-3 to 0 over all steps (the paper: Adam at a constant 1e-3)",
+)
+# Changes recorded only in the configurations that make them.
+TEACHER_COSINE = (
+    "teacher: Adam with cosine learning-rate decay from 1e-3 to 0 over all "
+    "steps (the paper: Adam at a constant 1e-3)"
+)
+SHIFT = (
+    "random shifts of up to 10% of the height and width (keras.layers."
+    "RandomTranslation(0.1, 0.1, fill_mode='constant')), drawn anew for "
+    "every batch, when training the teacher, the students (the teacher "
+    "runs on each shifted batch: fit_students(augment=...)) and baselines "
+    "(b) and (c); never on test data nor in head fine-tuning"
 )
 # Both configurations, recorded in outputs.
 FINE_TUNING = (
@@ -119,6 +132,7 @@ NOT_MEASURED = {
 }
 
 # Per dataset: paper epochs are unknown; these defaults fit a CPU budget.
+# "augment" and "teacher_lr_schedule" apply to the improved profile only.
 DEFAULTS = {
     "mnist": {"teacher_epochs": 4, "epochs": 12, "batch_size": 128},
     "fashion_mnist": {"teacher_epochs": 8, "epochs": 15, "batch_size": 128},
@@ -164,10 +178,19 @@ def _teacher_builder(dataset, paper):
     return architectures.digits_teacher, "digits_teacher (demo, not paper)"
 
 
-def _student(dataset, n):
-    """The paper's student template for a class of `n`."""
+def _student(cfg, n, bottleneck=None):
+    """The student template for a class of `n` in a configuration.
+
+    The paper's, with its dense bottleneck widened to at least
+    `cfg["min_student_bottleneck"]` where that is set (MNIST and
+    Fashion-MNIST), or to exactly `bottleneck` when given.
+    """
+    dataset = cfg["dataset"]
     if dataset in ("mnist", "fashion_mnist"):
-        return architectures.mnist_student(n)
+        if bottleneck is None and "min_student_bottleneck" in cfg:
+            paper = architectures.mnist_student(n).bottleneck
+            bottleneck = max(paper, cfg["min_student_bottleneck"])
+        return architectures.mnist_student(n, bottleneck=bottleneck)
     if dataset == "cifar10":
         return architectures.cifar10_student(n)
     if dataset == "imdb_reviews":
@@ -359,6 +382,51 @@ def _optimizer(cfg, n_train):
     )
 
 
+def _teacher_optimizer(cfg, n_train):
+    """The teacher's Adam: constant, or with cosine decay over all steps."""
+    if cfg.get("teacher_lr_schedule", "constant") == "constant":
+        return keras.optimizers.Adam()
+    steps = cfg["teacher_epochs"] * math.ceil(n_train / cfg["batch_size"])
+    return keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
+    )
+
+
+def _augmentation(cfg):
+    """A fresh augmentation layer for the configuration, or None."""
+    if cfg.get("augment", "none") == "none":
+        return None
+    # float32: the random transform's interpolation stays exact under a
+    # mixed precision policy; the models cast their inputs themselves.
+    return keras.layers.RandomTranslation(
+        0.1, 0.1, fill_mode="constant", dtype="float32"
+    )
+
+
+def _labelled(cfg, x, y, seed):
+    """`(x, y)` as fit takes them: arrays, or augmented batches.
+
+    Returns:
+        `(x, y, batch_size)`: with augmentation, a shuffled, augmented
+        `tf.data.Dataset` of `(x, y)` batches, None and None (the dataset
+        is batched); without, the arrays and the configured batch size.
+    """
+    augment = _augmentation(cfg)
+    if augment is None:
+        return x, y, cfg["batch_size"]
+    ds = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(cfg["batch_size"])
+        .map(
+            lambda a, b: (augment(a, training=True), b),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return ds, None, None
+
+
 def _fresh_session(cfg):
     # clear_session() also resets the dtype policy to float32.
     keras.backend.clear_session()
@@ -375,16 +443,23 @@ def train_teacher(cfg, seed, data, path, verbose):
     keras.utils.set_random_seed(seed)
     build, _ = _teacher_builder(cfg["dataset"], cfg["paper_teacher"])
     teacher = build()
-    teacher.compile(**teacher_lib.default_compile_args(teacher, y))
+    teacher.compile(
+        **{
+            **teacher_lib.default_compile_args(teacher, y),
+            "optimizer": _teacher_optimizer(cfg, len(x)),
+        }
+    )
     timer = EpochTimer()
+    train_x, train_y, batch_size = _labelled(cfg, x, y, seed)
     start = time.perf_counter()
     history = teacher.fit(
-        x,
-        y,
+        train_x,
+        train_y,
         epochs=cfg["teacher_epochs"],
-        batch_size=cfg["batch_size"],
+        batch_size=batch_size,
         verbose=verbose,
         callbacks=[timer],
+        shuffle=batch_size is not None,  # an augmented dataset is shuffled
     )
     seconds = time.perf_counter() - start
     tmp = path.with_name(path.stem + ".partial.keras")
@@ -414,9 +489,7 @@ def run_class(
     """
     x, y, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    tc = TeacherClass(
-        teacher, num_students=n, student=_student(cfg["dataset"], n)
-    )
+    tc = TeacherClass(teacher, num_students=n, student=_student(cfg, n))
     timer = EpochTimer()
     start = time.perf_counter()
     history = tc.fit_students(
@@ -428,6 +501,7 @@ def run_class(
         loss=objective,
         optimizer=_optimizer(cfg, len(x)),
         steps_per_execution=steps_per_execution,
+        augment=_augmentation(cfg),
     )
     student_seconds = time.perf_counter() - start
     record = {
@@ -478,33 +552,58 @@ def _classifier(cfg):
     return num_classes, activation, dtype
 
 
+def _baseline_classifier(cfg, input_shape, teacher):
+    """The single student classifier of baselines (b) and (c).
+
+    The n = 1 student + Dense(classes). Its size is about the n = 4
+    class's with the paper's students (80,410 vs 79,146 on MNIST); where
+    `min_student_bottleneck` widens the class's students, the classifier's
+    bottleneck is widened too, to the first width at which it has at least
+    the n = 4 class's parameters.
+    """
+    num_classes, activation, dtype = _classifier(cfg)
+
+    def build(bottleneck=None):
+        return baselines.single_student_classifier(
+            _student(cfg, 1, bottleneck),
+            num_classes=num_classes,
+            input_shape=input_shape,
+            activation=activation,
+            input_dtype=dtype,
+        )
+
+    if "min_student_bottleneck" not in cfg:
+        return build()
+    tc = TeacherClass(teacher, num_students=4, student=_student(cfg, 4))
+    target = tc.report()["composed_params"]
+    bottleneck = architectures.mnist_student(1).bottleneck
+    while (model := build(bottleneck)).count_params() < target:
+        bottleneck += 1
+    return model
+
+
 def run_baseline(cfg, kind, seed, teacher, data, verbose):
     """Trains baseline (b) `distill` or (c) `scratch` and measures it."""
     x, y, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    num_classes, activation, dtype = _classifier(cfg)
-    model = baselines.single_student_classifier(
-        _student(cfg["dataset"], 1),
-        num_classes=num_classes,
-        input_shape=x.shape[1:],
-        activation=activation,
-        input_dtype=dtype,
-    )
+    model = _baseline_classifier(cfg, x.shape[1:], teacher)
     history = keras.callbacks.History()
     timer = EpochTimer()
+    train_x, train_y, batch_size = _labelled(cfg, x, y, seed)
     fit = {
         "epochs": cfg["epochs"],
-        "batch_size": cfg["batch_size"],
+        "batch_size": batch_size,
         "verbose": verbose,
         "callbacks": [history, timer],
+        "shuffle": batch_size is not None,  # an augmented dataset is shuffled
     }
     start = time.perf_counter()
     if kind == "distill":
         baselines.distill_logits(
             teacher,
             model,
-            x,
-            y,
+            train_x,
+            train_y,
             optimizer=_optimizer(cfg, len(x)),
             **fit,
         )
@@ -515,7 +614,7 @@ def run_baseline(cfg, kind, seed, teacher, data, verbose):
                 "optimizer": _optimizer(cfg, len(x)),
             }
         )
-        baselines.train_from_scratch(model, x, y, **fit)
+        baselines.train_from_scratch(model, train_x, train_y, **fit)
     seconds = time.perf_counter() - start
     teacher_params = teacher.count_params()
     return {
@@ -637,6 +736,23 @@ def _targets(dataset, rows):
     return lines
 
 
+def _changes(settings):
+    """The changes to the paper's setup a configuration makes."""
+    changes = () if settings["profile"] == "paper" else IMPROVEMENTS
+    if settings.get("teacher_lr_schedule", "constant") != "constant":
+        changes += (TEACHER_COSINE,)
+    if settings.get("augment", "none") == "shift":
+        changes += (SHIFT,)
+    if settings.get("min_student_bottleneck"):
+        changes += (
+            "students' dense bottleneck widened to at least "
+            f"{settings['min_student_bottleneck']} units (the paper: 8 for "
+            "n = 4, 12 for n = 8); baselines (b), (c) widened to at least "
+            "the n = 4 class's parameters",
+        )
+    return changes
+
+
 def _describe(settings):
     s = settings
     profile = "paper (`--paper`)" if s["profile"] == "paper" else "improved"
@@ -646,6 +762,12 @@ def _describe(settings):
         f"epochs; batch {s['batch_size']}; learning rate: "
         f"{s['lr_schedule']}; head fine-tuning: {s['fine_tune_epochs']} "
         f"epoch(s); precision {s['precision']}; teacher: {s['teacher']}"
+        + (f"; augmentation: {s['augment']}" if "augment" in s else "")
+        + (
+            f"; student bottleneck >= {s['min_student_bottleneck']}"
+            if "min_student_bottleneck" in s
+            else ""
+        )
     )
 
 
@@ -675,7 +797,11 @@ def write_markdown(state, path):
             _describe(settings),
             "",
         ]
-        notes = IMPROVEMENTS if settings["profile"] != "paper" else PAPER_NOTES
+        notes = (
+            _changes(settings)
+            if settings["profile"] != "paper"
+            else (*PAPER_NOTES, *_changes(settings))
+        )
         if settings["fine_tune_epochs"]:
             notes = (*notes, FINE_TUNING)
         lines += [f"- {note}" for note in notes] + [""]
@@ -918,6 +1044,30 @@ def _parser():
         help="fit_students' steps per graph call (speed only; 1: Keras' "
         "default)",
     )
+    parser.add_argument(
+        "--augment",
+        default="auto",
+        choices=("auto", "none", "shift"),
+        help="training-time augmentation of teacher, students and "
+        "baselines (shift: random shifts up to 10%%, image datasets); "
+        "auto: the dataset's improved default, none with --paper",
+    )
+    parser.add_argument(
+        "--teacher-schedule",
+        default="auto",
+        choices=("auto", "constant", "cosine"),
+        help="the teacher's Adam learning rate; auto: the dataset's "
+        "improved default, constant with --paper",
+    )
+    parser.add_argument(
+        "--min-student-bottleneck",
+        type=int,
+        default=None,
+        help="widen the MNIST/Fashion-MNIST students' dense bottleneck to "
+        "at least this (the paper's: 8 for n = 4, 12 for n = 8); 0: the "
+        "paper's; default: the dataset's improved default, the paper's "
+        "with --paper",
+    )
     parser.add_argument("--out-dir", default=str(HERE / "results"))
     parser.add_argument("--cache-dir", default=str(HERE / "cache"))
     parser.add_argument(
@@ -945,6 +1095,22 @@ def _settings(args, n_train):
         "batch_size": args.batch_size or defaults["batch_size"],
         "precision": precision,
     }
+    # Recorded only when set, so configurations from before these options
+    # keep their ids (and their cached teachers).
+    augment = args.augment
+    if augment == "auto":
+        augment = "none" if paper else defaults.get("augment", "none")
+    if augment != "none":
+        teacher_cfg["augment"] = augment
+    schedule = args.teacher_schedule
+    if schedule == "auto":
+        schedule = (
+            "constant"
+            if paper
+            else defaults.get("teacher_lr_schedule", "constant")
+        )
+    if schedule != "constant":
+        teacher_cfg["teacher_lr_schedule"] = schedule
     cfg = {
         **teacher_cfg,
         "profile": "paper" if paper else "improved",
@@ -952,6 +1118,11 @@ def _settings(args, n_train):
         "lr_schedule": "constant" if paper else "cosine",
         "fine_tune_epochs": args.fine_tune_epochs,
     }
+    bottleneck = args.min_student_bottleneck
+    if bottleneck is None and not paper:
+        bottleneck = defaults.get("min_student_bottleneck")
+    if bottleneck:
+        cfg["min_student_bottleneck"] = bottleneck
     return teacher_cfg, cfg
 
 
@@ -971,6 +1142,24 @@ def _check(args):
             )
     if args.seeds < 1:
         raise ValueError(f"--seeds must be positive. Received: {args.seeds}")
+    if args.min_student_bottleneck is not None and (
+        args.min_student_bottleneck < 0
+        or (
+            args.min_student_bottleneck
+            and args.dataset not in ("mnist", "fashion_mnist")
+        )
+    ):
+        raise ValueError(
+            "--min-student-bottleneck must be >= 0 and is for mnist and "
+            "fashion_mnist. Received: --min-student-bottleneck "
+            f"{args.min_student_bottleneck} --dataset {args.dataset}"
+        )
+    if args.augment == "shift" and args.dataset not in IMAGE_DATASETS:
+        raise ValueError(
+            "--augment shift is for the image datasets "
+            f"{', '.join(IMAGE_DATASETS)}. Received: --augment shift "
+            f"--dataset {args.dataset}"
+        )
     if args.fine_tune_epochs < 0:
         raise ValueError(
             "--fine-tune-epochs must be >= 0. "
@@ -1007,7 +1196,7 @@ def main(argv=None):
         "teacher_id": teacher_id,
         "data": note,
         "test_samples": len(x_test),
-        "changes_from_paper": [] if args.paper else list(IMPROVEMENTS),
+        "changes_from_paper": list(_changes(cfg)),
     }
     # The library may change between invocations: keep each one's state.
     state.data["invocations"].append(

@@ -107,6 +107,17 @@ def test_teacher_class_builds_with_paper_students(
     assert outputs.shape == (2, 256 // n)
 
 
+@pytest.mark.parametrize("n, params", [(4, 21_712), (8, 11_776)])
+def test_wider_bottleneck_keeps_25x(teachers, n, params):
+    teacher = teachers["mnist"]
+    student = architectures.mnist_student(n, bottleneck=16)
+    assert student.bottleneck == 16
+    tc = TeacherClass(teacher, num_students=n, student=student)
+    assert [s.count_params() for s in tc.students] == [params] * n
+    composed = n * params + tc.head.count_params()
+    assert teacher.count_params() / composed >= 25
+
+
 def test_units_overrides_the_chunk_width():
     assert architectures.mnist_student(4, units=10).units == 10
     assert architectures.imdb_student(2, vocab_size=50).vocab_size == 50

@@ -95,3 +95,68 @@ def test_writes_results_and_a_rerun_skips_finished_work(
 def test_bad_arguments(reproduce, tmp_path):
     with pytest.raises(ValueError, match="--epochs must be positive"):
         reproduce.main(_argv(tmp_path, "--epochs", "0"))
+
+
+def test_shift_augmentation_and_cosine_teacher(reproduce, tmp_path):
+    argv = _argv(tmp_path, "--augment", "shift", "--teacher-schedule", "cosine")
+    argv[argv.index("no_such_objective")] = "mse"
+    state = reproduce.main(argv)
+    (settings,) = state["settings"].values()
+    assert settings["augment"] == "shift"
+    assert settings["teacher_lr_schedule"] == "cosine"
+    assert any("RandomTranslation" in c for c in settings["changes_from_paper"])
+    (teacher,) = state["teachers"].values()
+    assert teacher["config"]["augment"] == "shift"
+    # Augmented batches: one per 128 samples, as for arrays.
+    kinds = sorted(r["kind"] for r in state["runs"].values())
+    assert kinds == ["class", "scratch"]
+    md = (tmp_path / "results" / "digits.md").read_text()
+    assert "augmentation: shift" in md
+    assert "teacher: Adam with cosine" in md
+
+
+def test_settings_ids_are_stable_without_the_new_options(reproduce):
+    """Configurations from before --augment keep their ids and teachers."""
+    args = reproduce._parser().parse_args(
+        [
+            "--dataset",
+            "mnist",
+            "--augment",
+            "none",
+            "--teacher-schedule",
+            "constant",
+        ]
+    )
+    teacher_cfg, cfg = reproduce._settings(args, 60000)
+    assert "augment" not in teacher_cfg
+    assert "teacher_lr_schedule" not in teacher_cfg
+
+
+def test_shift_needs_an_image_dataset(reproduce, tmp_path):
+    with pytest.raises(ValueError, match="Received: --augment shift"):
+        reproduce.main(
+            _argv(tmp_path, "--augment", "shift", "--dataset", "imdb_reviews")
+        )
+
+
+def test_wider_students_and_matching_baselines(reproduce):
+    from teacherclass import architectures
+
+    args = reproduce._parser().parse_args(
+        ["--dataset", "mnist", "--min-student-bottleneck", "16"]
+    )
+    _, cfg = reproduce._settings(args, 60000)
+    assert cfg["min_student_bottleneck"] == 16
+    widths = {n: reproduce._student(cfg, n).bottleneck for n in (1, 2, 4, 8)}
+    assert widths == {1: 16, 2: 56, 4: 16, 8: 16}
+    teacher = architectures.mnist_teacher()
+    baseline = reproduce._baseline_classifier(cfg, (28, 28, 1), teacher)
+    # The n = 4 class: 4 x 21,712 + the head's 2,570 = 89,418.
+    assert 89_418 <= baseline.count_params() < 89_418 + 1_000
+    assert any("bottleneck widened" in c for c in reproduce._changes(cfg))
+    with pytest.raises(ValueError, match="--min-student-bottleneck 16"):
+        reproduce._check(
+            reproduce._parser().parse_args(
+                ["--dataset", "imdb_reviews", "--min-student-bottleneck", "16"]
+            )
+        )
