@@ -98,12 +98,20 @@ def test_bad_arguments(reproduce, tmp_path):
 
 
 def test_shift_augmentation_and_cosine_teacher(reproduce, tmp_path):
-    argv = _argv(tmp_path, "--augment", "shift", "--teacher-schedule", "cosine")
+    argv = _argv(
+        tmp_path,
+        "--augment",
+        "shift",
+        "--augment-students",
+        "--teacher-schedule",
+        "cosine",
+    )
     argv[argv.index("no_such_objective")] = "mse"
     state = reproduce.main(argv)
     (settings,) = state["settings"].values()
     assert settings["augment"] == "shift"
     assert settings["teacher_lr_schedule"] == "cosine"
+    assert settings["augment_students"] is True
     assert any("RandomTranslation" in c for c in settings["changes_from_paper"])
     (teacher,) = state["teachers"].values()
     assert teacher["config"]["augment"] == "shift"
@@ -111,7 +119,7 @@ def test_shift_augmentation_and_cosine_teacher(reproduce, tmp_path):
     kinds = sorted(r["kind"] for r in state["runs"].values())
     assert kinds == ["class", "scratch"]
     md = (tmp_path / "results" / "digits.md").read_text()
-    assert "augmentation: shift" in md
+    assert "augmentation: shift; students augmented" in md
     assert "teacher: Adam with cosine" in md
 
 
@@ -132,7 +140,25 @@ def test_settings_ids_are_stable_without_the_new_options(reproduce):
     assert "teacher_lr_schedule" not in teacher_cfg
 
 
+def test_improved_defaults_and_paper_profile(reproduce):
+    improved = reproduce._parser().parse_args(["--dataset", "mnist"])
+    _, cfg = reproduce._settings(improved, 60000)
+    assert cfg["augment"] == "shift"
+    assert cfg["teacher_lr_schedule"] == "cosine"
+    assert cfg["min_student_bottleneck"] == 16
+    assert "augment_students" not in cfg
+    paper = reproduce._parser().parse_args(["--dataset", "mnist", "--paper"])
+    _, cfg = reproduce._settings(paper, 60000)
+    for key in ("augment", "teacher_lr_schedule", "min_student_bottleneck"):
+        assert key not in cfg
+    assert reproduce._changes(cfg) == ()
+
+
 def test_shift_needs_an_image_dataset(reproduce, tmp_path):
+    with pytest.raises(ValueError, match="Received: --augment-students"):
+        reproduce.main(
+            _argv(tmp_path, "--augment", "none", "--augment-students")
+        )
     with pytest.raises(ValueError, match="Received: --augment shift"):
         reproduce.main(
             _argv(tmp_path, "--augment", "shift", "--dataset", "imdb_reviews")
