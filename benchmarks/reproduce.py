@@ -906,7 +906,19 @@ def write_summary(out_dir):
                         f"measured, configuration `{settings_id}` "
                         f"({cfg['profile']}: {cfg['samples']:,} training "
                         f"samples, teacher {cfg['teacher_epochs']} / "
-                        f"students {cfg['epochs']} epochs)"
+                        f"students {cfg['epochs']} epochs"
+                        + (
+                            "; teacher trained with random shifts"
+                            if "augment" in cfg
+                            else ""
+                        )
+                        + (
+                            "; student bottleneck >= "
+                            f"{cfg['min_student_bottleneck']}"
+                            if "min_student_bottleneck" in cfg
+                            else ""
+                        )
+                        + ")"
                     )
                     lines.append(
                         f"| {dataset} | {status} | {cells[0]} | {cells[1]} |"
