@@ -11,8 +11,8 @@ back as a stream, and shuffled by reading the shards in a random order
 through a bounded shuffle buffer, so memory stays flat as the data grows.
 
 With random augmentation (`fit_students(augment=...)`) every epoch sees new
-inputs, so there is nothing to cache: `online` runs the trunk on each
-augmented batch inside the pipeline instead.
+inputs, so there is nothing to cache: `augmented` serves augmented input
+batches and the train step runs the trunk on each.
 """
 
 import hashlib
@@ -377,28 +377,38 @@ def _disk(trunk, batches, chunks, cache):
     return _disk_features(cache, data_path, num_samples)
 
 
-class OnlineFeatures:
-    """`(x, features)` batches with the teacher run on every batch.
+class Augmented:
+    """Training batches of inputs, augmented anew every epoch.
 
-    For inputs that change every epoch (random augmentation), there is
-    nothing to cache: each training batch is drawn from the inputs (held in
-    memory), augmented, and the teacher's trunk runs on the augmented
-    batch inside the `tf.data` pipeline, in parallel with the training
-    step. Teacher and students see the same augmented batch ("consistent
-    teaching").
+    For inputs that change every epoch (random augmentation) there is
+    nothing to cache: the inputs are held in memory, and each training
+    batch is drawn, augmented inside the `tf.data` pipeline and handed to
+    the train step, which runs the teacher's trunk on it (on the training
+    device, under the distribution strategy). Teacher and students see the
+    same augmented batch ("consistent teaching").
 
     Attributes:
         num_samples: int, the number of samples.
     """
 
-    def __init__(self, trunk, inputs, num_samples, augment):
-        self._trunk = trunk
+    def __init__(self, inputs, num_samples, augment):
         self._inputs = inputs
         self._augment = augment
         self.num_samples = num_samples
 
     def batches(self, batch_size, shuffle=False, seed=None):
-        """Augmented batches of `(x, features)`, as `Features.batches`."""
+        """Augmented input batches, as 1-tuples `(x,)`.
+
+        Args:
+            batch_size: int, samples per batch.
+            shuffle: bool, a new order every epoch (every iterator).
+            seed: int or None, for a reproducible sequence of orders.
+
+        Returns:
+            A batched, prefetched `tf.data.Dataset` of `(x,)`; floating
+            inputs keep their dtype (a layer under a mixed precision policy
+            would otherwise hand the students rounded inputs).
+        """
         ds = self._inputs
         if shuffle:
             ds = ds.shuffle(
@@ -406,19 +416,21 @@ class OnlineFeatures:
             )
         ds = ds.apply(tf.data.experimental.assert_cardinality(self.num_samples))
         augment = self._augment
-        ds = ds.batch(batch_size).map(
-            lambda x: augment(x, training=True),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        return _teacher_batches(self._trunk, ds).prefetch(tf.data.AUTOTUNE)
+
+        def run(x):
+            out = augment(x, training=True)
+            if out.dtype.is_floating and x.dtype.is_floating:
+                out = tf.cast(out, x.dtype)
+            return (out,)
+
+        ds = ds.batch(batch_size).map(run, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def online(trunk, batches, augment):
-    """Features computed on the fly from augmented inputs.
+def augmented(batches, augment):
+    """Inputs to augment on the fly, for a trunk run in the train step.
 
     Args:
-        trunk: `keras.Model` from the (augmented) inputs to the
-            representation.
         batches: batched `tf.data.Dataset` of inputs; they are held in
             memory, unbatched, and re-batched every epoch.
         augment: callable taking `(x, training=True)` and returning a
@@ -426,33 +438,26 @@ def online(trunk, batches, augment):
             `keras.Sequential` of them.
 
     Returns:
-        An `OnlineFeatures`.
+        An `Augmented`.
 
     Raises:
         ValueError: if the data is empty.
-        TypeError: if `augment` is not callable.
 
     Example:
 
     >>> import keras
-    >>> trunk = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
     >>> x = np.random.rand(10, 4).astype("float32")
     >>> batches = tf.data.Dataset.from_tensor_slices(x).batch(4)
-    >>> feats = online(trunk, batches, keras.layers.GaussianNoise(0.1))
-    >>> x_aug, f = next(iter(feats.batches(4, shuffle=True)))
-    >>> tuple(x_aug.shape), tuple(f.shape)
-    ((4, 4), (4, 6))
+    >>> inputs = augmented(batches, keras.layers.GaussianNoise(0.1))
+    >>> (x_aug,) = next(iter(inputs.batches(4, shuffle=True)))
+    >>> inputs.num_samples, tuple(x_aug.shape)
+    (10, (4, 4))
     """
-    if not callable(augment):
-        raise TypeError(
-            "`augment` must be a callable such as a Keras preprocessing "
-            f"layer. Received: augment={augment!r}"
-        )
     inputs = batches.unbatch().cache()
     num_samples = int(inputs.reduce(0, lambda n, _: n + 1))
     if num_samples == 0:
         raise ValueError("The data holds no sample: nothing to train on.")
-    return OnlineFeatures(trunk, inputs, num_samples, augment)
+    return Augmented(inputs, num_samples, augment)
 
 
 def extract(trunk, batches, chunks, cache=None):

@@ -232,6 +232,7 @@ class TeacherClass(keras.Model):
         self._fitting = None  # indices of the students being fitted
         self._objective = None
         self._adversary = None  # training-only state of adversarial fits
+        self._step_targets = None  # the trunk, run in the step (augment=)
         self.built = True
 
     # ------------------------------------------------------------------
@@ -372,6 +373,11 @@ class TeacherClass(keras.Model):
         return metrics
 
     def train_step(self, data):
+        if self._step_targets is not None:
+            # Augmented batches come as `(x,)`: the teacher's features of
+            # this very batch are the targets.
+            x = data[0]
+            data = (x, self._step_targets(x))
         # The regression objectives go through `compute_loss`; only the
         # adversarial one needs two optimizers, hence its own step.
         if self._adversary is None:
@@ -494,33 +500,62 @@ class TeacherClass(keras.Model):
         finally:
             self._adversary = None
 
-    def _features(self, x, batch_size, cache=None, name="x", augment=None):
+    def _trunk(self):
+        """The teacher up to the representation, from the students' input."""
+        if self.student_input is None:
+            return teacher_lib.trunk(self.teacher, self._feature_layer())
+        return keras.Model(
+            self._student_input_tensor(),
+            teacher_lib.output_of(self.teacher, self._feature_layer()),
+        )
+
+    def _batches(self, x, batch_size, name):
         batches = data.batched_inputs(
             x, self.teacher.inputs[0], batch_size, name=name
         )
-        trunk = teacher_lib.trunk(self.teacher, self._feature_layer())
         if self.student_input is not None:
-            # Cache what the students take: preprocess once per sample,
-            # and run the rest of the trunk from there.
+            # What the students take: the rest of the trunk runs from there.
             preprocessor = self._preprocessor()
-            if augment is not None:
-                # Augment the raw inputs, then preprocess them per batch.
-                raw_augment = augment
+            batches = batches.map(lambda b: preprocessor(b, training=False))
+        return batches
 
-                def augment(b, training=True):
-                    return preprocessor(
-                        raw_augment(b, training=training), training=False
-                    )
+    def _features(self, x, batch_size, cache=None, name="x"):
+        batches = self._batches(x, batch_size, name)
+        return features.extract(self._trunk(), batches, self.chunks, cache)
 
-            else:
-                batches = batches.map(lambda b: preprocessor(b, training=False))
-            trunk = keras.Model(
-                self._student_input_tensor(),
-                teacher_lib.output_of(self.teacher, self._feature_layer()),
+    def _augmented(self, x, batch_size, augment):
+        batches = data.batched_inputs(x, self.teacher.inputs[0], batch_size)
+        if self.student_input is not None:
+            # Augment the raw inputs, then preprocess them, per batch.
+            preprocessor = self._preprocessor()
+            raw_augment = augment
+
+            def augment(b, training=True):
+                return preprocessor(
+                    raw_augment(b, training=training), training=False
+                )
+
+        return features.augmented(batches, augment)
+
+    @contextlib.contextmanager
+    def _teacher_in_step(self, trunk):
+        """Has the train step compute its targets with `trunk`."""
+        if trunk is None:
+            yield
+            return
+
+        # A plain function: Keras does not track it, so the trunk's
+        # (the teacher's) weights do not become this model's twice.
+        def targets(x):
+            return ops.stop_gradient(
+                ops.cast(trunk(x, training=False), "float32")
             )
-        if augment is not None:
-            return features.online(trunk, batches, augment)
-        return features.extract(trunk, batches, self.chunks, cache=cache)
+
+        self._step_targets = targets
+        try:
+            yield
+        finally:
+            self._step_targets = None
 
     def fit_students(
         self,
@@ -544,7 +579,8 @@ class TeacherClass(keras.Model):
 
         The teacher's trunk runs once per sample; its output is cached (in
         memory, or on disk with `cache=path`) and every epoch reads the
-        cache. All selected students train in one pass: one input pipeline,
+        cache. With `augment`, it runs on every augmented batch instead.
+        All selected students train in one pass: one input pipeline,
         one step that updates each student from its own chunk loss. Since
         students share no parameter and the total loss is the sum of theirs,
         this is the same as training each alone on the same batches.
@@ -555,7 +591,7 @@ class TeacherClass(keras.Model):
                 are ignored: students learn from the teacher only.
             y: ignored; accepted so calls mirror `fit`.
             batch_size: int, default 32 (unused for batched datasets).
-            epochs: int, epochs over the cached representation.
+            epochs: int, epochs over the data.
             verbose: "auto", 0, 1 or 2, as in `fit`.
             callbacks: list of `keras.callbacks.Callback`; they see this
                 model, so ModelCheckpoint and BackupAndRestore save it.
@@ -579,13 +615,16 @@ class TeacherClass(keras.Model):
             steps_per_execution: int, training steps per graph call; more
                 amortize per-step overhead for small towers.
             augment: None, or a callable applied to every training batch
-                of inputs with `training=True` (a Keras preprocessing layer
-                such as `RandomTranslation`, or a `keras.Sequential` of
-                them). The teacher then runs on each augmented batch and
-                the students regress its features on the same batch, so
-                nothing is cached and every epoch runs the teacher's trunk
-                once more (inside the input pipeline). Validation data is
-                not augmented. Not combinable with `cache`.
+                of inputs with `training=True` inside the input pipeline
+                (a Keras preprocessing layer such as `RandomTranslation`,
+                or a `keras.Sequential` of them). The train step then runs
+                the teacher's trunk on each augmented batch, on the
+                training device, and the students regress its features on
+                that same batch: nothing is cached, every epoch costs one
+                more forward pass of the trunk, and the check for
+                non-finite features (made when caching) is not made.
+                Validation data is not augmented. Not combinable with
+                `cache`.
 
         Returns:
             A `History` with `loss` (the sum) and `student_{i}_loss` for
@@ -615,7 +654,10 @@ class TeacherClass(keras.Model):
                 "there is no representation to cache: pass one of them. "
                 f"Received: augment={augment!r}, cache={cache!r}"
             )
-        train = self._features(x, batch_size, cache=cache, augment=augment)
+        if augment is None:
+            train = self._features(x, batch_size, cache=cache)
+        else:
+            train = self._augmented(x, batch_size, augment)
         val = None
         if validation_data is not None:
             val = self._features(
@@ -638,6 +680,7 @@ class TeacherClass(keras.Model):
                 steps_per_execution=steps_per_execution,
             ),
             self._adversarial(selected, objective if adversarial else None),
+            self._teacher_in_step(None if augment is None else self._trunk()),
         ):
             history = self.fit(
                 train.batches(batch_size, shuffle=shuffle),
@@ -646,7 +689,7 @@ class TeacherClass(keras.Model):
                 callbacks=callbacks,
                 validation_data=val,
                 initial_epoch=initial_epoch,
-                shuffle=False,  # the cache is reshuffled every epoch
+                shuffle=False,  # `train` reshuffles every epoch itself
             )
         trained = self._trained.numpy()
         trained[list(selected)] = 1

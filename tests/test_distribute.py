@@ -57,10 +57,16 @@ def setup():
     return tc, x, y
 
 
-def run(tc, x, y, optimizer="adam"):
+def shift(batch, training=True):
+    return batch + 0.5
+
+
+def run(tc, x, y, optimizer="adam", augment=None):
     fit = dict(batch_size=32, verbose=0, shuffle=False)
     h_teacher = tc.fit_teacher(x, y, epochs=2, **fit)
-    h_students = tc.fit_students(x, epochs=2, optimizer=optimizer, **fit)
+    h_students = tc.fit_students(
+        x, epochs=2, optimizer=optimizer, augment=augment, **fit
+    )
     composed = tc.compose(fine_tune=True, x=x, y=y, epochs=1, **fit)
     return {{
         "teacher_loss": h_teacher.history["loss"],
@@ -84,14 +90,14 @@ tf.config.set_logical_device_configuration(
 )
 
 
-def case(strategy, inside, optimizer):
+def case(strategy, inside, optimizer, augment=None):
     try:
         with strategy.scope():
             tc, x, y = setup()
         if inside:
             with strategy.scope():
-                return run(tc, x, y, optimizer)
-        return run(tc, x, y, optimizer)
+                return run(tc, x, y, optimizer, augment)
+        return run(tc, x, y, optimizer, augment)
     except Exception as e:  # reported, so other cases still run
         return {"error": f"{type(e).__name__}: {e}"[:2000]}
 
@@ -105,6 +111,9 @@ results = {
     "mirrored_inside_adam": case(mirrored, True, "adam"),
     "mirrored_inside_sgd": case(mirrored, True, "sgd"),
     "mirrored_outside_adam": case(mirrored, False, "adam"),
+    # The teacher runs in the train step on each augmented batch.
+    "one_sgd_augment": case(one, True, "sgd", shift),
+    "mirrored_inside_sgd_augment": case(mirrored, True, "sgd", shift),
 }
 with open(sys.argv[1], "w") as f:
     json.dump(results, f)
@@ -198,6 +207,18 @@ def test_mirrored_students_loss_is_not_counted_per_replica(mirrored):
 
 def test_mirrored_built_in_scope_then_called_outside(mirrored):
     _check_case(mirrored, "mirrored_outside_adam", "one_adam")
+
+
+def test_mirrored_augmented_students(mirrored):
+    """`augment=`: each replica runs the teacher on its share of the batch."""
+    _check_case(mirrored, "mirrored_inside_sgd_augment", "one_sgd_augment")
+    assert (
+        _max_diff(
+            mirrored["one_sgd_augment"]["students"],
+            mirrored["one_sgd"]["students"],
+        )
+        > 1e-3
+    )
 
 
 def _free_ports(n):

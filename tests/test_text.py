@@ -7,6 +7,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from teacherclass import TeacherClass
 from teacherclass import TextTower
@@ -120,3 +121,39 @@ def test_numeric_teacher_keeps_its_input():
     x = np.random.default_rng(0).random((32, 4)).astype("float32")
     tc.fit_students(x, epochs=1, verbose=0)
     assert tc.compose().predict(x, verbose=0).shape == (32, 2)
+
+
+def test_augment_raw_strings_then_vectorize(data):
+    """With `student_input`, `augment` sees the raw strings.
+
+    The augmentation (here: removing a marker that makes every word
+    unknown) runs before the vectorizer; training so equals training on
+    the augmented texts.
+    """
+    (x, y), _ = data
+    keras.utils.set_random_seed(0)
+    teacher = string_teacher(x)
+    marked = np.array([t.replace(" ", " xq") for t in x], dtype=object)
+
+    def unmark(texts, training=True):
+        return tf.strings.regex_replace(texts, " xq", " ")
+
+    fit = dict(epochs=2, batch_size=32, shuffle=False, verbose=0)
+    keras.utils.set_random_seed(0)
+    augmented = TeacherClass(teacher, num_students=2)
+    history = augmented.fit_students(marked, augment=unmark, **fit)
+    keras.utils.set_random_seed(0)
+    plain = TeacherClass(teacher, num_students=2)
+    expected = plain.fit_students(x, **fit)
+    np.testing.assert_allclose(
+        history.history["loss"], expected.history["loss"], rtol=1e-5
+    )
+    # Marked words are out of the vocabulary: without the augmentation the
+    # teacher's features, and so the losses, would differ.
+    keras.utils.set_random_seed(0)
+    unaugmented = TeacherClass(teacher, num_students=2).fit_students(
+        marked, **fit
+    )
+    assert not np.allclose(
+        unaugmented.history["loss"], expected.history["loss"], rtol=1e-3
+    )
