@@ -400,23 +400,28 @@ def _accuracy(model, x, y, batch_size=512):
     return float(np.mean(pred == y))
 
 
-def _optimizer(cfg, n_train):
-    """Adam; with cosine decay over all steps in the improved setup."""
-    if cfg["lr_schedule"] == "constant":
+def _adam(schedule, epochs, n_train, batch_size):
+    """Adam at 1e-3: constant, or with cosine decay to 0 over all steps."""
+    if schedule == "constant":
         return keras.optimizers.Adam()
-    steps = cfg["epochs"] * math.ceil(n_train / cfg["batch_size"])
+    steps = epochs * math.ceil(n_train / batch_size)
     return keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
     )
 
 
+def _optimizer(cfg, n_train):
+    """Students' and baselines' Adam (cosine in the improved setup)."""
+    return _adam(cfg["lr_schedule"], cfg["epochs"], n_train, cfg["batch_size"])
+
+
 def _teacher_optimizer(cfg, n_train):
-    """The teacher's Adam: constant, or with cosine decay over all steps."""
-    if cfg.get("teacher_lr_schedule", "constant") == "constant":
-        return keras.optimizers.Adam()
-    steps = cfg["teacher_epochs"] * math.ceil(n_train / cfg["batch_size"])
-    return keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
+    """The teacher's Adam (constant unless `teacher_lr_schedule`)."""
+    return _adam(
+        cfg.get("teacher_lr_schedule", "constant"),
+        cfg["teacher_epochs"],
+        n_train,
+        cfg["batch_size"],
     )
 
 
@@ -580,41 +585,50 @@ def _classifier(cfg):
     return num_classes, activation, dtype
 
 
-def _baseline_classifier(cfg, input_shape, teacher):
+def _baseline_classifier(cfg, input_shape, bottleneck=None):
     """The single student classifier of baselines (b) and (c).
 
-    The n = 1 student + Dense(classes). Its size is about the n = 4
-    class's with the paper's students (80,410 vs 79,146 on MNIST); where
-    `min_student_bottleneck` widens the class's students, the classifier's
-    bottleneck is widened too, to the first width at which it has at least
-    the n = 4 class's parameters.
+    The n = 1 student + Dense(classes), its bottleneck `bottleneck` (None:
+    the n = 1 student's). With the paper's students its size is about the
+    n = 4 class's (80,410 vs 79,146 on MNIST).
     """
     num_classes, activation, dtype = _classifier(cfg)
+    return baselines.single_student_classifier(
+        _student(cfg, 1, bottleneck),
+        num_classes=num_classes,
+        input_shape=input_shape,
+        activation=activation,
+        input_dtype=dtype,
+    )
 
-    def build(bottleneck=None):
-        return baselines.single_student_classifier(
-            _student(cfg, 1, bottleneck),
-            num_classes=num_classes,
-            input_shape=input_shape,
-            activation=activation,
-            input_dtype=dtype,
-        )
 
+def _baseline_bottleneck(cfg, input_shape, teacher):
+    """The baselines' bottleneck where `min_student_bottleneck` is set.
+
+    The class's students are wider then, so the classifier's bottleneck is
+    widened too, to the first width at which it has at least the n = 4
+    class's parameters. None otherwise (the n = 1 student's own).
+    """
     if "min_student_bottleneck" not in cfg:
-        return build()
+        return None
     tc = TeacherClass(teacher, num_students=4, student=_student(cfg, 4))
     target = tc.report()["composed_params"]
     bottleneck = architectures.mnist_student(1).bottleneck
-    while (model := build(bottleneck)).count_params() < target:
+    while (
+        _baseline_classifier(cfg, input_shape, bottleneck).count_params()
+        < target
+    ):
         bottleneck += 1
-    return model
+    return bottleneck
 
 
 def run_baseline(cfg, kind, seed, teacher, data, verbose):
     """Trains baseline (b) `distill` or (c) `scratch` and measures it."""
     x, y, x_test, y_test = data
+    # Sized first: the models built to size it draw no weights of the run.
+    bottleneck = _baseline_bottleneck(cfg, x.shape[1:], teacher)
     keras.utils.set_random_seed(seed)
-    model = _baseline_classifier(cfg, x.shape[1:], teacher)
+    model = _baseline_classifier(cfg, x.shape[1:], bottleneck)
     history = keras.callbacks.History()
     timer = EpochTimer()
     train_x, train_y, batch_size = _labelled(cfg, x, y, seed)
@@ -776,9 +790,13 @@ def _changes(settings):
     if settings.get("min_student_bottleneck"):
         changes += (
             "students' dense bottleneck widened to at least "
-            f"{settings['min_student_bottleneck']} units (the paper: 8 for "
-            "n = 4, 12 for n = 8); baselines (b), (c) widened to at least "
-            "the n = 4 class's parameters",
+            f"{settings['min_student_bottleneck']} units (the paper: "
+            + ", ".join(
+                f"{architectures.mnist_student(n).bottleneck} for n = {n}"
+                for n in (1, 2, 4, 8)
+            )
+            + "); baselines (b), (c) widened to at least the n = 4 class's "
+            "parameters",
         )
     return changes
 
@@ -1126,6 +1144,15 @@ def _parser():
     return parser
 
 
+def _augment_choice(args):
+    """`--augment` resolved: "auto" is the profile's and dataset's."""
+    if args.augment != "auto":
+        return args.augment
+    if args.paper:
+        return "none"
+    return DEFAULTS[args.dataset].get("augment", "none")
+
+
 def _settings(args, n_train):
     defaults = DEFAULTS[args.dataset]
     paper = args.paper
@@ -1146,9 +1173,7 @@ def _settings(args, n_train):
     }
     # Recorded only when set, so configurations from before these options
     # keep their ids (and their cached teachers).
-    augment = args.augment
-    if augment == "auto":
-        augment = "none" if paper else defaults.get("augment", "none")
+    augment = _augment_choice(args)
     if augment != "none":
         teacher_cfg["augment"] = augment
     schedule = args.teacher_schedule
@@ -1205,10 +1230,12 @@ def _check(args):
             "fashion_mnist. Received: --min-student-bottleneck "
             f"{args.min_student_bottleneck} --dataset {args.dataset}"
         )
-    if args.augment_students and args.augment == "none":
+    if args.augment_students and _augment_choice(args) == "none":
         raise ValueError(
-            "--augment-students augments with --augment's transform. "
-            "Received: --augment-students --augment none"
+            "--augment-students augments with --augment's transform, which "
+            f"is none here. Received: --augment-students --augment "
+            f"{args.augment} --dataset {args.dataset}"
+            + (" --paper" if args.paper else "")
         )
     if args.augment == "shift" and args.dataset not in IMAGE_DATASETS:
         raise ValueError(

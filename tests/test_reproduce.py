@@ -124,20 +124,26 @@ def test_shift_augmentation_and_cosine_teacher(reproduce, tmp_path):
 
 
 def test_settings_ids_are_stable_without_the_new_options(reproduce):
-    """Configurations from before --augment keep their ids and teachers."""
+    """The committed MNIST default run of before these options keeps its id."""
     args = reproduce._parser().parse_args(
         [
             "--dataset",
             "mnist",
+            "--teacher-epochs",
+            "4",
             "--augment",
             "none",
             "--teacher-schedule",
             "constant",
+            "--min-student-bottleneck",
+            "0",
+            "--precision",
+            "mixed_bfloat16",
         ]
     )
     teacher_cfg, cfg = reproduce._settings(args, 60000)
-    assert "augment" not in teacher_cfg
-    assert "teacher_lr_schedule" not in teacher_cfg
+    assert reproduce._digest(teacher_cfg) == "a6f4cda68f"
+    assert reproduce._digest(cfg) == "e2f7b29649"
 
 
 def test_improved_defaults_and_paper_profile(reproduce):
@@ -159,6 +165,13 @@ def test_shift_needs_an_image_dataset(reproduce, tmp_path):
         reproduce.main(
             _argv(tmp_path, "--augment", "none", "--augment-students")
         )
+    # "auto" is none for the paper's profile: nothing to augment with.
+    with pytest.raises(ValueError, match="--augment auto --dataset mnist"):
+        reproduce._check(
+            reproduce._parser().parse_args(
+                ["--dataset", "mnist", "--paper", "--augment-students"]
+            )
+        )
     with pytest.raises(ValueError, match="Received: --augment shift"):
         reproduce.main(
             _argv(tmp_path, "--augment", "shift", "--dataset", "imdb_reviews")
@@ -176,9 +189,11 @@ def test_wider_students_and_matching_baselines(reproduce):
     widths = {n: reproduce._student(cfg, n).bottleneck for n in (1, 2, 4, 8)}
     assert widths == {1: 16, 2: 56, 4: 16, 8: 16}
     teacher = architectures.mnist_teacher()
-    baseline = reproduce._baseline_classifier(cfg, (28, 28, 1), teacher)
+    bottleneck = reproduce._baseline_bottleneck(cfg, (28, 28, 1), teacher)
+    smaller = reproduce._baseline_classifier(cfg, (28, 28, 1), bottleneck - 1)
+    baseline = reproduce._baseline_classifier(cfg, (28, 28, 1), bottleneck)
     # The n = 4 class: 4 x 21,712 + the head's 2,570 = 89,418.
-    assert 89_418 <= baseline.count_params() < 89_418 + 1_000
+    assert smaller.count_params() < 89_418 <= baseline.count_params()
     assert any("bottleneck widened" in c for c in reproduce._changes(cfg))
     with pytest.raises(ValueError, match="--min-student-bottleneck 16"):
         reproduce._check(
@@ -186,3 +201,21 @@ def test_wider_students_and_matching_baselines(reproduce):
                 ["--dataset", "imdb_reviews", "--min-student-bottleneck", "16"]
             )
         )
+
+
+def test_labelled_batches_are_shifted_and_shuffled(reproduce):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 8, 8, 1)).astype("float32")
+    y = np.arange(32)
+    cfg = {"augment": "shift", "batch_size": 8}
+    ds, labels, batch_size = reproduce._labelled(cfg, x, y, seed=0)
+    assert labels is None and batch_size is None
+    batch_x, batch_y = next(iter(ds))
+    assert batch_x.shape == (8, 8, 8, 1)
+    assert list(batch_y.numpy()) != list(range(8))  # shuffled
+    # Each image is a shifted copy of its own sample, not the sample.
+    originals = x[batch_y.numpy()]
+    assert np.abs(batch_x.numpy() - originals).max(axis=(1, 2, 3)).min() > 0
+    assert reproduce._labelled({"batch_size": 8}, x, y, 0)[2] == 8
