@@ -1144,13 +1144,18 @@ def _parser():
     return parser
 
 
-def _augment_choice(args):
-    """`--augment` resolved: "auto" is the profile's and dataset's."""
-    if args.augment != "auto":
-        return args.augment
+def _choice(args, option, key, paper_value):
+    """An "auto" option resolved: the paper's value or the dataset's."""
+    value = getattr(args, option)
+    if value != "auto":
+        return value
     if args.paper:
-        return "none"
-    return DEFAULTS[args.dataset].get("augment", "none")
+        return paper_value
+    return DEFAULTS[args.dataset].get(key, paper_value)
+
+
+def _augment_choice(args):
+    return _choice(args, "augment", "augment", "none")
 
 
 def _settings(args, n_train):
@@ -1176,13 +1181,9 @@ def _settings(args, n_train):
     augment = _augment_choice(args)
     if augment != "none":
         teacher_cfg["augment"] = augment
-    schedule = args.teacher_schedule
-    if schedule == "auto":
-        schedule = (
-            "constant"
-            if paper
-            else defaults.get("teacher_lr_schedule", "constant")
-        )
+    schedule = _choice(
+        args, "teacher_schedule", "teacher_lr_schedule", "constant"
+    )
     if schedule != "constant":
         teacher_cfg["teacher_lr_schedule"] = schedule
     cfg = {

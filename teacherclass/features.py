@@ -392,29 +392,22 @@ class Augmented:
     """
 
     def __init__(self, inputs, num_samples, augment):
-        self._inputs = inputs
+        # The inputs' order and batches are a `Features` of inputs alone.
+        self._inputs = Features(inputs, num_samples)
         self._augment = augment
         self.num_samples = num_samples
 
     def batches(self, batch_size, shuffle=False, seed=None):
         """Augmented input batches, as 1-tuples `(x,)`.
 
-        Args:
-            batch_size: int, samples per batch.
-            shuffle: bool, a new order every epoch (every iterator).
-            seed: int or None, for a reproducible sequence of orders.
+        Takes the arguments of `Features.batches`: the inputs are drawn,
+        shuffled and batched as the cached pairs are.
 
         Returns:
             A batched, prefetched `tf.data.Dataset` of `(x,)`; floating
             inputs keep their dtype (a layer under a mixed precision policy
             would otherwise hand the students rounded inputs).
         """
-        ds = self._inputs
-        if shuffle:
-            ds = ds.shuffle(
-                self.num_samples, seed=seed, reshuffle_each_iteration=True
-            )
-        ds = ds.apply(tf.data.experimental.assert_cardinality(self.num_samples))
         augment = self._augment
 
         def run(x):
@@ -423,7 +416,8 @@ class Augmented:
                 out = tf.cast(out, x.dtype)
             return (out,)
 
-        ds = ds.batch(batch_size).map(run, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = self._inputs.batches(batch_size, shuffle=shuffle, seed=seed)
+        ds = ds.map(run, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
