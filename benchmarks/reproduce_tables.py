@@ -145,7 +145,7 @@ def _setup_text(settings):
     s = settings
     text = (
         f"{'paper' if s['profile'] == 'paper' else 'improved'}, "
-        f"{s['samples'] / 1000:g}k samples, teacher {s['teacher_epochs']} / "
+        f"{s['samples']:,} samples, teacher {s['teacher_epochs']} / "
         f"students {s['epochs']} epochs"
     )
     if "augment" in s:
@@ -228,8 +228,9 @@ def write_markdown(state, path):
         lines.append("")
     if keys:
         lines += [
-            f"Figure `docs/results/{plot_name(dataset)}`, test accuracy "
-            "against parameters: "
+            "The figure (test accuracy against parameters, "
+            f"`docs/results/{plot_name(dataset)}`) letters the "
+            "configurations: "
             + "; ".join(
                 f"{letter} = configuration `{settings_id}`"
                 for settings_id, letter in keys.items()
