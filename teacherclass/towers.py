@@ -59,7 +59,7 @@ def _activation(activation):
     """`keras.activations.get`, with an error that echoes the value."""
     try:
         return keras.activations.get(activation)
-    except (TypeError, ValueError):
+    except ValueError:  # a TypeError (unregistered function) stays Keras'
         raise ValueError(
             "`activation` must name a Keras activation or be a callable "
             "(registered with `keras.saving.register_keras_serializable` "
