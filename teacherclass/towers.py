@@ -126,8 +126,15 @@ class ConvTower(Tower):
             output. None goes straight from the features to the output.
         dropout: float, dropout rate after the conv stack and before the
             output layer.
-        activation: activation of the hidden layers.
+        activation: activation of the hidden layers: a name or a function
+            (register your own with
+            `keras.saving.register_keras_serializable` to save it).
         **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: at build, when the images are too small for the stack
+            (each "valid" convolution takes `kernel_size - 1` pixels off,
+            each pooling halves the map); the message names the layer.
 
     Example:
 
