@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import mlp_teacher
+from helpers import mlp_teacher
 
 from teacherclass import DenseTower
 from teacherclass import TeacherClass

@@ -4,8 +4,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import blobs
-from conftest import mlp_teacher
+from helpers import blobs
+from helpers import mlp_teacher
 
 from teacherclass import CompressionReport
 from teacherclass import DenseTower
