@@ -149,7 +149,5 @@ class _RegisterAfterKeras:
 
 if "keras" in sys.modules:
     _register()
-elif not any(
-    type(f).__name__ == "_RegisterAfterKeras" for f in sys.meta_path
-):
+elif not any(type(f).__name__ == "_RegisterAfterKeras" for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterKeras())
