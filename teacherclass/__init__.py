@@ -26,6 +26,7 @@ _PUBLIC = {
     "TextTower": ("teacherclass.towers", "TextTower"),
     "Tower": ("teacherclass.towers", "Tower"),
     "contiguous_chunks": ("teacherclass.chunking", "contiguous"),
+    "load_model": ("teacherclass.saving", "load_model"),
 }
 
 # Modules whose import registers Keras serializables (in load order: the
@@ -44,6 +45,7 @@ __all__ = [
     "TextTower",
     "Tower",
     "contiguous_chunks",
+    "load_model",
 ]
 
 if typing.TYPE_CHECKING:  # for type checkers and the API docs; not run
@@ -52,6 +54,7 @@ if typing.TYPE_CHECKING:  # for type checkers and the API docs; not run
     from teacherclass.features import DiskCache
     from teacherclass.model import TeacherClass
     from teacherclass.report import CompressionReport
+    from teacherclass.saving import load_model
     from teacherclass.towers import ConvTower
     from teacherclass.towers import DenseTower
     from teacherclass.towers import SegmentationTower

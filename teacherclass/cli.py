@@ -35,6 +35,8 @@ import time
 from datetime import datetime
 
 _DATASETS = ("digits", "mnist", "fashion_mnist")
+# precision.POLICIES, spelt here so `--help` imports no Keras.
+_POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 _DATA_LAYOUTS = {
     "mnist": "mnist/",
     "fashion_mnist": "fashion_mnist/ or fashion-mnist/",
@@ -223,7 +225,7 @@ def _add_run(commands, verbose):
     )
     run.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        choices=_POLICIES,
         default="auto",
         help="Keras dtype policy; auto: mixed_float16 on GPU, "
         "mixed_bfloat16 on CPU",
@@ -376,18 +378,9 @@ def _import_tensorflow(verbose):
 
 def _load_keras(path, what, compile=False):
     """Loads a `.keras` file of a run, or says why it cannot."""
-    import importlib.util
-
-    import keras
-
-    import teacherclass
-
-    teacherclass._register()
-    if importlib.util.find_spec("teacherclass.saving") is not None:
-        from teacherclass.saving import load_model
-    else:
-        load_model = keras.saving.load_model
     import zipfile
+
+    from teacherclass.saving import load_model
 
     if not zipfile.is_zipfile(path):
         raise CommandError(
@@ -410,26 +403,17 @@ def _load_keras(path, what, compile=False):
 
 
 def _precision(name):
-    import keras
-    import tensorflow as tf
+    from teacherclass import precision
 
-    if name == "auto":
-        gpu = bool(tf.config.list_physical_devices("GPU"))
-        name = "mixed_float16" if gpu else "mixed_bfloat16"
-    keras.config.set_dtype_policy(name)
-    return name
+    return precision.set_policy(name)
 
 
 def _architectures(dataset, num_students):
     """The teacher and the student template of a dataset."""
     from teacherclass import architectures
 
-    if dataset == "digits":
-        return architectures.digits_teacher(), architectures.digits_student()
-    return (
-        architectures.mnist_teacher(),
-        architectures.mnist_student(num_students),
-    )
+    setup = architectures.for_dataset(dataset)
+    return setup.teacher(), setup.student(num_students)
 
 
 def _data_dir(dataset, data_dir):
@@ -457,8 +441,7 @@ def _data_dir(dataset, data_dir):
 
 
 def _load(dataset, data_dir, split, source="--data-dir"):
-    import numpy as np
-
+    from teacherclass import architectures
     from teacherclass import datasets
 
     try:
@@ -470,9 +453,7 @@ def _load(dataset, data_dir, split, source="--data-dir"):
             f"to a folder holding, in {_DATA_LAYOUTS.get(dataset, '')} or "
             f"directly, {_IDX_FILES} (or unzipped)."
         ) from e
-    if x.dtype == np.uint8:
-        x = x.astype("float32") / 255.0
-    return x, y
+    return architectures.for_dataset(dataset).prepare(x), y
 
 
 def _phase(title):
