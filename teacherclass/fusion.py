@@ -19,10 +19,15 @@ computation instead, with the same result:
   the joined channels.
 
 Which mode is fastest depends on the device and the batch size (on a
-2-core CPU a grouped convolution was 2.6x faster than four separate ones
-at batch 1 and 1.8x slower at batch 64), so `fuse(model, mode="auto")`
-times every mode and the unfused model on the current device and keeps
+2-core CPU a grouped convolution beat separate ones at batch 1 and lost
+at batch 64), so `fuse(model, mode="auto")` times every mode and the
+unfused model on the current device and keeps
 the fastest, recording the timings in `model.fusion`.
+
+The fused model saves with `safe_mode=True` loading and exports to LiteRT
+through `teacherclass.export`. For int8 LiteRT, fuse with "grouped" or
+"concat": LiteRT's int8 `BATCH_MATMUL`, which "einsum" becomes, loses
+much of its accuracy.
 
 Towers of different architectures, other tower classes or custom
 callables, and towers whose outputs feed anything but one concatenation
