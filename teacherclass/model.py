@@ -3,7 +3,7 @@
 import contextlib
 
 import keras
-import numpy as np
+import numpy as np  # noqa: F401  (the docstring example uses it)
 from keras import ops
 
 from teacherclass import chunking
@@ -14,6 +14,7 @@ from teacherclass import objectives
 from teacherclass import report as report_lib
 from teacherclass import teacher as teacher_lib
 from teacherclass import towers as towers_lib
+from teacherclass import validation
 
 _DEFAULT_BATCH_SIZE = 32
 
@@ -34,20 +35,11 @@ def _scale_for_replicas(loss):
 
 
 def _resolve_clip(clip, layer):
-    if clip == "auto":
+    if isinstance(clip, str) and clip == "auto":
         return teacher_lib.feature_range(layer)
     if clip is None or clip is False:
         return None
-    try:
-        low, high = clip
-    except (TypeError, ValueError):
-        low = high = object()
-    if not all(v is None or isinstance(v, (int, float)) for v in (low, high)):
-        raise ValueError(
-            "`clip` must be 'auto', None or a (low, high) pair of floats or "
-            f"None. Received: clip={clip!r}"
-        )
-    return (low, high)
+    return validation.check_clip(clip)
 
 
 def _resolve_student_input(teacher, student_input):
@@ -211,6 +203,9 @@ class TeacherClass(keras.Model):
         self.chunks = chunking.resolve(feature_shape[-1], num_students, chunks)
         self.clip = _resolve_clip(clip, layer)
         self.head = teacher_lib.clone_head(teacher, layer)
+        # The teacher's head weights `head` was last synced with; None:
+        # take the current pair as synced (after loading weights).
+        self._head_digest = teacher_lib.head_digest(teacher, layer)
         self._feature_clip = (
             None
             if self.clip is None
@@ -312,6 +307,38 @@ class TeacherClass(keras.Model):
         """The number of students (chunks)."""
         return len(self.chunks)
 
+    def _sync_head(self):
+        """Takes the teacher's current head weights if they changed.
+
+        The head is a copy of the teacher's, made when the class is built.
+        A teacher trained afterwards with its own `fit` has new head
+        weights: they replace the copy's. A head fine-tuned by
+        `compose(fine_tune=True)` on an unchanged teacher is kept.
+        """
+        current = teacher_lib.head_digest(self.teacher, self._feature_layer())
+        if self._head_digest is not None and current != self._head_digest:
+            teacher_lib.copy_head_weights(
+                self.teacher, self._feature_layer(), self.head
+            )
+        self._head_digest = current
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        # Loaded teacher and head are a saved pair: keep both as they are.
+        self._head_digest = None
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self._head_digest = None
+
+    def predict(self, x, *args, **kwargs):
+        self._sync_head()
+        return super().predict(x, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._sync_head()
+        return super().evaluate(x, y, *args, **kwargs)
+
     @property
     def trained_students(self):
         """Indices of the students that were trained or loaded."""
@@ -409,7 +436,14 @@ class TeacherClass(keras.Model):
 
         Returns:
             The teacher's `History`.
+
+        Raises:
+            ValueError: on missing labels (`y`), class labels outside the
+                head's outputs, non-finite inputs, or counts (`epochs`,
+                `batch_size`) below 1.
+            TypeError: on strings for a numeric teacher, or the reverse.
         """
+        self._check_labelled(x, y, self.teacher, fit_kwargs)
         with self._scope():
             if not self.teacher.compiled:
                 self.teacher.compile(
@@ -426,7 +460,22 @@ class TeacherClass(keras.Model):
         teacher_lib.copy_head_weights(
             self.teacher, self._feature_layer(), self.head
         )
+        self._head_digest = teacher_lib.head_digest(
+            self.teacher, self._feature_layer()
+        )
         return history
+
+    def _check_labelled(self, x, y, head, fit_kwargs):
+        """Checks labelled data and `fit` arguments for a model ending
+        in `head` (taking the teacher's input)."""
+        input_dtype = self.teacher.inputs[0].dtype
+        outputs = getattr(head, "outputs", None)
+        width = outputs[0].shape[-1] if outputs else None
+        validation.check_labelled_data(x, y, input_dtype, width)
+        validation.check_validation_data(
+            fit_kwargs.get("validation_data"), input_dtype, width
+        )
+        validation.check_fit_kwargs(fit_kwargs)
 
     def _scope(self):
         """The strategy scope this model was built in, if any."""
@@ -436,25 +485,7 @@ class TeacherClass(keras.Model):
         return strategy.scope()
 
     def _check_students(self, students):
-        n = len(self.chunks)
-        if students is None:
-            return tuple(range(n))
-        if isinstance(students, int):
-            students = [students]
-        students = list(students)
-        if (
-            not students
-            or len(set(students)) != len(students)
-            or not all(
-                isinstance(i, (int, np.integer)) and 0 <= i < n
-                for i in students
-            )
-        ):
-            raise ValueError(
-                f"`students` must list distinct student indices in [0, {n}). "
-                f"Received: students={students!r}"
-            )
-        return tuple(sorted(int(i) for i in students))
+        return validation.check_students(students, len(self.chunks))
 
     @contextlib.contextmanager
     def _student_mode(self, selected, objective, optimizer, **compile_kwargs):
@@ -521,7 +552,9 @@ class TeacherClass(keras.Model):
 
     def _features(self, x, batch_size, cache=None, name="x"):
         batches = self._batches(x, batch_size, name)
-        return features.extract(self._trunk(), batches, self.chunks, cache)
+        return features.extract(
+            self._trunk(), batches, self.chunks, cache, name=name
+        )
 
     def _augmented(self, x, batch_size, augment):
         batches = data.batched_inputs(x, self.teacher.inputs[0], batch_size)
@@ -642,12 +675,17 @@ class TeacherClass(keras.Model):
         """
         del y  # students never see labels
         selected = self._check_students(students)
+        validation.check_fit_kwargs(
+            {"epochs": epochs, "initial_epoch": initial_epoch}
+        )
+        validation.check_int("steps_per_execution", steps_per_execution)
+        batch_size = validation.check_int(
+            "batch_size", batch_size, allow_none=True
+        )
         batch_size = batch_size or _DEFAULT_BATCH_SIZE
-        if augment is not None and not callable(augment):
-            raise TypeError(
-                "`augment` must be a callable such as a Keras preprocessing "
-                f"layer. Received: augment={augment!r}"
-            )
+        validation.check_callable(
+            "augment", augment, "a callable such as a Keras preprocessing layer"
+        )
         if augment is not None and cache is not None:
             raise ValueError(
                 "`augment` runs the teacher on every augmented batch, so "
@@ -661,7 +699,9 @@ class TeacherClass(keras.Model):
         val = None
         if validation_data is not None:
             val = self._features(
-                validation_data, batch_size, name="validation_data"
+                validation.split_validation_data(validation_data),
+                batch_size,
+                name="validation_data",
             ).batches(batch_size)
         objective = objectives.get(loss)
         adversarial = objectives.is_adversarial(objective)
@@ -714,6 +754,9 @@ class TeacherClass(keras.Model):
                 "evaluate_students reports a regression error; pass a "
                 f"regression loss such as 'mse'. Received: loss={loss!r}"
             )
+        batch_size = validation.check_int(
+            "batch_size", batch_size, allow_none=True
+        )
         batch_size = batch_size or _DEFAULT_BATCH_SIZE
         feats = self._features(x, batch_size)
         selected = tuple(range(len(self.chunks)))
@@ -809,12 +852,17 @@ class TeacherClass(keras.Model):
                 "compose(fine_tune=True) trains the head on labelled data: "
                 "pass `x` and `y`. Received: x=None"
             )
+        if fine_tune:
+            self._check_labelled(
+                x, y, self.teacher if head is None else head, fit_kwargs
+            )
         with self._scope():
             if head is not None:
                 return self._compose_new_head(head, fine_tune, x, y, fit_kwargs)
             return self._compose_teacher_head(fine_tune, x, y, fit_kwargs)
 
     def _compose_teacher_head(self, fine_tune, x, y, fit_kwargs):
+        self._sync_head()
         self._compile_like_teacher(self)
         if fine_tune:
             with self._frozen_students():
@@ -1020,6 +1068,7 @@ class TeacherClass(keras.Model):
         Returns:
             A `report.CompressionReport`: a dict that prints as a table.
         """
+        self._sync_head()
         if x is not None or y is not None or measure_kwargs:
             return report_lib.measure(self, x, y, **measure_kwargs)
         return report_lib.CompressionReport.from_counts(

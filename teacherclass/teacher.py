@@ -184,10 +184,24 @@ def clone_head(teacher, layer):
     return keras.Model(head.inputs, head.outputs, name="head")
 
 
+def _head_of(teacher, layer):
+    """The teacher's own head layers (shared, not copied), as a model."""
+    return keras.Model(output_of(teacher, layer), teacher.outputs[0])
+
+
 def copy_head_weights(teacher, layer, head):
     """Copies the teacher's current head weights into `head`."""
-    original = keras.Model(output_of(teacher, layer), teacher.outputs[0])
-    head.set_weights(original.get_weights())
+    head.set_weights(_head_of(teacher, layer).get_weights())
+
+
+def head_digest(teacher, layer):
+    """A short hash of the teacher's current head weights.
+
+    A copy of the head (`clone_head`) records it when it takes the
+    teacher's weights; a different digest later means the teacher was
+    trained since, and the copy is stale.
+    """
+    return weights_digest(_head_of(teacher, layer))
 
 
 def feature_range(layer):
