@@ -108,7 +108,7 @@ def logits_model(model, share_weights=False):
     'linear'
     """
     _check_functional("model", model)
-    layer = teacher_lib._producer(model.outputs[0])
+    layer = teacher_lib.producer(model.outputs[0])
     name = _activation_name(layer)
     if name in _LINEAR:
         return model
@@ -118,7 +118,7 @@ def logits_model(model, share_weights=False):
             "sigmoid or linear, so that its logits are known. Received: "
             f"model={model.name!r} with output activation {name!r}"
         )
-    inputs = teacher_lib._input_of(model, layer)
+    inputs = teacher_lib.input_of(model, layer)
     if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
         return keras.Model(model.inputs, inputs, name=f"{model.name}_logits")
     if share_weights:

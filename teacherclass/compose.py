@@ -67,7 +67,9 @@ def join(outputs, clip=None):
     return rep if clip is None else clip(rep)
 
 
-def representation_model(inputs, towers, clip=None, name="representation"):
+def representation_model(
+    inputs, towers, clip=None, name="representation", preprocessor=None
+):
     """A functional model from the input to the students' joint output.
 
     Args:
@@ -75,11 +77,14 @@ def representation_model(inputs, towers, clip=None, name="representation"):
         towers: the student towers, in chunk order.
         clip: optional `FeatureClip` applied to the concatenation.
         name: the model's name.
+        preprocessor: optional model from `inputs` to the students' input
+            (the teacher's preprocessing, see `teacher.Cut.preprocessor`).
 
     Returns:
         A functional `keras.Model` sharing its layers with `towers`.
     """
-    outputs = [tower(inputs) for tower in towers]
+    x = inputs if preprocessor is None else preprocessor(inputs)
+    outputs = [tower(x) for tower in towers]
     if len(outputs) == 1:
         rep = outputs[0]
     else:
@@ -89,7 +94,9 @@ def representation_model(inputs, towers, clip=None, name="representation"):
     return keras.Model(inputs, rep, name=name)
 
 
-def compose_model(inputs, towers, head, clip=None, name="composed"):
+def compose_model(
+    inputs, towers, head, clip=None, name="composed", preprocessor=None
+):
     """Builds the standalone composed model.
 
     Args:
@@ -98,10 +105,15 @@ def compose_model(inputs, towers, head, clip=None, name="composed"):
         head: a model from the representation to the teacher's output.
         clip: optional `FeatureClip` applied to the concatenation.
         name: the model's name.
+        preprocessor: optional model in front of the students (see
+            `representation_model`).
 
     Returns:
-        A functional `keras.Model`: input -> students -> concatenate ->
-        (clip) -> head. It shares its layers with `towers` and `head`.
+        A functional `keras.Model`: input -> (preprocessor) -> students ->
+        concatenate -> (clip) -> head. It shares its layers with `towers`
+        and `head`.
     """
-    rep = representation_model(inputs, towers, clip).outputs[0]
+    rep = representation_model(
+        inputs, towers, clip, preprocessor=preprocessor
+    ).outputs[0]
     return keras.Model(inputs, head(rep), name=name)

@@ -113,3 +113,46 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
     if x.dtype == np.float64:
         x = x.astype(np.float32)  # halves the cached copy; teachers are f32
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+
+
+def augmented_labelled(x, y, augment, batch_size, shuffle=True, seed=None):
+    """Labelled training batches whose inputs are augmented anew each epoch.
+
+    For `fit_teacher(augment=...)`: `augment(x_batch, training=True)` runs
+    in the `tf.data` pipeline on every training batch; the labels pass
+    through unchanged.
+
+    Args:
+        x: inputs (array or tensor), or a `tf.data.Dataset` yielding
+            batched `(x, y[, sample_weight])` (used as it is, then
+            augmented).
+        y: labels for array inputs; None with a dataset.
+        augment: callable `(x, training=True) -> x`, e.g. a Keras
+            preprocessing layer.
+        batch_size: int, samples per batch for arrays.
+        shuffle: bool, a new order every epoch for arrays.
+        seed: int or None, for the shuffle.
+
+    Returns:
+        A batched, prefetched `tf.data.Dataset`.
+    """
+    if isinstance(x, tf.data.Dataset):
+        ds = x
+    else:
+        x = np.asarray(x)
+        if x.dtype == np.float64:
+            x = x.astype(np.float32)
+        ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y)))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+
+    def run(inputs, *rest):
+        out = augment(inputs, training=True)
+        if out.dtype.is_floating and inputs.dtype.is_floating:
+            out = tf.cast(out, inputs.dtype)
+        return (out, *rest)
+
+    return ds.map(run, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )

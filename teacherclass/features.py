@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from teacherclass import chunking
+from teacherclass import data
 from teacherclass import validation
 
 _META = "teacherclass-cache.json"
@@ -516,3 +517,58 @@ def extract(trunk, batches, chunks, cache=None, name="x"):
     pairs = _teacher_pairs(trunk, batches).cache()
     # The scan is the one pass that runs the teacher and fills the cache.
     return Features(pairs, _scan(pairs, chunks, name))
+
+
+def _preprocessed(batches, preprocessor):
+    if preprocessor is None:
+        return batches
+    return batches.map(lambda b: preprocessor(b, training=False))
+
+
+def representation(
+    cut, chunks, x, batch_size, cache=None, augment=None, name="x"
+):
+    """The students' training data, from the user's inputs: one entry point.
+
+    The whole input-to-representation pipeline: `x` in any form `fit`
+    accepts becomes batches of inputs (`data.batched_inputs`), the
+    teacher's preprocessing (`cut.student_input`) runs on them, and the
+    trunk's representation is cached (`extract`). With `augment`, the
+    inputs are served augmented instead (`augmented`), the preprocessing
+    running after the augmentation, and the train step runs the trunk.
+
+    Args:
+        cut: the teacher's `teacher.Cut`.
+        chunks: tuple of chunk widths, to report non-finite features.
+        x: inputs: array, tensor, `(x, y[, sw])` tuple, or dataset.
+        batch_size: int, used unless `x` is a batched dataset.
+        cache: None (memory), a directory path or a `DiskCache`.
+        augment: None, or a callable `(x, training=True) -> x`.
+        name: the argument's name, for error messages.
+
+    Returns:
+        A `Features` of `(x, features)` pairs, or an `Augmented` of
+        inputs when `augment` is given.
+
+    Raises:
+        ValueError: if the data does not fit the teacher, is empty, or
+            holds NaN or Inf (inputs or features).
+        TypeError: if the data's dtype does not fit the teacher's.
+    """
+    batches = data.batched_inputs(
+        x, cut.teacher.inputs[0], batch_size, name=name
+    )
+    preprocessor = cut.preprocessor()
+    if augment is None:
+        batches = _preprocessed(batches, preprocessor)
+        return extract(cut.trunk(), batches, chunks, cache, name)
+    if preprocessor is not None:
+        raw_augment = augment
+
+        def augment(b, training=True):
+            # Augment the raw inputs, then preprocess them, per batch.
+            return preprocessor(
+                raw_augment(b, training=training), training=False
+            )
+
+    return augmented(batches, augment, name=name)

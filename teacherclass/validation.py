@@ -404,3 +404,34 @@ def check_validation_data(validation_data, input_dtype, width):
         )
     _check_inputs("validation_data", validation_data[0], input_dtype)
     check_sparse_labels("validation_data", validation_data[1], width)
+
+
+def check_export_args(path, format, quantize, formats, quantizations):
+    """Checks `export.export`'s format, quantization and path."""
+    import os
+
+    if format not in formats:
+        raise ValueError(
+            f"`format` must be one of {formats}. Received: format={format!r}"
+        )
+    if quantize not in quantizations:
+        raise ValueError(
+            f"`quantize` must be one of {quantizations}. "
+            f"Received: quantize={quantize!r}"
+        )
+    if quantize is not None and format != "litert":
+        raise ValueError(
+            "Quantization needs format='litert': a SavedModel keeps the "
+            f"float weights. Received: format={format!r}, "
+            f"quantize={quantize!r}"
+        )
+    if format == "litert" and not os.fspath(path).endswith(".tflite"):
+        raise ValueError(
+            "A LiteRT artifact is one file whose name ends with '.tflite'. "
+            f"Received: path={os.fspath(path)!r}"
+        )
+
+
+def check_batch_sizes(batch_sizes):
+    """Checks a sequence of positive batch sizes; returns it as a tuple."""
+    return check_positive_ints("batch_sizes", batch_sizes)
