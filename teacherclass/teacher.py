@@ -512,7 +512,7 @@ def cut(teacher, feature_layer=None, student_input=None):
     >>> c = cut(teacher)
     >>> c.feature_layer, c.feature_shape, c.student_input
     ('rep', (None, 6), None)
-    >>> c.head().output.shape
+    >>> c.head().outputs[0].shape
     (None, 2)
     """
     check_teacher(teacher)
