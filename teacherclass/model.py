@@ -538,18 +538,6 @@ class TeacherClass(keras.Model):
     # Composition
     # ------------------------------------------------------------------
 
-    def _compile_like_teacher(self, model):
-        config = None
-        if self.teacher.compiled:
-            try:
-                config = self.teacher.get_compile_config()
-            except Exception:  # custom objects that do not serialize
-                config = None
-        if config:
-            model.compile_from_config(config)
-        else:
-            model.compile(**teacher_lib.default_compile_args(self.teacher))
-
     def representation(self):
         """A model from the input to the students' joint representation.
 
@@ -625,10 +613,10 @@ class TeacherClass(keras.Model):
 
     def _compose_teacher_head(self, fine_tune, x, y, fit_kwargs):
         self._sync_head()
-        self._compile_like_teacher(self)
+        compose_lib.compile_like(self, self.teacher)
         if fine_tune:
-            with self._frozen_students():
-                self._compile_like_teacher(self)
+            with _trainable([self.teacher, *self.students], False):
+                compose_lib.compile_like(self, self.teacher)
                 self.fit(x, y, **fit_kwargs)
         composed = compose_lib.compose_model(
             self.cut.inputs(),
@@ -637,46 +625,13 @@ class TeacherClass(keras.Model):
             self._feature_clip,
             preprocessor=self.cut.preprocessor(),
         )
-        self._compile_like_teacher(composed)
+        compose_lib.compile_like(composed, self.teacher)
         return composed
 
-    @contextlib.contextmanager
-    def _frozen_students(self):
-        saved = [
-            (layer, layer.trainable) for layer in [self.teacher, *self.students]
-        ]
-        self.teacher.trainable = False
-        for tower in self.students:
-            tower.trainable = False
-        try:
-            yield
-        finally:
-            for layer, trainable in saved:
-                layer.trainable = trainable
-
     def _compose_new_head(self, head, fine_tune, x, y, fit_kwargs):
-        if not isinstance(head, keras.layers.Layer):
-            raise TypeError(
-                "`head` must be a keras.Model or layer taking the "
-                f"representation. Received: head={head!r}"
-            )
-        rep = self.representation()
-        try:
-            head(rep.outputs[0])
-        except Exception as e:
-            raise ValueError(
-                "`head` must take the students' representation of shape "
-                f"{tuple(rep.outputs[0].shape)}: {e}. Received: head={head!r}"
-            ) from e
-        composed = keras.Model(
-            rep.inputs[0], head(rep.outputs[0]), name="composed"
-        )
-        if getattr(head, "compiled", False):
-            composed.compile_from_config(head.get_compile_config())
-        else:
-            composed.compile(**teacher_lib.default_compile_args(composed, y))
+        composed = compose_lib.with_new_head(self.representation(), head, y)
         if fine_tune:
-            with self._frozen_students():
+            with _trainable([self.teacher, *self.students], False):
                 composed.compile_from_config(composed.get_compile_config())
                 composed.fit(x, y, **fit_kwargs)
         return composed
