@@ -325,6 +325,7 @@ class TeacherClass(keras.Model):
                 shuffle=fit_kwargs.pop("shuffle", True),
             )
             y = None
+            fit_kwargs["shuffle"] = False  # the pipeline shuffles itself
         with distribute.scope(self._strategy):
             if not self.teacher.compiled:
                 self.teacher.compile(
