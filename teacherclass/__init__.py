@@ -12,7 +12,7 @@ import importlib
 import sys
 import typing
 
-__version__ = "0.1.0"
+from teacherclass.version import __version__  # noqa: F401
 
 # public name -> (module, attribute): what `from teacherclass import X` loads.
 _PUBLIC = {
@@ -31,7 +31,11 @@ _PUBLIC = {
 
 # Modules whose import registers Keras serializables (in load order: the
 # first two import only Keras, `model` imports TensorFlow too).
-_REGISTERING = ("teacherclass.towers", "teacherclass.compose")
+_REGISTERING = (
+    "teacherclass.towers",
+    "teacherclass.compose",
+    "teacherclass.fusion",
+)
 _REGISTERING_WITH_TF = ("teacherclass.model",)
 
 __all__ = [

@@ -768,9 +768,15 @@ def _stages(args, run_dir, tc, train, test):
             fine_tune=args.fine_tune_epochs > 0,
             x=x,
             y=y,
+            fuse="auto",
             epochs=args.fine_tune_epochs,
             batch_size=args.batch_size,
             verbose=args.progress,
+        )
+        info = composed.fusion
+        print(
+            f"towers fused: {info.mode}"
+            + (f" ({info.reason})" if info.reason else "")
         )
         with _writing(composed_path) as partial:
             composed.save(partial)
@@ -804,8 +810,40 @@ def _stages(args, run_dir, tc, train, test):
         f"({100 * (composed_accuracy - teacher_accuracy):+.2f} points) with "
         f"{report['compression_ratio']:.1f}x fewer parameters"
     )
+    print(_compute_summary(report))
     print(f"run written to {run_dir}")
     return report
+
+
+def _compared(teacher, composed, fewer, more):
+    """'2.0x fewer FLOPs' or '1.5x more FLOPs', the composed model first."""
+    if composed <= teacher:
+        return f"{teacher / max(composed, 1e-12):.1f}x {fewer}"
+    return f"{composed / max(teacher, 1e-12):.1f}x {more}"
+
+
+def _compute_summary(report):
+    """The composed model's compute and CPU latency against the teacher's."""
+    teacher, composed = (report["models"][k] for k in ("teacher", "composed"))
+    parts = [
+        _compared(
+            teacher["flops"], composed["flops"], "fewer FLOPs", "more FLOPs"
+        )
+    ]
+    for batch in sorted(composed["latency_ms"], key=int):
+        parts.append(
+            _compared(
+                teacher["latency_ms"][batch],
+                composed["latency_ms"][batch],
+                f"faster at batch {batch}",
+                f"SLOWER at batch {batch}",
+            )
+        )
+    return (
+        "compute: the composed model needs "
+        + ", is ".join(parts)
+        + (" than the teacher (CPU, medians of repeated calls)")
+    )
 
 
 def _figures(report, run_dir, histories):

@@ -59,10 +59,11 @@ SUPPORTED_TOWERS = (
 _PER_TOWER_KEYS = ("name", "units", "trainable")
 
 
-def _check_mode(mode, modes=MODES):
+def check_mode(mode, modes=MODES, name="mode"):
+    """Raises ValueError naming `name` unless `mode` is one of `modes`."""
     if mode not in modes:
         raise ValueError(
-            f"`mode` must be one of {modes}. Received: mode={mode!r}"
+            f"`{name}` must be one of {modes}. Received: {name}={mode!r}"
         )
 
 
@@ -245,7 +246,7 @@ class FusedTowers(keras.layers.Layer):
 
     def __init__(self, tower, units, mode="grouped", **kwargs):
         super().__init__(**kwargs)
-        _check_mode(mode, FUSED_MODES)
+        check_mode(mode, FUSED_MODES)
         units = towers_lib._check_positive_tuple("units", units)
         if len(units) < 2:
             raise ValueError(
@@ -284,7 +285,7 @@ class FusedTowers(keras.layers.Layer):
             ValueError: if the towers cannot be fused (the message says
                 why), or `mode` is unknown.
         """
-        _check_mode(mode, FUSED_MODES)
+        check_mode(mode, FUSED_MODES)
         reason = incompatibility(towers)
         if reason:
             raise ValueError(f"{reason}. Received: towers={list(towers)!r}")
@@ -874,7 +875,7 @@ def fuse(
     >>> bool(np.allclose(fused(x), composed(x), atol=1e-5))
     True
     """
-    _check_mode(mode)
+    check_mode(mode)
     if mode == "none":
         return _with_info(model, FusionInfo("none", mode, "mode='none'"))
     if not isinstance(model, keras.Model):

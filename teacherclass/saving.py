@@ -19,6 +19,7 @@ import zlib
 _REGISTERING_MODULES = (
     "teacherclass.towers",
     "teacherclass.compose",
+    "teacherclass.fusion",
     "teacherclass.model",
 )
 
