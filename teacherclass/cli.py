@@ -825,24 +825,21 @@ def _compared(teacher, composed, fewer, more):
 def _compute_summary(report):
     """The composed model's compute and CPU latency against the teacher's."""
     teacher, composed = (report["models"][k] for k in ("teacher", "composed"))
-    parts = [
+    flops = _compared(
+        teacher["flops"], composed["flops"], "fewer FLOPs", "MORE FLOPs"
+    )
+    latency = ", ".join(
         _compared(
-            teacher["flops"], composed["flops"], "fewer FLOPs", "more FLOPs"
+            teacher["latency_ms"][batch],
+            composed["latency_ms"][batch],
+            f"faster at batch {batch}",
+            f"SLOWER at batch {batch}",
         )
-    ]
-    for batch in sorted(composed["latency_ms"], key=int):
-        parts.append(
-            _compared(
-                teacher["latency_ms"][batch],
-                composed["latency_ms"][batch],
-                f"faster at batch {batch}",
-                f"SLOWER at batch {batch}",
-            )
-        )
+        for batch in sorted(composed["latency_ms"], key=int)
+    )
     return (
-        "compute: the composed model needs "
-        + ", is ".join(parts)
-        + (" than the teacher (CPU, medians of repeated calls)")
+        f"compute against the teacher: {flops}; CPU latency {latency} "
+        "(medians of repeated calls)"
     )
 
 
