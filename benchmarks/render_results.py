@@ -76,8 +76,9 @@ def _throughput(name, data):
         "",
         "Student-samples per second (one student seeing one sample) when "
         "training all students in one pass (`fit_students`) against one "
-        "`fit` per student, same towers, data and settings, measured side by "
-        "side.",
+        "`fit` per student, same towers and data, measured side by side; "
+        "each way's `steps_per_execution` is in the settings (this older "
+        "format ran the reference at Keras' default of 1).",
         "",
         "| way | samples / s |",
         "| --- | ---: |",
@@ -92,6 +93,108 @@ def _throughput(name, data):
         settings = ", ".join(f"{k}: {_fmt(v)}" for k, v in config.items())
         lines += [f"Settings: {settings}.", ""]
     lines += [_provenance(data, "benchmarks/students_throughput.py"), ""]
+    return lines
+
+
+def _three_ways(name, data):
+    """students_throughput with (a), (b), (c) at each steps_per_execution."""
+    labels = {
+        "a": "(a) one `fit` per student",
+        "b": "(b) multi-output Keras model",
+        "c": "(c) `fit_students`",
+    }
+    lines = [
+        f"## Students in one pass ({name})",
+        "",
+        "Student-samples per second (one student seeing one sample): (a) one "
+        "`fit` per student, (b) one functional model with the towers as "
+        "outputs and a dict of MSE losses, (c) `fit_students`; same towers, "
+        "initial weights, cached targets, batch, precision, epochs and "
+        "`steps_per_execution`, side by side in one process. Medians over "
+        "rounds, with the range.",
+        "",
+        "| steps per execution | way | samples / s | min - max |",
+        "| ---: | --- | ---: | ---: |",
+    ]
+    for s in data["settings"]:
+        for way, label in labels.items():
+            r = s["samples_per_second"][way]
+            lines.append(
+                f"| {s['steps_per_execution']} | {label} | "
+                f"{_fmt(r['median'])} | {_fmt(r['min'])} - {_fmt(r['max'])} |"
+            )
+    lines += ["", "| steps per execution | (c) / (a) | (c) / (b) |"]
+    lines.append("| ---: | ---: | ---: |")
+    for s in data["settings"]:
+        a, b = s["ratio"], s["peer_ratio"]
+        lines.append(
+            f"| {s['steps_per_execution']} | **{a['median']:.2f}x** "
+            f"({a['min']:.2f}-{a['max']:.2f}) | **{b['median']:.2f}x** "
+            f"({b['min']:.2f}-{b['max']:.2f}) |"
+        )
+    config = data.get("config") or {}
+    settings = ", ".join(f"{k}: {_cell(v)}" for k, v in config.items())
+    lines += ["", f"Settings: {settings}."]
+    lines += [
+        f"Teacher passes per sample: 1 in every way; peak RSS "
+        f"{_fmt(data.get('peak_rss_mb', 0.0))} MB.",
+        "",
+        _provenance(data, "benchmarks/students_throughput.py"),
+        "",
+    ]
+    return lines
+
+
+def _latency(name, data):
+    """inference_latency: per model, every variant at each batch size."""
+    lines = [
+        f"## Inference latency ({name})",
+        "",
+        "Median milliseconds per call (interquartile range) of the teacher, "
+        "the composed model unfused and fused (`teacherclass.fusion`), and "
+        "int8 LiteRT files, side by side in one process. Fusion's gain is "
+        "unfused / fused latency: below 1 it loses.",
+        "",
+    ]
+    for model, r in data["models"].items():
+        batches = list(next(iter(r["latency"].values())))
+        lines += [
+            f"### {model}",
+            "",
+            f"Weights: {r['weights']}. `fuse(mode='auto')` chose "
+            f"`{r['auto']['mode']}`.",
+            "",
+            "| variant | params | "
+            + " | ".join(f"batch {b} ms" for b in batches)
+            + " |",
+            "| --- | ---: | " + " | ".join("---:" for _ in batches) + " |",
+        ]
+        for variant, per in r["latency"].items():
+            cells = [
+                f"{per[b]['median_ms']:.3f} "
+                f"({per[b]['p25_ms']:.3f}-{per[b]['p75_ms']:.3f})"
+                for b in batches
+            ]
+            params = (
+                _fmt(r["params"][variant]) if variant in r["params"] else "-"
+            )
+            lines.append(
+                f"| {variant} | {params} | " + " | ".join(cells) + " |"
+            )
+        lines += ["", "| batch | fusion gain | composed / teacher |"]
+        lines.append("| ---: | --- | --- |")
+        for b in batches:
+            gains = ", ".join(
+                f"{k} {v:.2f}x" for k, v in r["fusion_gain"][b].items()
+            )
+            lines.append(
+                f"| {b} | {gains} | unfused "
+                f"{r['composed_over_teacher'][b]:.2f}, best fused "
+                f"({r['fastest_mode'][b]}) "
+                f"{r['best_fused_over_teacher'][b]:.2f} |"
+            )
+        lines.append("")
+    lines += [_provenance(data, "benchmarks/inference_latency.py"), ""]
     return lines
 
 
@@ -220,8 +323,15 @@ def render(results_dir=RESULTS, figures_dir=FIGURES):
             lines += [f"## {path.stem}", "", f"Unreadable: {e}.", ""]
             continue
         name = path.stem
-        if data.get("benchmark") == "students_throughput" and "ratio" in data:
+        if (
+            data.get("benchmark") == "students_throughput"
+            and "settings" in data
+        ):
+            lines += _three_ways(name, data)
+        elif data.get("benchmark") == "students_throughput" and "ratio" in data:
             lines += _throughput(name, data)
+        elif data.get("benchmark") == "inference_latency":
+            lines += _latency(name, data)
         elif data.get("benchmark") == "reproduce":
             lines += _reproduce(name, data, results_dir, figures_dir)
         else:

@@ -1,21 +1,27 @@
-"""Students trained in one pass vs one `fit` per student.
+"""Students trained three ways: per-student fits, multi-output, one pass.
 
-(a) the reference way: one default-compiled `keras.Model.fit` per student on
-precomputed targets (its chunk of the teacher's representation); (b)
-`TeacherClass.fit_students`, all students in one pass. Same towers, same
-initial weights, same data, batch size, precision and epochs, measured in
-one run on this machine, in rounds that alternate which way goes first.
-Prints samples per second (student-samples: one
-student seeing one sample) for each and `ratio: X` = (b) / (a), and writes
-JSON next to this script.
+(a) one default-compiled `keras.Model.fit` per student on the cached
+targets (its chunk of the teacher's representation); (b) the strongest
+peer a Keras user would write: one functional model with the n towers as
+outputs and a dict of MSE losses, fit once on the cached targets; (c)
+`TeacherClass.fit_students`. Same towers, initial weights, cached targets,
+batch size, precision, epochs and `steps_per_execution` (measured at Keras'
+default of 1 and at 16), side by side in one process, in rounds that rotate
+and reverse the order of the three ways. Throughput is student-samples per
+second (one student seeing one sample), excluding each fit's first epoch
+(it traces the graphs). Prints the median over rounds with the spread, the
+teacher's passes per sample, the peak RSS, then `peer_ratio: Y` = (c) / (b)
+and last `ratio: X` = (c) / (a), at the last `steps_per_execution` given.
 
-Run: python benchmarks/students_throughput.py [--data-dir DIR]
-     [--steps-per-execution N]  (default 16 for (b); (a) keeps Keras' 1)
+Run: python benchmarks/students_throughput.py [--samples N] [--rounds 5]
+     [--epochs 3] [--steps-per-execution 1,16] [--data-dir DIR]
 """
 
 import argparse
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,6 +41,12 @@ from _common import EpochTimer  # noqa: E402
 from _common import environment  # noqa: E402
 from _common import write_result  # noqa: E402
 
+WAYS = {
+    "a": "(a) one fit per student",
+    "b": "(b) multi-output Keras model",
+    "c": "(c) fit_students, one pass",
+}
+
 
 def _data(args):
     try:
@@ -48,22 +60,25 @@ def _data(args):
     return x, source
 
 
-def _rate(samples, times, skip_first):
-    times = times[1:] if skip_first and len(times) > 1 else times
-    return samples * len(times) / sum(times)
+def _peak_rss_mb():
+    # ru_maxrss is in kilobytes on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _reference(tc, initial, x, features, args):
+def _copy(tower):
+    """A fresh tower of the same configuration (and name)."""
+    return tower.__class__.from_config(tower.get_config())
+
+
+def _per_student(tc, initial, x, features, args, spe):
     """(a): one default-compiled fit per student; per-epoch seconds."""
     per_student = []
     for i, (start, stop) in enumerate(chunking.bounds(tc.chunks)):
         inputs = keras.Input(x.shape[1:])
-        tower = tc.students[i].__class__.from_config(
-            tc.students[i].get_config()
-        )
+        tower = _copy(tc.students[i])
         model = keras.Model(inputs, tower(inputs))
         tower.set_weights(initial[i])
-        model.compile(optimizer="adam", loss="mse")
+        model.compile(optimizer="adam", loss="mse", steps_per_execution=spe)
         timer = EpochTimer()
         model.fit(
             x,
@@ -77,23 +92,117 @@ def _reference(tc, initial, x, features, args):
     return [sum(t) for t in zip(*per_student)]
 
 
-def _one_pass(tc, initial, x, args):
-    """(b): fit_students, one pipeline and one step for all students."""
+def _multi_output(tc, initial, x, features, args, spe):
+    """(b): one functional model, n outputs, a dict of MSE losses."""
+    inputs = keras.Input(x.shape[1:])
+    outputs, targets, losses = {}, {}, {}
+    for i, (start, stop) in enumerate(chunking.bounds(tc.chunks)):
+        tower = _copy(tc.students[i])
+        name = f"student_{i}"
+        outputs[name] = tower(inputs)
+        tower.set_weights(initial[i])
+        targets[name] = features[:, start:stop]
+        losses[name] = "mse"
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss=losses, steps_per_execution=spe)
+    timer = EpochTimer()
+    model.fit(
+        x,
+        targets,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        verbose=0,
+        callbacks=[timer],
+    )
+    return timer.times
+
+
+def _one_pass(tc, initial, x, args, spe):
+    """(c): fit_students; its own cache of the teacher's features."""
     for tower, weights in zip(tc.students, initial):
         tower.set_weights(weights)
-    kwargs = {}
-    if args.steps_per_execution:
-        kwargs["steps_per_execution"] = args.steps_per_execution
     timer = EpochTimer()
+    start = time.perf_counter()
     tc.fit_students(
         x,
         batch_size=args.batch_size,
         epochs=args.epochs,
         verbose=0,
         callbacks=[timer],
-        **kwargs,
+        steps_per_execution=spe,
     )
-    return timer.times
+    # What fit_students spends outside its epochs: reading the teacher
+    # once per sample into the cache.
+    timer.extraction = time.perf_counter() - start - sum(timer.times)
+    return timer
+
+
+def _rate(samples, epoch_times):
+    """Student-samples per second over the epochs after the first."""
+    timed = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
+    return samples * len(timed) / sum(timed)
+
+
+def _spread(values):
+    q = np.percentile(values, [0, 25, 50, 75, 100])
+    return {
+        "median": float(q[2]),
+        "p25": float(q[1]),
+        "p75": float(q[3]),
+        "min": float(q[0]),
+        "max": float(q[4]),
+    }
+
+
+def _setting(tc, initial, x, features, args, spe):
+    """Every round of the three ways at one steps_per_execution."""
+    samples = len(x) * len(tc.chunks)
+    ways = list(WAYS)
+    rounds, extraction, rss = [], [], {w: [] for w in ways}
+    for r in range(args.rounds):
+        order = ways[r % 3 :] + ways[: r % 3]
+        if r % 2:
+            order.reverse()
+        times = {}
+        for way in order:
+            if way == "a":
+                times[way] = _per_student(tc, initial, x, features, args, spe)
+            elif way == "b":
+                times[way] = _multi_output(tc, initial, x, features, args, spe)
+            else:
+                timer = _one_pass(tc, initial, x, args, spe)
+                times[way] = timer.times
+                extraction.append(timer.extraction)
+            rss[way].append(_peak_rss_mb())
+        rate = {w: _rate(samples, times[w]) for w in ways}
+        rounds.append(
+            {
+                "order": "".join(order),
+                "epoch_seconds": times,
+                "samples_per_second": rate,
+                "ratio": rate["c"] / rate["a"],
+                "peer_ratio": rate["c"] / rate["b"],
+            }
+        )
+        print(
+            f"  spe={spe} round {r + 1}/{args.rounds} ({''.join(order)}): "
+            + ", ".join(f"{w} {rate[w]:,.0f}/s" for w in ways)
+            + f"; c/a {rate['c'] / rate['a']:.2f}, "
+            f"c/b {rate['c'] / rate['b']:.2f}",
+            flush=True,
+        )
+    return {
+        "steps_per_execution": spe,
+        "rounds": rounds,
+        "samples_per_second": {
+            w: _spread([r["samples_per_second"][w] for r in rounds])
+            for w in ways
+        },
+        "ratio": _spread([r["ratio"] for r in rounds]),
+        "peer_ratio": _spread([r["peer_ratio"] for r in rounds]),
+        "fit_students_extraction_seconds": _spread(extraction),
+        "peak_rss_mb_after": {w: max(v) for w, v in rss.items()},
+    }
 
 
 def main():
@@ -102,23 +211,29 @@ def main():
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--students", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--precision", default="float32")
-    # Small towers on CPU are dominated by per-step overhead: 16 steps per
-    # graph call is what reached the target (see results/*.json); 1 is
-    # Keras' default and fit_students'.
-    parser.add_argument("--steps-per-execution", type=int, default=16)
+    parser.add_argument(
+        "--steps-per-execution",
+        default="1,16",
+        help="comma-separated; every way runs at each (Keras' default: 1)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", default=str(HERE / "results" / "students_throughput.json")
     )
     args = parser.parse_args()
+    settings = [int(s) for s in args.steps_per_execution.split(",") if s]
+    if args.rounds < 1 or args.epochs < 2 or not settings:
+        parser.error(
+            "--rounds >= 1, --epochs >= 2 (the first epoch traces) and at "
+            "least one --steps-per-execution are needed"
+        )
 
     keras.utils.set_random_seed(args.seed)
     keras.config.set_dtype_policy(args.precision)
     x, source = _data(args)
-    n = len(x)
     teacher = architectures.mnist_teacher()
     tc = TeacherClass(
         teacher,
@@ -127,85 +242,84 @@ def main():
     )
     initial = [s.get_weights() for s in tc.students]
     trunk = teacher_lib.trunk(teacher, teacher.get_layer(tc.feature_layer))
+    start = time.perf_counter()
+    # The cached targets of (a) and (b): the trunk once per sample, as
+    # fit_students' own cache.
     features = trunk.predict(x, batch_size=1024, verbose=0).astype("float32")
+    extraction = time.perf_counter() - start
 
-    # Rounds alternate the order (a, b), (b, a), ... so that load from
-    # other processes on the machine falls on both ways alike.
-    rounds = []
-    for r in range(args.rounds):
-        times = {}
-        for way in ("a", "b") if r % 2 == 0 else ("b", "a"):
-            if way == "a":
-                times[way] = _reference(tc, initial, x, features, args)
-            else:
-                times[way] = _one_pass(tc, initial, x, args)
-        rounds.append(times)
-    per_epoch_a = [t for r in rounds for t in r["a"][1:]]
-    per_epoch_b = [t for r in rounds for t in r["b"][1:]]
-    first_a = [r["a"][0] for r in rounds]
-    first_b = [r["b"][0] for r in rounds]
-
-    samples = n * args.students
+    results = [
+        _setting(tc, initial, x, features, args, spe) for spe in settings
+    ]
     result = {
         "benchmark": "students_throughput",
         **environment(),
         "config": {
             "data": source,
-            "samples": n,
+            "samples": len(x),
             "students": args.students,
             "student_params": [s.count_params() for s in tc.students],
             "epochs": args.epochs,
             "rounds": args.rounds,
             "batch_size": args.batch_size,
             "precision": args.precision,
-            "steps_per_execution": args.steps_per_execution or "default",
+            "steps_per_execution": settings,
             "seed": args.seed,
         },
-        "rounds": rounds,
-        "reference_samples_per_second": _rate(samples, per_epoch_a, False),
-        "one_pass_samples_per_second": _rate(samples, per_epoch_b, False),
-        "reference_samples_per_second_all_epochs": _rate(
-            samples, per_epoch_a + first_a, False
+        "note": (
+            "student-samples per second, epochs after the first; ratio = "
+            "(c) fit_students / (a) one fit per student, peer_ratio = (c) / "
+            "(b) a multi-output Keras model, both with the same "
+            "steps_per_execution; medians over rounds of per-round ratios"
         ),
-        "one_pass_samples_per_second_all_epochs": _rate(
-            samples, per_epoch_b + first_b, False
-        ),
-        "round_ratios": [
-            _rate(samples, r["b"], True) / _rate(samples, r["a"], True)
-            for r in rounds
-        ],
+        "teacher_passes_per_sample": {
+            "a": 1,
+            "b": 1,
+            "c": 1,
+            "how": "the trunk runs once per sample into a cache: "
+            "trunk.predict before (a) and (b), fit_students' cache in (c)",
+            "cache_seconds_a_b": extraction,
+        },
+        "peak_rss_mb": _peak_rss_mb(),
+        "settings": results,
+        "ratio": results[-1]["ratio"]["median"],
+        "peer_ratio": results[-1]["peer_ratio"]["median"],
     }
-    result["ratio"] = (
-        result["one_pass_samples_per_second"]
-        / result["reference_samples_per_second"]
-    )
-    result["ratio_all_epochs"] = (
-        result["one_pass_samples_per_second_all_epochs"]
-        / result["reference_samples_per_second_all_epochs"]
-    )
+
     print(
-        f"data: {source}; {n} samples, {args.students} students, "
-        f"batch {args.batch_size}, {args.precision}, {args.epochs} epochs"
+        f"\ndata: {source}; {len(x)} samples, {args.students} students, "
+        f"batch {args.batch_size}, {args.precision}, {args.epochs} epochs, "
+        f"{args.rounds} rounds"
     )
-    print(f"{'way':<34} {'samples/s':>12} {'all epochs':>12}")
+    print(f"{'way':<32} {'spe':>4} {'median /s':>11} {'min-max':>19}")
+    for s in results:
+        for w, label in WAYS.items():
+            r = s["samples_per_second"][w]
+            print(
+                f"{label:<32} {s['steps_per_execution']:>4} "
+                f"{r['median']:>11,.0f} "
+                f"{r['min']:>9,.0f}-{r['max']:<9,.0f}"
+            )
+    for s in results:
+        spe = s["steps_per_execution"]
+        for key in ("ratio", "peer_ratio"):
+            r = s[key]
+            print(
+                f"spe={spe} {key}: median {r['median']:.2f} "
+                f"(IQR {r['p25']:.2f}-{r['p75']:.2f}, "
+                f"min-max {r['min']:.2f}-{r['max']:.2f})"
+            )
     print(
-        f"{'(a) one fit per student':<34} "
-        f"{result['reference_samples_per_second']:>12,.0f} "
-        f"{result['reference_samples_per_second_all_epochs']:>12,.0f}"
+        "teacher passes per sample: 1 in every way (cache: "
+        f"{extraction:.1f} s for (a)/(b), median "
+        f"{results[-1]['fit_students_extraction_seconds']['median']:.1f} s "
+        "inside (c))"
     )
-    print(
-        f"{'(b) fit_students, one pass':<34} "
-        f"{result['one_pass_samples_per_second']:>12,.0f} "
-        f"{result['one_pass_samples_per_second_all_epochs']:>12,.0f}"
-    )
-    print("(samples/s excludes each fit's first epoch, which traces graphs)")
-    print(
-        "per-round ratios: "
-        + ", ".join(f"{v:.2f}" for v in result["round_ratios"])
-    )
-    print(f"ratio: {result['ratio']:.2f}")
-    print(f"ratio (all epochs): {result['ratio_all_epochs']:.2f}")
+    print(f"peak RSS: {result['peak_rss_mb']:,.0f} MB")
     write_result(args.out, result)
+    print(f"(ratios at steps_per_execution={settings[-1]})")
+    print(f"peer_ratio: {result['peer_ratio']:.2f}")
+    print(f"ratio: {result['ratio']:.2f}")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def logits_model(model, share_weights=False):
     'linear'
     """
     _check_functional("model", model)
-    layer = teacher_lib._producer(model.outputs[0])
+    layer = teacher_lib.producer(model.outputs[0])
     name = _activation_name(layer)
     if name in _LINEAR:
         return model
@@ -118,7 +118,7 @@ def logits_model(model, share_weights=False):
             "sigmoid or linear, so that its logits are known. Received: "
             f"model={model.name!r} with output activation {name!r}"
         )
-    inputs = teacher_lib._input_of(model, layer)
+    inputs = teacher_lib.input_of(model, layer)
     if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
         return keras.Model(model.inputs, inputs, name=f"{model.name}_logits")
     if share_weights:
@@ -372,12 +372,13 @@ def train_from_scratch(
     epochs=1,
     batch_size=None,
     validation_data=None,
+    optimizer=None,
     **fit_kwargs,
 ):
     """Trains a student classifier on the labels alone: no teacher.
 
-    Compiles the model first if it is not compiled: Adam, accuracy and a
-    cross-entropy that fits its output (see
+    Compiles the model first if it is not compiled: `optimizer` (Adam by
+    default), accuracy and a cross-entropy that fits its output (see
     `teacher.default_compile_args`).
 
     Args:
@@ -388,6 +389,8 @@ def train_from_scratch(
         epochs: int, as for `fit`.
         batch_size: int, as for `fit`.
         validation_data: as for `fit`.
+        optimizer: None, or an optimizer name or instance (e.g. with a
+            learning-rate schedule) to compile an uncompiled model with.
         **fit_kwargs: passed to `fit` (`callbacks`, `verbose`, ...).
 
     Returns:
@@ -396,6 +399,7 @@ def train_from_scratch(
 
     Raises:
         TypeError: if `student_model` is not a keras.Model.
+        ValueError: if `optimizer` is given for a compiled model.
 
     Example:
 
@@ -412,7 +416,17 @@ def train_from_scratch(
             "`student_model` must be a keras.Model. "
             f"Received: student_model={type(student_model).__name__}"
         )
-    _compile_if_needed(student_model, y if y is not None else x)
+    labels = y if y is not None else x
+    if optimizer is not None:
+        if student_model.compiled:
+            raise ValueError(
+                "`student_model` is compiled already, with its own "
+                "optimizer: pass `optimizer` for an uncompiled model only. "
+                f"Received: optimizer={optimizer!r}"
+            )
+        args = teacher_lib.default_compile_args(student_model, labels)
+        student_model.compile(**{**args, "optimizer": optimizer})
+    _compile_if_needed(student_model, labels)
     student_model.fit(
         x,
         y,

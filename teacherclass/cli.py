@@ -4,6 +4,8 @@
   them, measures the compression and writes a run directory, offline, on a
   dataset that ships with an installed package (scikit-learn's handwritten
   digits) or one in its official layout on disk.
+- `teacherclass run --resume RUN_DIR` finishes an interrupted run from the
+  products its run directory holds.
 - `teacherclass report RUN_DIR` prints a run's report (and redraws its
   figures with `--figures`).
 - `teacherclass export RUN_DIR --format litert|saved_model [--int8]` exports
@@ -11,41 +13,134 @@
 
 A run directory holds `config.json`, `teacher.keras`, `students/` (one
 file per student, `TeacherClass.save_students`), `composed.keras`,
-`histories.json`, `report.json`, `figures/*.png` and, after `export`,
-`exports/`.
+`histories.json`, `figures/*.png`, `report.json` (written last: a run
+without it is unfinished) and, after `export`, `exports/`.
+
+Exit status: 0 on success, 1 for a user error (one `teacherclass: error:`
+line on stderr), 2 for a usage error found by argparse, 130 when
+interrupted (Ctrl-C).
+
+TensorFlow is imported only by the commands that need it, so `--help`
+answers at once; its log lines are hidden unless `--verbose`.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from datetime import datetime
 
 _DATASETS = ("digits", "mnist", "fashion_mnist")
-_RUN_FILES = ("config.json", "report.json")
+# precision.POLICIES, spelt here so `--help` imports no Keras.
+_POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+_DATA_LAYOUTS = {
+    "mnist": "mnist/",
+    "fashion_mnist": "fashion_mnist/ or fashion-mnist/",
+}
+_IDX_FILES = (
+    "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"
+)
+_DEFAULTS = {
+    "digits": {"teacher_epochs": 30, "epochs": 80, "batch_size": 64},
+    "mnist": {"teacher_epochs": 4, "epochs": 8, "batch_size": 128},
+    "fashion_mnist": {"teacher_epochs": 4, "epochs": 8, "batch_size": 128},
+}
+# The products of a run, in the order `run` writes them; each is written
+# whole (to a temporary name, then renamed), so its presence means done.
+_PRODUCTS = (
+    "config.json",
+    "teacher.keras",
+    "students",
+    "composed.keras",
+    "report.json",
+)
+# `run` options that --resume takes from the run's config.json instead.
+_SETTINGS = (
+    "dataset",
+    "data_dir",
+    "run_dir",
+    "overwrite",
+    "students",
+    "teacher_epochs",
+    "epochs",
+    "fine_tune_epochs",
+    "batch_size",
+    "seed",
+    "precision",
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class CommandError(Exception):
     """A user error: printed as one line, exit status 1."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C: its message says what to do next; exit status 130."""
+
+
+# ----------------------------------------------------------------------
+# arguments
+# ----------------------------------------------------------------------
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Shows each option's default, unless it has none worth printing."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in help
+            or "default:" in help
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return help
+        return f"{help} (default: %(default)s)"
+
+
 def _parser():
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        # Given after the command too, without resetting one given before.
+        default=argparse.SUPPRESS,
+        help="show TensorFlow's log lines and warnings",
+    )
     parser = argparse.ArgumentParser(
         prog="teacherclass",
         description="Compress a Keras teacher into a class of small students.",
+        epilog="Exit status: 0 done, 1 user error, 2 usage error, "
+        "130 interrupted.",
+        parents=[verbose],
+        formatter_class=_Formatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_run(commands)
-    _add_report(commands)
-    _add_export(commands)
+    _add_run(commands, verbose)
+    _add_report(commands, verbose)
+    _add_export(commands, verbose)
     return parser
 
 
-def _add_run(commands):
+def _add_run(commands, verbose):
     run = commands.add_parser(
         "run",
+        parents=[verbose],
+        formatter_class=_Formatter,
         help="train a teacher and its students, compose, write a run folder",
         description=(
             "Trains a teacher, trains its students on the teacher's "
@@ -54,18 +149,23 @@ def _add_run(commands):
             "regression error, and writes everything to a run directory. "
             "Nothing is downloaded: digits ships with scikit-learn; mnist and "
             "fashion_mnist are read from their official IDX files in "
-            "--data-dir (or $TEACHERCLASS_DATA)."
+            "--data-dir (or $TEACHERCLASS_DATA). An interrupted run is "
+            "finished by `teacherclass run --resume RUN_DIR`."
         ),
     )
-    run.add_argument("--dataset", choices=_DATASETS, default="digits")
+    run.add_argument(
+        "--dataset", choices=_DATASETS, default="digits", help="the data"
+    )
     run.add_argument(
         "--data-dir",
+        metavar="DIR",
         default=None,
-        help="folder with the dataset's official files (default: "
-        "$TEACHERCLASS_DATA)",
+        help="folder with the dataset's official files, in mnist/ or "
+        "fashion_mnist/ or directly (default: $TEACHERCLASS_DATA)",
     )
     run.add_argument(
         "--run-dir",
+        metavar="DIR",
         default=None,
         help="where to write the run (default: runs/<dataset>-<timestamp>)",
     )
@@ -75,32 +175,68 @@ def _add_run(commands):
         help="replace an existing run directory",
     )
     run.add_argument(
-        "--students", type=int, default=4, help="number of students"
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="finish an interrupted run: the settings come from its "
+        "config.json, and the teacher, students and composed model it "
+        "saved are loaded instead of trained",
     )
     run.add_argument(
-        "--teacher-epochs", type=int, default=None, help="teacher epochs"
+        "--students",
+        metavar="N",
+        type=int,
+        default=4,
+        help="number of students",
     )
-    run.add_argument("--epochs", type=int, default=None, help="student epochs")
+    run.add_argument(
+        "--teacher-epochs",
+        metavar="N",
+        type=int,
+        default=None,
+        help="teacher epochs (default: 30 on digits, 4 on mnist and "
+        "fashion_mnist)",
+    )
+    run.add_argument(
+        "--epochs",
+        metavar="N",
+        type=int,
+        default=None,
+        help="student epochs (default: 80 on digits, 8 on mnist and "
+        "fashion_mnist)",
+    )
     run.add_argument(
         "--fine-tune-epochs",
+        metavar="N",
         type=int,
         default=0,
-        help="epochs of head fine-tuning after composing (default 0)",
+        help="epochs of head fine-tuning after composing",
     )
-    run.add_argument("--batch-size", type=int, default=None)
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=int,
+        default=None,
+        help="batch size (default: 64 on digits, 128 on mnist and "
+        "fashion_mnist)",
+    )
+    run.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="random seed"
+    )
     run.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        choices=_POLICIES,
         default="auto",
-        help="dtype policy; auto: mixed_float16 on GPU, mixed_bfloat16 on CPU",
+        help="Keras dtype policy; auto: mixed_float16 on GPU, "
+        "mixed_bfloat16 on CPU",
     )
     run.add_argument(
-        "--verbose",
+        "--progress",
         type=int,
         choices=(0, 1, 2),
         default=2,
-        help="Keras verbosity of each phase (0: phase summaries only)",
+        help="Keras progress output of each phase: 0 phase summaries "
+        "only, 1 a progress bar, 2 one line per epoch",
     )
     run.add_argument(
         "--no-figures",
@@ -109,13 +245,17 @@ def _add_run(commands):
     )
 
 
-def _add_report(commands):
+def _add_report(commands, verbose):
     report = commands.add_parser(
         "report",
+        parents=[verbose],
+        formatter_class=_Formatter,
         help="print the report of a run directory",
         description="Prints the compression report saved by `run`.",
     )
-    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory written by run"
+    )
     report.add_argument(
         "--json", action="store_true", help="print the raw JSON instead"
     )
@@ -126,9 +266,11 @@ def _add_report(commands):
     )
 
 
-def _add_export(commands):
+def _add_export(commands, verbose):
     export = commands.add_parser(
         "export",
+        parents=[verbose],
+        formatter_class=_Formatter,
         help="export a run's composed model (SavedModel or LiteRT)",
         description=(
             "Exports the composed model of a run directory (never the "
@@ -136,9 +278,14 @@ def _add_export(commands):
             "test accuracy, and adds them to the run's report."
         ),
     )
-    export.add_argument("run_dir", metavar="RUN_DIR")
     export.add_argument(
-        "--format", choices=("litert", "saved_model"), default="litert"
+        "run_dir", metavar="RUN_DIR", help="a run directory written by run"
+    )
+    export.add_argument(
+        "--format",
+        choices=("litert", "saved_model"),
+        default="litert",
+        help="the artifact's format",
     )
     export.add_argument(
         "--int8",
@@ -148,6 +295,7 @@ def _add_export(commands):
     )
     export.add_argument(
         "--output",
+        metavar="PATH",
         default=None,
         help="where to write (default: RUN_DIR/exports/composed[_int8]"
         ".tflite or RUN_DIR/exports/composed_saved_model)",
@@ -157,61 +305,155 @@ def _add_export(commands):
     )
 
 
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _check_counts(args):
+    for name in ("students", "teacher_epochs", "epochs", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CommandError(
+                f"{_flag(name)} must be positive. "
+                f"Received: {_flag(name)}={value}"
+            )
+    for name in ("fine_tune_epochs", "seed"):
+        value = getattr(args, name)
+        if value < 0:
+            raise CommandError(
+                f"{_flag(name)} must be >= 0. Received: {_flag(name)}={value}"
+            )
+
+
+# ----------------------------------------------------------------------
+# TensorFlow, quietly
+# ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stderr_hidden():
+    """Sends file descriptor 2 to a temporary file; replays it on error.
+
+    TensorFlow's C++ libraries log at import, before any log level they
+    read applies, so only the descriptor itself can hide those lines.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        error = None
+        try:
+            yield
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if error is not None and not isinstance(error, KeyboardInterrupt):
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
+
+
+def _import_tensorflow(verbose):
+    """Imports TensorFlow and Keras; hides their logs unless `verbose`."""
+    if not verbose:
+        # 3: not even errors such as a failed cuInit on a machine without
+        # a GPU; what goes wrong reaches the user as a Python exception.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules and not verbose:
+        with _stderr_hidden():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    import logging
+
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    if not verbose:
+        for name in ("tensorflow", "absl"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _load_keras(path, what, compile=False):
+    """Loads a `.keras` file of a run, or says why it cannot."""
+    import zipfile
+
+    from teacherclass.saving import load_model
+
+    if not zipfile.is_zipfile(path):
+        raise CommandError(
+            f"{what} {path} is truncated or not a .keras archive. Delete "
+            "it (and report.json), then "
+            f"{_resume_hint(os.path.dirname(path))} writes it again."
+        )
+    try:
+        return load_model(path, compile=compile)
+    except (ValueError, TypeError, OSError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CommandError(
+            f"{what} {path} could not be loaded: {type(e).__name__}: {first}"
+        ) from e
+
+
 # ----------------------------------------------------------------------
 # run
 # ----------------------------------------------------------------------
 
 
-def _positive(args):
-    for name in ("students", "teacher_epochs", "epochs", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} must be positive. Received: {value}")
-    if args.fine_tune_epochs < 0:
-        raise ValueError(
-            "--fine-tune-epochs must be >= 0. "
-            f"Received: {args.fine_tune_epochs}"
-        )
-
-
 def _precision(name):
-    import keras
-    import tensorflow as tf
+    from teacherclass import precision
 
-    if name == "auto":
-        gpu = bool(tf.config.list_physical_devices("GPU"))
-        name = "mixed_float16" if gpu else "mixed_bfloat16"
-    keras.config.set_dtype_policy(name)
-    return name
+    return precision.set_policy(name)
 
 
-def _setup(dataset, num_students):
-    """Teacher, student template and training defaults per dataset."""
+def _architectures(dataset, num_students):
+    """The teacher and the student template of a dataset."""
     from teacherclass import architectures
 
+    setup = architectures.for_dataset(dataset)
+    return setup.teacher(), setup.student(num_students)
+
+
+def _data_dir(dataset, data_dir):
+    """The folder to read `dataset` from, and where its name came from."""
     if dataset == "digits":
-        return (
-            architectures.digits_teacher(),
-            architectures.digits_student(),
-            {"teacher_epochs": 30, "epochs": 80, "batch_size": 64},
+        return None, None
+    if data_dir is not None:
+        source = "--data-dir"
+    elif os.environ.get("TEACHERCLASS_DATA"):
+        data_dir, source = os.environ["TEACHERCLASS_DATA"], "TEACHERCLASS_DATA"
+    else:
+        raise CommandError(
+            f"--dataset {dataset} is read from its official IDX files in "
+            "--data-dir DIR or the folder named by the TEACHERCLASS_DATA "
+            "environment variable; neither is given. Received: "
+            "--data-dir=None, TEACHERCLASS_DATA unset"
         )
-    return (
-        architectures.mnist_teacher(),
-        architectures.mnist_student(num_students),
-        {"teacher_epochs": 4, "epochs": 8, "batch_size": 128},
-    )
+    if not os.path.isdir(data_dir):
+        raise CommandError(
+            f"{source} must be a folder holding {_DATA_LAYOUTS[dataset]} "
+            f"with the official files of {dataset}. Received: "
+            f"{source}={data_dir} (not a folder)"
+        )
+    return data_dir, source
 
 
-def _load(dataset, data_dir, split):
-    import numpy as np
-
+def _load(dataset, data_dir, split, source="--data-dir"):
+    from teacherclass import architectures
     from teacherclass import datasets
 
-    x, y = datasets.load(dataset, split, data_dir=data_dir)
-    if x.dtype == np.uint8:
-        x = x.astype("float32") / 255.0
-    return x, y
+    try:
+        x, y = datasets.load(dataset, split, data_dir=data_dir)
+    except FileNotFoundError as e:
+        raise CommandError(
+            f"--dataset {dataset}: the {split} files were not found in "
+            f"{source}={data_dir}. Pass --data-dir, or set TEACHERCLASS_DATA, "
+            f"to a folder holding, in {_DATA_LAYOUTS.get(dataset, '')} or "
+            f"directly, {_IDX_FILES} (or unzipped)."
+        ) from e
+    return architectures.for_dataset(dataset).prepare(x), y
 
 
 def _phase(title):
@@ -223,18 +465,20 @@ def _check_run_dir(path, overwrite):
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise CommandError(
-                f"--run-dir {path} exists and is not a directory."
+                "--run-dir must be a directory. Received: "
+                f"--run-dir={path} (a file)"
             )
         entries = os.listdir(path)
         if entries and not overwrite:
             raise CommandError(
                 f"--run-dir {path} exists; pass --overwrite to replace it, "
-                "or choose another --run-dir."
+                f"or choose another --run-dir. Received: --run-dir={path}"
             )
-        if entries and not any(f in entries for f in _RUN_FILES):
+        if entries and "config.json" not in entries:
             raise CommandError(
                 f"--run-dir {path} is not empty and is not a teacherclass "
-                "run directory; refusing to replace it."
+                "run directory; refusing to replace it. Received: "
+                f"--run-dir={path}"
             )
 
 
@@ -244,11 +488,59 @@ def _create_run_dir(path):
     os.makedirs(path)
 
 
-class _Progress:
-    """Keras callbacks printing one line per phase step at verbose=0."""
+def _saved(run_dir):
+    """The products of `_PRODUCTS` that `run_dir` holds."""
+    return [
+        name
+        for name in _PRODUCTS
+        if os.path.exists(os.path.join(run_dir, name))
+    ]
+
+
+def _resume_hint(run_dir):
+    return f"`teacherclass run --resume {run_dir}`"
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Yields a temporary path beside `path`, renamed to it when done."""
+    base, ext = os.path.splitext(path)
+    partial = f"{base}.partial{ext}"
+    for stale in (partial,):
+        if os.path.isdir(stale):
+            shutil.rmtree(stale)
+        elif os.path.lexists(stale):
+            os.remove(stale)
+    yield partial
+    os.replace(partial, path)
+
+
+def _write_json(path, content):
+    with _writing(path) as partial, open(partial, "w") as f:
+        json.dump(content, f, indent=1)
+
+
+def _read_json(path, what):
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CommandError(
+            f"{what} {path} is not readable JSON: {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(content, dict):
+        raise CommandError(
+            f"{what} {path} must hold a JSON object. "
+            f"Received: {type(content).__name__}"
+        )
+    return content
+
+
+class _StudentProgress:
+    """A Keras callback printing the students' losses on lines of their own."""
 
     @staticmethod
-    def students(num_students, chunks, every):
+    def make(num_students, chunks, every):
         import keras
 
         class StudentProgress(keras.callbacks.Callback):
@@ -284,86 +576,211 @@ def _history(history):
     }
 
 
+def _resume_settings(args):
+    """The settings of the run in `args.resume`; checks it is resumable."""
+    run_dir = args.resume
+    defaults = _parser().parse_args(["run"])
+    given = [
+        _flag(name)
+        for name in _SETTINGS
+        if getattr(args, name) != getattr(defaults, name)
+    ]
+    if given:
+        raise CommandError(
+            "--resume takes the run's settings from RUN_DIR/config.json; "
+            f"leave out {', '.join(given)}. Received: --resume={run_dir}"
+        )
+    if not os.path.isdir(run_dir):
+        raise CommandError(
+            "--resume must name a run directory written by `teacherclass "
+            f"run`. Received: --resume={run_dir} (not a directory)"
+        )
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise CommandError(
+            "--resume must name a run directory written by `teacherclass "
+            f"run`; it has no config.json. Received: --resume={run_dir}"
+        )
+    config = _read_json(path, "--resume")
+    missing = [k for k in _SETTINGS if k not in config]
+    if missing:
+        raise CommandError(
+            f"--resume {run_dir}: its config.json lacks {missing}; it was "
+            "not written by this version of `teacherclass run`. Received: "
+            f"--resume={run_dir}"
+        )
+    settings = argparse.Namespace(**vars(args))
+    for key in _SETTINGS:
+        setattr(settings, key, config[key])
+    settings.run_dir = run_dir
+    return settings
+
+
 def run(args):
-    """Trains, composes, measures and writes the run. Returns the report."""
-    _positive(args)
+    """Trains, composes, measures and writes the run. Returns the report.
+
+    With `--resume RUN_DIR`, finishes an interrupted run: each product the
+    run directory holds (teacher, students, composed model) is loaded
+    instead of trained again.
+    """
+    state = {}
+    try:
+        return _run(args, state)
+    except KeyboardInterrupt:
+        run_dir = state.get("run_dir")
+        if run_dir is None:
+            raise
+        raise Interrupted(
+            f"{run_dir} is unfinished (saved: {', '.join(_saved(run_dir))}); "
+            f"resume it with {_resume_hint(run_dir)}"
+        ) from None
+
+
+def _run(args, state):
+    verbose = getattr(args, "verbose", False)
+    resuming = args.resume is not None
+    if resuming:
+        args = _resume_settings(args)
+        if os.path.isfile(os.path.join(args.run_dir, "report.json")):
+            print(f"{args.run_dir} is finished; nothing to resume.")
+            return None
+        state["run_dir"] = args.run_dir
+    else:
+        _check_counts(args)
+    data_dir, source = _data_dir(args.dataset, args.data_dir)
     run_dir = args.run_dir or os.path.join(
         "runs", f"{args.dataset}-{datetime.now():%Y%m%d-%H%M%S}"
     )
-    _check_run_dir(run_dir, args.overwrite)
+    if not resuming:
+        _check_run_dir(run_dir, args.overwrite)
+        for key, value in _DEFAULTS[args.dataset].items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    _import_tensorflow(verbose)
     import keras
 
     from teacherclass import TeacherClass
-    from teacherclass import report as report_lib
 
     keras.utils.set_random_seed(args.seed)
     policy = _precision(args.precision)
-    start = time.perf_counter()
-    x, y = _load(args.dataset, args.data_dir, "train")
-    x_test, y_test = _load(args.dataset, args.data_dir, "test")
-    teacher, student, defaults = _setup(args.dataset, args.students)
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    tc = TeacherClass(teacher, num_students=args.students, student=student)
-    _create_run_dir(run_dir)
+    x, y = _load(args.dataset, data_dir, "train", source)
+    x_test, y_test = _load(args.dataset, data_dir, "test", source)
+    teacher_path = os.path.join(run_dir, "teacher.keras")
+    try:
+        teacher, student = _architectures(args.dataset, args.students)
+        if resuming and os.path.isfile(teacher_path):
+            teacher = _load_keras(teacher_path, "RUN_DIR", compile=True)
+        tc = TeacherClass(teacher, num_students=args.students, student=student)
+    except ValueError as e:
+        raise CommandError(
+            f"--students={args.students} does not fit the teacher: {e}"
+        ) from e
+    if not resuming:
+        _create_run_dir(run_dir)
+        config = {
+            **{k: getattr(args, k) for k in _SETTINGS},
+            "data_dir": data_dir,
+            "run_dir": run_dir,
+            "precision": policy,
+            "chunks": list(tc.chunks),
+            "feature_layer": tc.feature_layer,
+        }
+        _write_json(os.path.join(run_dir, "config.json"), config)
+        state["run_dir"] = run_dir  # resumable from here on
+    resumed = f" (resumed; saved: {', '.join(_saved(run_dir))})"
     print(
         f"{args.dataset}: {len(x)} train / {len(x_test)} test samples; "
         f"{args.students} students of widths {list(tc.chunks)}; "
         f"precision {policy}; run directory {run_dir}"
+        + (resumed if resuming else "")
     )
-    config = {
-        **{k: v for k, v in vars(args).items() if k != "command"},
-        "run_dir": run_dir,
-        "precision": policy,
-        "chunks": list(tc.chunks),
-        "feature_layer": tc.feature_layer,
-    }
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(config, f, indent=1)
+    return _stages(args, run_dir, tc, (x, y), (x_test, y_test))
 
-    _phase(f"teacher ({args.teacher_epochs} epochs)")
-    teacher_history = tc.fit_teacher(
-        x,
-        y,
-        epochs=args.teacher_epochs,
-        batch_size=args.batch_size,
-        verbose=args.verbose,
-    )
-    tc.teacher.save(os.path.join(run_dir, "teacher.keras"))
-    print(f"teacher saved ({time.perf_counter() - start:.0f} s)")
 
-    _phase(f"representation and students ({args.epochs} epochs)")
-    progress = _Progress.students(
-        tc.num_students, tc.chunks, every=max(1, args.epochs // 4)
-    )
-    students_history = tc.fit_students(
-        x,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        verbose=args.verbose,
-        callbacks=[progress],
-    )
-    tc.save_students(os.path.join(run_dir, "students"))
-    last = students_history.history
-    for i in range(tc.num_students):
-        print(
-            f"student {i}: final loss {last[f'student_{i}_loss'][-1]:.4f}, "
-            f"{tc.students[i].count_params():,} parameters, saved"
+def _stages(args, run_dir, tc, train, test):
+    """The run's stages; each saves its product, which a resume reuses."""
+    import keras
+
+    from teacherclass import report as report_lib
+
+    (x, y), (x_test, y_test) = train, test
+    start = time.perf_counter()
+    histories_path = os.path.join(run_dir, "histories.json")
+    histories = {}
+    if os.path.isfile(histories_path):
+        histories = _read_json(histories_path, "RUN_DIR")
+
+    teacher_path = os.path.join(run_dir, "teacher.keras")
+    if os.path.isfile(teacher_path):
+        _phase("teacher: loaded from teacher.keras")
+    else:
+        _phase(f"teacher ({args.teacher_epochs} epochs)")
+        history = tc.fit_teacher(
+            x,
+            y,
+            epochs=args.teacher_epochs,
+            batch_size=args.batch_size,
+            verbose=args.progress,
         )
+        with _writing(teacher_path) as partial:
+            tc.teacher.save(partial)
+        histories["teacher"] = _history(history)
+        _write_json(histories_path, histories)
+        print(f"teacher saved ({time.perf_counter() - start:.0f} s)")
 
-    _phase("compose")
-    composed = tc.compose(
-        fine_tune=args.fine_tune_epochs > 0,
-        x=x,
-        y=y,
-        epochs=args.fine_tune_epochs,
-        batch_size=args.batch_size,
-        verbose=args.verbose,
-    )
+    students_path = os.path.join(run_dir, "students")
+    if os.path.isdir(students_path):
+        _phase("students: loaded from students/")
+        tc.load_students(students_path)
+    else:
+        _phase(f"representation and students ({args.epochs} epochs)")
+        progress = _StudentProgress.make(
+            tc.num_students, tc.chunks, every=max(1, args.epochs // 4)
+        )
+        # Keras' own progress bar first, so that it ends its line before
+        # the students' summary line is printed.
+        callbacks = [keras.callbacks.ProgbarLogger()] if args.progress else []
+        history = tc.fit_students(
+            x,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            verbose=args.progress,
+            callbacks=callbacks + [progress],
+        )
+        with _writing(students_path) as partial:
+            tc.save_students(partial)
+        histories["students"] = _history(history)
+        _write_json(histories_path, histories)
+        last = history.history
+        for i in range(tc.num_students):
+            print(
+                f"student {i}: final loss {last[f'student_{i}_loss'][-1]:.4f}"
+                f", {tc.students[i].count_params():,} parameters, saved"
+            )
+
     composed_path = os.path.join(run_dir, "composed.keras")
-    composed.save(composed_path)
-    print(f"composed model saved to {composed_path}")
+    if os.path.isfile(composed_path):
+        _phase("compose: loaded from composed.keras")
+        composed = _load_keras(composed_path, "RUN_DIR")
+    else:
+        _phase("compose")
+        composed = tc.compose(
+            fine_tune=args.fine_tune_epochs > 0,
+            x=x,
+            y=y,
+            fuse="auto",
+            epochs=args.fine_tune_epochs,
+            batch_size=args.batch_size,
+            verbose=args.progress,
+        )
+        info = composed.fusion
+        print(
+            f"towers fused: {info.mode}"
+            + (f" ({info.reason})" if info.reason else "")
+        )
+        with _writing(composed_path) as partial:
+            composed.save(partial)
+        print(f"composed model saved to {composed_path}")
 
     _phase("measure (parameters, FLOPs, CPU latency, accuracy)")
     report = report_lib.measure(
@@ -371,21 +788,17 @@ def run(args):
         x_test,
         y_test,
         exports={
-            "teacher.keras": os.path.join(run_dir, "teacher.keras"),
+            "teacher.keras": teacher_path,
             "composed.keras": composed_path,
         },
         composed=composed,
         repeats=10,
     )
-    report.save(os.path.join(run_dir, "report.json"))
-    histories = {
-        "teacher": _history(teacher_history),
-        "students": _history(students_history),
-    }
-    with open(os.path.join(run_dir, "histories.json"), "w") as f:
-        json.dump(histories, f)
     if not args.no_figures:
         _figures(report, run_dir, histories)
+    # Last: a run directory with report.json is finished.
+    with _writing(os.path.join(run_dir, "report.json")) as partial:
+        report.save(partial)
 
     _phase(f"summary ({time.perf_counter() - start:.0f} s)")
     print(report)
@@ -397,14 +810,43 @@ def run(args):
         f"({100 * (composed_accuracy - teacher_accuracy):+.2f} points) with "
         f"{report['compression_ratio']:.1f}x fewer parameters"
     )
+    print(_compute_summary(report))
     print(f"run written to {run_dir}")
     return report
+
+
+def _compared(teacher, composed, fewer, more):
+    """'2.0x fewer FLOPs' or '1.5x more FLOPs', the composed model first."""
+    if composed <= teacher:
+        return f"{teacher / max(composed, 1e-12):.1f}x {fewer}"
+    return f"{composed / max(teacher, 1e-12):.1f}x {more}"
+
+
+def _compute_summary(report):
+    """The composed model's compute and CPU latency against the teacher's."""
+    teacher, composed = (report["models"][k] for k in ("teacher", "composed"))
+    flops = _compared(
+        teacher["flops"], composed["flops"], "fewer FLOPs", "MORE FLOPs"
+    )
+    latency = ", ".join(
+        _compared(
+            teacher["latency_ms"][batch],
+            composed["latency_ms"][batch],
+            f"faster at batch {batch}",
+            f"SLOWER at batch {batch}",
+        )
+        for batch in sorted(composed["latency_ms"], key=int)
+    )
+    return (
+        f"compute against the teacher: {flops}; CPU latency {latency} "
+        "(medians of repeated calls)"
+    )
 
 
 def _figures(report, run_dir, histories):
     try:
         paths = report.save_figures(
-            os.path.join(run_dir, "figures"), histories=histories
+            os.path.join(run_dir, "figures"), histories=histories or None
         )
     except ImportError as e:
         print(f"figures skipped: {e}")
@@ -419,24 +861,38 @@ def _figures(report, run_dir, histories):
 
 
 def _read_run(run_dir):
+    """The config and report of a finished run, or an error saying why not."""
+    if not os.path.exists(run_dir):
+        raise CommandError(
+            "RUN_DIR must be a run directory written by `teacherclass run`. "
+            f"Received: RUN_DIR={run_dir} (does not exist)"
+        )
     if not os.path.isdir(run_dir):
         raise CommandError(
-            f"RUN_DIR {run_dir} is not a directory. "
-            "Create one with `teacherclass run`."
+            "RUN_DIR must be a run directory written by `teacherclass run`. "
+            f"Received: RUN_DIR={run_dir} (not a directory)"
         )
-    for name in _RUN_FILES:
-        if not os.path.isfile(os.path.join(run_dir, name)):
-            raise CommandError(
-                f"RUN_DIR {run_dir} has no {name}: not a finished "
-                "`teacherclass run` directory."
-            )
+    if not os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise CommandError(
+            "RUN_DIR must be a run directory written by `teacherclass run`; "
+            f"it has no config.json. Received: RUN_DIR={run_dir}"
+        )
+    if not os.path.isfile(os.path.join(run_dir, "report.json")):
+        raise CommandError(
+            f"RUN_DIR {run_dir} is an unfinished run: it has no report.json "
+            f"(saved: {', '.join(_saved(run_dir))}). Finish it with "
+            f"{_resume_hint(run_dir)}"
+        )
     from teacherclass import report as report_lib
 
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    report = report_lib.CompressionReport.load(
-        os.path.join(run_dir, "report.json")
-    )
+    config = _read_json(os.path.join(run_dir, "config.json"), "RUN_DIR")
+    path = os.path.join(run_dir, "report.json")
+    report = report_lib.CompressionReport(_read_json(path, "RUN_DIR"))
+    if not isinstance(report.get("models"), dict):
+        raise CommandError(
+            f"RUN_DIR {path} is not a report written by `teacherclass run` "
+            f"(no models). Received: RUN_DIR={run_dir}"
+        )
     return config, report
 
 
@@ -446,28 +902,47 @@ def report(args):
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
-        print(rep)
+        try:
+            text = str(rep)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CommandError(
+                f"RUN_DIR {args.run_dir}/report.json is incomplete: "
+                f"{type(e).__name__}: {e}. Received: RUN_DIR={args.run_dir}"
+            ) from e
+        print(text)
     if args.figures:
         path = os.path.join(args.run_dir, "histories.json")
         histories = None
         if os.path.isfile(path):
-            with open(path) as f:
-                histories = json.load(f)
+            histories = _read_json(path, "RUN_DIR")
         try:
             paths = rep.save_figures(
                 os.path.join(args.run_dir, "figures"), histories=histories
             )
         except ImportError as e:
-            raise CommandError(str(e)) from e
+            raise CommandError(
+                f"--figures needs matplotlib: pip install 'teacherclass[demo]'"
+                f". ({e})"
+            ) from e
         print(f"figures: {', '.join(paths)}")
     return rep
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
 
 
 def export(args):
     """Exports a run's composed model and records it in the report."""
     config, rep = _read_run(args.run_dir)
     if args.int8 and args.format != "litert":
-        raise CommandError("--int8 needs --format litert.")
+        raise CommandError(
+            "--int8 needs --format litert. Received: "
+            f"--format={args.format} --int8"
+        )
     suffix = "_int8" if args.int8 else ""
     name = (
         f"composed{suffix}.tflite"
@@ -475,38 +950,49 @@ def export(args):
         else "composed_saved_model"
     )
     output = args.output or os.path.join(args.run_dir, "exports", name)
-    if os.path.lexists(output) and not args.overwrite:
-        raise CommandError(f"{output} exists; pass --overwrite to replace it.")
-    import keras
-
-    import teacherclass  # noqa: F401  (registers the layers to load)
+    existed = os.path.lexists(output)
+    if existed and not args.overwrite:
+        raise CommandError(
+            f"{output} exists; pass --overwrite to replace it. "
+            f"Received: --output={output}"
+        )
+    _import_tensorflow(getattr(args, "verbose", False))
     from teacherclass import export as export_lib
     from teacherclass import report as report_lib
 
-    composed = keras.saving.load_model(
-        os.path.join(args.run_dir, "composed.keras"), compile=False
+    composed = _load_keras(
+        os.path.join(args.run_dir, "composed.keras"), "RUN_DIR"
     )
     data_dir = config.get("data_dir")
-    x = None
-    if args.int8:
-        print("calibrating int8 ranges on training data", flush=True)
-        x, _ = _load(config["dataset"], data_dir, "train")
-    start = time.perf_counter()
-    export_lib.export(
-        composed,
-        output,
-        format=args.format,
-        quantize="int8" if args.int8 else None,
-        representative_data=x,
-        overwrite=args.overwrite,
-    )
+    try:
+        x = None
+        if args.int8:
+            print("calibrating int8 ranges on training data", flush=True)
+            x, _ = _load(config["dataset"], data_dir, "train")
+        start = time.perf_counter()
+        export_lib.export(
+            composed,
+            output,
+            format=args.format,
+            quantize="int8" if args.int8 else None,
+            representative_data=x,
+            overwrite=args.overwrite,
+        )
+    except KeyboardInterrupt:
+        if not existed:
+            _remove(output)  # a partial artifact
+        raise Interrupted(
+            f"the export was not finished and {args.run_dir} is unchanged; "
+            "run the same command again."
+        ) from None
     print(f"exported to {output} ({time.perf_counter() - start:.0f} s)")
     x_test, y_test = _load(config["dataset"], data_dir, "test")
     entry = report_lib.measure_export(
         output, x_test, y_test, rep.get("batch_sizes", (1, 64)), repeats=10
     )
     rep.setdefault("exports", {})[os.path.basename(output)] = entry
-    rep.save(os.path.join(args.run_dir, "report.json"))
+    with _writing(os.path.join(args.run_dir, "report.json")) as partial:
+        rep.save(partial)
     composed_accuracy = rep.get("models", {}).get("composed", {})
     composed_accuracy = composed_accuracy.get("accuracy")
     versus = (
@@ -521,13 +1007,28 @@ def export(args):
     return entry
 
 
+_INTERRUPTED_HINTS = {
+    "run": "nothing was written yet; run the same command again.",
+    "report": "nothing was changed.",
+    "export": "run the same command again.",
+}
+
+
 def main(argv=None):
-    """Entry point of the `teacherclass` command. Returns the exit status."""
+    """Entry point of the `teacherclass` command. Returns the exit status.
+
+    Usage errors (an unknown option, a bad choice, `--help`) exit through
+    argparse's `SystemExit` (status 2, or 0 for `--help`).
+    """
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     commands = {"run": run, "report": report, "export": export}
     try:
         commands[args.command](args)
+    except (Interrupted, KeyboardInterrupt) as e:
+        hint = str(e) if isinstance(e, Interrupted) else ""
+        hint = hint or _INTERRUPTED_HINTS[args.command]
+        print(f"teacherclass: interrupted; {hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (
         CommandError,
         ValueError,
@@ -535,9 +1036,10 @@ def main(argv=None):
         FileExistsError,
         ImportError,
     ) as e:
-        print(f"teacherclass: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        message = " ".join(str(e).split())  # one line
+        print(f"teacherclass: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ prediction away from its target: it can only lower each student's error
 import keras
 from keras import ops
 
+from teacherclass import teacher as teacher_lib
+
 
 @keras.saving.register_keras_serializable(package="teacherclass")
 class FeatureClip(keras.layers.Layer):
@@ -67,7 +69,9 @@ def join(outputs, clip=None):
     return rep if clip is None else clip(rep)
 
 
-def representation_model(inputs, towers, clip=None, name="representation"):
+def representation_model(
+    inputs, towers, clip=None, name="representation", preprocessor=None
+):
     """A functional model from the input to the students' joint output.
 
     Args:
@@ -75,11 +79,14 @@ def representation_model(inputs, towers, clip=None, name="representation"):
         towers: the student towers, in chunk order.
         clip: optional `FeatureClip` applied to the concatenation.
         name: the model's name.
+        preprocessor: optional model from `inputs` to the students' input
+            (the teacher's preprocessing, see `teacher.Cut.preprocessor`).
 
     Returns:
         A functional `keras.Model` sharing its layers with `towers`.
     """
-    outputs = [tower(inputs) for tower in towers]
+    x = inputs if preprocessor is None else preprocessor(inputs)
+    outputs = [tower(x) for tower in towers]
     if len(outputs) == 1:
         rep = outputs[0]
     else:
@@ -89,7 +96,9 @@ def representation_model(inputs, towers, clip=None, name="representation"):
     return keras.Model(inputs, rep, name=name)
 
 
-def compose_model(inputs, towers, head, clip=None, name="composed"):
+def compose_model(
+    inputs, towers, head, clip=None, name="composed", preprocessor=None
+):
     """Builds the standalone composed model.
 
     Args:
@@ -98,10 +107,71 @@ def compose_model(inputs, towers, head, clip=None, name="composed"):
         head: a model from the representation to the teacher's output.
         clip: optional `FeatureClip` applied to the concatenation.
         name: the model's name.
+        preprocessor: optional model in front of the students (see
+            `representation_model`).
 
     Returns:
-        A functional `keras.Model`: input -> students -> concatenate ->
-        (clip) -> head. It shares its layers with `towers` and `head`.
+        A functional `keras.Model`: input -> (preprocessor) -> students ->
+        concatenate -> (clip) -> head. It shares its layers with `towers`
+        and `head`.
     """
-    rep = representation_model(inputs, towers, clip).outputs[0]
+    rep = representation_model(
+        inputs, towers, clip, preprocessor=preprocessor
+    ).outputs[0]
     return keras.Model(inputs, head(rep), name=name)
+
+
+def compile_like(model, teacher):
+    """Compiles `model` like `teacher` (or with defaults fitting its output).
+
+    The teacher's own compile settings when they serialize, else Adam,
+    accuracy and a matching cross-entropy (`teacher.default_compile_args`).
+    """
+    config = None
+    if teacher.compiled:
+        try:
+            config = teacher.get_compile_config()
+        except Exception:  # custom objects that do not serialize
+            config = None
+    if config:
+        model.compile_from_config(config)
+    else:
+        model.compile(**teacher_lib.default_compile_args(teacher))
+
+
+def with_new_head(representation, head, y=None):
+    """The students' representation under a new head, compiled.
+
+    Args:
+        representation: the model from the input to the students' joint
+            output (`TeacherClass.representation()`).
+        head: a `keras.Model` or layer taking that output.
+        y: labels, to choose a default loss when `head` is not compiled.
+
+    Returns:
+        A functional `keras.Model` named "composed", compiled as `head` is,
+        or with defaults fitting its output.
+
+    Raises:
+        TypeError: if `head` is not a Keras layer.
+        ValueError: if `head` does not take the representation.
+    """
+    if not isinstance(head, keras.layers.Layer):
+        raise TypeError(
+            "`head` must be a keras.Model or layer taking the "
+            f"representation. Received: head={head!r}"
+        )
+    rep = representation.outputs[0]
+    try:
+        head(rep)
+    except Exception as e:
+        raise ValueError(
+            "`head` must take the students' representation of shape "
+            f"{tuple(rep.shape)}: {e}. Received: head={head!r}"
+        ) from e
+    composed = keras.Model(representation.inputs[0], head(rep), name="composed")
+    if getattr(head, "compiled", False):
+        composed.compile_from_config(head.get_compile_config())
+    else:
+        composed.compile(**teacher_lib.default_compile_args(composed, y))
+    return composed

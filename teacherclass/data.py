@@ -9,6 +9,8 @@ teacher's input shape.
 import numpy as np
 import tensorflow as tf
 
+from teacherclass import validation
+
 
 def _shape_str(shape):
     return str(tuple(None if d is None else int(d) for d in shape))
@@ -46,11 +48,22 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
 
     Raises:
         ValueError: if the samples' shape does not match the teacher's
-            input, or `x` holds no sample.
+            input, `x` holds no sample, or an array holds NaN or Inf (a
+            dataset's samples are checked when they are read).
+        TypeError: if `x` holds strings for a numeric teacher, or numbers
+            for a teacher that takes strings.
     """
     expected = tuple(input_spec.shape[1:])
+    validation.check_int("batch_size", batch_size)
     if isinstance(x, tf.data.Dataset):
         spec = _first(x.element_spec)
+        if not isinstance(spec, tf.TensorSpec):
+            raise TypeError(
+                f"`{name}` must yield one input tensor (or `(x, y[, sw])` "
+                f"with one input). Received: {name}.element_spec="
+                f"{x.element_spec}"
+            )
+        validation.check_dtype(name, spec.dtype.name, input_spec.dtype)
         if isinstance(x.element_spec, (tuple, list)):
             x = x.map(lambda *e: e[0])
         shape = tuple(spec.shape)
@@ -73,7 +86,13 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
     if isinstance(x, tuple) and len(x) in (2, 3):
         x = x[0]
     if isinstance(x, (list, tuple)) or hasattr(x, "__array__"):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as e:
+            raise ValueError(
+                f"`{name}` must be one array of samples: {e}. "
+                f"Received: {name} of type {type(x).__name__}"
+            ) from e
     else:
         raise TypeError(
             f"`{name}` must be an array, a tensor or a tf.data.Dataset. "
@@ -87,6 +106,53 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
         )
     if len(x) == 0:
         raise ValueError(f"`{name}` is empty. Received: {name}.shape={x.shape}")
+    validation.check_dtype(
+        name, x.dtype, input_spec.dtype, kind=validation.array_dtype_kind(x)
+    )
+    validation.check_finite(name, x)
     if x.dtype == np.float64:
         x = x.astype(np.float32)  # halves the cached copy; teachers are f32
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+
+
+def augmented_labelled(x, y, augment, batch_size, shuffle=True, seed=None):
+    """Labelled training batches whose inputs are augmented anew each epoch.
+
+    For `fit_teacher(augment=...)`: `augment(x_batch, training=True)` runs
+    in the `tf.data` pipeline on every training batch; the labels pass
+    through unchanged.
+
+    Args:
+        x: inputs (array or tensor), or a `tf.data.Dataset` yielding
+            batched `(x, y[, sample_weight])` (used as it is, then
+            augmented).
+        y: labels for array inputs; None with a dataset.
+        augment: callable `(x, training=True) -> x`, e.g. a Keras
+            preprocessing layer.
+        batch_size: int, samples per batch for arrays.
+        shuffle: bool, a new order every epoch for arrays.
+        seed: int or None, for the shuffle.
+
+    Returns:
+        A batched, prefetched `tf.data.Dataset`.
+    """
+    if isinstance(x, tf.data.Dataset):
+        ds = x
+    else:
+        x = np.asarray(x)
+        if x.dtype == np.float64:
+            x = x.astype(np.float32)
+        ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y)))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+
+    def run(inputs, *rest):
+        out = augment(inputs, training=True)
+        if out.dtype.is_floating and inputs.dtype.is_floating:
+            out = tf.cast(out, inputs.dtype)
+        return (out, *rest)
+
+    return ds.map(run, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )

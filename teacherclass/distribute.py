@@ -10,7 +10,26 @@ Keras 3 (keras-team/keras#20585): Keras' TensorFlow trainer calls
 reduces each tensor of a nest and reduces scalars across replicas only.
 """
 
+import contextlib
+
 import tensorflow as tf
+
+
+def current_strategy():
+    """The `tf.distribute` strategy whose scope is open, or None."""
+    return (
+        tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+    )
+
+
+def scope(strategy):
+    """`strategy.scope()`, or a no-op context for None.
+
+    A `TeacherClass` records the strategy it was built in (see
+    `current_strategy`) and trains its students' trainer under it, also
+    when `fit_students` is called outside the scope.
+    """
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
 class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):

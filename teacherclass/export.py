@@ -1,9 +1,9 @@
 """Export of the composed model: SavedModel and LiteRT (TFLite).
 
 Only the composed model leaves: input -> students -> concatenate -> clip ->
-head. Given a `TeacherClass`, `export` composes it first, so the teacher's
-trunk is never written. SavedModel export is Keras' own
-`Model.export(format="tf_saved_model")`; LiteRT export is Keras'
+head. `export` takes that `keras.Model` (`TeacherClass.export` composes,
+then calls it), so the teacher's trunk is never written. SavedModel export
+is Keras' own `Model.export(format="tf_saved_model")`; LiteRT export is Keras'
 `Model.export(format="litert")`, which runs `tf.lite.TFLiteConverter` on a
 SavedModel of the model's inference call, in float32 (a mixed-precision
 model is rebuilt in float32 first, see `float32_copy`). Int8 post-training
@@ -21,6 +21,8 @@ import tempfile
 
 import numpy as np
 
+from teacherclass import validation
+
 FORMATS = ("saved_model", "litert")
 QUANTIZATIONS = (None, "int8")
 
@@ -28,17 +30,17 @@ _CALIBRATION_SAMPLES = 200
 
 
 def _composed(model):
-    # Imported here: model.py imports report.py, which may import this.
-    from teacherclass.model import TeacherClass
-
-    if isinstance(model, TeacherClass):
-        return model.compose()
     import keras
 
+    # Duck-typed, not an isinstance of TeacherClass: this module imports
+    # nothing of the package's models (no import circle).
+    compose = getattr(model, "compose", None)
+    if isinstance(model, keras.Model) and callable(compose):
+        return compose()
     if not isinstance(model, keras.Model):
         raise TypeError(
-            "`model` must be a keras.Model (the composed model) or a "
-            f"TeacherClass. Received: model={model!r}"
+            "`model` must be a keras.Model (the composed model, from "
+            f"TeacherClass.compose). Received: model={model!r}"
         )
     return model
 
@@ -90,29 +92,6 @@ def float32_copy(model):
     copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())
     return copy
-
-
-def _check_args(path, format, quantize):
-    if format not in FORMATS:
-        raise ValueError(
-            f"`format` must be one of {FORMATS}. Received: format={format!r}"
-        )
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(
-            f"`quantize` must be one of {QUANTIZATIONS}. "
-            f"Received: quantize={quantize!r}"
-        )
-    if quantize is not None and format != "litert":
-        raise ValueError(
-            "Quantization needs format='litert': a SavedModel keeps the "
-            f"float weights. Received: format={format!r}, "
-            f"quantize={quantize!r}"
-        )
-    if format == "litert" and not os.fspath(path).endswith(".tflite"):
-        raise ValueError(
-            "A LiteRT artifact is one file whose name ends with '.tflite'. "
-            f"Received: path={os.fspath(path)!r}"
-        )
 
 
 def calibration_samples(data, num_samples=_CALIBRATION_SAMPLES, seed=0):
@@ -202,9 +181,9 @@ def export(
     """Exports a composed model as a SavedModel or a LiteRT file.
 
     Args:
-        model: the composed `keras.Model` (from `TeacherClass.compose`), or
-            a `TeacherClass`, whose composed model is exported (never the
-            teacher).
+        model: the composed `keras.Model` (from `TeacherClass.compose`).
+            A `TeacherClass` given here is composed first (as
+            `TeacherClass.export` does): the teacher is never exported.
         path: where to write: a directory for "saved_model", a file ending
             with ".tflite" for "litert".
         format: "saved_model" (TensorFlow SavedModel with a `serve`
@@ -228,7 +207,7 @@ def export(
             without LiteRT or without `representative_data`, or a LiteRT
             `path` without the ".tflite" suffix.
         FileExistsError: if `path` exists and `overwrite` is False.
-        TypeError: if `model` is neither a keras.Model nor a TeacherClass.
+        TypeError: if `model` is not a keras.Model.
 
     Example:
 
@@ -241,7 +220,8 @@ def export(
     (3, 2)
     """
     path = os.fspath(path)
-    _check_args(path, format, quantize)
+    validation.check_export_args(path, format, quantize, FORMATS, QUANTIZATIONS)
+    validation.check_int("num_calibration_samples", num_calibration_samples)
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(
             f"{path} exists; pass overwrite=True to replace it. "
@@ -298,11 +278,12 @@ class Artifact:
             self._interpreter = _interpreter(self.path)
             self._batch = None
         elif self.path.endswith(".keras"):
-            import keras
             import tensorflow as tf
 
             self.format = "keras"
-            self._model = keras.saving.load_model(self.path, compile=False)
+            from teacherclass import saving
+
+            self._model = saving.load_model(self.path, compile=False)
             model = self._model
             self._serve = tf.function(lambda x: model(x, training=False))
         else:

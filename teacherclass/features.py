@@ -24,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from teacherclass import chunking
+from teacherclass import data
+from teacherclass import validation
 
 _META = "teacherclass-cache.json"
 _FORMAT = 2
@@ -35,17 +37,6 @@ _DEFAULT_SHARDS = 8
 _SHUFFLE_BYTES = 64 * 2**20
 # ... but never fewer samples than this.
 _MIN_SHUFFLE = 1024
-
-
-def _check_int(name, value, minimum=1, allow_none=True):
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}"
-            f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
-        )
 
 
 class DiskCache:
@@ -99,9 +90,11 @@ class DiskCache:
         shuffle_buffer=None,
         fingerprint_batches=None,
     ):
-        _check_int("shards", shards, allow_none=False)
-        _check_int("shuffle_buffer", shuffle_buffer)
-        _check_int("fingerprint_batches", fingerprint_batches)
+        validation.check_int("shards", shards)
+        validation.check_int("shuffle_buffer", shuffle_buffer, allow_none=True)
+        validation.check_int(
+            "fingerprint_batches", fingerprint_batches, allow_none=True
+        )
         self.path = os.fspath(path)
         self.shards = int(shards)
         self.shuffle_buffer = shuffle_buffer
@@ -169,13 +162,27 @@ def _teacher_pairs(trunk, batches):
     return _teacher_batches(trunk, batches).unbatch()
 
 
-def _scan(pairs, chunks):
-    """Counts samples and non-finite features per chunk, in one pass."""
+def _non_finite_inputs(x):
+    """Samples of a batch whose (floating) inputs hold NaN or Inf."""
+    if not x.dtype.is_floating:
+        return 0
+    finite = tf.math.is_finite(tf.reshape(x, (tf.shape(x)[0], -1)))
+    return int(tf.reduce_sum(tf.cast(~tf.reduce_all(finite, 1), "int32")))
+
+
+def _scan(pairs, chunks, name="x"):
+    """Counts samples and non-finite inputs and features, in one pass.
+
+    The inputs are checked first: a ReLU trunk maps NaN to 0, so bad
+    inputs can give finite features.
+    """
     bounds = chunking.bounds(chunks)
     num_samples = 0
     bad = np.zeros(len(chunks), dtype=np.int64)
     bad_samples = 0
-    for _, f in pairs.batch(_SCAN_BATCH):
+    bad_inputs = 0
+    for x, f in pairs.batch(_SCAN_BATCH):
+        bad_inputs += _non_finite_inputs(x)
         finite = tf.math.is_finite(f).numpy()
         num_samples += finite.shape[0]
         if finite.all():
@@ -185,7 +192,12 @@ def _scan(pairs, chunks):
             bad[i] += int(flat[:, start:stop].sum())
         bad_samples += int((~finite).reshape(finite.shape[0], -1).any(1).sum())
     if num_samples == 0:
-        raise ValueError("The data holds no sample: nothing to train on.")
+        raise ValueError(
+            f"`{name}` holds no sample: nothing to train on. "
+            f"Received: {name} with 0 samples"
+        )
+    if bad_inputs:
+        raise validation.non_finite_error(name, bad_inputs, num_samples)
     if bad.any():
         where = ", ".join(
             f"chunk {i} (student {i}): {n}" for i, n in enumerate(bad) if n
@@ -309,7 +321,7 @@ def _disk_features(cache, data_path, num_samples):
     return Features(pairs, num_samples, shuffle_buffer=buffer, sources=sources)
 
 
-def _disk(trunk, batches, chunks, cache):
+def _disk(trunk, batches, chunks, cache, name):
     path = cache.path
     meta_path = os.path.join(path, _META)
     data_path = os.path.join(path, "features")
@@ -357,7 +369,7 @@ def _disk(trunk, batches, chunks, cache):
         shard_func=_shard_func(int(batches.cardinality()), cache.shards),
     )
     try:
-        num_samples = _scan(_load_pairs(tmp, cache.shards), chunks)
+        num_samples = _scan(_load_pairs(tmp, cache.shards), chunks, name)
     except ValueError:
         shutil.rmtree(path)  # only what this call wrote
         raise
@@ -421,7 +433,7 @@ class Augmented:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def augmented(batches, augment):
+def augmented(batches, augment, name="x"):
     """Inputs to augment on the fly, for a trunk run in the train step.
 
     Args:
@@ -448,13 +460,21 @@ def augmented(batches, augment):
     (10, (4, 4))
     """
     inputs = batches.unbatch().cache()
-    num_samples = int(inputs.reduce(0, lambda n, _: n + 1))
+    num_samples = bad = 0
+    for x in inputs.batch(_SCAN_BATCH):
+        num_samples += int(x.shape[0])
+        bad += _non_finite_inputs(x)
     if num_samples == 0:
-        raise ValueError("The data holds no sample: nothing to train on.")
+        raise ValueError(
+            f"`{name}` holds no sample: nothing to train on. "
+            f"Received: {name} with 0 samples"
+        )
+    if bad:
+        raise validation.non_finite_error(name, bad, num_samples)
     return Augmented(inputs, num_samples, augment)
 
 
-def extract(trunk, batches, chunks, cache=None):
+def extract(trunk, batches, chunks, cache=None, name="x"):
     """Runs the trunk once per sample and caches the representation.
 
     Args:
@@ -464,12 +484,14 @@ def extract(trunk, batches, chunks, cache=None):
         cache: None to cache in memory, a directory path to cache on disk
             (reused when the same teacher meets the same data), or a
             `DiskCache` for a disk cache with options.
+        name: the data's argument name, for error messages.
 
     Returns:
         A `Features`.
 
     Raises:
-        ValueError: if the data is empty, a feature is NaN or infinite, or
+        ValueError: if the data is empty, an input or a feature is NaN or
+            infinite, or
             `cache` holds something else.
         TypeError: if `cache` is neither None, a path nor a `DiskCache`.
 
@@ -491,7 +513,62 @@ def extract(trunk, batches, chunks, cache=None):
                 "`cache` must be None (memory), a directory path or a "
                 f"teacherclass.features.DiskCache. Received: cache={cache!r}"
             )
-        return _disk(trunk, batches, chunks, cache)
+        return _disk(trunk, batches, chunks, cache, name)
     pairs = _teacher_pairs(trunk, batches).cache()
     # The scan is the one pass that runs the teacher and fills the cache.
-    return Features(pairs, _scan(pairs, chunks))
+    return Features(pairs, _scan(pairs, chunks, name))
+
+
+def _preprocessed(batches, preprocessor):
+    if preprocessor is None:
+        return batches
+    return batches.map(lambda b: preprocessor(b, training=False))
+
+
+def representation(
+    cut, chunks, x, batch_size, cache=None, augment=None, name="x"
+):
+    """The students' training data, from the user's inputs: one entry point.
+
+    The whole input-to-representation pipeline: `x` in any form `fit`
+    accepts becomes batches of inputs (`data.batched_inputs`), the
+    teacher's preprocessing (`cut.student_input`) runs on them, and the
+    trunk's representation is cached (`extract`). With `augment`, the
+    inputs are served augmented instead (`augmented`), the preprocessing
+    running after the augmentation, and the train step runs the trunk.
+
+    Args:
+        cut: the teacher's `teacher.Cut`.
+        chunks: tuple of chunk widths, to report non-finite features.
+        x: inputs: array, tensor, `(x, y[, sw])` tuple, or dataset.
+        batch_size: int, used unless `x` is a batched dataset.
+        cache: None (memory), a directory path or a `DiskCache`.
+        augment: None, or a callable `(x, training=True) -> x`.
+        name: the argument's name, for error messages.
+
+    Returns:
+        A `Features` of `(x, features)` pairs, or an `Augmented` of
+        inputs when `augment` is given.
+
+    Raises:
+        ValueError: if the data does not fit the teacher, is empty, or
+            holds NaN or Inf (inputs or features).
+        TypeError: if the data's dtype does not fit the teacher's.
+    """
+    batches = data.batched_inputs(
+        x, cut.teacher.inputs[0], batch_size, name=name
+    )
+    preprocessor = cut.preprocessor()
+    if augment is None:
+        batches = _preprocessed(batches, preprocessor)
+        return extract(cut.trunk(), batches, chunks, cache, name)
+    if preprocessor is not None:
+        raw_augment = augment
+
+        def augment(b, training=True):
+            # Augment the raw inputs, then preprocess them, per batch.
+            return preprocessor(
+                raw_augment(b, training=training), training=False
+            )
+
+    return augmented(batches, augment, name=name)

@@ -29,7 +29,8 @@ def save_figures(report, directory, histories=None):
       scale) of the teacher, the composed model and each export (plotted
       at the composed model's parameters), when accuracy was measured.
     - `student_errors.png`: each student's regression error (MSE against
-      its chunk), when measured.
+      its chunk) on the data given to `measure` (the `teacherclass`
+      command gives the test split), when measured.
     - `training_curves.png`: each metric of each `History`, one panel per
       history, when `histories` is given.
 
@@ -66,40 +67,32 @@ def save_figures(report, directory, histories=None):
         if e.get("accuracy") is not None and e.get("format") != "keras"
     ]
     if points:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
         # Exports sit on the composed model's point: distinct hollow
         # markers of decreasing size keep every one of them visible.
         markers = "os^Dv<>ph"
-        for k, (name, params, acc) in enumerate(points):
-            hollow = k >= num_models
-            ax.scatter(
-                params,
-                acc,
-                s=max(25, 140 - 25 * k) if hollow else 45,
-                marker=markers[k % len(markers)],
-                facecolors="none" if hollow else f"C{k}",
-                edgecolors=f"C{k}",
-                linewidths=1.5,
-                label=name,
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters")
-        ax.set_ylabel("accuracy")
-        accs = [p[2] for p in points]
-        span = max(0.02, max(accs) - min(accs))
-        ax.set_ylim(
-            max(0.0, min(accs) - 0.3 * span),
-            min(1.02, max(accs) + 0.3 * span),
+        series = [
+            {
+                "name": name,
+                "params": [params],
+                "accuracy": [acc],
+                "marker": markers[k % len(markers)],
+                "hollow": k >= num_models,
+                "size": max(5, 12 - 2 * k) if k >= num_models else 7,
+                "color": f"C{k}",
+            }
+            for k, (name, params, acc) in enumerate(points)
+        ]
+        path = os.path.join(directory, "accuracy_vs_params.png")
+        plot_accuracy_vs_params(
+            series,
+            path,
+            title=(
+                "accuracy vs parameters "
+                f"({report['compression_ratio']:.1f}x smaller)"
+            ),
+            ylabel="accuracy",
         )
-        params = [p[1] for p in points]
-        ax.set_xlim(min(params) / 3, max(params) * 3)
-        ax.legend(fontsize=8, loc="lower right")
-        ax.set_title(
-            f"accuracy vs parameters ({report['compression_ratio']:.1f}x "
-            "smaller)"
-        )
-        ax.grid(True, alpha=0.3)
-        written.append(_save(fig, plt, directory, "accuracy_vs_params.png"))
+        written.append(path)
 
     errors = [
         (name.replace("_", " "), m["mse"])
@@ -109,8 +102,10 @@ def save_figures(report, directory, histories=None):
     if errors:
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
         ax.bar([e[0] for e in errors], [e[1] for e in errors])
-        ax.set_ylabel("MSE against its chunk")
-        ax.set_title("each student's regression error")
+        # measure() computes it on the data it is given (the command:
+        # the test split), after training: not the training loss.
+        ax.set_ylabel("test MSE against its chunk")
+        ax.set_title("each student's test MSE (not the training loss)")
         ax.grid(True, axis="y", alpha=0.3)
         written.append(_save(fig, plt, directory, "student_errors.png"))
 
@@ -121,7 +116,7 @@ def save_figures(report, directory, histories=None):
     }
     if histories:
         fig, axes = plt.subplots(
-            1, len(histories), figsize=(5 * len(histories), 3.5), squeeze=False
+            1, len(histories), figsize=(5 * len(histories), 4), squeeze=False
         )
         for ax, (title, hist) in zip(axes[0], histories.items()):
             _plot_history(ax, title, hist)
@@ -150,12 +145,315 @@ def _plot_history(ax, title, hist):
     ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)
-    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7)
+    # Below the axes: a legend inside would cover a curve.
+    ax.legend(
+        lines,
+        [ln.get_label() for ln in lines],
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=min(3, len(lines)),
+        frameon=False,
+    )
 
 
 def _save(fig, plt, directory, name):
     path = os.path.join(directory, name)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # "tight": legends placed outside the axes stay in the image.
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def plot_accuracy_vs_params(
+    series,
+    path,
+    title,
+    groups=None,
+    target=None,
+    ylabel="accuracy",
+):
+    """Accuracy against parameters (log scale), saved as a PNG file.
+
+    The one accuracy-vs-parameters figure of the library: `save_figures`
+    draws a report's with it, `benchmarks/reproduce.py` its comparison of
+    setups. The legend sits outside the axes, so it covers no point;
+    with `groups`, it lists each model kind once (by marker) and each
+    group once (by colour), so its length does not grow with their
+    product. Per-point labels (e.g. "n = 4") are placed where they
+    overlap no other label nor marker, joined to their point by a thin
+    line when pushed away from it.
+
+    Args:
+        series: list of dicts, one per line or set of points:
+            `name` (legend text), `params` and `accuracy` (lists of
+            numbers), and optionally `std` (error bars), `group` (a key
+            of `groups`: the colour), `color` (without groups), `marker`
+            (default "o"), `hollow` (bool), `size` (marker size in
+            points), `line` (bool: join the points in order) and
+            `labels` (a text per point).
+        path: the PNG file to write (its folder is created).
+        title: the figure's title.
+        groups: optional dict `{key: legend text}`, colours in order.
+        target: optional `(accuracy, text)`: a dotted horizontal line.
+        ylabel: the y axis' label.
+
+    Returns:
+        The matplotlib `Figure`, saved and closed.
+
+    Raises:
+        ImportError: without matplotlib (`pip install
+            teacherclass[plots]`).
+    """
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
+
+    groups = dict(groups or {})
+    colors = {key: f"C{i}" for i, key in enumerate(groups)}
+    params = sorted({p for s in series for p in s["params"]})
+    clusters = _clusters(params)
+    fig, axes = plt.subplots(
+        1,
+        len(clusters),
+        sharey=True,
+        figsize=(7, 4.8),
+        dpi=120,
+        squeeze=False,
+        gridspec_kw={"width_ratios": [3, 1][: len(clusters)]},
+    )
+    axes = list(axes[0])
+    kinds = {}
+    labels = []
+    obstacles = []
+    for k, s in enumerate(series):
+        color = colors.get(s.get("group"), s.get("color", f"C{k}"))
+        size = s.get("size", 7)
+        style = {
+            "marker": s.get("marker", "o"),
+            "markersize": size,
+            "markerfacecolor": "white" if s.get("hollow") else color,
+            "markeredgecolor": color,
+            "markeredgewidth": 1.5,
+            "linestyle": ("--" if s.get("hollow") else "-")
+            if s.get("line")
+            else "none",
+        }
+        for ax in axes:  # each axes shows the points in its x range
+            ax.errorbar(
+                s["params"],
+                s["accuracy"],
+                yerr=s.get("std"),
+                color=color,
+                capsize=3,
+                **style,
+            )
+        stds = s.get("std") or [0] * len(s["params"])
+        texts = s.get("labels") or [None] * len(s["params"])
+        for x, y, std, text in zip(s["params"], s["accuracy"], stds, texts):
+            obstacles.append((x, y, size, std))
+            if text:
+                labels.append((x, y, text, color))
+        if groups:
+            # The legend shows the kind in grey; the colour is the group's.
+            style = {
+                **style,
+                "color": "0.35",
+                "markeredgecolor": "0.35",
+                "markerfacecolor": "white" if s.get("hollow") else "0.35",
+            }
+        else:
+            style["color"] = color
+        kinds.setdefault(s["name"], Line2D([], [], label=s["name"], **style))
+    handles = list(kinds.values())
+    for ax, (low, high) in zip(axes, clusters):
+        if target is not None:
+            line = ax.axhline(
+                target[0], color="0.4", linestyle=":", label=target[1]
+            )
+        ax.set_xscale("log")
+        # At least a factor of 1.6 across, so close points spread out.
+        pad = max(1.15, (1.6 * low / high) ** 0.5)
+        ax.set_xlim(low / pad, high * pad)
+        for axis in (
+            ax.xaxis.set_major_formatter,
+            ax.xaxis.set_minor_formatter,
+        ):
+            axis(FuncFormatter(_count))
+        ax.tick_params(axis="x", which="both", labelsize=8)
+        ax.margins(y=0.12)
+        ax.grid(True, which="both", alpha=0.3)
+    if target is not None:
+        handles.append(line)
+    if len(axes) > 1:
+        # A broken x axis: no empty decades between small and large models.
+        axes[0].spines["right"].set_visible(False)
+        axes[1].spines["left"].set_visible(False)
+        axes[1].tick_params(axis="y", which="both", left=False)
+        for ax, x in ((axes[0], 1), (axes[1], 0)):
+            ax.plot(
+                [x, x],
+                [0, 1],
+                transform=ax.transAxes,
+                color="0.5",
+                linestyle=(0, (4, 3)),
+                clip_on=False,
+            )
+    axes[0].set_xlabel(
+        "parameters (log scale"
+        + ("; the axis skips the empty range)" if len(axes) > 1 else ")"),
+        loc="left",
+    )
+    axes[0].set_ylabel(ylabel)
+    axes[0].set_title(title, loc="left")
+    legend = axes[-1].legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.04, 1.0),
+        borderaxespad=0.0,
+        fontsize=8,
+        title="model" if groups else None,
+        title_fontsize=8,
+    )
+    legends = [legend]
+    if groups:
+        legends.append(
+            fig.legend(
+                handles=[
+                    Line2D([], [], color=colors[key], linewidth=5, label=text)
+                    for key, text in groups.items()
+                ],
+                loc="upper left",
+                bbox_to_anchor=(0.0, 0.0),
+                fontsize=8,
+                title="setup",
+                title_fontsize=8,
+                frameon=False,
+            )
+        )
+    fig.tight_layout()
+    for ax, (low, high) in zip(axes, clusters):
+        _place_labels(
+            fig,
+            ax,
+            [lb for lb in labels if low <= lb[0] <= high],
+            [o for o in obstacles if low <= o[0] <= high],
+        )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # "tight" with the legends named: they sit outside the axes.
+    fig.savefig(path, bbox_inches="tight", bbox_extra_artists=legends)
+    plt.close(fig)
+    return fig
+
+
+def _count(value, _=None):
+    """A parameter count in a few characters: 80k, 2.4M."""
+    if value >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.3g}k"
+    return f"{value:.3g}"
+
+
+def _clusters(params, gap=4.0):
+    """`[(low, high)]`: the parameter range, split at its widest gap.
+
+    Split in two where the sorted counts jump by more than `gap` times
+    (the teacher against its students), so neither range is squeezed.
+    """
+    if not params:
+        return [(1, 10)]
+    jumps = [(params[i + 1] / params[i], i) for i in range(len(params) - 1)]
+    if jumps and max(jumps)[0] > gap:
+        i = max(jumps)[1]
+        return [(params[0], params[i]), (params[i + 1], params[-1])]
+    return [(params[0], params[-1])]
+
+
+def _overlap(a, b):
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(0.0, width) * max(0.0, height)
+
+
+def _place_labels(fig, ax, labels, obstacles):
+    """Annotates each point where its text overlaps nothing drawn.
+
+    Greedy: each label, in turn, takes the first of a ring of offsets
+    (growing outward) whose text box overlaps no marker, error bar nor
+    label already placed and stays inside the axes; the least
+    overlapping one if none is free.
+    """
+    if not labels:
+        return
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pixels = fig.dpi / 72.0
+    taken = []
+    for x, y, size, std in obstacles:
+        px, py = ax.transData.transform((x, y))
+        half = (size / 2 + 2) * pixels
+        taken.append(
+            Bbox.from_extents(px - half, py - half, px + half, py + half)
+        )
+        if std:
+            _, low = ax.transData.transform((x, y - std))
+            _, high = ax.transData.transform((x, y + std))
+            taken.append(Bbox.from_extents(px - 4, low, px + 4, high))
+    frame = ax.get_window_extent(renderer)
+    offsets = []
+    for radius in (8, 14, 22, 32, 44, 58):
+        diagonal = 0.7 * radius
+        offsets += [
+            (radius, 0),
+            (-radius, 0),
+            (diagonal, -diagonal),
+            (diagonal, diagonal),
+            (-diagonal, -diagonal),
+            (-diagonal, diagonal),
+            (0, -radius),
+            (0, radius),
+        ]
+    for x, y, text, color in labels:
+        best = None
+        for dx, dy in offsets:
+            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+            va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+            probe = ax.annotate(
+                text,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                fontsize=8,
+            )
+            box = probe.get_window_extent(renderer).expanded(1.05, 1.1)
+            probe.remove()
+            outside = box.width * box.height - _overlap(box, frame)
+            cost = outside + sum(_overlap(box, t) for t in taken)
+            if best is None or cost < best[0]:
+                best = (cost, dx, dy, ha, va, box)
+            if cost == 0:
+                break
+        _, dx, dy, ha, va, box = best
+        far = abs(dx) + abs(dy) > 12
+        ax.annotate(
+            text,
+            (x, y),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize=8,
+            color=color,
+            arrowprops=(
+                {"arrowstyle": "-", "color": color, "lw": 0.6, "shrinkB": 4}
+                if far
+                else None
+            ),
+        )
+        taken.append(box)

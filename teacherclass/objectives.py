@@ -63,6 +63,38 @@ def get(loss):
     return objective
 
 
+def regression_loss(loss):
+    """Resolves a regression `loss` to what `keras.Model.compile` takes.
+
+    Args:
+        loss: a name from ("mse", "mae", "huber", "log_cosh"), a
+            `keras.losses.Loss`, or a callable `(y_true, y_pred) -> loss`
+            (per sample, or per position for feature maps).
+
+    Returns:
+        A Keras loss function or `keras.losses.Loss`.
+
+    Raises:
+        ValueError: on an unknown name or an adversarial objective.
+
+    Example:
+
+    >>> regression_loss("mse").__name__
+    'mean_squared_error'
+    """
+    if isinstance(loss, Adversarial) or (
+        isinstance(loss, str) and loss in _ADVERSARIAL
+    ):
+        raise ValueError(
+            "An adversarial objective has no regression loss; it trains "
+            f"with its own step. Received: loss={loss!r}"
+        )
+    get(loss)  # checks it
+    if isinstance(loss, str):
+        return keras.losses.get(loss)
+    return loss
+
+
 # ----------------------------------------------------------------------------
 # Adversarial objectives
 # ----------------------------------------------------------------------------

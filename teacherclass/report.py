@@ -18,6 +18,7 @@ from datetime import timezone
 
 import numpy as np
 
+from teacherclass import validation
 from teacherclass.figures import save_figures
 from teacherclass.flops import count_flops
 from teacherclass.latency import model_latency
@@ -271,7 +272,7 @@ def _parts(tc):
 
     parts = {"teacher": tc.teacher}
     for i, tower in enumerate(tc.students):
-        inputs = tc._input()
+        inputs = tc.cut.student_inputs()
         parts[f"student_{i}"] = keras.Model(
             inputs, tower(inputs), name=f"student_{i}"
         )
@@ -298,28 +299,15 @@ def _versions():
     import keras
     import tensorflow as tf
 
-    import teacherclass
+    from teacherclass.version import __version__
 
     return {
-        "teacherclass": teacherclass.__version__,
+        "teacherclass": __version__,
         "keras": keras.__version__,
         "tensorflow": tf.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
-
-
-def _check_batch_sizes(batch_sizes):
-    batch_sizes = tuple(batch_sizes)
-    if not all(
-        isinstance(b, int) and not isinstance(b, bool) and b > 0
-        for b in batch_sizes
-    ):
-        raise ValueError(
-            "`batch_sizes` must hold positive integers. "
-            f"Received: batch_sizes={batch_sizes!r}"
-        )
-    return batch_sizes
 
 
 def measure_export(path, x=None, y=None, batch_sizes=(1, 64), repeats=20):
@@ -347,7 +335,7 @@ def measure_export(path, x=None, y=None, batch_sizes=(1, 64), repeats=20):
         "accuracy": None,
     }
     specs = artifact.input_specs()
-    for b in _check_batch_sizes(batch_sizes):
+    for b in validation.check_batch_sizes(batch_sizes):
         batch = sample_inputs(specs, b)
         entry["latency_ms"][str(b)] = time_call(artifact, batch, repeats)
     if x is not None and y is not None:
@@ -410,7 +398,7 @@ def measure(
     >>> sorted(r["models"])
     ['composed', 'head', 'student_0', 'student_1', 'teacher']
     """
-    batch_sizes = _check_batch_sizes(batch_sizes)
+    batch_sizes = validation.check_batch_sizes(batch_sizes)
     composed = composed if composed is not None else tc.compose()
     parts = _parts(tc)
     parts["composed"] = composed

@@ -3,8 +3,16 @@
 The representation is the output of one layer of the teacher, by default
 the one that feeds its classifier. Everything before it is the trunk, which
 produces the students' regression targets; everything after it is the head,
-which the composed model reuses with the teacher's trained weights.
+which the composed model reuses with the teacher's trained weights. A
+teacher that starts with preprocessing (e.g. `TextVectorization`) is also
+cut after it (`student_input`): its students learn on the preprocessed
+input, and the composed model keeps the preprocessing in front.
+
+`cut(teacher, feature_layer, student_input)` resolves all of it into one
+`Cut`. This is the one module that reads the teacher's Keras graph.
 """
+
+import dataclasses
 
 import keras
 
@@ -63,7 +71,7 @@ def check_teacher(teacher):
         )
 
 
-def _producer(tensor):
+def producer(tensor):
     """The layer that produced a KerasTensor, or None for an Input."""
     layer = tensor._keras_history.operation
     return None if isinstance(layer, keras.layers.InputLayer) else layer
@@ -90,7 +98,8 @@ def output_of(teacher, layer):
     return _node(teacher, layer).outputs[0]
 
 
-def _input_of(teacher, layer):
+def input_of(teacher, layer):
+    """The input tensor of `layer` inside the teacher's graph."""
     return _node(teacher, layer).input_tensors[0]
 
 
@@ -116,9 +125,9 @@ def default_feature_layer(teacher):
             "weights. Pass `feature_layer=` explicitly."
         )
     classifier = weighted[-1]
-    layer = _producer(_input_of(teacher, classifier))
+    layer = producer(input_of(teacher, classifier))
     while isinstance(layer, _INFERENCE_IDENTITY):
-        layer = _producer(_input_of(teacher, layer))
+        layer = producer(input_of(teacher, layer))
     if layer is None:
         raise ValueError(
             f"The teacher's classifier {classifier.name!r} reads the model "
@@ -148,10 +157,33 @@ def get_feature_layer(teacher, feature_layer=None):
     return layer
 
 
-def trunk(teacher, layer):
-    """The model from the teacher's input to the representation."""
+def trunk(teacher, feature_layer=None):
+    """The model from the teacher's input to the representation.
+
+    Args:
+        teacher: the teacher model.
+        feature_layer: a layer of the teacher or its name; None for the
+            default (see `default_feature_layer`).
+
+    Returns:
+        A functional `keras.Model` sharing the teacher's layers.
+
+    Example:
+
+    >>> teacher = keras.Sequential([
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(6, activation="relu", name="rep"),
+    ...     keras.layers.Dense(2, name="out"),
+    ... ])
+    >>> trunk(teacher).output.shape
+    (None, 6)
+    """
+    if not isinstance(feature_layer, keras.layers.Layer):
+        feature_layer = get_feature_layer(teacher, feature_layer)
     return keras.Model(
-        teacher.inputs, output_of(teacher, layer), name=f"{teacher.name}_trunk"
+        teacher.inputs,
+        output_of(teacher, feature_layer),
+        name=f"{teacher.name}_trunk",
     )
 
 
@@ -184,10 +216,24 @@ def clone_head(teacher, layer):
     return keras.Model(head.inputs, head.outputs, name="head")
 
 
+def _head_of(teacher, layer):
+    """The teacher's own head layers (shared, not copied), as a model."""
+    return keras.Model(output_of(teacher, layer), teacher.outputs[0])
+
+
 def copy_head_weights(teacher, layer, head):
     """Copies the teacher's current head weights into `head`."""
-    original = keras.Model(output_of(teacher, layer), teacher.outputs[0])
-    head.set_weights(original.get_weights())
+    head.set_weights(_head_of(teacher, layer).get_weights())
+
+
+def head_digest(teacher, layer):
+    """A short hash of the teacher's current head weights.
+
+    A copy of the head (`clone_head`) records it when it takes the
+    teacher's weights; a different digest later means the teacher was
+    trained since, and the copy is stale.
+    """
+    return weights_digest(_head_of(teacher, layer))
 
 
 def feature_range(layer):
@@ -213,9 +259,9 @@ def feature_range(layer):
 
 
 def _output_activation(teacher):
-    layer = _producer(teacher.outputs[0])
+    layer = producer(teacher.outputs[0])
     while isinstance(layer, keras.Model):  # a nested head: look inside
-        layer = _producer(layer.outputs[0])
+        layer = producer(layer.outputs[0])
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
     activation = getattr(layer, "activation", None)
@@ -289,3 +335,194 @@ def weights_digest(model):
     for w in model.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
     return h.hexdigest()[:16]
+
+
+def _users(teacher, tensor):
+    """The teacher's layers that take `tensor` as an input."""
+    return [
+        layer
+        for layer in _layers(teacher)
+        if any(
+            t is tensor
+            for node in layer._inbound_nodes
+            for t in node.input_tensors
+        )
+    ]
+
+
+def resolve_student_input(teacher, student_input=None):
+    """The name of the layer whose output the students take, or None.
+
+    None means the teacher's input. A teacher that takes strings has its
+    first layer (e.g. `TextVectorization`) as the default: students learn
+    on its output (token ids), and the composed model keeps it in front.
+
+    Raises:
+        ValueError: on an unknown layer, a string teacher whose input feeds
+            several layers, or preprocessing with trainable weights.
+    """
+    spec = teacher.inputs[0]
+    if student_input is None:
+        if spec.dtype != "string":
+            return None
+        users = _users(teacher, spec)
+        if len(users) != 1:
+            raise ValueError(
+                "The teacher takes strings; its students need numbers. Name "
+                "the layer that turns the strings into numbers (e.g. a "
+                "TextVectorization) as `student_input`. Received: "
+                "student_input=None, and the teacher's input feeds "
+                f"{[u.name for u in users]}"
+            )
+        student_input = users[0].name
+    names = [layer.name for layer in teacher.layers]
+    if not isinstance(student_input, str) or student_input not in names:
+        raise ValueError(
+            "`student_input` must be None or the name of one of the "
+            f"teacher's layers: {names}. "
+            f"Received: student_input={student_input!r}"
+        )
+    prefix = keras.Model(
+        teacher.inputs, output_of(teacher, teacher.get_layer(student_input))
+    )
+    if prefix.trainable_weights:
+        raise ValueError(
+            "The layers up to `student_input` are the composed model's "
+            "preprocessing, kept in front of the students: they must have "
+            "no trainable weights, or the composed model would hold part of "
+            f"the teacher. Received: student_input={student_input!r} with "
+            f"{len(prefix.trainable_weights)} trainable weights before it"
+        )
+    return student_input
+
+
+@dataclasses.dataclass(frozen=True)
+class Cut:
+    """Where a teacher is cut, resolved: see `cut`.
+
+    The models it returns are built on demand and share the teacher's
+    layers (stored, they would be tracked by the model holding the cut and
+    list the teacher's weights twice).
+
+    Attributes:
+        teacher: the teacher model.
+        feature_layer: str, the name of the representation layer.
+        student_input: str or None, the name of the layer whose output the
+            students take (None: the teacher's input).
+        feature_shape: tuple, the representation's shape, batch axis None.
+    """
+
+    teacher: keras.Model
+    feature_layer: str
+    student_input: str | None
+    feature_shape: tuple
+
+    def layer(self):
+        """The representation layer."""
+        return self.teacher.get_layer(self.feature_layer)
+
+    def _student_tensor(self):
+        if self.student_input is None:
+            return self.teacher.inputs[0]
+        return output_of(
+            self.teacher, self.teacher.get_layer(self.student_input)
+        )
+
+    def inputs(self):
+        """A new `keras.Input` like the teacher's."""
+        spec = self.teacher.inputs[0]
+        return keras.Input(
+            shape=spec.shape[1:], dtype=spec.dtype, name="inputs"
+        )
+
+    def student_inputs(self):
+        """A new `keras.Input` like the students' (see `student_input`)."""
+        if self.student_input is None:
+            return self.inputs()
+        spec = self._student_tensor()
+        return keras.Input(
+            shape=spec.shape[1:], dtype=spec.dtype, name="student_inputs"
+        )
+
+    def preprocessor(self):
+        """The teacher's layers up to `student_input` as a model, or None."""
+        if self.student_input is None:
+            return None
+        return keras.Model(
+            self.teacher.inputs[0], self._student_tensor(), name="preprocessor"
+        )
+
+    def trunk(self):
+        """The model from the students' input to the representation."""
+        if self.student_input is None:
+            return trunk(self.teacher, self.layer())
+        return keras.Model(
+            self._student_tensor(),
+            output_of(self.teacher, self.layer()),
+            name=f"{self.teacher.name}_trunk",
+        )
+
+    def head(self):
+        """A copy of the teacher's head with its current weights."""
+        return clone_head(self.teacher, self.layer())
+
+    def head_digest(self):
+        """A hash of the teacher's current head weights (see `head_digest`)."""
+        return head_digest(self.teacher, self.layer())
+
+    def copy_head_weights(self, head):
+        """Copies the teacher's current head weights into `head`."""
+        copy_head_weights(self.teacher, self.layer(), head)
+
+    def trunk_digest(self):
+        """A hash of the teacher's weights up to the representation."""
+        return weights_digest(trunk(self.teacher, self.layer()))
+
+    def feature_range(self):
+        """The value range of the representation (see `feature_range`)."""
+        return feature_range(self.layer())
+
+
+def cut(teacher, feature_layer=None, student_input=None):
+    """Cuts a teacher into preprocessing, trunk, representation and head.
+
+    Args:
+        teacher: a built single-input, single-output `keras.Model`.
+        feature_layer: name of the representation layer, or None for the
+            layer that feeds the classifier (see `default_feature_layer`).
+        student_input: name of the layer whose output the students take,
+            or None (see `resolve_student_input`).
+
+    Returns:
+        A `Cut`.
+
+    Raises:
+        TypeError: if `teacher` is not a keras.Model.
+        ValueError: on a teacher that is not built or has several inputs
+            or outputs, an unknown layer, or a representation whose last
+            axis has no known width.
+
+    Example:
+
+    >>> teacher = keras.Sequential([
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(6, activation="relu", name="rep"),
+    ...     keras.layers.Dense(2, name="out"),
+    ... ])
+    >>> c = cut(teacher)
+    >>> c.feature_layer, c.feature_shape, c.student_input
+    ('rep', (None, 6), None)
+    >>> c.head().outputs[0].shape
+    (None, 2)
+    """
+    check_teacher(teacher)
+    layer = get_feature_layer(teacher, feature_layer)
+    student_input = resolve_student_input(teacher, student_input)
+    feature_shape = tuple(output_of(teacher, layer).shape)
+    if feature_shape[-1] is None:
+        raise ValueError(
+            "The representation's last axis must have a known width. "
+            f"Received: feature_layer={layer.name!r} with output shape "
+            f"{feature_shape}"
+        )
+    return Cut(teacher, layer.name, student_input, feature_shape)

@@ -55,6 +55,35 @@ def _image_shape(input_shape, tower):
     return shape
 
 
+def _activation(activation):
+    """`keras.activations.get`, with an error that echoes the value."""
+    try:
+        return keras.activations.get(activation)
+    except ValueError:  # a TypeError (unregistered function) stays Keras'
+        raise ValueError(
+            "`activation` must name a Keras activation or be a callable "
+            "(registered with `keras.saving.register_keras_serializable` "
+            f"to save it). Received: activation={activation!r}"
+        ) from None
+
+
+def _conv_stack(sizes, num_convs, kernel_size, convs_per_block, padding):
+    """Walks spatial sizes through a `ConvTower` stack.
+
+    Yields `(layer name, sizes before, sizes after)` for each convolution
+    and pooling; an unknown (None) size stays None.
+    """
+    shrink = kernel_size - 1 if padding == "valid" else 0
+    for i in range(num_convs):
+        after = tuple(None if n is None else n - shrink for n in sizes)
+        yield f"conv_{i}", sizes, after
+        sizes = after
+        if (i + 1) % convs_per_block == 0:
+            after = tuple(None if n is None else n // 2 for n in sizes)
+            yield f"pool_{i}", sizes, after
+            sizes = after
+
+
 class Tower(keras.layers.Layer):
     """Base class of student towers.
 
@@ -97,8 +126,15 @@ class ConvTower(Tower):
             output. None goes straight from the features to the output.
         dropout: float, dropout rate after the conv stack and before the
             output layer.
-        activation: activation of the hidden layers.
+        activation: activation of the hidden layers: a name or a function
+            (register your own with
+            `keras.saving.register_keras_serializable` to save it).
         **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: at build, when the images are too small for the stack
+            (each "valid" convolution takes `kernel_size - 1` pixels off,
+            each pooling halves the map); the message names the layer.
 
     Example:
 
@@ -136,9 +172,47 @@ class ConvTower(Tower):
         self.padding = padding
         self.bottleneck = bottleneck
         self.dropout = dropout
-        self.activation = activation
+        self.activation = _activation(activation)
+
+    def _misfit(self, input_shape):
+        """Why this tower cannot take `input_shape`, or None if it can.
+
+        A "valid" convolution shrinks the map by `kernel_size - 1` and a
+        pooling halves it; the stack fits when every map keeps at least
+        one pixel.
+
+        Args:
+            input_shape: the image input's shape, `(batch, H, W[, C])`.
+
+        Returns:
+            None, or a sentence naming the layer the map is too small for.
+        """
+        shape = _image_shape(input_shape, "ConvTower")
+        stack = _conv_stack(
+            shape[1:3],
+            len(self.filters),
+            self.kernel_size,
+            self.convs_per_block,
+            self.padding,
+        )
+        for name, before, after in stack:
+            if any(n is not None and n < 1 for n in after):
+                size = "x".join(str(n) for n in before)
+                return f"a {size} map is too small for its layer {name}"
+        return None
 
     def build(self, input_shape):
+        reason = self._misfit(input_shape)
+        if reason is not None:
+            raise ValueError(
+                f"ConvTower does not fit this input: {reason}. Pass "
+                "padding='same' or fewer `filters` (every "
+                "`convs_per_block` of them adds a 2x2 pooling); "
+                "TeacherClass's default student fits itself to the input. "
+                f"Received: input_shape="
+                f"{tuple(input_shape)}, filters={self.filters}, "
+                f"kernel_size={self.kernel_size}, padding={self.padding!r}"
+            )
         shape = _image_shape(input_shape, "ConvTower")
         self._convs = []
         self._pools = []
@@ -208,7 +282,7 @@ class ConvTower(Tower):
                 "padding": self.padding,
                 "bottleneck": self.bottleneck,
                 "dropout": self.dropout,
-                "activation": self.activation,
+                "activation": keras.activations.serialize(self.activation),
             }
         )
         return config
@@ -241,7 +315,7 @@ class DenseTower(Tower):
         super().__init__(units, **kwargs)
         self.hidden = _check_positive_tuple("hidden", hidden)
         _check_rate("dropout", dropout)
-        self.activation = activation
+        self.activation = _activation(activation)
         self.dropout = dropout
 
     def build(self, input_shape):
@@ -277,7 +351,7 @@ class DenseTower(Tower):
         config.update(
             {
                 "hidden": self.hidden,
-                "activation": self.activation,
+                "activation": keras.activations.serialize(self.activation),
                 "dropout": self.dropout,
             }
         )
@@ -338,7 +412,7 @@ class TextTower(Tower):
         self.pool_size = pool_size
         self.hidden = _check_positive_tuple("hidden", hidden)
         self.dropout = dropout
-        self.activation = activation
+        self.activation = _activation(activation)
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -412,7 +486,7 @@ class TextTower(Tower):
                 "pool_size": self.pool_size,
                 "hidden": self.hidden,
                 "dropout": self.dropout,
-                "activation": self.activation,
+                "activation": keras.activations.serialize(self.activation),
             }
         )
         return config
@@ -470,7 +544,7 @@ class SegmentationTower(Tower):
         self.kernel_size = kernel_size
         self.convs_per_block = convs_per_block
         self.dropout = dropout
-        self.activation = activation
+        self.activation = _activation(activation)
 
     def _conv(self, filters, name, shape):
         conv = keras.layers.Conv2D(
@@ -547,7 +621,7 @@ class SegmentationTower(Tower):
                 "kernel_size": self.kernel_size,
                 "convs_per_block": self.convs_per_block,
                 "dropout": self.dropout,
-                "activation": self.activation,
+                "activation": keras.activations.serialize(self.activation),
             }
         )
         return config
@@ -564,13 +638,33 @@ def _vocab_size(teacher):
     )
 
 
+def _fitting_conv_tower(input_shape):
+    """The paper's `ConvTower` if it fits the input, else a smaller one.
+
+    Images smaller than 16x16 take "same" padding, then fewer of the
+    paper's convolutions (and so fewer poolings) until the stack fits.
+    """
+    paper = ConvTower(1)
+    if paper._misfit(input_shape) is None:
+        return paper
+    for count in range(len(paper.filters), 1, -1):
+        tower = ConvTower(1, filters=paper.filters[:count], padding="same")
+        if tower._misfit(input_shape) is None:
+            return tower
+    # One convolution and no pooling fits any size.
+    return ConvTower(1, filters=paper.filters[:1], padding="same")
+
+
 def default_tower(teacher, input_spec=None, feature_shape=None):
     """Picks a tower template from the students' input and target.
 
     Images (rank 3 or 4 float inputs) get `SegmentationTower` when the
     representation is a feature map of the same height and width, else
-    `ConvTower`; integer sequences get `TextTower` (vocabulary read from the
-    teacher's `Embedding`); anything else `DenseTower`.
+    `ConvTower`: the paper's MNIST student where it fits (images of at
+    least 16x16), else one with "same" padding and, below 4x4, fewer
+    convolution blocks, so any image size works; integer sequences get
+    `TextTower` (vocabulary read from the teacher's `Embedding`); anything
+    else `DenseTower`.
 
     Args:
         teacher: a built single-input `keras.Model`.
@@ -599,7 +693,7 @@ def default_tower(teacher, input_spec=None, feature_shape=None):
         if feature_shape is not None and len(feature_shape) == 4:
             if tuple(feature_shape[1:3]) == tuple(spec.shape[1:3]):
                 return SegmentationTower(1)
-        return ConvTower(1)
+        return _fitting_conv_tower(spec.shape)
     return DenseTower(1)
 
 

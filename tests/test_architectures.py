@@ -156,3 +156,136 @@ def test_student_tower_keras_round_trip(tmp_path):
     np.testing.assert_allclose(
         model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
     )
+
+
+# ----------------------------------------------------------------------
+# for_dataset and size_to_budget
+# ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, teacher_params, student_n4, units",
+    [
+        ("digits", 349_578, None, 64),
+        ("mnist", 2_446_730, 21_712, 64),  # bottleneck widened to 16
+        ("fashion_mnist", 2_446_730, 21_712, 64),
+        ("imdb_reviews", 4_147_073, IMDB_STUDENTS[4], 64),
+        ("cifar10", 1_715_274, CIFAR10_STUDENTS[4], 64),
+    ],
+)
+def test_for_dataset_builds_a_working_class(
+    name, teacher_params, student_n4, units
+):
+    setup = architectures.for_dataset(name)
+    teacher = setup.teacher()
+    assert teacher.count_params() == teacher_params
+    assert teacher.inputs[0].dtype == setup.input_dtype
+    assert teacher.outputs[0].shape[-1] == setup.num_classes
+    tc = TeacherClass(teacher, num_students=4, student=setup.student(4))
+    assert tc.chunks == (units,) * 4
+    if student_n4 is not None:
+        assert tc.students[0].count_params() == student_n4
+    for key in ("teacher_epochs", "epochs", "batch_size", "num_students"):
+        assert setup.defaults[key] >= 1
+    with pytest.raises(TypeError):
+        setup.defaults["epochs"] = 1  # read-only
+
+
+def test_for_dataset_paper_profile():
+    improved = architectures.for_dataset("mnist")
+    paper = architectures.for_dataset("mnist", paper=True)
+    assert improved.defaults["augment"] == "shift"
+    assert improved.defaults["min_student_bottleneck"] == 16
+    for key in ("augment", "teacher_lr_schedule", "min_student_bottleneck"):
+        assert key not in paper.defaults
+    assert paper.defaults["epochs"] == improved.defaults["epochs"]
+    assert [paper.student(n).bottleneck for n in (1, 2, 4, 8)] == [
+        16,
+        56,
+        8,
+        12,
+    ]
+    assert improved.student(4, min_bottleneck=0).bottleneck == 8
+    assert improved.student(2).bottleneck == 56  # wider than 16 already
+    assert improved.student(4, bottleneck=20).bottleneck == 20
+    vgg = architectures.for_dataset("cifar10", paper=True)
+    assert "VGG-16" in vgg.teacher_name
+    assert vgg.teacher().name == "cifar10_vgg16_teacher"
+
+
+def test_for_dataset_prepares_inputs():
+    x = np.full((2, 28, 28, 1), 255, dtype="uint8")
+    mnist = architectures.for_dataset("mnist")
+    np.testing.assert_allclose(mnist.prepare(x), 1.0)
+    assert mnist.prepare(x).dtype == "float32"
+    floats = np.random.rand(2, 8, 8, 1).astype("float32")
+    assert architectures.for_dataset("digits").prepare(floats) is floats
+    camvid = architectures.for_dataset("camvid")
+    assert camvid.prepare(x).max() == 255.0  # the teacher rescales
+    assert camvid.student_input == "rescale"
+    imdb = architectures.for_dataset("imdb_reviews")
+    texts = np.array(["a good film", "a bad film", "good good"], dtype=object)
+    vectorizer = imdb.text_vectorizer(texts=texts)
+    ids = imdb.prepare(texts, vectorizer)
+    assert ids.shape == (3, 500) and ids.dtype == "int32"
+    again = imdb.text_vectorizer(vocabulary=vectorizer.get_vocabulary()[2:])
+    np.testing.assert_array_equal(imdb.prepare(texts, again), ids)
+    with pytest.raises(ValueError, match="Received: vectorizer=None"):
+        imdb.prepare(texts)
+    with pytest.raises(ValueError, match="has no text inputs"):
+        mnist.text_vectorizer(texts=texts)
+
+
+def test_for_dataset_camvid_teacher_and_student():
+    camvid = architectures.for_dataset("camvid")
+    teacher = camvid.teacher(input_shape=(32, 32, 3), filters=(8, 16))
+    assert teacher.outputs[0].shape == (None, 32, 32, 11)
+    tc = TeacherClass(
+        teacher,
+        num_students=2,
+        student=camvid.student(2),
+        student_input=camvid.student_input,
+    )
+    assert tc.chunks == (4, 4)
+
+
+def test_for_dataset_rejects_bad_input():
+    with pytest.raises(ValueError, match="Received: name='svhn'"):
+        architectures.for_dataset("svhn")
+    with pytest.raises(ValueError, match="are for the mnist"):
+        architectures.for_dataset("cifar10").student(4, bottleneck=16)
+    with pytest.raises(ValueError, match="Received: num_students=0"):
+        architectures.for_dataset("digits").student(0)
+
+
+def _dense(units):
+    inputs = keras.Input((9,))
+    return keras.Model(inputs, keras.layers.Dense(units)(inputs))
+
+
+@pytest.mark.parametrize(
+    "budget, start, expected",
+    [(100, 1, 10), (101, 1, 11), (10, 1, 1), (100, 30, 30), (1_000, 3, 100)],
+)
+def test_size_to_budget_finds_the_smallest_width(budget, start, expected):
+    builds = []
+
+    def build(units):
+        builds.append(units)
+        return _dense(units)
+
+    width = architectures.size_to_budget(build, budget, start=start)
+    assert width == expected
+    assert _dense(width).count_params() >= budget
+    if width > start:
+        assert _dense(width - 1).count_params() < budget
+    assert len(builds) <= 2 * max(1, expected - start).bit_length() + 2
+
+
+def test_size_to_budget_rejects_bad_input():
+    with pytest.raises(ValueError, match="Received: budget=0"):
+        architectures.size_to_budget(_dense, 0)
+    with pytest.raises(ValueError, match="Received: start=0"):
+        architectures.size_to_budget(_dense, 10, start=0)
+    with pytest.raises(ValueError, match="No width from 1 to 8"):
+        architectures.size_to_budget(_dense, 10_000, limit=8)

@@ -132,6 +132,17 @@ def test_train_from_scratch_learns_the_labels(data):
     assert "accuracy" in student.history.history
 
 
+def test_train_from_scratch_takes_an_optimizer(data):
+    (x, y), _ = data
+    optimizer = keras.optimizers.SGD(0.05)
+    student = baselines.train_from_scratch(
+        _student(), x, y, optimizer=optimizer, verbose=0
+    )
+    assert student.optimizer is optimizer
+    with pytest.raises(ValueError, match="Received: optimizer='adam'"):
+        baselines.train_from_scratch(student, x, y, optimizer="adam")
+
+
 def test_binary_teacher_with_fused_sigmoid(data):
     keras.utils.set_random_seed(0)
     x, y = _blobs(2, 300, (16,), 3)

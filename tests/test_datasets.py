@@ -14,7 +14,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import shared_data
+from helpers import shared_data
 
 from teacherclass import datasets
 

@@ -35,7 +35,7 @@ sys.path.insert(0, {tests!r})
 def setup():
     import keras
 
-    from conftest import blobs
+    from helpers import blobs
     from teacherclass import DenseTower
     from teacherclass import TeacherClass
 

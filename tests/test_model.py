@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import mlp_teacher
+from helpers import mlp_teacher
 
 from teacherclass import DenseTower
 from teacherclass import TeacherClass
@@ -558,3 +558,176 @@ def test_augment_errors(teacher, data, tmp_path):
     assert not (tmp_path / "cache").exists()
     with pytest.raises(TypeError, match="Received: augment='flip'"):
         tc.fit_students(data[0], augment="flip")
+
+
+# --- the teacher's current weights (issue 11) ---------------------------------
+
+
+def _head_kernel(model):
+    return model.get_layer("head").get_layer("out").kernel.numpy()
+
+
+def test_compose_takes_the_head_the_teacher_has_now(data):
+    """A teacher trained with its own `fit` after wrapping gives its head."""
+    x, y, _, _ = data
+    teacher = mlp_teacher()
+    tc = _tc(teacher, num_students=2)
+    untrained = teacher.get_layer("out").kernel.numpy()
+    teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    teacher.fit(x, y, epochs=2, verbose=0)
+    trained = teacher.get_layer("out").kernel.numpy()
+    assert not np.allclose(trained, untrained)
+    tc.fit_students(x, epochs=1, verbose=0)
+    np.testing.assert_array_equal(_head_kernel(tc.compose()), trained)
+    np.testing.assert_array_equal(tc.head.get_layer("out").kernel, trained)
+    # A head fine-tuned on an unchanged teacher is kept ...
+    tc.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
+    tuned = tc.head.get_layer("out").kernel.numpy()
+    assert not np.allclose(tuned, trained)
+    np.testing.assert_array_equal(_head_kernel(tc.compose()), tuned)
+    # ... until the teacher changes again.
+    teacher.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(
+        _head_kernel(tc.compose()), teacher.get_layer("out").kernel
+    )
+
+
+def test_features_follow_the_teacher_between_calls(teacher, data):
+    """Two fit_students calls: the second regresses the changed teacher."""
+    x = data[0]
+    changed = keras.models.clone_model(teacher)
+    changed.set_weights(teacher.get_weights())
+    sgd = dict(shuffle=False, epochs=1, verbose=0)
+    tc = _tc(changed, num_students=2)
+    initial = [s.get_weights() for s in tc.students]
+    tc.fit_students(x, optimizer=keras.optimizers.SGD(0.1), **sgd)
+    before = [s.get_weights() for s in tc.students]
+    rep = changed.get_layer("rep")
+    rep.bias.assign(rep.bias.numpy() + 1.0)
+    for s, w in zip(tc.students, initial):
+        s.set_weights(w)
+    tc.fit_students(x, optimizer=keras.optimizers.SGD(0.1), **sgd)
+    fresh = _tc(changed, num_students=2)
+    for s, w in zip(fresh.students, initial):
+        s.set_weights(w)
+    fresh.fit_students(x, optimizer=keras.optimizers.SGD(0.1), **sgd)
+    for i in range(2):
+        for a, b in zip(
+            tc.students[i].get_weights(), fresh.students[i].get_weights()
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert any(
+            not np.allclose(a, c)
+            for a, c in zip(tc.students[i].get_weights(), before[i])
+        )
+
+
+# --- inputs checked before tracing (issue 11) ---------------------------------
+
+
+def test_non_finite_inputs_are_named(teacher, data):
+    x = data[0].copy()
+    x[[3, 7, 9], 2] = np.nan
+    x[11, 0] = np.inf
+    tc = _tc(teacher)
+    message = r"`x` holds non-finite values \(NaN or Inf\) in 4 of 256"
+    with pytest.raises(ValueError, match=message):
+        tc.fit_students(x, verbose=0)
+    with pytest.raises(ValueError, match=message):
+        tc.fit_students(tf.data.Dataset.from_tensor_slices(x), verbose=0)
+    with pytest.raises(ValueError, match=message):
+        tc.fit_students(x, augment=AddInTraining(0.0), verbose=0)
+    with pytest.raises(ValueError, match="`validation_data` holds non-finite"):
+        tc.fit_students(data[0], validation_data=(x, None), verbose=0)
+    with pytest.raises(ValueError, match=message):
+        tc.fit_teacher(x, data[1], verbose=0)
+    assert tc.trained_students == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(epochs=0), "Received: epochs=0"),
+        (dict(epochs=2.0), "Received: epochs=2.0"),
+        (dict(batch_size=0), "Received: batch_size=0"),
+        (dict(batch_size=True), "Received: batch_size=True"),
+        (dict(steps_per_execution=0), "Received: steps_per_execution=0"),
+        (dict(initial_epoch=-1), "Received: initial_epoch=-1"),
+    ],
+)
+def test_counts_must_be_positive_integers(teacher, data, kwargs, message):
+    tc = _tc(teacher)
+    with pytest.raises(ValueError, match=message):
+        tc.fit_students(data[0], verbose=0, **kwargs)
+    assert tc.trained_students == []
+
+
+def test_fit_teacher_counts(data):
+    tc = _tc(mlp_teacher())
+    with pytest.raises(ValueError, match="Received: epochs=0"):
+        tc.fit_teacher(data[0], data[1], epochs=0)
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        tc.fit_teacher(data[0], data[1], batch_size=0)
+
+
+def test_strings_for_a_numeric_teacher(teacher):
+    tc = _tc(teacher)
+    strings = np.array([["a"] * 8] * 4)
+    with pytest.raises(TypeError, match=r"`x` holds strings .*float32"):
+        tc.fit_students(strings, verbose=0)
+    with pytest.raises(TypeError, match=r"`x` holds strings .*float32"):
+        tc.fit_students(tf.data.Dataset.from_tensor_slices(strings), verbose=0)
+    with pytest.raises(TypeError, match=r"Received: x of dtype <U1"):
+        tc.fit_teacher(strings, np.zeros(4, "int32"))
+
+
+def test_fit_teacher_needs_labels(data):
+    tc = _tc(mlp_teacher())
+    with pytest.raises(ValueError, match="`y` is required.*Received: y=None"):
+        tc.fit_teacher(data[0])
+    unlabelled = tf.data.Dataset.from_tensor_slices(data[0]).batch(8)
+    with pytest.raises(ValueError, match="`y` is missing"):
+        tc.fit_teacher(unlabelled)
+
+
+@pytest.mark.parametrize("bad, shown", [(3, "max=3"), (-1, "min=-1")])
+def test_labels_beyond_the_head(data, bad, shown):
+    x, y, _, _ = data
+    y = y.copy()
+    y[5] = bad
+    tc = _tc(mlp_teacher())
+    with pytest.raises(ValueError, match=rf"`y` .*3 outputs.*{shown}"):
+        tc.fit_teacher(x, y)
+    with pytest.raises(ValueError, match=rf"`validation_data` .*{shown}"):
+        tc.fit_teacher(x, data[1], validation_data=(x, y))
+    tc.fit_students(x, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=rf"`y` .*{shown}"):
+        tc.compose(fine_tune=True, x=x, y=y)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x, y: (x, y),
+        lambda x, y: (x, y, np.ones(len(x), "float32")),
+        lambda x, y: [x, y],
+        lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
+        lambda x, y: x,
+    ],
+    ids=["tuple", "tuple-sw", "list", "dataset", "inputs"],
+)
+def test_validation_data_forms(teacher, data, make):
+    _, _, x_test, y_test = data
+    history = _tc(teacher).fit_students(
+        data[0], validation_data=make(x_test, y_test), verbose=0
+    )
+    assert np.isfinite(history.history["val_loss"][0])
+
+
+def test_validation_data_of_one(teacher, data):
+    with pytest.raises(
+        ValueError, match=r"Received: validation_data=tuple of 1"
+    ):
+        _tc(teacher).fit_students(
+            data[0], validation_data=(data[2],), verbose=0
+        )

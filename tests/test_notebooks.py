@@ -13,7 +13,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
-from conftest import shared_data
+from helpers import shared_data
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

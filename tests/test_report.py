@@ -4,8 +4,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import blobs
-from conftest import mlp_teacher
+from helpers import blobs
+from helpers import mlp_teacher
 
 from teacherclass import CompressionReport
 from teacherclass import DenseTower
@@ -187,3 +187,113 @@ def test_figures_need_the_plots_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install teacherclass\[plots\]"):
         _measured_report().save_figures(tmp_path)
+
+
+def _renderer(fig):
+    # A closed figure lost its canvas: give it one to measure text.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def _overlaps(a, b):
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_figures_name_test_mse_and_keep_legends_off_the_curves(
+    tmp_path, monkeypatch
+):
+    from teacherclass import figures
+
+    saved = {}
+    original = figures._save
+
+    def capture(fig, plt, directory, name):
+        saved[name] = fig
+        return original(fig, plt, directory, name)
+
+    monkeypatch.setattr(figures, "_save", capture)
+    histories = {
+        "students": {
+            "loss": [0.4, 0.2, 0.1],
+            "student_0_loss": [0.2, 0.1, 0.05],
+            "student_1_loss": [0.2, 0.1, 0.05],
+        }
+    }
+    _measured_report().save_figures(tmp_path, histories=histories)
+    (errors,) = saved["student_errors.png"].axes
+    assert "test MSE" in errors.get_ylabel()
+    assert "test MSE" in errors.get_title()
+    fig = saved["training_curves.png"]
+    renderer = _renderer(fig)
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not _overlaps(legend, ax.get_window_extent(renderer))
+
+
+def test_accuracy_vs_params_is_compact_and_its_labels_do_not_overlap(
+    tmp_path,
+):
+    from teacherclass import figures
+
+    series = []
+    for group, shift in (("A", 0.0), ("B", 0.3), ("C", 0.5)):
+        series.append(
+            {
+                "name": "class of n students",
+                "group": group,
+                "params": [80_000, 81_000, 79_000, 87_000],
+                "accuracy": [97.7 + shift, 98.0 + shift, 97.2, 97.6],
+                "std": [0.1, 0.1, 0.2, 0.2],
+                "line": True,
+                "labels": ["n = 1", "n = 2", "n = 4", "n = 8"],
+            }
+        )
+        series.append(
+            {
+                "name": "teacher",
+                "group": group,
+                "params": [2_446_730],
+                "accuracy": [98.8 + shift],
+                "marker": "*",
+            }
+        )
+    path = tmp_path / "plot.png"
+    fig = figures.plot_accuracy_vs_params(
+        series,
+        str(path),
+        title="t",
+        groups={"A": "A: one", "B": "B: two", "C": "C: three"},
+        target=(98.9, "target"),
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    renderer = _renderer(fig)
+    axes = [a for a in fig.axes]
+    assert len(axes) == 2  # the empty decade between is skipped
+    legends = [c for a in axes for c in a.get_children()]
+    legends = [c for c in legends if type(c).__name__ == "Legend"]
+    legends += fig.legends
+    texts = sorted(t.get_text() for lg in legends for t in lg.get_texts())
+    # One entry per model kind and per group, not per pair.
+    assert texts == ["A: one", "B: two", "C: three", "class of n students"] + [
+        "target",
+        "teacher",
+    ]
+    boxes = [a.get_window_extent(renderer) for a in axes]
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(_overlaps(box, b) for b in boxes)
+    from matplotlib.text import Text
+
+    # The text's own box (an Annotation's box includes its leader line).
+    labels = [
+        Text.get_window_extent(t, renderer)
+        for a in axes
+        for t in a.texts
+        if t.get_text().startswith("n = ")
+    ]
+    assert len(labels) == 12
+    for i, a in enumerate(labels):
+        assert not any(_overlaps(a, b) for b in labels[i + 1 :])

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import mlp_teacher
+from helpers import mlp_teacher
 
 from teacherclass import teacher as teacher_lib
 

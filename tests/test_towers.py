@@ -1,8 +1,30 @@
 import keras
+import numpy as np
 import pytest
-from layer_test import run_layer_test
+from helpers import run_keras_layer_test
+from helpers import run_layer_test
 
 from teacherclass import towers
+from teacherclass.model import TeacherClass
+
+
+@keras.saving.register_keras_serializable(package="teacherclass_tests")
+def scaled_tanh(x):
+    """A custom activation, registered as a user would register one."""
+    return 1.7 * keras.ops.tanh(x)
+
+
+def _image_teacher(shape, classes=3):
+    """Conv -> Flatten -> Dense(8) [the representation] -> softmax."""
+    return keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="relu", name="rep"),
+            keras.layers.Dense(classes, activation="softmax", name="out"),
+        ]
+    )
 
 
 def test_conv_tower(tmp_path):
@@ -159,3 +181,169 @@ def test_segmentation_tower_odd_sizes_and_bad_arguments():
         towers.SegmentationTower(units=2, filters=())
     with pytest.raises(ValueError, match=r"Received: input_shape=\(None, 8\)"):
         towers.SegmentationTower(units=2).build((None, 8))
+
+
+# Keras' own layer harness, beside the project's helper above: its
+# serialization, build, symbolic and eager call, training and mixed_float16
+# checks, on every public tower.
+_TOKENS = np.random.default_rng(0).integers(0, 50, (2, 20)).astype("int32")
+
+
+@pytest.mark.parametrize(
+    "layer_cls, init_kwargs, call, expected_output_shape",
+    [
+        (
+            towers.ConvTower,
+            {"units": 5, "filters": (4, 4, 8, 8), "bottleneck": 8},
+            {"input_shape": (2, 20, 20, 1)},
+            (2, 5),
+        ),
+        (
+            # The default tower's configuration for a 5x5 image.
+            towers.ConvTower,
+            {"units": 3, "filters": (4, 4, 8, 8), "padding": "same"},
+            {"input_shape": (2, 5, 5, 1)},
+            (2, 3),
+        ),
+        (
+            towers.DenseTower,
+            {"units": 6, "hidden": (16, 8), "dropout": 0.1},
+            {"input_shape": (3, 10)},
+            (3, 6),
+        ),
+        (
+            towers.TextTower,
+            {"units": 4, "vocab_size": 50, "filters": (8, 8), "hidden": (8,)},
+            {"input_data": _TOKENS},
+            (2, 4),
+        ),
+        (
+            towers.SegmentationTower,
+            {"units": 3, "filters": (4, 8), "convs_per_block": 2},
+            {"input_shape": (2, 10, 14, 3)},
+            (2, 10, 14, 3),
+        ),
+        (
+            towers.DenseTower,
+            {"units": 2, "hidden": (4,), "activation": scaled_tanh},
+            {"input_shape": (3, 5)},
+            (3, 2),
+        ),
+    ],
+    ids=["conv", "conv_same", "dense", "text", "segmentation", "custom_act"],
+)
+def test_keras_layer_harness(
+    layer_cls, init_kwargs, call, expected_output_shape
+):
+    run_keras_layer_test(
+        layer_cls,
+        init_kwargs,
+        expected_output_shape=expected_output_shape,
+        run_training_check=True,
+        run_mixed_precision_check=True,
+        **call,
+    )
+
+
+@pytest.mark.parametrize("shape", [(12, 12, 1), (8, 8, 3), (5, 5, 1)])
+def test_default_student_fits_small_images(shape):
+    # The paper's tower ("valid" padding, two blocks of two convolutions)
+    # needs 16x16; below that the default takes "same" padding.
+    teacher = _image_teacher(shape)
+    x = np.random.default_rng(0).random((8, *shape)).astype("float32")
+    tc = TeacherClass(teacher, num_students=2)
+    assert all(isinstance(s, towers.ConvTower) for s in tc.students)
+    assert tc.students[0].padding == "same"
+    before = [w.numpy().copy() for w in tc.students[0].trainable_weights]
+    tc.fit_students(x, epochs=1, batch_size=8, verbose=0)
+    after = tc.students[0].trainable_weights
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after))
+    composed = tc.compose()
+    probs = composed.predict(x, verbose=0)
+    assert probs.shape == (8, 3)
+    assert np.all(np.isfinite(probs))
+
+
+def test_default_conv_tower_is_the_papers_where_it_fits():
+    tower = towers.default_tower(_image_teacher((28, 28, 1)))
+    config = towers.ConvTower(1, name=tower.name).get_config()
+    assert tower.get_config() == config
+    assert towers.default_tower(_image_teacher((16, 16, 1))).padding == "valid"
+    # Below 4x4 "same" padding alone is not enough: fewer blocks.
+    tiny = towers.default_tower(_image_teacher((3, 3, 1)))
+    assert tiny.padding == "same" and tiny.filters == (32, 32, 16)
+    one = towers.default_tower(_image_teacher((1, 1, 1)))
+    assert one.filters == (32,)
+    assert tuple(one(keras.ops.zeros((2, 1, 1, 1))).shape) == (2, 1)
+
+
+def test_explicit_conv_tower_too_big_for_the_input_names_the_fix():
+    teacher = _image_teacher((12, 12, 1))
+    message = (
+        r"a 2x2 map is too small for its layer conv_3\. Pass padding='same' "
+        r"or fewer `filters`.*Received: input_shape=\(None, 12, 12, 1\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        TeacherClass(teacher, num_students=2, student=towers.ConvTower(1))
+    with pytest.raises(ValueError, match=r"conv_1.*input_shape=\(4, 3, 3\)"):
+        towers.ConvTower(2, filters=(4, 4), kernel_size=3).build((4, 3, 3))
+    # Pooling a 1-pixel map is as bad as a too-large kernel.
+    with pytest.raises(ValueError, match="too small for its layer pool_0"):
+        towers.ConvTower(2, filters=(4,), convs_per_block=1, padding="same")(
+            keras.ops.zeros((1, 1, 1, 1))
+        )
+
+
+@pytest.mark.parametrize(
+    "layer_cls, kwargs, x",
+    [
+        (towers.ConvTower, {"filters": (4, 4)}, np.ones((2, 8, 8, 1))),
+        (towers.DenseTower, {"hidden": (4,)}, np.ones((2, 5))),
+        (
+            towers.TextTower,
+            {"vocab_size": 9, "filters": (4,), "hidden": (4,)},
+            np.ones((2, 6), "int32"),
+        ),
+        (towers.SegmentationTower, {"filters": (4, 4)}, np.ones((2, 6, 6, 1))),
+    ],
+    ids=["conv", "dense", "text", "segmentation"],
+)
+def test_custom_activation_saves_and_loads(layer_cls, kwargs, x, tmp_path):
+    x = x if x.dtype == "int32" else x.astype("float32") * 0.5
+    inputs = keras.Input(x.shape[1:], dtype=x.dtype)
+    tower = layer_cls(3, activation=scaled_tanh, **kwargs)
+    assert tower.activation is scaled_tanh
+    model = keras.Model(inputs, tower(inputs))
+    config = tower.get_config()
+    assert config["activation"]["config"] == "teacherclass_tests>scaled_tanh"
+    assert layer_cls.from_config(config).activation is scaled_tanh
+    copy = towers.make_tower(tower, 1, 4, teacher=None)
+    assert copy.activation is scaled_tanh and copy.units == 4
+    path = tmp_path / "tower.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.layers[-1].activation is scaled_tanh
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )
+
+
+def test_string_activations_in_existing_configs_still_load():
+    # A config as saved before activations went through keras.activations.
+    config = towers.ConvTower(3).get_config()
+    config["activation"] = "relu"
+    tower = towers.ConvTower.from_config(config)
+    assert tower.activation is keras.activations.relu
+    assert tower.get_config()["activation"] == "relu"
+    dense = towers.DenseTower.from_config(
+        {"units": 2, "hidden": [4], "activation": "gelu", "dropout": 0.0}
+    )
+    assert dense.get_config()["activation"] == "gelu"
+    assert towers.DenseTower(2, activation=None).activation is (
+        keras.activations.linear
+    )
+
+
+def test_unknown_activation_is_rejected():
+    with pytest.raises(ValueError, match="Received: activation='nope'"):
+        towers.DenseTower(2, activation="nope")

@@ -7,8 +7,8 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
-from conftest import blobs
-from conftest import trained_mlp_teacher
+from helpers import blobs
+from helpers import trained_mlp_teacher
 
 from teacherclass import tuning
 

@@ -1,0 +1,362 @@
+"""Student training: one small Keras model per `fit_students` call.
+
+`StudentTrainer` follows `keras.distillation.Distiller`: a `keras.Model`
+that holds the students it trains, whose `call` returns
+`{"student_i": tower_i(x)}`, compiled with one Keras loss per student (a
+dict of losses). Keras' own loss handling then gives the per-student loss
+metrics (`student_i_loss`), the summed `loss`, loss scaling for mixed
+precision and for the replicas of a `tf.distribute` strategy.
+`compute_loss` only turns the batch's targets, the teacher's whole
+representation, into one chunk per student (or first computes them with
+the trunk, for augmented batches that come without targets).
+
+`AdversarialTrainer` is the adversarial objective (`objectives.Adversarial`):
+the same model, plus one discriminator per student and a second optimizer,
+with its own `train_step` (the two-optimizer step of the Keras GAN guide).
+The discriminators live in the trainer only, so they are never saved with
+the `TeacherClass`.
+
+The trainer is what `fit_students`' callbacks see as their `model`, and
+what they log and stop. What they save is the `TeacherClass` being
+trained: the trainer's `save`, `save_weights` and `load_weights` are the
+class's. So `ModelCheckpoint` writes a `.keras` file that loads as a
+`TeacherClass`, `ModelCheckpoint(save_weights_only=True)` a weights file
+for `tc.load_weights`, Keras Tuner's best-epoch weights load into the
+`TeacherClass` its hypermodel builds, and `BackupAndRestore` restores the
+students' weights (the students' optimizer starts afresh on resuming:
+it belongs to one `fit_students` call).
+"""
+
+import keras
+from keras import ops
+
+from teacherclass import chunking
+from teacherclass import objectives
+
+_ADAM = "adam"
+
+
+class _Ref:
+    """Holds an object out of sight of Keras' attribute tracking."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _names(indices):
+    return [f"student_{i}" for i in indices]
+
+
+class StudentTrainer(keras.Model):
+    """Trains some of a class's students on `(inputs, representation)`.
+
+    Args:
+        students: the towers to train, in the order of `indices`. They are
+            shared, not copied: training the trainer trains them.
+        indices: their student indices (their chunks).
+        chunks: the widths of every chunk of the representation.
+        targets: None, or a function `x -> representation` (the teacher's
+            trunk) for batches that come as `(x,)` without targets.
+        owner: None, or the `TeacherClass` the students belong to: what
+            `save`, `save_weights` and `load_weights` act on.
+        **kwargs: base `keras.Model` arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> towers = [keras.layers.Dense(2), keras.layers.Dense(3)]
+    >>> trainer = StudentTrainer(towers, indices=(0, 1), chunks=(2, 3))
+    >>> trainer.compile(optimizer="sgd", loss="mse")
+    >>> x = np.ones((8, 4), "float32")
+    >>> features = np.ones((8, 5), "float32")
+    >>> history = trainer.fit(x, features, epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['loss', 'student_0_loss', 'student_1_loss']
+    """
+
+    def __init__(
+        self,
+        students,
+        indices,
+        chunks,
+        targets=None,
+        owner=None,
+        name="student_trainer",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.students = list(students)
+        self.indices = tuple(int(i) for i in indices)
+        if len(self.students) != len(self.indices):
+            raise ValueError(
+                "`students` and `indices` must have the same length. "
+                f"Received: {len(self.students)} students, "
+                f"indices={self.indices}"
+            )
+        bounds = chunking.bounds(chunks)
+        self.bounds = tuple(bounds[i] for i in self.indices)
+        # Not tracked (a plain function; a holder Keras does not look
+        # into): the teacher's weights must not become the trainer's.
+        self._targets = targets
+        self._owner_ref = _Ref(owner)
+        self._lone_loss = None
+        self._lone_objective = None
+        # Its towers (and discriminators) are built: so is the trainer,
+        # and `load_weights` works before any fit.
+        self.built = True
+
+    @property
+    def _owner(self):
+        return self._owner_ref.value
+
+    def call(self, inputs, training=None):
+        return {
+            name: tower(inputs, training=training)
+            for name, tower in zip(_names(self.indices), self.students)
+        }
+
+    def targets(self, x, y=None):
+        """The chunk each student regresses, as a dict like `call`'s.
+
+        Args:
+            x: the batch of (students') inputs.
+            y: the teacher's representation of `x`, or None to compute
+                it with `targets` (augmented batches).
+        """
+        if y is None:
+            if self._targets is None:
+                raise ValueError(
+                    "The batch has no targets and the trainer has no trunk "
+                    "to compute them. Received: y=None"
+                )
+            y = ops.stop_gradient(self._targets(x))
+        y = ops.cast(y, "float32")
+        return {
+            name: y[..., start:stop]
+            for name, (start, stop) in zip(_names(self.indices), self.bounds)
+        }
+
+    def compile(self, optimizer=_ADAM, loss="mse", **kwargs):
+        """Compiles with `loss` for every student (a dict of losses).
+
+        Args:
+            optimizer: the students' optimizer.
+            loss: a regression loss for `objectives.regression_loss`.
+            **kwargs: other `keras.Model.compile` arguments
+                (`steps_per_execution`, ...).
+        """
+        loss = objectives.regression_loss(loss)
+        names = _names(self.indices)
+        if len(names) == 1:
+            # Keras names per-output losses only for several outputs;
+            # `student_{i}_loss` is documented for one student too.
+            self._lone_loss = keras.metrics.Mean(name=f"{names[0]}_loss")
+            self._lone_objective = objectives.get(loss)
+        super().compile(
+            optimizer=optimizer, loss={n: loss for n in names}, **kwargs
+        )
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        targets = self.targets(x, y)
+        if self._lone_loss is not None:
+            name = _names(self.indices)[0]
+            self._lone_loss.update_state(
+                self._lone_objective(targets[name], y_pred[name])
+            )
+        return super().compute_loss(
+            x, targets, y_pred, sample_weight, training=training
+        )
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Saves the `TeacherClass` being trained, not the trainer.
+
+        `ModelCheckpoint` calls this: its file loads as a `TeacherClass`.
+        A trainer built without an owner saves itself as Keras would.
+        """
+        if self._owner is None:
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        return self._owner.save(filepath, overwrite=overwrite, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """Saves the `TeacherClass`'s weights (see `save`)."""
+        if self._owner is None:
+            return super().save_weights(filepath, overwrite, **kwargs)
+        return self._owner.save_weights(filepath, overwrite, **kwargs)
+
+    def load_weights(self, filepath, **kwargs):
+        """Loads weights saved by `save_weights` into the `TeacherClass`."""
+        if self._owner is None:
+            return super().load_weights(filepath, **kwargs)
+        return self._owner.load_weights(filepath, **kwargs)
+
+    def get_compile_config(self):
+        # Nothing to restore: a trainer is rebuilt for every fit.
+        return None
+
+
+class AdversarialTrainer(StudentTrainer):
+    """A `StudentTrainer` for an `objectives.Adversarial` objective.
+
+    Each trained student plays against a discriminator of its own, built
+    here and trained by a second optimizer in the same step: one forward
+    pass, two tapes; the discriminators learn from the students' detached
+    outputs, the students from the discriminators' verdict (see
+    `objectives.Adversarial`). TensorFlow backend only.
+
+    Args:
+        students, indices, chunks, targets, owner: as for
+            `StudentTrainer`.
+        objective: the `objectives.Adversarial`.
+        chunk_shapes: one sample's chunk shape per student, e.g. `(8,)`.
+        **kwargs: base `keras.Model` arguments.
+
+    Its metrics: `loss` (the generators' sum), and per student
+    `student_i_loss` (generator), `student_i_d_loss` (discriminator) and
+    `student_i_mse` (the student's regression error).
+    """
+
+    def __init__(
+        self,
+        students,
+        indices,
+        chunks,
+        objective,
+        chunk_shapes,
+        targets=None,
+        owner=None,
+        **kwargs,
+    ):
+        super().__init__(students, indices, chunks, targets, owner, **kwargs)
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(
+                "Adversarial student objectives have a TensorFlow train "
+                f"step only. Received: loss={objective!r} on backend "
+                f"{keras.backend.backend()!r}"
+            )
+        self.objective = objective
+        self.discriminators = [
+            objective.discriminator(shape, name=f"discriminator_{i}")
+            for i, shape in zip(self.indices, chunk_shapes)
+        ]
+        self.d_optimizer = objective.make_optimizer()
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.trackers = []
+        for i in self.indices:
+            self.trackers.append(
+                [
+                    keras.metrics.Mean(name=f"student_{i}_loss"),
+                    keras.metrics.Mean(name=f"student_{i}_d_loss"),
+                    keras.metrics.Mean(name=f"student_{i}_mse"),
+                ]
+            )
+
+    @property
+    def metrics(self):
+        # The documented Keras pattern for a custom train_step: list the
+        # trackers it updates (there is no compiled loss).
+        return [self.loss_tracker] + [m for ms in self.trackers for m in ms]
+
+    def compile(self, optimizer=_ADAM, **kwargs):
+        """Compiles the students' (generators') optimizer; no loss."""
+        kwargs.pop("loss", None)
+        keras.Model.compile(self, optimizer=optimizer, **kwargs)
+        # Built eagerly: the traced step must not create variables.
+        self.d_optimizer.build(self._d_variables())
+
+    @property
+    def student_weights(self):
+        """The trainable weights of the students (not discriminators)."""
+        return [w for s in self.students for w in s.trainable_weights]
+
+    def _d_variables(self):
+        return [w for d in self.discriminators for w in d.trainable_weights]
+
+    def _step(self, data, training):
+        import contextlib
+
+        import tensorflow as tf
+
+        x = data[0]
+        y = data[1] if len(data) > 1 else None
+        g_tape = tf.GradientTape() if training else contextlib.nullcontext()
+        d_tape = tf.GradientTape() if training else contextlib.nullcontext()
+        with g_tape, d_tape:
+            y_pred = self(x, training=training)
+            targets = self.targets(x, y)
+            g_total = 0.0
+            d_total = 0.0
+            for name, disc, (g_m, d_m, e_m) in zip(
+                _names(self.indices), self.discriminators, self.trackers
+            ):
+                real = targets[name]
+                fake = y_pred[name]
+                d_loss = self.objective.discriminator_loss(
+                    disc, real, ops.stop_gradient(ops.cast(fake, "float32"))
+                )
+                g_loss = self.objective.generator_loss(disc, real, fake)
+                g_m.update_state(g_loss)
+                d_m.update_state(d_loss)
+                e_m.update_state(
+                    ops.mean(ops.square(ops.cast(fake, "float32") - real))
+                )
+                g_total = g_total + g_loss
+                d_total = d_total + d_loss
+            if training:
+                scaled = self.optimizer.scale_loss(g_total)
+        if training:
+            g_vars = self.student_weights
+            self.optimizer.apply(g_tape.gradient(scaled, g_vars), g_vars)
+            d_vars = self._d_variables()
+            self.d_optimizer.apply(d_tape.gradient(d_total, d_vars), d_vars)
+        self.loss_tracker.update_state(g_total, sample_weight=ops.shape(x)[0])
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        return self._step(data, training=False)
+
+
+def for_class(tc, students=None, loss="mse", augment=False, **kwargs):
+    """The trainer `tc.fit_students` builds for `students`, compiled or not.
+
+    Args:
+        tc: a `TeacherClass`.
+        students: indices (default all).
+        loss: the `fit_students` objective; an adversarial one gives an
+            `AdversarialTrainer`.
+        augment: bool, batches come without targets and the trainer runs
+            the teacher's trunk on them.
+        **kwargs: base `keras.Model` arguments.
+
+    Returns:
+        A `StudentTrainer` (not compiled) sharing `tc`'s student towers.
+
+    """
+    from teacherclass import validation
+
+    selected = validation.check_students(students, tc.num_students)
+    towers = [tc.students[i] for i in selected]
+    targets = None
+    if augment:
+        trunk = tc.cut.trunk()
+
+        def targets(x):
+            return ops.cast(trunk(x, training=False), "float32")
+
+    resolved = objectives.get(loss)
+    common = dict(targets=targets, owner=tc, **kwargs)
+    if objectives.is_adversarial(resolved):
+        shape = tc.cut.feature_shape
+        chunk_shapes = [shape[1:-1] + (tc.chunks[i],) for i in selected]
+        trainer = AdversarialTrainer(
+            towers, selected, tc.chunks, resolved, chunk_shapes, **common
+        )
+    else:
+        trainer = StudentTrainer(towers, selected, tc.chunks, **common)
+    return trainer

@@ -1,0 +1,437 @@
+"""Argument checks, in one place, run before anything is traced.
+
+Every public entry point checks what it is given here first, so a bad
+argument fails with a Keras-style message that names the argument and
+echoes the value (`Received: batch_size=0`) instead of a TensorFlow error
+from deep inside a traced graph. The checks are pure functions of their
+arguments (NumPy and `tf.data` specs only): none runs the teacher.
+"""
+
+import numpy as np
+
+_INT = (int, np.integer)
+
+
+def check_int(name, value, minimum=1, allow_none=False):
+    """Checks an integer argument such as `epochs` or `batch_size`.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value received.
+        minimum: the smallest value allowed.
+        allow_none: whether None is allowed.
+
+    Returns:
+        `value` as a Python int, or None.
+
+    Raises:
+        ValueError: if `value` is not an integer >= `minimum` (bools are
+            not integers here).
+
+    Example:
+
+    >>> check_int("epochs", 3)
+    3
+    >>> check_int("epochs", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `epochs` must be an integer >= 1. Received: epochs=0
+    """
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, _INT) and not isinstance(value, bool)
+    if not ok or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}"
+            f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_positive_ints(name, values):
+    """Checks a sequence of positive integers; returns it as a tuple."""
+    try:
+        values = tuple(values)
+    except TypeError:
+        values = (values,)
+    if not values or not all(
+        isinstance(v, _INT) and not isinstance(v, bool) and v > 0
+        for v in values
+    ):
+        raise ValueError(
+            f"`{name}` must hold positive integers. Received: {name}={values!r}"
+        )
+    return tuple(int(v) for v in values)
+
+
+def check_students(students, num_students):
+    """Checks a selection of students; returns sorted distinct indices.
+
+    Args:
+        students: None (all), an int, or a sequence of ints.
+        num_students: the number of students of the class.
+
+    Returns:
+        A sorted tuple of indices.
+
+    Raises:
+        ValueError: on an index outside `[0, num_students)`, a repeated
+            index, or an empty selection.
+    """
+    n = num_students
+    if students is None:
+        return tuple(range(n))
+    if isinstance(students, _INT) and not isinstance(students, bool):
+        students = [students]
+    try:
+        students = list(students)
+    except TypeError:
+        students = [students]
+    if (
+        not students
+        or len(set(students)) != len(students)
+        or not all(
+            isinstance(i, _INT) and not isinstance(i, bool) and 0 <= i < n
+            for i in students
+        )
+    ):
+        raise ValueError(
+            f"`students` must list distinct student indices in [0, {n}). "
+            f"Received: students={students!r}"
+        )
+    return tuple(sorted(int(i) for i in students))
+
+
+def check_callable(name, value, what="a callable", allow_none=True):
+    """Checks that `value` is callable (or None)."""
+    if value is None and allow_none:
+        return None
+    if not callable(value):
+        raise TypeError(f"`{name}` must be {what}. Received: {name}={value!r}")
+    return value
+
+
+def check_clip(clip):
+    """Checks a `(low, high)` clip pair (floats or None); returns it."""
+    try:
+        low, high = clip
+    except (TypeError, ValueError):
+        low = high = object()
+    number = (int, float, np.floating, np.integer)
+    if not all(
+        v is None or (isinstance(v, number) and not isinstance(v, bool))
+        for v in (low, high)
+    ):
+        raise ValueError(
+            "`clip` must be 'auto', None or a (low, high) pair of floats or "
+            f"None. Received: clip={clip!r}"
+        )
+    if low is not None and high is not None and low > high:
+        raise ValueError(
+            f"`clip`'s low end must not exceed its high end. "
+            f"Received: clip={clip!r}"
+        )
+    return (low, high)
+
+
+# ----------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------
+
+
+def dtype_kind(dtype):
+    """'string', 'bool' or 'number' for a NumPy, TensorFlow or Keras dtype."""
+    if isinstance(dtype, np.dtype):
+        kind = dtype.kind
+        if kind in ("U", "S", "O"):
+            return "string"
+        return "bool" if kind == "b" else "number"
+    name = getattr(dtype, "name", None) or str(dtype)
+    if name in ("string", "str", "object") or name.startswith(("<U", "|S")):
+        return "string"
+    try:
+        kind = np.dtype(name).kind
+    except TypeError:
+        return "number"
+    if kind in ("U", "S", "O"):
+        return "string"
+    return "bool" if kind == "b" else "number"
+
+
+def array_dtype_kind(x):
+    """The kind of an array's elements; object arrays are looked into."""
+    x = np.asarray(x)
+    if x.dtype.kind == "O":
+        first = x.flat[0] if x.size else None
+        if isinstance(first, (str, bytes)):
+            return "string"
+        return "number" if isinstance(first, (int, float)) else "object"
+    return dtype_kind(x.dtype)
+
+
+def check_dtype(name, received, expected, kind=None):
+    """Checks that data of dtype `received` can feed an input of `expected`.
+
+    Numbers feed numeric inputs (ints, floats and bools convert into each
+    other as Keras converts them); strings feed string inputs only.
+
+    Args:
+        name: the argument's name.
+        received: the data's dtype.
+        expected: the teacher input's dtype.
+        kind: the data's kind when known better than its dtype says
+            (`array_dtype_kind` of an object array).
+
+    Raises:
+        TypeError: with both dtypes, when strings meet numbers.
+    """
+    got = kind or dtype_kind(received)
+    want = dtype_kind(expected)
+    if got == "object":
+        raise TypeError(
+            f"`{name}` holds Python objects that are neither numbers nor "
+            f"strings; the teacher takes {expected} inputs. "
+            f"Received: {name} of dtype object"
+        )
+    if (got == "string") != (want == "string"):
+        raise TypeError(
+            f"`{name}` holds {'strings' if got == 'string' else 'numbers'} "
+            f"but the teacher takes {expected} inputs. Convert the data "
+            f"first (or wrap a teacher that starts with the conversion, e.g. "
+            f"TextVectorization). Received: {name} of dtype {received}"
+        )
+
+
+def count_non_finite(x):
+    """The number of samples of a floating array holding NaN or Inf."""
+    x = np.asarray(x)
+    if x.dtype.kind not in ("f", "c") or x.size == 0:
+        return 0
+    bad = ~np.isfinite(x.reshape(len(x), -1))
+    return int(bad.any(axis=1).sum())
+
+
+def non_finite_error(name, bad, total):
+    """The error for `bad` of `total` samples of `name` holding NaN/Inf."""
+    return ValueError(
+        f"`{name}` holds non-finite values (NaN or Inf) in {bad} of "
+        f"{total} samples. A ReLU teacher would silently map them to 0: "
+        f"clean or drop those samples first. Received: {name} with {bad} "
+        "non-finite samples"
+    )
+
+
+def check_finite(name, x):
+    """Raises `non_finite_error` if a floating array holds NaN or Inf."""
+    bad = count_non_finite(x)
+    if bad:
+        raise non_finite_error(name, bad, len(x))
+
+
+def split_validation_data(validation_data):
+    """The inputs of `validation_data`, in any form Keras' `fit` accepts.
+
+    Args:
+        validation_data: `x`, `(x, y)`, `(x, y, sample_weight)`, a list
+            `[x, y]` or `[x, y, sample_weight]`, or a `tf.data.Dataset`.
+
+    Returns:
+        The inputs (or the dataset, as it is).
+
+    Raises:
+        ValueError: on a tuple or list of another length, e.g. `(x,)`.
+    """
+    if isinstance(validation_data, (tuple, list)):
+        # As in Keras' `fit`, a list of two or three is `[x, y[, sw]]`.
+        if len(validation_data) in (2, 3):
+            return validation_data[0]
+        if isinstance(validation_data, tuple):
+            raise ValueError(
+                "`validation_data` must be inputs, `(x, y)`, "
+                "`(x, y, sample_weight)` or a tf.data.Dataset; a tuple "
+                "holds two or three arrays. "
+                f"Received: validation_data={_describe(validation_data)}"
+            )
+    return validation_data
+
+
+def _describe(value):
+    if isinstance(value, (tuple, list)):
+        kind = type(value).__name__
+        parts = ", ".join(
+            f"{type(v).__name__}{tuple(np.shape(v))}" for v in value
+        )
+        return f"{kind} of {len(value)} ({parts})"
+    return repr(value)
+
+
+def check_sparse_labels(name, y, width):
+    """Checks integer class labels against the head's number of classes.
+
+    Labels of shape `(n,)` or `(n, 1)` for a head of `width > 1` outputs
+    are class indices (a sparse cross-entropy): each must lie in
+    `[0, width)`. Other shapes (one-hot, regression targets) pass.
+
+    Raises:
+        ValueError: naming the labels' smallest or largest value and the
+            head's width.
+    """
+    if y is None or width is None or width < 2:
+        return
+    if not hasattr(y, "__array__") and not isinstance(y, (list, tuple)):
+        return
+    y = np.asarray(y)
+    if y.dtype.kind not in ("i", "u", "f") or y.size == 0:
+        return
+    if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+        return
+    low, high = y.min().item(), y.max().item()
+    if low < 0 or high >= width:
+        raise ValueError(
+            f"`{name}` holds class labels outside [0, {width}), the head's "
+            f"{width} outputs. Received: {name} with min={low!r}, "
+            f"max={high!r}"
+        )
+
+
+def check_fit_kwargs(fit_kwargs):
+    """Checks the counts among `fit`'s keyword arguments.
+
+    `epochs` (default 1) and `validation_freq` must be >= 1, `batch_size`
+    and `steps_per_epoch` None or >= 1, `initial_epoch` >= 0. Keras'
+    `fit` would train nothing on `epochs=0` and replace `batch_size=0`
+    by its default; here both are errors.
+
+    Args:
+        fit_kwargs: dict of keyword arguments for `fit`.
+
+    Raises:
+        ValueError: naming the argument and its value.
+    """
+    if "epochs" in fit_kwargs:
+        check_int("epochs", fit_kwargs["epochs"])
+    for name in ("batch_size", "steps_per_epoch", "validation_steps"):
+        if name in fit_kwargs:
+            check_int(name, fit_kwargs[name], allow_none=True)
+    if "initial_epoch" in fit_kwargs:
+        check_int("initial_epoch", fit_kwargs["initial_epoch"], minimum=0)
+    if "validation_freq" in fit_kwargs:
+        check_int("validation_freq", fit_kwargs["validation_freq"])
+
+
+def _is_dataset(x):
+    try:
+        import tensorflow as tf
+    except ImportError:  # another backend: no tf.data to look into
+        return False
+    return isinstance(x, tf.data.Dataset)
+
+
+def _check_inputs(name, x, input_dtype):
+    """Dtype and finiteness of array inputs (datasets: dtype only)."""
+    if _is_dataset(x):
+        spec = x.element_spec
+        if isinstance(spec, (tuple, list)):
+            spec = spec[0]
+        dtype = getattr(spec, "dtype", None)
+        if dtype is not None:
+            check_dtype(name, dtype.name, input_dtype)
+        return
+    if not (hasattr(x, "__array__") or isinstance(x, list)):
+        return  # a generator or PyDataset: Keras checks it while reading
+    try:
+        array = np.asarray(x)
+    except ValueError:
+        return  # ragged: Keras' own error names it
+    if array.size == 0:
+        return
+    check_dtype(name, array.dtype, input_dtype, kind=array_dtype_kind(array))
+    check_finite(name, array)
+
+
+def check_labelled_data(x, y, input_dtype, width, x_name="x", y_name="y"):
+    """Checks labelled training data before `fit` traces anything.
+
+    Args:
+        x: inputs: an array, a tensor, or a `tf.data.Dataset` yielding
+            `(x, y[, sample_weight])`.
+        y: labels (None when `x` is a dataset).
+        input_dtype: the model input's dtype.
+        width: the model output's last-axis width, for class labels.
+        x_name: the inputs' argument name.
+        y_name: the labels' argument name.
+
+    Raises:
+        ValueError: on missing labels, non-finite inputs, or class labels
+            outside `[0, width)`.
+        TypeError: on strings for a numeric model, or the reverse.
+    """
+    if x is None:
+        raise ValueError(
+            f"`{x_name}` is required: the inputs to train on. "
+            f"Received: {x_name}=None"
+        )
+    if _is_dataset(x):
+        spec = x.element_spec
+        if not isinstance(spec, (tuple, list)) or len(spec) < 2:
+            raise ValueError(
+                f"`{y_name}` is missing: training needs labels, and "
+                f"`{x_name}` yields inputs only. Make it yield `(x, y)`. "
+                f"Received: {y_name}=None, {x_name}.element_spec={spec}"
+            )
+        _check_inputs(x_name, x, input_dtype)
+        return
+    if y is None:
+        raise ValueError(
+            f"`{y_name}` is required: training needs labels for "
+            f"`{x_name}`. Received: {y_name}=None"
+        )
+    _check_inputs(x_name, x, input_dtype)
+    check_sparse_labels(y_name, y, width)
+
+
+def check_validation_data(validation_data, input_dtype, width):
+    """Checks `validation_data` of a labelled `fit` (see `fit_teacher`)."""
+    if validation_data is None or _is_dataset(validation_data):
+        return
+    if not isinstance(validation_data, (tuple, list)) or len(
+        validation_data
+    ) not in (2, 3):
+        raise ValueError(
+            "`validation_data` must be `(x, y)`, `(x, y, sample_weight)` "
+            "or a tf.data.Dataset yielding `(x, y)`. "
+            f"Received: validation_data={_describe(validation_data)}"
+        )
+    _check_inputs("validation_data", validation_data[0], input_dtype)
+    check_sparse_labels("validation_data", validation_data[1], width)
+
+
+def check_export_args(path, format, quantize, formats, quantizations):
+    """Checks `export.export`'s format, quantization and path."""
+    import os
+
+    if format not in formats:
+        raise ValueError(
+            f"`format` must be one of {formats}. Received: format={format!r}"
+        )
+    if quantize not in quantizations:
+        raise ValueError(
+            f"`quantize` must be one of {quantizations}. "
+            f"Received: quantize={quantize!r}"
+        )
+    if quantize is not None and format != "litert":
+        raise ValueError(
+            "Quantization needs format='litert': a SavedModel keeps the "
+            f"float weights. Received: format={format!r}, "
+            f"quantize={quantize!r}"
+        )
+    if format == "litert" and not os.fspath(path).endswith(".tflite"):
+        raise ValueError(
+            "A LiteRT artifact is one file whose name ends with '.tflite'. "
+            f"Received: path={os.fspath(path)!r}"
+        )
+
+
+def check_batch_sizes(batch_sizes):
+    """Checks a sequence of positive batch sizes; returns it as a tuple."""
+    return check_positive_ints("batch_sizes", batch_sizes)

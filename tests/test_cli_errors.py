@@ -1,0 +1,361 @@
+"""Bad input to each command: its exit status, one line naming the argument
+and the value received, and the user's files left as they were.
+
+Every row runs `cli.main` in this process, against a folder of fake runs
+written by `_user_files`; only `test_a_corrupt_model_in_a_fresh_process`
+starts a process, to see the whole stderr a user sees.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from teacherclass import cli
+
+_SETTINGS = {
+    "dataset": "digits",
+    "data_dir": None,
+    "run_dir": "runs/digits",
+    "overwrite": False,
+    "students": 4,
+    "teacher_epochs": 2,
+    "epochs": 2,
+    "fine_tune_epochs": 0,
+    "batch_size": 64,
+    "seed": 0,
+    "precision": "float32",
+}
+_REPORT = {"models": {"composed": {"accuracy": 0.9}}}
+
+
+def _write(path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, (dict, list)):
+        content = json.dumps(content)
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+
+
+def _user_files(root):
+    """The folders and files the rows point the commands at."""
+    # A finished run whose composed.keras was cut short (a full disk).
+    _write(root / "run" / "config.json", _SETTINGS)
+    _write(root / "run" / "report.json", _REPORT)
+    _write(root / "run" / "teacher.keras", b"PK\x03\x04 not really")
+    archive = root / "zip.keras"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", "weights" * 100)
+    _write(root / "run" / "composed.keras", archive.read_bytes()[:150])
+    archive.unlink()
+    _write(root / "run" / "exports" / "composed.tflite", b"an export")
+    # A zip archive, but not a Keras one.
+    _write(root / "zip" / "config.json", _SETTINGS)
+    _write(root / "zip" / "report.json", _REPORT)
+    with zipfile.ZipFile(root / "zip" / "composed.keras", "w") as z:
+        z.writestr("hello.txt", "hello")
+    # A run stopped after its teacher.
+    _write(root / "unfinished" / "config.json", _SETTINGS)
+    _write(root / "unfinished" / "teacher.keras", b"PK\x03\x04 teacher")
+    # Not runs.
+    _write(root / "file.txt", "a file")
+    _write(root / "mine" / "notes.txt", "my notes")
+    (root / "empty").mkdir()
+    _write(root / "badjson" / "config.json", "{not json")
+    _write(root / "badjson" / "report.json", "{not json")
+    _write(root / "list" / "config.json", _SETTINGS)
+    _write(root / "list" / "report.json", [1, 2])
+    _write(root / "oldconfig" / "config.json", {"dataset": "digits"})
+
+
+def _files(root):
+    """Every path under `root`, with the bytes of each file."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
+        for p in sorted(root.rglob("*"))
+    }
+
+
+# (argv with {tmp} for the folder of _user_files, exit status, fragments
+# the message must hold, environment). Status 1: our one-line error;
+# status 2: argparse's usage error, whose last line names the argument.
+ROWS = {
+    # run
+    "students 0": (["run", "--students", "0"], 1, ["--students=0"]),
+    "students abc": (
+        ["run", "--students", "abc"],
+        2,
+        ["argument --students", "'abc'"],
+    ),
+    "students 300": (
+        ["run", "--students", "300", "--run-dir", "{tmp}/new"],
+        1,
+        ["--students=300", "256"],
+    ),
+    "epochs 0": (["run", "--epochs", "0"], 1, ["--epochs=0"]),
+    "teacher epochs -1": (
+        ["run", "--teacher-epochs", "-1"],
+        1,
+        ["--teacher-epochs=-1"],
+    ),
+    "negative batch": (["run", "--batch-size", "-3"], 1, ["--batch-size=-3"]),
+    "fine-tune -1": (
+        ["run", "--fine-tune-epochs", "-1"],
+        1,
+        ["--fine-tune-epochs=-1"],
+    ),
+    "seed -1": (["run", "--seed", "-1"], 1, ["--seed=-1"]),
+    "unknown dataset": (
+        ["run", "--dataset", "imagenet"],
+        2,
+        ["argument --dataset", "'imagenet'"],
+    ),
+    "unknown precision": (
+        ["run", "--precision", "float8"],
+        2,
+        ["argument --precision", "'float8'"],
+    ),
+    "data dir missing": (
+        ["run", "--dataset", "mnist", "--data-dir", "{tmp}/nowhere"],
+        1,
+        ["--data-dir={tmp}/nowhere", "not a folder"],
+    ),
+    "data dir is a file": (
+        ["run", "--dataset", "mnist", "--data-dir", "{tmp}/file.txt"],
+        1,
+        ["--data-dir={tmp}/file.txt"],
+    ),
+    "no data dir": (
+        ["run", "--dataset", "fashion_mnist"],
+        1,
+        ["--data-dir", "TEACHERCLASS_DATA", "Received: --data-dir=None"],
+        {"TEACHERCLASS_DATA": None},
+    ),
+    "TEACHERCLASS_DATA missing": (
+        ["run", "--dataset", "mnist"],
+        1,
+        ["TEACHERCLASS_DATA={tmp}/nowhere"],
+        {"TEACHERCLASS_DATA": "{tmp}/nowhere"},
+    ),
+    "data dir without the files": (
+        ["run", "--dataset", "mnist", "--data-dir", "{tmp}/empty"],
+        1,
+        ["--data-dir={tmp}/empty", "TEACHERCLASS_DATA", "idx3-ubyte"],
+        {"TFDS_DATA_DIR": "{tmp}/no-tfds"},
+    ),
+    "existing run dir": (
+        ["run", "--run-dir", "{tmp}/run"],
+        1,
+        ["pass --overwrite", "--run-dir={tmp}/run"],
+    ),
+    "run dir is a file": (
+        ["run", "--run-dir", "{tmp}/file.txt"],
+        1,
+        ["--run-dir={tmp}/file.txt", "(a file)"],
+    ),
+    "overwrite a folder that is not a run": (
+        ["run", "--run-dir", "{tmp}/mine", "--overwrite"],
+        1,
+        ["not a teacherclass run directory", "--run-dir={tmp}/mine"],
+    ),
+    "resume a folder that is not a run": (
+        ["run", "--resume", "{tmp}/mine"],
+        1,
+        ["no config.json", "--resume={tmp}/mine"],
+    ),
+    "resume a missing folder": (
+        ["run", "--resume", "{tmp}/nowhere"],
+        1,
+        ["--resume={tmp}/nowhere", "not a directory"],
+    ),
+    "resume a file": (
+        ["run", "--resume", "{tmp}/file.txt"],
+        1,
+        ["--resume={tmp}/file.txt"],
+    ),
+    "resume with settings": (
+        ["run", "--resume", "{tmp}/unfinished", "--students", "3"],
+        1,
+        ["leave out --students", "--resume={tmp}/unfinished"],
+    ),
+    "resume a corrupt config": (
+        ["run", "--resume", "{tmp}/badjson"],
+        1,
+        ["{tmp}/badjson/config.json", "not readable JSON"],
+    ),
+    "resume a config of another version": (
+        ["run", "--resume", "{tmp}/oldconfig"],
+        1,
+        ["lacks", "--resume={tmp}/oldconfig"],
+    ),
+    "resume a truncated teacher": (
+        ["run", "--resume", "{tmp}/unfinished"],
+        1,
+        ["{tmp}/unfinished/teacher.keras", "truncated"],
+    ),
+    # report
+    "report a missing folder": (
+        ["report", "{tmp}/nowhere"],
+        1,
+        ["RUN_DIR={tmp}/nowhere", "does not exist"],
+    ),
+    "report a file": (
+        ["report", "{tmp}/file.txt"],
+        1,
+        ["RUN_DIR={tmp}/file.txt", "not a directory"],
+    ),
+    "report an empty folder": (
+        ["report", "{tmp}/empty"],
+        1,
+        ["RUN_DIR={tmp}/empty", "no config.json"],
+    ),
+    "report an unfinished run": (
+        ["report", "{tmp}/unfinished"],
+        1,
+        ["no report.json", "teacherclass run --resume {tmp}/unfinished"],
+    ),
+    "report a corrupt report": (
+        ["report", "{tmp}/badjson"],
+        1,
+        ["{tmp}/badjson/config.json", "not readable JSON"],
+    ),
+    "report a report that is a list": (
+        ["report", "{tmp}/list"],
+        1,
+        ["{tmp}/list/report.json", "JSON object", "list"],
+    ),
+    "report an unknown option": (
+        ["report", "{tmp}/run", "--html"],
+        2,
+        ["unrecognized arguments: --html"],
+    ),
+    # export
+    "export a missing folder": (
+        ["export", "{tmp}/nowhere"],
+        1,
+        ["RUN_DIR={tmp}/nowhere"],
+    ),
+    "export a truncated model": (
+        ["export", "{tmp}/run", "--output", "{tmp}/out.tflite"],
+        1,
+        ["{tmp}/run/composed.keras", "truncated"],
+    ),
+    "export a zip that is not a model": (
+        ["export", "{tmp}/zip", "--output", "{tmp}/out.tflite"],
+        1,
+        ["{tmp}/zip/composed.keras", "could not be loaded"],
+    ),
+    "export an unfinished run": (
+        ["export", "{tmp}/unfinished"],
+        1,
+        ["teacherclass run --resume {tmp}/unfinished"],
+    ),
+    "export an unknown format": (
+        ["export", "{tmp}/run", "--format", "onnx"],
+        2,
+        ["argument --format", "'onnx'"],
+    ),
+    "export int8 saved_model": (
+        ["export", "{tmp}/run", "--format", "saved_model", "--int8"],
+        1,
+        ["--int8 needs --format litert", "--format=saved_model"],
+    ),
+    "export over an export": (
+        ["export", "{tmp}/run"],
+        1,
+        ["pass --overwrite", "--output={tmp}/run/exports/composed.tflite"],
+    ),
+    "no command": ([], 2, ["the following arguments are required"]),
+}
+
+
+def _status(argv):
+    try:
+        return cli.main(argv)
+    except SystemExit as e:  # argparse
+        return e.code
+
+
+@pytest.mark.parametrize("row", list(ROWS), ids=list(ROWS))
+def test_bad_input(row, tmp_path, monkeypatch, capsys):
+    argv, status, fragments, *env = ROWS[row]
+    tmp = str(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a default run dir would land here
+    for name, value in (env[0] if env else {}).items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value.format(tmp=tmp))
+    _user_files(tmp_path)
+    before = _files(tmp_path)
+
+    assert _status([a.format(tmp=tmp) for a in argv]) == status
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    if status == 1:
+        assert len(lines) == 1, err
+        assert lines[0].startswith("teacherclass: error: ")
+    else:
+        assert lines[0].startswith("usage: teacherclass")
+    for fragment in fragments:
+        assert fragment.format(tmp=tmp) in lines[-1], (fragment, lines[-1])
+    # Nothing written, replaced or removed.
+    assert _files(tmp_path) == before
+
+
+def test_every_command_is_fed_bad_input():
+    commands = [argv[0] for argv, *_ in ROWS.values() if argv]
+    for command in ("run", "report", "export"):
+        assert commands.count(command) >= 5, command
+    assert len(ROWS) >= 30
+
+
+def test_docs_state_the_exit_statuses():
+    """docs/cli.md's table of exit statuses is the one the CLI uses."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    table = re.findall(r"^\| `?(\d+)`? \|", docs.read_text(), re.MULTILINE)
+    assert sorted(int(s) for s in table) == sorted(
+        {cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_INTERRUPTED}
+    )
+    assert (cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_INTERRUPTED) == (
+        1,
+        2,
+        130,
+    )
+    statuses = {row[1] for row in ROWS.values()}
+    assert statuses == {cli.EXIT_ERROR, cli.EXIT_USAGE}
+
+
+def test_a_corrupt_model_in_a_fresh_process(tmp_path):
+    """The whole stderr is one line: TensorFlow's log lines are hidden."""
+    _user_files(tmp_path)
+    before = _files(tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "teacherclass",
+            "export",
+            str(tmp_path / "run"),
+            "--output",
+            str(tmp_path / "out.tflite"),
+        ],
+        capture_output=True,
+        text=True,
+        env={
+            k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"
+        },
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("teacherclass: error: RUN_DIR ")
+    assert "composed.keras is truncated" in result.stderr
+    assert _files(tmp_path) == before

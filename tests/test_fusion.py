@@ -1,0 +1,318 @@
+import keras
+import numpy as np
+import pytest
+from layer_test import run_layer_test
+
+from teacherclass import TeacherClass
+from teacherclass import export as export_lib
+from teacherclass import fusion
+from teacherclass import towers as towers_lib
+
+UNITS = [(3, 5), (4, 4, 4), (2, 3, 4, 5)]  # n = 2..4, uneven chunks
+
+
+def _dense_tower(units, name):
+    return towers_lib.DenseTower(units, hidden=(6, 5), dropout=0.1, name=name)
+
+
+def _conv_tower(units, name):
+    return towers_lib.ConvTower(
+        units, filters=(4, 6, 4), bottleneck=5, dropout=0.1, name=name
+    )
+
+
+def _text_tower(units, name):
+    return towers_lib.TextTower(
+        units, vocab_size=20, filters=(4, 6), hidden=(5,), name=name
+    )
+
+
+TOWERS = {
+    "dense": (_dense_tower, (7,), "float32"),
+    "conv": (_conv_tower, (12, 12, 1), "float32"),
+    "text": (_text_tower, (16,), "int32"),
+}
+
+
+def _composed(kind, units, seed=0):
+    """A composed-like model: towers -> concatenate -> ReLU -> dense head.
+
+    Every weight (biases included) is random, so a weight copied to the
+    wrong place shows in the output.
+    """
+    make, shape, dtype = TOWERS[kind]
+    inputs = keras.Input(shape, dtype=dtype, name="inputs")
+    towers = [make(u, f"student_{i}") for i, u in enumerate(units)]
+    rep = keras.layers.Concatenate(name="concatenate")(
+        [t(inputs) for t in towers]
+    )
+    rep = keras.layers.ReLU()(rep)
+    model = keras.Model(inputs, keras.layers.Dense(3)(rep), name="composed")
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [rng.normal(0, 0.5, w.shape).astype("float32") for w in model.weights]
+    )
+    return model
+
+
+def _inputs(model, batch=5, seed=0):
+    shape, dtype = tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype
+    rng = np.random.default_rng(seed)
+    if "int" in dtype:
+        return rng.integers(0, 20, (batch, *shape)).astype(dtype)
+    return rng.random((batch, *shape)).astype(dtype)
+
+
+@pytest.mark.parametrize("mode", fusion.FUSED_MODES)
+@pytest.mark.parametrize("units", UNITS, ids=lambda u: f"n{len(u)}")
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_fused_equals_unfused(kind, units, mode):
+    model = _composed(kind, units)
+    x = _inputs(model)
+    fused = fusion.fuse(model, mode=mode)
+    assert fused is not model
+    assert fused.fusion.mode == mode
+    assert [type(la).__name__ for la in fused.layers].count("FusedTowers") == 1
+    assert not any(isinstance(la, towers_lib.Tower) for la in fused.layers)
+    np.testing.assert_allclose(fused(x), model(x), rtol=1e-5, atol=1e-5)
+    # The representation itself, before the head, is the concatenation.
+    layer = fused.get_layer("fused_students")
+    towers = [model.get_layer(f"student_{i}") for i in range(len(units))]
+    joined = np.concatenate([t(x) for t in towers], axis=-1)
+    np.testing.assert_allclose(layer(x), joined, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", fusion.FUSED_MODES)
+def test_text_towers_fuse_exactly(mode):
+    model = _composed("text", (3, 5))
+    x = _inputs(model)
+    fused = fusion.fuse(model, mode=mode)
+    assert fused.fusion.mode == mode
+    np.testing.assert_allclose(fused(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_fused_model_shares_the_other_layers():
+    model = _composed("dense", (3, 5))
+    fused = fusion.fuse(model, mode="einsum")
+    assert fused.layers[-1] is model.layers[-1]
+    # Fewer layers, the same number of parameters but for the padding of
+    # uneven output widths (einsum pads 3 to 5 columns: 2 x (5 + 1)).
+    assert fused.count_params() == model.count_params() + 12
+
+
+@pytest.mark.parametrize("mode", ["grouped", "einsum"])
+def test_save_and_load_with_safe_mode(mode, tmp_path):
+    model = _composed("conv", (3, 5))
+    x = _inputs(model)
+    fused = fusion.fuse(model, mode=mode)
+    path = tmp_path / "fused.keras"
+    fused.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(loaded.get_layer("fused_students"), fusion.FusedTowers)
+    assert loaded.get_layer("fused_students").mode == mode
+    np.testing.assert_allclose(loaded(x), fused(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def conv_model():
+    return _composed("conv", (4, 4, 4))
+
+
+@pytest.mark.parametrize("mode", fusion.FUSED_MODES)
+def test_litert_float_export_predicts_like_keras(conv_model, mode, tmp_path):
+    fused = fusion.fuse(conv_model, mode=mode)
+    x = _inputs(conv_model, batch=16)
+    path = export_lib.export(fused, tmp_path / "float.tflite", format="litert")
+    np.testing.assert_allclose(
+        export_lib.load(path)(x), conv_model(x), rtol=1e-4, atol=1e-4
+    )
+
+
+def _int8_error(model, tmp_path):
+    x = _inputs(model, batch=16)
+    path = export_lib.export(
+        model,
+        tmp_path / "int8.tflite",
+        format="litert",
+        quantize="int8",
+        representative_data=_inputs(model, batch=64, seed=1),
+    )
+    return np.abs(export_lib.load(path).predict(x) - np.asarray(model(x)))
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "concat",
+        "grouped",
+        pytest.param(
+            "einsum",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="LiteRT's int8 BATCH_MATMUL loses the einsum's "
+                "accuracy; int8 export wants mode='grouped' or 'concat'",
+            ),
+        ),
+    ],
+)
+def test_litert_int8_export_is_as_close_as_unfused(conv_model, mode, tmp_path):
+    unfused = _int8_error(conv_model, tmp_path / "unfused")
+    fused = _int8_error(fusion.fuse(conv_model, mode=mode), tmp_path)
+    # Quantization error of the same order as the unfused model's own.
+    assert fused.max() < 2 * unfused.max() + 1e-3
+
+
+def test_auto_times_every_mode_and_records_its_choice():
+    model = _composed("dense", (3, 5))
+    x = _inputs(model)
+    fused = fusion.fuse(model, batch_sizes=(1, 8), rounds=1, calls=2)
+    info = fused.fusion
+    assert info.requested == "auto"
+    assert info.mode in ("none", *fusion.FUSED_MODES)
+    assert set(info.latency_ms) == {"none", *fusion.FUSED_MODES}
+    assert all(set(t) == {"1", "8"} for t in info.latency_ms.values())
+    assert info.mode in info.reason
+    # The choice is the fastest by the geometric mean it recorded.
+    geo = {m: np.sqrt(t["1"] * t["8"]) for m, t in info.latency_ms.items()}
+    assert info.mode == min(geo, key=geo.get)
+    assert (fused is model) == (info.mode == "none")
+    np.testing.assert_allclose(fused(x), model(x), rtol=1e-5, atol=1e-5)
+    assert info.as_dict()["mode"] == info.mode
+
+
+def test_mode_none_keeps_the_model():
+    model = _composed("dense", (3, 5))
+    assert fusion.fuse(model, mode="none") is model
+    assert model.fusion.mode == "none"
+
+
+def _unfusable(units=(3, 5)):
+    inputs = keras.Input((7,))
+    towers = [
+        towers_lib.DenseTower(units[0], hidden=(6,)),
+        towers_lib.DenseTower(units[1], hidden=(4,)),
+    ]
+    rep = keras.layers.Concatenate()([t(inputs) for t in towers])
+    return keras.Model(inputs, rep)
+
+
+def _custom_students():
+    inputs = keras.Input((7,))
+    rep = keras.layers.Concatenate()(
+        [keras.layers.Dense(3)(inputs), keras.layers.Dense(5)(inputs)]
+    )
+    return keras.Model(inputs, rep)
+
+
+def _one_tower():
+    inputs = keras.Input((7,))
+    out = towers_lib.DenseTower(4)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2)(out))
+
+
+def _tower_output_reused():
+    inputs = keras.Input((7,))
+    a, b = towers_lib.DenseTower(3)(inputs), towers_lib.DenseTower(3)(inputs)
+    rep = keras.layers.Concatenate()([a, b])
+    return keras.Model(inputs, [rep, keras.layers.Dense(1)(a)])
+
+
+def _segmentation_towers():
+    inputs = keras.Input((8, 8, 1))
+    towers = [towers_lib.SegmentationTower(2, filters=(4,)) for _ in "ab"]
+    rep = keras.layers.Concatenate()([t(inputs) for t in towers])
+    return keras.Model(inputs, rep)
+
+
+@pytest.mark.parametrize(
+    "build, reason",
+    [
+        (_unfusable, "different architectures"),
+        (_custom_students, "no student towers"),
+        (_one_tower, "not only one concatenation"),
+        (_tower_output_reused, "not only one concatenation"),
+        (_segmentation_towers, "no fusable towers"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["auto", "einsum"])
+def test_unfusable_models_fall_back_with_the_reason(build, reason, mode):
+    model = build()
+    fused = fusion.fuse(model, mode=mode)
+    assert fused is model
+    assert fused.fusion.mode == "none"
+    assert fused.fusion.requested == mode
+    assert reason in fused.fusion.reason
+
+
+def test_bad_mode_is_a_value_error():
+    with pytest.raises(ValueError, match="Received: mode='fast'"):
+        fusion.fuse(_composed("dense", (3, 5)), mode="fast")
+
+
+def test_from_towers_rejects_incompatible_towers():
+    towers = [towers_lib.DenseTower(3, hidden=(6,)), towers_lib.DenseTower(3)]
+    for tower in towers:
+        tower.build((None, 7))
+    with pytest.raises(ValueError, match="different architectures"):
+        fusion.FusedTowers.from_towers(towers)
+
+
+def test_fused_towers_layer(tmp_path):
+    template = keras.saving.serialize_keras_object(
+        towers_lib.DenseTower(1, hidden=(6,))
+    )
+    run_layer_test(
+        fusion.FusedTowers,
+        {"tower": template, "units": [3, 5], "mode": "grouped"},
+        input_shape=(2, 7),
+        expected_output_shape=(2, 8),
+        tmp_path=tmp_path,
+    )
+
+
+def test_batched_dense_layer(tmp_path):
+    run_layer_test(
+        fusion.BatchedDense,
+        {"groups": 3, "units": 2, "activation": "relu"},
+        input_shape=(4, 3, 5),
+        expected_output_shape=(4, 3, 2),
+        tmp_path=tmp_path,
+    )
+
+
+def test_mixed_precision_towers_fuse_within_bfloat16_tolerance():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = _composed("dense", (3, 5))
+    fused = fusion.fuse(model, mode="einsum")
+    layer = fused.get_layer("fused_students")
+    assert layer.compute_dtype == "bfloat16"
+    x = _inputs(model)
+    np.testing.assert_allclose(
+        np.asarray(fused(x), "float32"),
+        np.asarray(model(x), "float32"),
+        atol=0.05,
+    )
+
+
+def test_a_teacher_class_composition_fuses():
+    inputs = keras.Input((6,))
+    features = keras.layers.Dense(8, activation="relu", name="features")(inputs)
+    teacher = keras.Model(inputs, keras.layers.Dense(2)(features))
+    tc = TeacherClass(
+        teacher,
+        num_students=3,
+        feature_layer="features",
+        student=towers_lib.DenseTower(1, hidden=(4,)),
+    )
+    x = np.random.default_rng(0).random((32, 6)).astype("float32")
+    tc.fit_students(x, epochs=1, batch_size=16, verbose=0)
+    composed = tc.compose()
+    fused = fusion.fuse(composed, mode="grouped")
+    assert fused.fusion.mode == "grouped"
+    assert fused.compiled
+    np.testing.assert_allclose(
+        fused.predict(x, verbose=0),
+        composed.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
