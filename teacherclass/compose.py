@@ -118,7 +118,24 @@ def compose_model(
     rep = representation_model(
         inputs, towers, clip, preprocessor=preprocessor
     ).outputs[0]
-    return keras.Model(inputs, head(rep), name=name)
+    return keras.Model(inputs, float32_output(head(rep)), name=name)
+
+
+def float32_output(outputs):
+    """`outputs` in float32: a mixed-precision head may compute in float16.
+
+    Keras' mixed-precision guide keeps a model's outputs in float32 for
+    numeric stability of the loss and for the user; a float32 linear
+    activation casts them (and is the identity otherwise).
+    """
+    if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+        outputs = outputs[0]  # a functional head returns a list
+    dtype = keras.backend.standardize_dtype(outputs.dtype)
+    if dtype in ("float16", "bfloat16"):
+        return keras.layers.Activation(
+            "linear", dtype="float32", name="float32_output"
+        )(outputs)
+    return outputs
 
 
 def compile_like(model, teacher):
@@ -169,7 +186,9 @@ def with_new_head(representation, head, y=None):
             "`head` must take the students' representation of shape "
             f"{tuple(rep.shape)}: {e}. Received: head={head!r}"
         ) from e
-    composed = keras.Model(representation.inputs[0], head(rep), name="composed")
+    composed = keras.Model(
+        representation.inputs[0], float32_output(head(rep)), name="composed"
+    )
     if getattr(head, "compiled", False):
         composed.compile_from_config(head.get_compile_config())
     else:

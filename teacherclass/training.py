@@ -264,6 +264,15 @@ class AdversarialTrainer(StudentTrainer):
         """Compiles the students' (generators') optimizer; no loss."""
         kwargs.pop("loss", None)
         keras.Model.compile(self, optimizer=optimizer, **kwargs)
+        # float16 discriminators need their loss scaled like the students'
+        # (Keras wraps only the compiled optimizer).
+        policies = {d.dtype_policy.name for d in self.discriminators}
+        if "mixed_float16" in policies and not isinstance(
+            self.d_optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            self.d_optimizer = keras.optimizers.LossScaleOptimizer(
+                self.d_optimizer
+            )
         # Built eagerly: the traced step must not create variables.
         self.d_optimizer.build(self._d_variables())
 
@@ -306,12 +315,13 @@ class AdversarialTrainer(StudentTrainer):
                 g_total = g_total + g_loss
                 d_total = d_total + d_loss
             if training:
-                scaled = self.optimizer.scale_loss(g_total)
+                g_scaled = self.optimizer.scale_loss(g_total)
+                d_scaled = self.d_optimizer.scale_loss(d_total)
         if training:
             g_vars = self.student_weights
-            self.optimizer.apply(g_tape.gradient(scaled, g_vars), g_vars)
+            self.optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
             d_vars = self._d_variables()
-            self.d_optimizer.apply(d_tape.gradient(d_total, d_vars), d_vars)
+            self.d_optimizer.apply(d_tape.gradient(d_scaled, d_vars), d_vars)
         self.loss_tracker.update_state(g_total, sample_weight=ops.shape(x)[0])
         return {m.name: m.result() for m in self.metrics}
 
