@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from layer_test import run_layer_test
+from helpers import run_layer_test
 
 from teacherclass import TeacherClass
 from teacherclass import export as export_lib

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import mlp_teacher
+from helpers import mlp_teacher
 
 from teacherclass import DenseTower
 from teacherclass import TeacherClass
