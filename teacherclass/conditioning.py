@@ -1,0 +1,308 @@
+"""Target conditioning: the coordinates the students regress the teacher in.
+
+The teacher's representation `f` (width d) may have features of very
+different scales and strongly correlated features. Before it is chunked,
+it can be moved to other coordinates `t = (f - mean) @ A`:
+
+- "standardize": `A = diag(1 / std)`, every feature at unit variance, so
+  the MSE weighs them equally in units of their own spread;
+- "pca": `A = V`, the covariance's eigenvectors by decreasing variance
+  (a rotation: the MSE is unchanged, the chunks hold decorrelated
+  components);
+- "whiten": `A = V diag(1 / sqrt(eigenvalue))`, decorrelated and at unit
+  variance;
+
+and, with `balance=True`, the coordinates are permuted so every chunk
+holds about the same share of the targets' total variance (greedy: the
+largest variance first, to the chunk with the least variance that still
+has room).
+
+The statistics come from the training cache (one pass, float64). The
+change is undone exactly inside the composed model without an extra
+layer: the head's first affine layer (a `Dense`, or a 1x1 `Conv2D` on
+feature maps, possibly behind layers that are the identity at inference)
+absorbs `f = t @ inv(A) + mean` into its kernel and bias. A clip to the
+representation's range (see `compose.FeatureClip`) moves into the new
+coordinates when `A` is diagonal up to a permutation ("standardize"); a
+rotation mixes features, so "pca" and "whiten" compose without a clip.
+"""
+
+import keras
+import numpy as np
+
+KINDS = ("standardize", "pca", "whiten")
+
+# Features whose standard deviation is below this (dead ReLUs, constants)
+# keep a unit scale: dividing by ~0 would make their targets explode.
+_MIN_STD = 1e-6
+
+
+class Conditioning:
+    """An affine change of the representation's coordinates, and its inverse.
+
+    Build one with `Conditioning.fit`; `transform` maps features to the
+    students' targets, `inverse` maps targets back, and `fold` rewrites the
+    teacher's head so it reads targets directly.
+
+    Args:
+        mean: float array `(d,)`.
+        matrix: float array `(d, d)`, `A` in `t = (f - mean) @ A`.
+        kind: str, one of `KINDS`, for reports.
+        balance: bool, whether the coordinates were permuted to balance
+            the chunks' variance.
+
+    Example:
+
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(3.0, [1.0, 10.0], size=(500, 2)).astype("float32")
+    >>> c = Conditioning.fit(f, "standardize")
+    >>> np.round(c.transform(f).std(0), 2).tolist()
+    [1.0, 1.0]
+    >>> bool(np.allclose(c.inverse(c.transform(f)), f, atol=1e-4))
+    True
+    """
+
+    def __init__(self, mean, matrix, kind="standardize", balance=False):
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.matrix = np.asarray(matrix, dtype=np.float64)
+        d = self.mean.shape[0]
+        if self.matrix.shape != (d, d):
+            raise ValueError(
+                f"`matrix` must be ({d}, {d}) for a mean of width {d}. "
+                f"Received: matrix.shape={self.matrix.shape}"
+            )
+        self.kind = kind
+        self.balance = balance
+        self.inverse_matrix = np.linalg.inv(self.matrix)
+
+    @classmethod
+    def fit(cls, features, kind="standardize", chunks=None, balance=False):
+        """Statistics from features, `(n, ..., d)` array or batch iterable.
+
+        Args:
+            features: a float array whose last axis is the representation,
+                or an iterable of such batches (e.g. the cache's batches).
+                Positions of feature maps count as samples.
+            kind: one of "standardize", "pca", "whiten".
+            chunks: tuple of chunk widths, needed with `balance=True`.
+            balance: bool, permute the coordinates so each chunk holds a
+                near-equal share of the total variance.
+
+        Returns:
+            A `Conditioning`.
+
+        Raises:
+            ValueError: on an unknown `kind`, `balance` without `chunks`,
+                or no sample.
+        """
+        if kind not in KINDS:
+            raise ValueError(
+                f"`kind` must be one of {KINDS}. Received: kind={kind!r}"
+            )
+        if balance and chunks is None:
+            raise ValueError(
+                "`balance=True` needs the chunk widths. Received: chunks=None"
+            )
+        count, total, outer = _moments(features)
+        mean = total / count
+        covariance = outer / count - np.outer(mean, mean)
+        if kind == "standardize":
+            std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+            std = np.where(std < _MIN_STD, 1.0, std)
+            matrix = np.diag(1.0 / std)
+            variance = np.diag(covariance) / std**2
+        else:
+            eigenvalues, vectors = np.linalg.eigh(covariance)
+            order = np.argsort(eigenvalues)[::-1]
+            eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+            vectors = vectors[:, order]
+            if kind == "pca":
+                matrix = vectors
+                variance = eigenvalues
+            else:
+                scale = np.sqrt(eigenvalues)
+                scale = np.where(scale < _MIN_STD, 1.0, scale)
+                matrix = vectors / scale
+                variance = eigenvalues / scale**2
+        if balance:
+            matrix = matrix[:, balanced_order(variance, chunks)]
+        return cls(mean, matrix, kind=kind, balance=balance)
+
+    @property
+    def diagonal(self):
+        """Whether `A` scales and permutes features without mixing them."""
+        return np.count_nonzero(self.matrix) == self.matrix.shape[0]
+
+    def transform(self, features):
+        """Features -> targets, in NumPy (float32)."""
+        f = np.asarray(features, dtype=np.float64)
+        return ((f - self.mean) @ self.matrix).astype(np.float32)
+
+    def inverse(self, targets):
+        """Targets -> features, in NumPy (float32)."""
+        t = np.asarray(targets, dtype=np.float64)
+        return (t @ self.inverse_matrix + self.mean).astype(np.float32)
+
+    def transform_tensor(self, features):
+        """Features -> targets with `keras.ops`, in float32 (for tf.data)."""
+        from keras import ops
+
+        f = ops.cast(features, "float32")
+        mean = ops.convert_to_tensor(self.mean.astype(np.float32))
+        matrix = ops.convert_to_tensor(self.matrix.astype(np.float32))
+        return ops.matmul(f - mean, matrix)
+
+    def target_bounds(self, clip):
+        """A feature clip `(low, high)` in target coordinates, per feature.
+
+        Only for a diagonal `A` (a scale and a permutation): then each
+        target is one feature, scaled by a positive factor, and its bounds
+        follow. Returns None when `clip` is None.
+
+        Raises:
+            ValueError: for a rotation ("pca", "whiten") with a clip.
+        """
+        if clip is None:
+            return None
+        if not self.diagonal:
+            raise ValueError(
+                f"A clip cannot move into {self.kind!r} coordinates: they mix"
+                " features. Pass clip=None with this conditioning. "
+                f"Received: clip={clip!r}"
+            )
+        rows = np.argmax(np.abs(self.matrix), axis=0)  # feature of target j
+        scale = self.matrix[rows, np.arange(self.matrix.shape[1])]
+        low, high = clip
+        return (
+            None if low is None else ((low - self.mean[rows]) * scale).tolist(),
+            None
+            if high is None
+            else ((high - self.mean[rows]) * scale).tolist(),
+        )
+
+    def fold(self, head):
+        """A copy of `head` that reads targets instead of features.
+
+        The first affine layer of the head (a `Dense`, or a `Conv2D` with a
+        1x1 kernel, possibly behind Dropout-like layers) absorbs the inverse
+        change: kernel `W' = inv(A) @ W`, bias `b' = b + mean @ W`.
+
+        Args:
+            head: the functional head model, representation -> output.
+
+        Returns:
+            A new functional `keras.Model` with the same layers and
+            weights, except the folded layer.
+
+        Raises:
+            ValueError: if the head does not start with such a layer.
+        """
+        folded = keras.models.clone_model(head)
+        folded.set_weights(head.get_weights())
+        layer = _first_affine(folded)
+        kernel = np.asarray(layer.kernel.numpy(), dtype=np.float64)
+        shape = kernel.shape
+        w = kernel.reshape(-1, shape[-1])  # (d, units); 1x1 conv: same
+        new_kernel = (self.inverse_matrix @ w).reshape(shape)
+        bias_shift = self.mean @ w
+        weights = [new_kernel.astype(np.float32)]
+        if layer.use_bias:
+            bias = np.asarray(layer.bias.numpy(), dtype=np.float64)
+            weights.append((bias + bias_shift).astype(np.float32))
+        elif np.any(bias_shift):
+            raise ValueError(
+                f"The head's first layer {layer.name!r} has no bias to "
+                "absorb the features' mean. Received: use_bias=False"
+            )
+        layer.set_weights(weights)
+        return folded
+
+    def get_config(self):
+        """A JSON-serializable dict; `Conditioning(**config)` rebuilds it."""
+        return {
+            "mean": self.mean.tolist(),
+            "matrix": self.matrix.tolist(),
+            "kind": self.kind,
+            "balance": self.balance,
+        }
+
+
+def balanced_order(variance, chunks):
+    """A permutation of coordinates giving each chunk equal variance.
+
+    Greedy: coordinates by decreasing variance, each to the chunk with the
+    least total variance among those not yet full.
+
+    Args:
+        variance: array `(d,)`, each coordinate's variance.
+        chunks: tuple of chunk widths summing to d.
+
+    Returns:
+        An int array `order`: target j is coordinate `order[j]`, so chunk
+        i holds `order[start_i:stop_i]`.
+
+    Example:
+
+    >>> balanced_order(np.array([8.0, 4.0, 2.0, 1.0]), (2, 2)).tolist()
+    [0, 3, 1, 2]
+    """
+    variance = np.asarray(variance, dtype=np.float64)
+    if sum(chunks) != variance.shape[0]:
+        raise ValueError(
+            f"`chunks` must sum to the width {variance.shape[0]}. "
+            f"Received: chunks={tuple(chunks)}"
+        )
+    members = [[] for _ in chunks]
+    totals = np.zeros(len(chunks))
+    for j in np.argsort(-variance, kind="stable"):
+        open_ = [i for i, c in enumerate(chunks) if len(members[i]) < c]
+        i = min(open_, key=lambda k: (totals[k], k))
+        members[i].append(int(j))
+        totals[i] += variance[j]
+    return np.array([j for m in members for j in m], dtype=np.int64)
+
+
+def _moments(features):
+    """Count, sum and sum of outer products over samples and positions."""
+    if isinstance(features, np.ndarray) or hasattr(features, "shape"):
+        batches = [features]
+    else:
+        batches = features
+    count, total, outer = 0, None, None
+    for batch in batches:
+        f = np.asarray(batch, dtype=np.float64)
+        f = f.reshape(-1, f.shape[-1])
+        if total is None:
+            total = np.zeros(f.shape[1])
+            outer = np.zeros((f.shape[1], f.shape[1]))
+        count += f.shape[0]
+        total += f.sum(0)
+        outer += f.T @ f
+    if not count:
+        raise ValueError("No features to compute statistics from.")
+    return count, total, outer
+
+
+def _first_affine(head):
+    from teacherclass.teacher import _INFERENCE_IDENTITY
+
+    for layer in head.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            return layer
+        if (
+            isinstance(layer, keras.layers.Conv2D)
+            and tuple(layer.kernel_size) == (1, 1)
+            and tuple(layer.strides) == (1, 1)
+            and layer.groups == 1
+        ):
+            return layer
+        if not isinstance(layer, _INFERENCE_IDENTITY):
+            break
+    raise ValueError(
+        "Target conditioning folds into the head's first layer, which must "
+        "be a Dense or a 1x1 Conv2D (Dropout-like layers before it are "
+        "fine). Received: head layers "
+        f"{[layer.name for layer in head.layers]}"
+    )

@@ -1,0 +1,127 @@
+import keras
+import numpy as np
+import pytest
+
+from teacherclass import conditioning
+from teacherclass.conditioning import Conditioning
+
+
+def _features(n=400, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d))
+    scales = np.array([10.0, 5.0, 1.0, 0.5, 0.1, 0.01])[:d]
+    f = (rng.normal(size=(n, d)) * scales) @ mix + 3.0
+    return np.maximum(f, 0.0).astype("float32")  # ReLU-like
+
+
+def _head(d=6, classes=3, dropout=True):
+    inputs = keras.Input((d,))
+    x = keras.layers.Dropout(0.5)(inputs) if dropout else inputs
+    x = keras.layers.Dense(5, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(classes)(x))
+
+
+@pytest.mark.parametrize("kind", conditioning.KINDS)
+@pytest.mark.parametrize("balance", [False, True])
+def test_round_trip_and_statistics(kind, balance):
+    f = _features()
+    c = Conditioning.fit(f, kind, chunks=(3, 3), balance=balance)
+    t = c.transform(f)
+    np.testing.assert_allclose(c.inverse(t), f, atol=1e-3)
+    np.testing.assert_allclose(t.mean(0), 0.0, atol=1e-3)
+    if kind in ("standardize", "whiten"):
+        np.testing.assert_allclose(t.std(0), 1.0, atol=1e-2)
+    if kind != "standardize":  # decorrelated
+        cov = np.cov(t, rowvar=False)
+        off = cov - np.diag(np.diag(cov))
+        assert np.abs(off).max() < 1e-2 * np.abs(np.diag(cov)).max()
+
+
+def test_batches_give_the_same_statistics_as_the_array():
+    f = _features()
+    whole = Conditioning.fit(f, "pca")
+    batched = Conditioning.fit(
+        (f[i : i + 64] for i in range(0, 400, 64)), "pca"
+    )
+    np.testing.assert_allclose(whole.mean, batched.mean, atol=1e-9)
+    np.testing.assert_allclose(
+        np.abs(whole.matrix), np.abs(batched.matrix), atol=1e-6
+    )
+
+
+def test_balanced_chunks_share_the_variance():
+    f = _features()
+    plain = Conditioning.fit(f, "pca").transform(f).var(0)
+    balanced = Conditioning.fit(f, "pca", (3, 3), balance=True)
+    var = balanced.transform(f).var(0)
+    share = [var[:3].sum(), var[3:].sum()]
+    assert plain[:3].sum() > 10 * plain[3:].sum()  # unbalanced before
+    assert max(share) < 1.5 * min(share)
+
+
+@pytest.mark.parametrize("kind", conditioning.KINDS)
+@pytest.mark.parametrize("dropout", [False, True])
+def test_folded_head_on_targets_equals_head_on_features(kind, dropout):
+    keras.utils.set_random_seed(0)
+    f = _features()
+    head = _head(dropout=dropout)
+    c = Conditioning.fit(f, kind, chunks=(3, 3), balance=True)
+    folded = c.fold(head)
+    np.testing.assert_allclose(
+        folded.predict(c.transform(f), verbose=0),
+        head.predict(f, verbose=0),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    # The head itself is untouched.
+    assert folded.layers[-1] is not head.layers[-1]
+
+
+def test_fold_into_a_1x1_conv_on_feature_maps():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    f = np.maximum(rng.normal(1.0, 2.0, (8, 4, 4, 6)), 0).astype("float32")
+    inputs = keras.Input((4, 4, 6))
+    head = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))
+    c = Conditioning.fit(f, "whiten")
+    np.testing.assert_allclose(
+        c.fold(head).predict(c.transform(f), verbose=0),
+        head.predict(f, verbose=0),
+        atol=1e-4,
+    )
+
+
+def test_target_bounds_clip_like_the_features():
+    f = _features()
+    c = Conditioning.fit(f, "standardize", (3, 3), balance=True)
+    low, high = c.target_bounds((0.0, None))
+    assert high is None
+    t = c.transform(f)
+    np.testing.assert_allclose(t.min(0), low, atol=1e-5)  # ReLU zeros
+    clipped = np.maximum(t - 1.0, low)  # a clip in target space ...
+    np.testing.assert_allclose(  # ... is the clip in feature space
+        c.inverse(clipped),
+        np.maximum(c.inverse(t - 1.0), 0.0),
+        atol=1e-4,
+    )
+
+
+def test_errors():
+    f = _features()
+    with pytest.raises(ValueError, match="Received: kind='zca'"):
+        Conditioning.fit(f, "zca")
+    with pytest.raises(ValueError, match="Received: chunks=None"):
+        Conditioning.fit(f, "pca", balance=True)
+    with pytest.raises(ValueError, match="mix"):
+        Conditioning.fit(f, "pca").target_bounds((0.0, None))
+    inputs = keras.Input((6,))
+    bad = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    with pytest.raises(ValueError, match="first layer"):
+        Conditioning.fit(f, "pca").fold(bad)
+
+
+def test_config_round_trip():
+    c = Conditioning.fit(_features(), "whiten", (3, 3), balance=True)
+    again = Conditioning(**c.get_config())
+    np.testing.assert_array_equal(again.matrix, c.matrix)
+    assert again.kind == "whiten" and again.balance
