@@ -100,7 +100,9 @@ def test_writes_results_and_a_rerun_skips_finished_work(
     monkeypatch.setattr(
         reproduce.runs,
         "run_class",
-        lambda cfg, n, objective, *args: calls.append(objective) or fail(),
+        lambda cfg, n, objective, *args, **kwargs: (
+            calls.append(objective) or fail()
+        ),
     )
     again = reproduce.main(_argv(tmp_path, "--paper"))
     # Only the unavailable objective is tried again; it fails the same way.
