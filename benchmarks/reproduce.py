@@ -170,6 +170,11 @@ def main(argv=None):
     settings.check(args)
     out_dir = Path(args.out_dir)
     plot_dir = Path(args.plot_dir) if args.plot_dir else ROOT / "docs/results"
+    if args.backfill_compute:
+        state = State(out_dir / f"{args.dataset}.json", args.dataset, False)
+        filled = runs.backfill_compute(state.data)
+        state.save()
+        print(f"{state.path}: multiply-adds added to {filled} record(s)")
     if args.render_only:
         state, md, plot = render(out_dir, plot_dir, args.dataset)
         print("\n".join(md))

@@ -261,6 +261,13 @@ def parser():
         help="train nothing: rewrite the tables, summary and plot from "
         "<out-dir>/<dataset>.json as recorded",
     )
+    p.add_argument(
+        "--backfill-compute",
+        action="store_true",
+        help="count the multiply-adds of recorded runs that lack them on "
+        "rebuilt (untrained) models and write them into "
+        "<out-dir>/<dataset>.json; with --render-only, nothing is trained",
+    )
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     return p
 

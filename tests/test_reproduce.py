@@ -718,3 +718,17 @@ def test_accuracy_vs_macs_plot(tables, tmp_path):
         run.pop("teacher_macs", None)
     assert tables.write_plot(state, tmp_path / "n.png", x="macs") is None
     assert tables.plot_name("mnist", "macs") == "mnist_accuracy_vs_macs.png"
+
+
+def test_backfill_counts_multiply_adds_of_recorded_runs(runs):
+    state = json.loads((RESULTS / "mnist.json").read_text())
+    state["runs"] = {
+        k: v for k, v in state["runs"].items() if k.startswith("07f8d548ea|")
+    }
+    state["settings"] = {"07f8d548ea": state["settings"]["07f8d548ea"]}
+    assert runs.backfill_compute(state) == len(state["runs"]) + 3
+    class4 = state["runs"]["07f8d548ea|class|n=4|mse|seed=0"]
+    # The numbers: about 24.5M for the class, 13.2M the teacher.
+    assert class4["macs"] == 24_582_677 and class4["macs_backfilled"]
+    assert state["teachers"]["d617c48a50-seed0"]["macs"] == 13_286_853
+    assert runs.backfill_compute(state) == 0  # nothing left to fill
