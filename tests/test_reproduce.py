@@ -732,3 +732,26 @@ def test_backfill_counts_multiply_adds_of_recorded_runs(runs):
     assert class4["macs"] == 24_582_677 and class4["macs_backfilled"]
     assert state["teachers"]["d617c48a50-seed0"]["macs"] == 13_286_853
     assert runs.backfill_compute(state) == 0  # nothing left to fill
+
+
+def test_teacher_and_composed_are_measured_side_by_side(runs):
+    import keras
+    import numpy as np
+
+    from teacherclass import TeacherClass
+
+    teacher = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(np.random.rand(32, 8).astype("float32"), verbose=0)
+    side = runs.measure_side_by_side(tc, tc.compose())
+    for name in ("teacher", "composed"):
+        assert set(side[name]["latency_ms"]) == {"1", "64"}
+        assert side[name]["macs"] > 0 and side[name]["params"] > 0
+        assert "litert_bytes" in side[name]  # None until measure has it
+    assert side["teacher"]["params"] == teacher.count_params()
