@@ -220,12 +220,13 @@ def _reproduce(name, data, results_dir, figures_dir):
             f"`benchmarks/reproduce.py` writes their tables to `{name}.md`.",
             "",
         ]
-    figure = Path(figures_dir) / f"{dataset}_accuracy_vs_params.png"
-    if figure.is_file():
-        lines += [
-            f"![{dataset}: accuracy against parameters](results/{figure.name})",
-            "",
-        ]
+    for x, what in (("params", "parameters"), ("macs", "multiply-adds")):
+        figure = Path(figures_dir) / f"{dataset}_accuracy_vs_{x}.png"
+        if figure.is_file():
+            lines += [
+                f"![{dataset}: accuracy against {what}](results/{figure.name})",
+                "",
+            ]
     lines += [_provenance(data, "benchmarks/reproduce.py"), ""]
     return lines
 

@@ -37,9 +37,27 @@ Two configurations, labelled in every output:
   class's parameters. Every change a configuration makes is written
   beside its results (`_changes`).
 
-Accuracy is measured on the test split after the last epoch; no split is
-used to select epochs. Times are wall seconds on the machine recorded in
-the JSON and are inflated when it is shared.
+Class variants (`--variant`, see `reproduce_variants.py`): `plain` (the
+class above, the default), `head_aware`, `conditioned`, `augmented`,
+`refined` (`--refine-epochs N` of end-to-end refinement after composing;
+baselines (b), (c) then train N more epochs, equal budgets) and `best`
+(the ingredients that beat `plain` on the validation split, by a rule
+recorded with the run). `--match params_macs` sizes the baselines to the
+n = 4 class's parameters and multiply-adds within 5%; every run records
+both, and `--measure-compute` adds latency at batch 1 and 64 (teacher and
+composed side by side) and LiteRT sizes where the library measures them.
+
+Protocol: with `--split validation` the last 10% of the training samples
+are held out and every model (teacher included) is scored on them
+(`val_accuracy`); the test split is not read. Every such probe stays in
+the JSON, and `<dataset>.md` gains an ablation table from them. `--split
+test` (the default) trains on all the training samples and measures on
+the test split after the last epoch (`test_accuracy`); no split is used
+to select epochs. Each run records `settings_id`, `kind`, `n`,
+`objective`, `variant`, `split`, the accuracy, `params` and `macs`. The
+new options at their defaults are not part of a configuration, so the
+committed ids hold. Times are wall seconds on the machine recorded in the
+JSON and are inflated when it is shared.
 
 The code: `reproduce_settings.py` (flags, configurations and their
 ids), `reproduce_state.py` (the resumable results JSON),
@@ -51,7 +69,9 @@ Run: python benchmarks/reproduce.py --dataset mnist --students 4 8 1 2
     --seeds 3 [--data-dir DIR] [--paper] [--objective mse [adversarial]]
     [--teacher-epochs N] [--epochs N] [--samples N] [--out-dir DIR]
     [--augment none|shift] [--augment-students] [--teacher-schedule
-    constant|cosine] [--min-student-bottleneck N] [--render-only]
+    constant|cosine] [--min-student-bottleneck N] [--variant V [V ...]]
+    [--split test|validation] [--refine-epochs N] [--match
+    params|params_macs] [--measure-compute] [--render-only]
 """
 
 import json
@@ -69,6 +89,7 @@ import keras  # noqa: E402
 import reproduce_runs as runs  # noqa: E402
 import reproduce_settings as settings  # noqa: E402
 import reproduce_tables as tables  # noqa: E402
+import reproduce_variants as variants  # noqa: E402
 from reproduce_state import State  # noqa: E402
 from reproduce_state import now  # noqa: E402
 from reproduce_state import unit_info  # noqa: E402
@@ -77,7 +98,10 @@ ROOT = HERE.parent
 
 
 def render(out_dir, plot_dir, dataset):
-    """Writes the tables, the summary and the plot from the JSON."""
+    """Writes the tables, the summary and the plots from the JSON.
+
+    The accuracy-vs-multiply-adds plot only where some are recorded.
+    """
     state = State(out_dir / f"{dataset}.json", dataset, False)
     if not state.path.exists():
         raise ValueError(
@@ -87,7 +111,50 @@ def render(out_dir, plot_dir, dataset):
     md = tables.write_markdown(state.data, out_dir / f"{dataset}.md")
     tables.write_summary(out_dir)
     plot = tables.write_plot(state.data, plot_dir / tables.plot_name(dataset))
+    tables.write_plot(
+        state.data, plot_dir / tables.plot_name(dataset, "macs"), x="macs"
+    )
     return state, md, plot
+
+
+def unit_key(settings_id, kind, n, objective, variant, seed):
+    """A run's key in the results JSON.
+
+    The plain class and the baselines keep the keys of the results
+    recorded before variants existed; other variants add their name.
+    """
+    parts = [settings_id, kind, f"n={n}", objective]
+    if kind == "class" and variant != "plain":
+        parts.append(variant)
+    return "|".join(parts + [f"seed={seed}"])
+
+
+def ingredients_for(data, cfg, variant, n, objective):
+    """A variant's ingredients and what to record about the choice.
+
+    "best" reads the validation probes of this configuration (itself on
+    the validation split, else its twin there): see
+    `reproduce_variants.choose_best`.
+    """
+    if variant != "best":
+        return variants.ingredients(variant), {}
+    twin = settings.digest({**cfg, "split": "validation"})
+    chosen, choice = variants.choose_best(
+        data, twin, n, objective, cfg.get("refine_epochs", 0)
+    )
+    return chosen, {"best_choice": choice}
+
+
+def unavailable(state, key, info, reason, error):
+    """Records a class run the library cannot run (yet), and goes on."""
+    state.data["unavailable"][key] = {
+        **info,
+        "reason": reason,
+        "traceback": traceback.format_exc(limit=3) if error else None,
+        **unit_info(),
+    }
+    state.save()
+    print(f"[{key}] not available: {reason}", flush=True)
 
 
 def main(argv=None):
@@ -103,6 +170,11 @@ def main(argv=None):
     settings.check(args)
     out_dir = Path(args.out_dir)
     plot_dir = Path(args.plot_dir) if args.plot_dir else ROOT / "docs/results"
+    if args.backfill_compute:
+        state = State(out_dir / f"{args.dataset}.json", args.dataset, False)
+        filled = runs.backfill_compute(state.data)
+        state.save()
+        print(f"{state.path}: multiply-adds added to {filled} record(s)")
     if args.render_only:
         state, md, plot = render(out_dir, plot_dir, args.dataset)
         print("\n".join(md))
@@ -111,11 +183,19 @@ def main(argv=None):
         return state.data
     cache = Path(args.cache_dir) / args.dataset
     cache.mkdir(parents=True, exist_ok=True)
+    validation = args.split == "validation"
     x, y, x_test, y_test, note = runs.load_data(
-        args.dataset, args.data_dir, args.samples, cache
+        args.dataset, args.data_dir, args.samples, cache, test=not validation
     )
-    data = (x, y, x_test, y_test)
+    # `samples` counts the training samples before the validation carve,
+    # so a configuration and its validation twin differ in `split` only.
     teacher_cfg, cfg = settings.configuration(args, len(x))
+    if validation:
+        x, y, x_test, y_test = runs.carve_validation(
+            x, y, settings.VALIDATION_SHARE
+        )
+    data = (x, y, x_test, y_test)
+    metric = "val_accuracy" if validation else "test_accuracy"
     keras.config.set_dtype_policy(cfg["precision"])
     teacher_id = settings.digest(teacher_cfg)
     settings_id = settings.digest(cfg)
@@ -127,6 +207,11 @@ def main(argv=None):
         "test_samples": len(x_test),
         "changes_from_paper": list(settings.changes(cfg)),
     }
+    if validation:
+        recorded = state.data["settings"][settings_id]
+        recorded["test_samples"] = None
+        recorded["validation_samples"] = len(x_test)
+        recorded["train_samples_after_carve"] = len(x)
     # The library may change between invocations: keep each one's state.
     state.data["invocations"].append(
         {
@@ -153,30 +238,65 @@ def main(argv=None):
             else:
                 print(f"[teacher seed {seed}] training", flush=True)
                 record = runs.train_teacher(cfg, seed, data, path, args.verbose)
+                record = runs.relabel(record, args.split)
             record["teacher_id"] = teacher_id
             record["config"] = teacher_cfg
             state.data["teachers"][key] = record
             state.save()
             print(
-                f"[teacher seed {seed}] test accuracy "
-                f"{record['test_accuracy']:.4f}, "
+                f"[teacher seed {seed}] {metric} {record[metric]:.4f}, "
                 f"{record['train_seconds']:.0f} s",
                 flush=True,
             )
         return keras.saving.load_model(path)
 
-    units = [
-        ("class", n, objective)
-        for objective in args.objective
-        for n in args.students
-    ]
-    units += [(kind, 0, "") for kind in args.baselines]
-    for kind, n, objective in units:
+    units = []
+    for variant in args.variant:
+        for objective in args.objective:
+            for n in args.students:
+                units.append(("class", n, objective, variant))
+    units += [(kind, 0, "", "") for kind in args.baselines]
+    done = set()
+    for kind, n, base_objective, variant in units:
+        objective = base_objective
+        if kind == "class" and variant != "best":
+            objective = variants.objective_of(
+                variants.ingredients(variant), base_objective
+            )
         for seed in range(args.seeds):
-            key = f"{settings_id}|{kind}|n={n}|{objective}|seed={seed}"
+            key = unit_key(settings_id, kind, n, objective, variant, seed)
+            if key in done:  # head_aware of each --objective: one unit
+                continue
+            done.add(key)
             if key in state.data["runs"]:
                 print(f"[{key}] done, skipped", flush=True)
                 continue
+            info = {
+                "settings_id": settings_id,
+                "kind": kind,
+                "n": n,
+                "objective": objective,
+                "variant": variant,
+                "split": args.split,
+                "seed": seed,
+            }
+            extra = {}
+            if kind == "class":
+                try:
+                    ingredients, extra = ingredients_for(
+                        state.data, cfg, variant, n, base_objective
+                    )
+                    reason = variants.missing(ingredients)
+                except ValueError as e:  # "best" without its probes
+                    reason = str(e)
+                if reason is None and variant == "best":
+                    objective = variants.objective_of(
+                        ingredients, base_objective
+                    )
+                    info["objective"] = objective
+                if reason is not None:
+                    unavailable(state, key, info, reason, None)
+                    continue
             teacher = teacher_for(seed)
             print(f"[{key}] running", flush=True)
             try:
@@ -190,46 +310,40 @@ def main(argv=None):
                         data,
                         args.verbose,
                         args.steps_per_execution,
+                        ingredients=ingredients,
+                        measure_compute=args.measure_compute,
                     )
                 else:
                     record = runs.run_baseline(
-                        cfg, kind, seed, teacher, data, args.verbose
+                        cfg,
+                        kind,
+                        seed,
+                        teacher,
+                        data,
+                        args.verbose,
+                        measure_compute=args.measure_compute,
                     )
             except Exception as e:
-                if kind != "class" or objective == "mse":
+                if kind != "class" or (
+                    objective == "mse" and variant == "plain"
+                ):
                     raise
-                # Another objective may not exist yet: record, go on, and
-                # try again on the next run.
-                state.data["unavailable"][key] = {
-                    "settings_id": settings_id,
-                    "n": n,
-                    "objective": objective,
-                    "seed": seed,
-                    "reason": f"{type(e).__name__}: {e}",
-                    "traceback": traceback.format_exc(limit=3),
-                    **unit_info(),
-                }
-                state.save()
-                print(f"[{key}] not available: {e}", flush=True)
+                # An objective or variant may not work with this library
+                # yet: record, go on, and try again on the next run.
+                unavailable(state, key, info, f"{type(e).__name__}: {e}", e)
                 runs.fresh_session(cfg)
                 continue
             state.data["unavailable"].pop(key, None)
+            record = runs.relabel(record, args.split)
             record.update(
-                {
-                    "settings_id": settings_id,
-                    "teacher_id": teacher_id,
-                    "kind": kind,
-                    "n": n,
-                    "objective": objective,
-                    "seed": seed,
-                    **unit_info(),
-                }
+                {**info, **extra, "teacher_id": teacher_id, **unit_info()}
             )
             state.data["runs"][key] = record
             state.save()
             print(
-                f"[{key}] test accuracy {record['test_accuracy']:.4f}, "
+                f"[{key}] {metric} {record[metric]:.4f}, "
                 f"{record['params']:,} params, "
+                f"{record['macs']:,} multiply-adds, "
                 f"{record['train_seconds']:.0f} s",
                 flush=True,
             )

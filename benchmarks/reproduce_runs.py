@@ -7,6 +7,7 @@ budget search come from the library (`architectures.for_dataset`,
 `architectures.size_to_budget`); accuracy is `report.accuracy`.
 """
 
+import inspect
 import json
 import math
 import os
@@ -22,6 +23,8 @@ from teacherclass import TeacherClass
 from teacherclass import architectures
 from teacherclass import baselines
 from teacherclass import datasets
+from teacherclass import flops as flops_lib
+from teacherclass import latency as latency_lib
 from teacherclass import report as report_lib
 from teacherclass import teacher as teacher_lib
 
@@ -45,7 +48,7 @@ def student(cfg, n, bottleneck=None):
     )
 
 
-def load_data(dataset, data_dir, samples, cache):
+def load_data(dataset, data_dir, samples, cache, test=True):
     """Train and test arrays ready for the teacher, and a source note.
 
     Args:
@@ -53,6 +56,8 @@ def load_data(dataset, data_dir, samples, cache):
         data_dir: folder for `datasets.load`, or None.
         samples: int or None, keep the first `samples` training samples.
         cache: `Path`, the dataset's cache folder (IMDB vocabulary).
+        test: bool, read the test split; False (`--split validation`):
+            `x_test` and `y_test` are empty slices of the training data.
 
     Returns:
         `(x, y, x_test, y_test, note)`: images float32 in [0, 1], IMDB
@@ -60,7 +65,10 @@ def load_data(dataset, data_dir, samples, cache):
     """
     setup = architectures.for_dataset(dataset)
     x, y = datasets.load(dataset, "train", data_dir=data_dir)
-    x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir)
+    if test:
+        x_test, y_test = datasets.load(dataset, "test", data_dir=data_dir)
+    else:
+        x_test, y_test = x[:0], y[:0]
     if samples:
         x, y = x[:samples], y[:samples]
     vectorizer = None
@@ -83,6 +91,85 @@ def load_data(dataset, data_dir, samples, cache):
     x = setup.prepare(x, vectorizer)
     x_test = setup.prepare(x_test, vectorizer)
     return x, y, x_test, y_test, note
+
+
+def carve_validation(x, y, share):
+    """`(x, y, x_val, y_val)`: the last `share` of the samples held out.
+
+    At least one sample is held out and one kept.
+    """
+    held = min(len(x) - 1, max(1, int(round(share * len(x)))))
+    cut = len(x) - held
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def relabel(record, split):
+    """A record's test-split keys renamed for the split it was scored on.
+
+    Runs score on `data[2:]`, named test; under `--split validation` that
+    is the validation split, so "test_accuracy" becomes "val_accuracy"
+    (and "test_mse" "val_mse") at any depth.
+    """
+    if split == "test":
+        return record
+    if isinstance(record, dict):
+        return {
+            k.replace("test_", "val_"): relabel(v, split)
+            for k, v in record.items()
+        }
+    return record
+
+
+# ----------------------------------------------------------------------
+# Compute: multiply-adds, latency and LiteRT sizes
+# ----------------------------------------------------------------------
+
+
+def macs(model):
+    """Multiply-adds per sample of a model.
+
+    `flops.count_macs` where the library has it; else `count_flops // 2`
+    (a multiply-add counts 2 FLOPs; the bias additions, one FLOP per
+    output, are then counted as half a multiply-add each).
+    """
+    count = getattr(flops_lib, "count_macs", None)
+    if count is not None:
+        return int(count(model))
+    return int(flops_lib.count_flops(model) // 2)
+
+
+def compute(model, measure_compute):
+    """`{params, macs}` and, with `measure_compute`, `latency_ms`."""
+    out = {"params": int(model.count_params()), "macs": macs(model)}
+    if measure_compute:
+        out["latency_ms"] = latency_lib.model_latency(model, (1, 64))
+    return out
+
+
+def measure_side_by_side(tc, composed):
+    """Teacher and composed model measured in one `report.measure` call.
+
+    Returns:
+        `{"teacher": {...}, "composed": {...}}`, each with `params`,
+        `macs`, `latency_ms` (`{"1": ms, "64": ms}`) and `litert_bytes`
+        (`{"float": bytes, "int8": bytes}`) where the library's `measure`
+        takes `litert=True`, else None.
+    """
+    kwargs = {"batch_sizes": (1, 64), "composed": composed}
+    litert = "litert" in inspect.signature(report_lib.measure).parameters
+    if litert:
+        kwargs["litert"] = True
+    report = report_lib.measure(tc, **kwargs)
+    out = {}
+    for name in ("teacher", "composed"):
+        model = report["models"][name]
+        out[name] = {
+            "params": int(model["params"]),
+            "macs": int(model.get("macs", model["flops"] // 2)),
+            "latency_ms": dict(model["latency_ms"]),
+            "litert_bytes": model.get("litert_bytes") if litert else None,
+        }
+    return out
 
 
 # ----------------------------------------------------------------------
@@ -217,6 +304,7 @@ def train_teacher(cfg, seed, data, path, verbose):
         "seed": seed,
         "file": str(path),
         "params": int(teacher.count_params()),
+        "macs": macs(teacher),
         "test_accuracy": accuracy(teacher, x_test, y_test),
         "train_seconds": seconds,
         "epoch_seconds": timer.times,
@@ -228,16 +316,43 @@ def train_teacher(cfg, seed, data, path, verbose):
 
 
 def run_class(
-    cfg, n, objective, seed, teacher, data, verbose, steps_per_execution=1
+    cfg,
+    n,
+    objective,
+    seed,
+    teacher,
+    data,
+    verbose,
+    steps_per_execution=1,
+    ingredients=None,
+    measure_compute=False,
 ):
     """Trains one class of n students, composes it and measures it.
 
     `steps_per_execution` changes speed only (the same updates are made),
     so it is recorded but not part of the configuration.
+
+    Args:
+        ingredients: the variant's ingredients
+            (`reproduce_variants.ingredients`); None: the plain class.
+        measure_compute: time the teacher and the composed model side by
+            side (`report.measure`) and record LiteRT sizes where the
+            library measures them.
     """
     x, y, x_test, y_test = data
+    ingredients = ingredients or {}
     keras.utils.set_random_seed(seed)
-    tc = TeacherClass(teacher, num_students=n, student=student(cfg, n))
+    extra = {}
+    if ingredients.get("conditioning"):
+        extra = {"conditioning": "standardize", "balance_chunks": True}
+    tc = TeacherClass(teacher, num_students=n, student=student(cfg, n), **extra)
+    augment_students = cfg.get("augment_students") or ingredients.get(
+        "augment_students"
+    )
+    fit = {}
+    if ingredients.get("head_aware"):
+        # Labels reach the head-aware objective where it weighs them.
+        fit["y"] = y
     timer = EpochTimer()
     start = time.perf_counter()
     h = tc.fit_students(
@@ -249,15 +364,19 @@ def run_class(
         loss=objective,
         optimizer=optimizer(cfg, len(x)),
         steps_per_execution=steps_per_execution,
-        augment=augmentation(cfg) if cfg.get("augment_students") else None,
+        augment=augmentation(cfg) if augment_students else None,
+        **fit,
     )
     student_seconds = time.perf_counter() - start
     record = {
         "steps_per_execution": steps_per_execution,
+        "ingredients": sorted(k for k, v in ingredients.items() if v),
         "students_before_fine_tune_test_accuracy": None,
         "student_epoch_seconds": timer.times,
         "students_history": history(h),
     }
+    if extra:
+        record["conditioning"] = extra
     start = time.perf_counter()
     if cfg["fine_tune_epochs"]:
         record["students_before_fine_tune_test_accuracy"] = accuracy(
@@ -276,11 +395,32 @@ def run_class(
     else:
         composed = tc.compose()
     fine_tune_seconds = time.perf_counter() - start
+    refine_seconds = 0.0
+    if ingredients.get("refine"):
+        epochs = cfg["refine_epochs"]
+        record["before_refine_test_accuracy"] = accuracy(
+            composed, x_test, y_test
+        )
+        start = time.perf_counter()
+        # Labels plus logit distillation from the teacher, every student
+        # unfrozen; the same (unaugmented) samples as the head's tuning.
+        composed = tc.refine(
+            x,
+            y,
+            epochs=epochs,
+            optimizer=adam(
+                cfg["lr_schedule"], epochs, len(x), cfg["batch_size"]
+            ),
+            batch_size=cfg["batch_size"],
+            verbose=verbose,
+        )
+        refine_seconds = time.perf_counter() - start
+        record["refine"] = {"epochs": epochs, "data": "unaugmented"}
     report = tc.report()
     test_mse = tc.evaluate_students(x_test, batch_size=512)
     record.update(
         {
-            "params": int(composed.count_params()),
+            **compute(composed, False),
             "student_params": report["student_params"],
             "head_params": report["head_params"],
             "compression_ratio": report["compression_ratio"],
@@ -288,9 +428,22 @@ def run_class(
             "students_test_mse": {k: float(v) for k, v in test_mse.items()},
             "student_seconds": student_seconds,
             "fine_tune_seconds": fine_tune_seconds,
-            "train_seconds": student_seconds + fine_tune_seconds,
+            "refine_seconds": refine_seconds,
+            "train_seconds": student_seconds
+            + fine_tune_seconds
+            + refine_seconds,
         }
     )
+    record["teacher_macs"] = macs(teacher)
+    if measure_compute:
+        side = measure_side_by_side(tc, composed)
+        record.update(
+            {
+                "latency_ms": side["composed"]["latency_ms"],
+                "litert_bytes": side["composed"]["litert_bytes"],
+                "teacher_compute": side["teacher"],
+            }
+        )
     return record
 
 
@@ -311,13 +464,54 @@ def baseline_classifier(cfg, input_shape, bottleneck=None):
     )
 
 
+def class_compute(cfg, teacher, n=4):
+    """`{params, macs}` of the composed class of `n` in a configuration.
+
+    Counted on the untrained class (students + the teacher's head): the
+    sizes do not depend on training, and conditioning folds into the
+    head without adding a layer.
+    """
+    tc = TeacherClass(teacher, num_students=n, student=student(cfg, n))
+    return {
+        "params": int(tc.report()["composed_params"]),
+        "macs": macs(tc.representation()) + macs(tc.head),
+    }
+
+
+def match_record(model, target):
+    """How a baseline's size compares to the class it is matched to."""
+    size = compute(model, False)
+    ratios = {k: size[k] / target[k] for k in ("params", "macs")}
+    return {
+        "class_n": 4,
+        "class_params": target["params"],
+        "class_macs": target["macs"],
+        "params_ratio": ratios["params"],
+        "macs_ratio": ratios["macs"],
+        "within_5_percent": all(abs(r - 1) <= 0.05 for r in ratios.values()),
+    }
+
+
 def baseline_bottleneck(cfg, input_shape, teacher):
     """The baselines' bottleneck where `min_student_bottleneck` is set.
 
     The class's students are wider then, so the classifier's bottleneck is
     widened too, to the first width at which it has at least the n = 4
-    class's parameters. None otherwise (the n = 1 student's own).
+    class's parameters. None otherwise (the n = 1 student's own). With
+    `baseline_match: params_macs` (`--match params_macs`), the width
+    `baselines.matched_student` gives for the n = 4 class's parameters
+    and multiply-adds within 5% instead.
     """
+    if cfg.get("baseline_match") == "params_macs":
+        target = class_compute(cfg, teacher)
+        found = baselines.matched_student(
+            lambda width: baseline_classifier(cfg, input_shape, width),
+            params=target["params"],
+            macs=target["macs"],
+            tolerance=0.05,
+        )
+        # A width; a built model is sized by its own bottleneck.
+        return getattr(found, "bottleneck", found)
     if "min_student_bottleneck" not in cfg:
         return None
     tc = TeacherClass(teacher, num_students=4, student=student(cfg, 4))
@@ -331,23 +525,31 @@ def baseline_bottleneck(cfg, input_shape, teacher):
     )
 
 
-def run_baseline(cfg, kind, seed, teacher, data, verbose):
-    """Trains baseline (b) `distill` or (c) `scratch` and measures it."""
+def run_baseline(
+    cfg, kind, seed, teacher, data, verbose, measure_compute=False
+):
+    """Trains baseline (b) `distill` or (c) `scratch` and measures it.
+
+    It trains `epochs + refine_epochs` epochs: the refined classes'
+    budget (equal budgets).
+    """
     x, y, x_test, y_test = data
     # Sized first: the models built to size it draw no weights of the run.
     bottleneck = baseline_bottleneck(cfg, x.shape[1:], teacher)
     keras.utils.set_random_seed(seed)
     model = baseline_classifier(cfg, x.shape[1:], bottleneck)
+    epochs = cfg["epochs"] + cfg.get("refine_epochs", 0)
     h = keras.callbacks.History()
     timer = EpochTimer()
     train_x, train_y, batch_size = labelled(cfg, x, y, seed)
     fit = {
-        "epochs": cfg["epochs"],
+        "epochs": epochs,
         "batch_size": batch_size,
         "verbose": verbose,
         "callbacks": [h, timer],
         "shuffle": batch_size is not None,  # an augmented dataset is shuffled
     }
+    opt = adam(cfg["lr_schedule"], epochs, len(x), cfg["batch_size"])
     start = time.perf_counter()
     if kind == "distill":
         baselines.distill_logits(
@@ -355,24 +557,70 @@ def run_baseline(cfg, kind, seed, teacher, data, verbose):
             model,
             train_x,
             train_y,
-            optimizer=optimizer(cfg, len(x)),
+            optimizer=opt,
             **fit,
         )
     else:
         model.compile(
             **{
                 **teacher_lib.default_compile_args(model, y),
-                "optimizer": optimizer(cfg, len(x)),
+                "optimizer": opt,
             }
         )
         baselines.train_from_scratch(model, train_x, train_y, **fit)
     seconds = time.perf_counter() - start
     teacher_params = teacher.count_params()
     return {
-        "params": int(model.count_params()),
+        **compute(model, measure_compute),
+        "epochs_trained": epochs,
+        "match": match_record(model, class_compute(cfg, teacher)),
         "compression_ratio": teacher_params / model.count_params(),
         "test_accuracy": accuracy(model, x_test, y_test),
         "train_seconds": seconds,
         "epoch_seconds": timer.times,
         "history": history(h),
     }
+
+
+def backfill_compute(state):
+    """Adds `macs` to recorded runs and teachers that lack them.
+
+    Multiply-adds depend on the architecture only, so they are counted on
+    freshly built models of each recorded configuration (nothing is
+    trained); a run is filled only where the rebuilt model has the
+    recorded parameter count, and marked `macs_backfilled`.
+
+    Returns:
+        The number of records filled.
+    """
+    filled = 0
+    teachers = {}
+    for settings_id, cfg in state.get("settings", {}).items():
+        setup = architectures.for_dataset(
+            cfg["dataset"], paper=cfg.get("paper_teacher", False)
+        )
+        teacher = teachers.setdefault(cfg["teacher_id"], setup.teacher())
+        shape = teacher.inputs[0].shape[1:]
+        for run in state["runs"].values():
+            if run["settings_id"] != settings_id or "macs" in run:
+                continue
+            if run["kind"] == "class":
+                size = class_compute(cfg, teacher, run["n"])
+            else:
+                model = baseline_classifier(
+                    cfg, shape, baseline_bottleneck(cfg, shape, teacher)
+                )
+                size = compute(model, False)
+            if size["params"] == run["params"]:
+                run["macs"] = size["macs"]
+                run["macs_backfilled"] = True
+                filled += 1
+    for record in state.get("teachers", {}).values():
+        teacher = teachers.get(record["teacher_id"])
+        if "macs" in record or teacher is None:
+            continue
+        if teacher.count_params() == record["params"]:
+            record["macs"] = macs(teacher)
+            record["macs_backfilled"] = True
+            filled += 1
+    return filled

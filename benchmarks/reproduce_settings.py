@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from teacherclass import architectures
+from teacherclass import baselines
 from teacherclass import precision
 
 HERE = Path(__file__).resolve().parent
@@ -87,6 +88,24 @@ NOT_MEASURED = {
     ),
 }
 
+# Class variants (`--variant`): named combinations of the ingredients of
+# issue 13, each a change to the plain class (MSE students, as in the
+# paper). "best" turns on the ingredients that won on the validation
+# split (`reproduce_variants.choose_best`).
+VARIANTS = (
+    "plain",
+    "head_aware",
+    "conditioned",
+    "augmented",
+    "refined",
+    "best",
+)
+SPLITS = ("test", "validation")
+# The share of the training set carved off (its last samples) as the
+# validation split under `--split validation`.
+VALIDATION_SHARE = 0.1
+MATCHES = ("params", "params_macs")
+
 # Baselines (b) and (c) and their table labels.
 BASELINES = {
     "distill": "(b) logit distillation, one student classifier",
@@ -133,6 +152,50 @@ def parser():
         choices=tuple(BASELINES),
         default=list(BASELINES),
         help="baselines to run after the classes (none: pass no value)",
+    )
+    p.add_argument(
+        "--variant",
+        nargs="+",
+        choices=VARIANTS,
+        default=["plain"],
+        help="class variants to run (see reproduce_variants.py): plain "
+        "(the --objective given), head_aware (fit_students(loss="
+        "'head_aware')), conditioned (standardized targets, variance-"
+        "balanced chunks), augmented (students on the teacher's "
+        "augmentation), refined (end-to-end refinement after compose, "
+        "--refine-epochs), best (the ingredients that won on the "
+        "validation split)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="test",
+        help="validation: carve the last 10%% of the training samples as "
+        "the evaluation split (the test split is not read); test: train "
+        "on all of them and measure on the test split",
+    )
+    p.add_argument(
+        "--refine-epochs",
+        type=int,
+        default=0,
+        help="end-to-end refinement epochs of the refined (and best) "
+        "variants; baselines (b), (c) train this many extra epochs "
+        "(equal budgets)",
+    )
+    p.add_argument(
+        "--match",
+        choices=MATCHES,
+        default="params",
+        help="size baselines (b), (c) to the n = 4 class's parameters "
+        "(params, as before) or to its parameters and multiply-adds "
+        "within 5%% (params_macs, baselines.matched_student)",
+    )
+    p.add_argument(
+        "--measure-compute",
+        action="store_true",
+        help="also time every model at batch 1 and 64 (the teacher beside "
+        "each class) and record LiteRT sizes where the library measures "
+        "them; measurement only, not part of the configuration",
     )
     p.add_argument("--teacher-epochs", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
@@ -197,6 +260,13 @@ def parser():
         action="store_true",
         help="train nothing: rewrite the tables, summary and plot from "
         "<out-dir>/<dataset>.json as recorded",
+    )
+    p.add_argument(
+        "--backfill-compute",
+        action="store_true",
+        help="count the multiply-adds of recorded runs that lack them on "
+        "rebuilt (untrained) models and write them into "
+        "<out-dir>/<dataset>.json; with --render-only, nothing is trained",
     )
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     return p
@@ -264,6 +334,32 @@ def check(args):
             "--fine-tune-epochs must be >= 0. "
             f"Received: {args.fine_tune_epochs}"
         )
+    if args.refine_epochs < 0:
+        raise ValueError(
+            f"--refine-epochs must be >= 0. Received: {args.refine_epochs}"
+        )
+    if "refined" in args.variant and not args.refine_epochs:
+        raise ValueError(
+            "--variant refined trains the composed model end to end for "
+            "--refine-epochs epochs: pass --refine-epochs N (N >= 1). "
+            f"Received: --variant {' '.join(args.variant)} "
+            f"--refine-epochs {args.refine_epochs}"
+        )
+    if args.match == "params_macs" and not hasattr(
+        baselines, "matched_student"
+    ):
+        raise ValueError(
+            "--match params_macs sizes the baselines with "
+            "baselines.matched_student, which this library does not have. "
+            "Received: --match params_macs"
+        )
+    if "augmented" in args.variant and augment_choice(args) == "none":
+        raise ValueError(
+            "--variant augmented trains the students on the teacher's "
+            "augmentation (--augment), which is none here. Received: "
+            f"--variant augmented --augment {args.augment} --dataset "
+            f"{args.dataset}" + (" --paper" if args.paper else "")
+        )
 
 
 def configuration(args, n_train):
@@ -299,6 +395,9 @@ def configuration(args, n_train):
     )
     if schedule != "constant":
         teacher_cfg["teacher_lr_schedule"] = schedule
+    if args.split != "test":
+        # The teacher too trains without the validation samples.
+        teacher_cfg["split"] = args.split
     cfg = {
         **teacher_cfg,
         "profile": "paper" if paper else "improved",
@@ -313,6 +412,11 @@ def configuration(args, n_train):
         cfg["min_student_bottleneck"] = bottleneck
     if args.augment_students:
         cfg["augment_students"] = True
+    # Baselines train --refine-epochs more (equal budgets): a setting.
+    if args.refine_epochs:
+        cfg["refine_epochs"] = args.refine_epochs
+    if args.match != "params":
+        cfg["baseline_match"] = args.match
     return teacher_cfg, cfg
 
 
@@ -360,6 +464,11 @@ def argv_for(settings):
         argv.append("--paper")
     if settings.get("augment_students"):
         argv.append("--augment-students")
+    for key in ("split", "refine_epochs"):
+        if key in settings:
+            argv += [f"--{key.replace('_', '-')}", str(settings[key])]
+    if "baseline_match" in settings:
+        argv += ["--match", settings["baseline_match"]]
     return argv
 
 
@@ -372,6 +481,17 @@ def changes(settings):
         made += (SHIFT,)
     if settings.get("augment_students"):
         made += (SHIFT_STUDENTS,)
+    if settings.get("refine_epochs"):
+        made += (
+            f"baselines (b), (c) train {settings['refine_epochs']} more "
+            "epoch(s), the refined variants' end-to-end refinement "
+            "(equal budgets)",
+        )
+    if settings.get("baseline_match") == "params_macs":
+        made += (
+            "baselines (b), (c) sized to the n = 4 class's parameters and "
+            "multiply-adds within 5% (baselines.matched_student)",
+        )
     if settings.get("min_student_bottleneck"):
         made += (
             "students' dense bottleneck widened to at least "
@@ -401,6 +521,23 @@ def describe(settings):
         + (
             f"; student bottleneck >= {s['min_student_bottleneck']}"
             if "min_student_bottleneck" in s
+            else ""
+        )
+        + (
+            f"; refinement {s['refine_epochs']} epoch(s) (baselines "
+            f"{s['epochs'] + s['refine_epochs']} epochs)"
+            if "refine_epochs" in s
+            else ""
+        )
+        + (
+            "; baselines matched in parameters and multiply-adds"
+            if s.get("baseline_match") == "params_macs"
+            else ""
+        )
+        + (
+            "; split: validation (the last 10% of the training samples; "
+            "the test split not read)"
+            if s.get("split") == "validation"
             else ""
         )
     )

@@ -16,6 +16,7 @@ from reproduce_settings import FINE_TUNING
 from reproduce_settings import NOT_MEASURED
 from reproduce_settings import PAPER_NOTES
 from reproduce_settings import TARGETS
+from reproduce_settings import VARIANTS
 from reproduce_settings import changes
 from reproduce_settings import describe
 from reproduce_state import atomic_write
@@ -26,6 +27,49 @@ def _mean_std(values):
     values = np.asarray(values, dtype="float64")
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return float(values.mean()), std
+
+
+def score(record):
+    """A run's accuracy: on the test split, or on the validation split."""
+    value = record.get("test_accuracy")
+    return record.get("val_accuracy") if value is None else value
+
+
+def _compute_cells(members):
+    """The compute columns of a row: first seed's, None where missing."""
+    first = members[0]
+    latency = first.get("latency_ms") or {}
+    litert = first.get("litert_bytes") or {}
+    return {
+        "macs": first.get("macs"),
+        "latency_b1_ms": latency.get("1"),
+        "latency_b64_ms": latency.get("64"),
+        "litert_float_bytes": litert.get("float"),
+        "litert_int8_bytes": litert.get("int8"),
+    }
+
+
+def _teacher_compute(teacher_runs, class_runs):
+    """The teacher's compute: its own record, or timed beside a class."""
+    cells = _compute_cells(teacher_runs)
+    if cells["macs"] is None:
+        cells["macs"] = next(
+            (r["teacher_macs"] for r in class_runs if "teacher_macs" in r),
+            None,
+        )
+    side = next(
+        (r["teacher_compute"] for r in class_runs if "teacher_compute" in r),
+        None,
+    )
+    if side is not None:
+        cells.update(
+            {
+                k: v
+                for k, v in _compute_cells([side]).items()
+                if cells[k] is None
+            }
+        )
+    return cells
 
 
 def rows(state, settings_id):
@@ -41,37 +85,48 @@ def rows(state, settings_id):
     ]
     groups = {}
     for t in teachers:
-        groups.setdefault(("teacher", 0, ""), []).append(t)
+        groups.setdefault(("teacher", 0, "", ""), []).append(t)
     for r in runs:
-        groups.setdefault((r["kind"], r["n"], r["objective"]), []).append(r)
+        variant = r.get("variant", "plain" if r["kind"] == "class" else "")
+        key = (r["kind"], r["n"], r["objective"], variant)
+        groups.setdefault(key, []).append(r)
 
     def order(key):
-        kind, n, objective = key
+        kind, n, objective, variant = key
         rank = {"teacher": 0, "class": 1, "distill": 2, "scratch": 3}[kind]
-        return (rank, n, objective != "mse", objective)
+        variant_rank = VARIANTS.index(variant) if variant in VARIANTS else 0
+        return (rank, n, variant_rank, objective != "mse", objective)
 
     out = []
     teacher_params = teachers[0]["params"] if teachers else None
+    class_runs = [r for r in runs if r["kind"] == "class"]
     for key in sorted(groups, key=order):
-        kind, n, objective = key
+        kind, n, objective, variant = key
         members = sorted(groups[key], key=lambda r: r["seed"])
         if kind == "teacher":
             label = "teacher"
+            cells = _teacher_compute(members, class_runs)
         elif kind == "class":
             label = f"class, n = {n} ({objective})"
-            if n == 1:
+            if variant != "plain":
+                label = f"class, n = {n} ({objective}, {variant})"
+            if n == 1 and variant == "plain":
                 label += ", = (a) the paper's single student"
+            cells = _compute_cells(members)
         else:
             label = BASELINES[kind]
+            cells = _compute_cells(members)
         params = members[0]["params"]
-        mean, std = _mean_std([r["test_accuracy"] for r in members])
+        mean, std = _mean_std([score(r) for r in members])
         out.append(
             {
                 "label": label,
                 "kind": kind,
                 "n": n,
                 "objective": objective,
+                "variant": variant,
                 "params": params,
+                **cells,
                 "compression_ratio": (
                     teacher_params / params if teacher_params else None
                 ),
@@ -92,7 +147,11 @@ def targets(dataset, table):
     if target is None or not table:
         return []
     lines = []
-    by_key = {(r["kind"], r["n"], r["objective"]): r for r in table}
+    by_key = {
+        (r["kind"], r["n"], r["objective"]): r
+        for r in table
+        if r["variant"] in ("plain", "")
+    }
     for n in target["students"]:
         row = by_key.get(("class", n, "mse"))
         if row is None:
@@ -132,7 +191,11 @@ def figure_keys(state):
     The plot names each configuration by a letter (its id is too long
     for a legend); the Markdown says which id each letter stands for.
     """
-    ids = [s for s in state.get("settings", {}) if rows(state, s)]
+    ids = [
+        s
+        for s, cfg in state.get("settings", {}).items()
+        if cfg.get("split", "test") == "test" and rows(state, s)
+    ]
     letters = string.ascii_uppercase
     return {
         s: letters[i] if i < len(letters) else str(i + 1)
@@ -156,9 +219,9 @@ def _setup_text(settings):
     return text
 
 
-def plot_name(dataset):
-    """The plot's file name."""
-    return f"{dataset}_accuracy_vs_params.png"
+def plot_name(dataset, x="params"):
+    """A plot's file name: accuracy against `x` ("params" or "macs")."""
+    return f"{dataset}_accuracy_vs_{x}.png"
 
 
 def write_markdown(state, path):
@@ -182,9 +245,13 @@ def write_markdown(state, path):
         table = rows(state, settings_id)
         if not table:
             continue
+        where = (
+            f"{keys[settings_id]} in the figure"
+            if settings_id in keys
+            else "validation split, not in the figure"
+        )
         lines += [
-            f"## Configuration `{settings_id}` "
-            f"({keys[settings_id]} in the figure)",
+            f"## Configuration `{settings_id}` ({where})",
             "",
             describe(settings),
             "",
@@ -197,17 +264,23 @@ def write_markdown(state, path):
         if settings["fine_tune_epochs"]:
             notes = (*notes, FINE_TUNING)
         lines += [f"- {note}" for note in notes] + [""]
+        split = settings.get("split", "test")
         lines += [
-            "| model | parameters | compression vs teacher | test "
-            "accuracy | seeds | training time (s) |",
-            "| --- | ---: | ---: | ---: | --- | ---: |",
+            "| model | parameters | compression vs teacher | "
+            "multiply-adds | latency b1 (ms) | latency b64 (ms) | LiteRT "
+            f"float | LiteRT int8 | {split} accuracy | seeds | training "
+            "time (s) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| --- | ---: |",
         ]
         for r in table:
             ratio = r["compression_ratio"]
             lines.append(
                 f"| {r['label']} | {r['params']:,} | "
                 f"{'' if ratio is None else f'{ratio:.1f}x'} | "
-                f"{r['accuracy_mean']:.2%} +/- {r['accuracy_std']:.2%} | "
+                + " | ".join(_compute_text(r))
+                + f" | {r['accuracy_mean']:.2%} +/- "
+                f"{r['accuracy_std']:.2%} | "
                 f"{', '.join(str(s) for s in r['seeds'])} | "
                 f"{r['train_seconds_mean']:.0f} |"
             )
@@ -217,20 +290,27 @@ def write_markdown(state, path):
             if u["settings_id"] == settings_id
         ]
         for u in unavailable:
+            variant = u.get("variant", "plain")
+            name = u["objective"] + (
+                "" if variant in ("plain", None) else f", {variant}"
+            )
             lines.append(
-                f"| class, n = {u['n']} ({u['objective']}) | not "
-                f"available | | {u['reason'][:120]} | {u['seed']} | |"
+                f"| class, n = {u['n']} ({name}) | not available | | | | | "
+                f"| | {u['reason'][:120]} | {u['seed']} | |"
             )
         met = targets(dataset, table)
         if met:
             lines += ["", "Targets (issue #3):", ""]
             lines += [f"- {t}" for t in met]
         lines.append("")
+    lines += ablation(state)
     if keys:
         lines += [
-            "The figure (test accuracy against parameters, "
-            f"`docs/results/{plot_name(dataset)}`) letters the "
-            "configurations: "
+            "The figures (test accuracy against parameters, "
+            f"`docs/results/{plot_name(dataset)}`, and against "
+            "multiply-adds, "
+            f"`docs/results/{plot_name(dataset, 'macs')}`, where "
+            "recorded) letter the configurations: "
             + "; ".join(
                 f"{letter} = configuration `{settings_id}`"
                 for settings_id, letter in keys.items()
@@ -240,6 +320,108 @@ def write_markdown(state, path):
         ]
     atomic_write(path, "\n".join(lines) + "\n")
     return lines
+
+
+def _compute_text(row):
+    """The compute cells of a table row; blank where not measured."""
+    macs = row.get("macs")
+    cells = ["" if macs is None else f"{macs:,}"]
+    for key in ("latency_b1_ms", "latency_b64_ms"):
+        value = row.get(key)
+        cells.append("" if value is None else f"{value:.3g}")
+    for key in ("litert_float_bytes", "litert_int8_bytes"):
+        value = row.get(key)
+        cells.append("" if value is None else f"{value / 1024:,.0f} KiB")
+    return cells
+
+
+def ablation(state):
+    """Markdown lines: the validation probes, each ingredient on and off.
+
+    One table per configuration on the validation split that holds a
+    plain class: per n and objective, every variant recorded, which
+    ingredients it turns on, its mean validation accuracy and the
+    difference to the plain class's. Every probe is listed (not only
+    the winners); "best" states the ingredients it chose.
+    """
+    from reproduce_variants import INGREDIENTS
+    from reproduce_variants import SINGLE
+    from reproduce_variants import ingredients
+
+    lines = []
+    for settings_id, settings in state.get("settings", {}).items():
+        if settings.get("split") != "validation":
+            continue
+        table = [r for r in rows(state, settings_id) if r["kind"] == "class"]
+        plain = {
+            (r["n"], r["objective"]): r
+            for r in table
+            if r["variant"] == "plain"
+        }
+        if not plain:
+            continue
+        lines += [
+            f"## Ablation on the validation split: configuration "
+            f"`{settings_id}`",
+            "",
+            "Validation accuracy (the last 10% of the training samples; "
+            "the test split not read), mean over the seeds listed; "
+            "difference to the plain class of the same n.",
+            "",
+            "| n | variant | objective | "
+            + " | ".join(i.replace("_", " ") for i in INGREDIENTS)
+            + " | params | multiply-adds | validation accuracy | vs plain "
+            "| seeds |",
+            "| ---: | --- | --- | "
+            + " | ".join(":---:" for _ in INGREDIENTS)
+            + " | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for r in table:
+            base = plain.get((r["n"], r["objective"])) or plain.get(
+                (r["n"], "mse")
+            )
+            if r["variant"] == "best":
+                chosen = _best_ingredients(state, settings_id, r)
+            elif r["variant"] in SINGLE or r["variant"] == "plain":
+                chosen = ingredients(r["variant"])
+            else:
+                chosen = {}
+            marks = [
+                "?" if i not in chosen else "on" if chosen[i] else "off"
+                for i in INGREDIENTS
+            ]
+            delta = (
+                ""
+                if base is None
+                else f"{r['accuracy_mean'] - base['accuracy_mean']:+.2%}"
+            )
+            macs = r.get("macs")
+            lines.append(
+                f"| {r['n']} | {r['variant']} | {r['objective']} | "
+                + " | ".join(marks)
+                + f" | {r['params']:,} | "
+                f"{'' if macs is None else f'{macs:,}'} | "
+                f"{r['accuracy_mean']:.2%} | {delta} | "
+                f"{', '.join(str(s) for s in r['seeds'])} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _best_ingredients(state, settings_id, row):
+    """The ingredients a "best" run recorded it chose, by name."""
+    from reproduce_variants import INGREDIENTS
+
+    for r in state["runs"].values():
+        if (
+            r["settings_id"] == settings_id
+            and r.get("variant") == "best"
+            and r["n"] == row["n"]
+            and "best_choice" in r
+        ):
+            on = set(r["best_choice"]["ingredients"])
+            return {i: i in on for i in INGREDIENTS}
+    return {}
 
 
 def write_summary(out_dir):
@@ -263,6 +445,7 @@ def write_summary(out_dir):
                 by_key = {
                     (r["kind"], r["n"], r["objective"]): r
                     for r in rows(state, settings_id)
+                    if r["variant"] in ("plain", "")
                 }
                 found = [by_key.get(("class", n, "mse")) for n in (4, 8)]
                 if any(found):
@@ -328,14 +511,19 @@ def plot_series(state):
         objectives = {}
         for r in table:
             if r["kind"] == "class":
-                objectives.setdefault(r["objective"], []).append(r)
-        for objective, members in objectives.items():
+                name = r["objective"]
+                if r["variant"] != "plain":
+                    name += f", {r['variant']}"
+                objectives.setdefault(name, []).append(r)
+        for name, members in objectives.items():
             members.sort(key=lambda r: r["n"])
+            objective = members[0]["objective"]
             series.append(
                 {
-                    "name": f"class of n students ({objective})",
+                    "name": f"class of n students ({name})",
                     "group": letter,
                     "params": [r["params"] for r in members],
+                    "macs": [r["macs"] for r in members],
                     "accuracy": [100 * r["accuracy_mean"] for r in members],
                     "std": [100 * r["accuracy_std"] for r in members],
                     "marker": "o" if objective == "mse" else "D",
@@ -352,6 +540,7 @@ def plot_series(state):
                     "name": _NAMES[r["kind"]],
                     "group": letter,
                     "params": [r["params"]],
+                    "macs": [r["macs"]],
                     "accuracy": [100 * r["accuracy_mean"]],
                     "std": [100 * r["accuracy_std"]],
                     "marker": _MARKERS[r["kind"]],
@@ -364,23 +553,42 @@ def plot_series(state):
     return series, groups
 
 
-def write_plot(state, path):
-    """Test accuracy against parameters (log x), one colour per setup.
+def write_plot(state, path, x="params"):
+    """Test accuracy against parameters or multiply-adds (log x).
+
+    One colour per setup. With `x="macs"` only the models whose
+    multiply-adds are recorded are drawn.
 
     Returns:
-        The path written, or None without runs or matplotlib.
+        The path written, or None without runs (with `x="macs"`: without
+        any multiply-adds recorded) or without matplotlib.
     """
     try:
         from teacherclass import figures
 
         series, groups = plot_series(state)
+        if x == "macs":
+            series = [
+                s for s in series if all(m is not None for m in s["macs"])
+            ]
+            groups = {
+                k: v
+                for k, v in groups.items()
+                if any(s["group"] == k for s in series)
+            }
         if not series:
             return None
         target = TARGETS.get(state["dataset"])
-        figures.plot_accuracy_vs_params(
+        plot = (
+            figures.plot_accuracy_vs_macs
+            if x == "macs"
+            else figures.plot_accuracy_vs_params
+        )
+        what = "multiply-adds" if x == "macs" else "parameters"
+        plot(
             series,
             path,
-            title=f"{state['dataset']}: test accuracy vs parameters",
+            title=f"{state['dataset']}: test accuracy vs {what}",
             groups=groups,
             target=(
                 (

@@ -173,6 +173,8 @@ def plot_accuracy_vs_params(
     groups=None,
     target=None,
     ylabel="accuracy",
+    x="params",
+    xlabel="parameters",
 ):
     """Accuracy against parameters (log scale), saved as a PNG file.
 
@@ -198,6 +200,9 @@ def plot_accuracy_vs_params(
         groups: optional dict `{key: legend text}`, colours in order.
         target: optional `(accuracy, text)`: a dotted horizontal line.
         ylabel: the y axis' label.
+        x: the key of each series holding the x values ("params"; see
+            `plot_accuracy_vs_macs` for "macs").
+        xlabel: the x axis' label, before "(log scale ...)".
 
     Returns:
         The matplotlib `Figure`, saved and closed.
@@ -212,7 +217,7 @@ def plot_accuracy_vs_params(
 
     groups = dict(groups or {})
     colors = {key: f"C{i}" for i, key in enumerate(groups)}
-    params = sorted({p for s in series for p in s["params"]})
+    params = sorted({p for s in series for p in s[x]})
     clusters = _clusters(params)
     fig, axes = plt.subplots(
         1,
@@ -242,19 +247,19 @@ def plot_accuracy_vs_params(
         }
         for ax in axes:  # each axes shows the points in its x range
             ax.errorbar(
-                s["params"],
+                s[x],
                 s["accuracy"],
                 yerr=s.get("std"),
                 color=color,
                 capsize=3,
                 **style,
             )
-        stds = s.get("std") or [0] * len(s["params"])
-        texts = s.get("labels") or [None] * len(s["params"])
-        for x, y, std, text in zip(s["params"], s["accuracy"], stds, texts):
-            obstacles.append((x, y, size, std))
+        stds = s.get("std") or [0] * len(s[x])
+        texts = s.get("labels") or [None] * len(s[x])
+        for px, py, std, text in zip(s[x], s["accuracy"], stds, texts):
+            obstacles.append((px, py, size, std))
             if text:
-                labels.append((x, y, text, color))
+                labels.append((px, py, text, color))
         if groups:
             # The legend shows the kind in grey; the colour is the group's.
             style = {
@@ -301,7 +306,7 @@ def plot_accuracy_vs_params(
                 clip_on=False,
             )
     axes[0].set_xlabel(
-        "parameters (log scale"
+        f"{xlabel} (log scale"
         + ("; the axis skips the empty range)" if len(axes) > 1 else ")"),
         loc="left",
     )
@@ -345,6 +350,36 @@ def plot_accuracy_vs_params(
     fig.savefig(path, bbox_inches="tight", bbox_extra_artists=legends)
     plt.close(fig)
     return fig
+
+
+def plot_accuracy_vs_macs(series, path, title, **kwargs):
+    """Accuracy against multiply-adds per sample (log scale), as a PNG.
+
+    The sibling of `plot_accuracy_vs_params`, in its style: the same
+    series, read at their `macs` (a list of numbers, like `params`).
+
+    Args:
+        series: as for `plot_accuracy_vs_params`, each with `macs`.
+        path: the PNG file to write (its folder is created).
+        title: the figure's title.
+        **kwargs: `groups`, `target`, `ylabel`, as for
+            `plot_accuracy_vs_params`.
+
+    Returns:
+        The matplotlib `Figure`, saved and closed.
+
+    Raises:
+        ImportError: without matplotlib (`pip install
+            teacherclass[plots]`).
+    """
+    return plot_accuracy_vs_params(
+        series,
+        path,
+        title,
+        x="macs",
+        xlabel="multiply-adds per sample",
+        **kwargs,
+    )
 
 
 def _count(value, _=None):
