@@ -319,8 +319,51 @@ def distill_logits(
             "0; pass alpha=0 for distillation without labels. "
             f"Received: alpha={alpha}, y=None"
         )
-    teacher_logits = logits_model(teacher)
     student_logits = logits_model(student_model, share_weights=True)
+    distill_into(
+        teacher,
+        student_logits,
+        x,
+        y,
+        temperature=temperature,
+        alpha=alpha,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        optimizer=optimizer,
+        **fit_kwargs,
+    )
+    labels = y if y is not None or hasattr(x, "shape") else x
+    _compile_if_needed(student_model, labels)
+    return student_model
+
+
+def distill_into(
+    teacher,
+    student_logits,
+    x,
+    y=None,
+    temperature=3.0,
+    alpha=0.1,
+    epochs=1,
+    batch_size=None,
+    validation_data=None,
+    optimizer="adam",
+    **fit_kwargs,
+):
+    """Trains a model that outputs logits by distillation from `teacher`.
+
+    The step `distill_logits` and `TeacherClass.refine` share: a
+    `keras.distillation.Distiller` from `logits_model(teacher)` to
+    `student_logits`, with `LogitsDistillation` (a Bernoulli KL for one
+    sigmoid unit) and a cross-entropy from logits on the labels weighted
+    `alpha`. The teacher's layers' `trainable` flags are restored
+    afterwards. Arguments are those of `distill_logits` (checked there).
+
+    Returns:
+        The distiller's `History`.
+    """
+    teacher_logits = logits_model(teacher)
     if teacher_logits.outputs[0].shape[-1] == 1:
         distillation_loss = keras.distillation.LogitsDistillation(
             temperature=temperature, loss=_binary_kl(temperature)
@@ -350,7 +393,7 @@ def distill_logits(
             loss=label_args["loss"],
             metrics=None if labels is None else label_args["metrics"],
         )
-        distiller.fit(
+        history = distiller.fit(
             x,
             y,
             epochs=epochs,
@@ -361,8 +404,7 @@ def distill_logits(
     finally:
         for layer, trainable in flags:
             layer.trainable = trainable
-    _compile_if_needed(student_model, labels)
-    return student_model
+    return history
 
 
 def train_from_scratch(
