@@ -154,3 +154,97 @@ def test_augment_disk_cache_and_bfloat16(teacher, data, tmp_path):
     finally:
         keras.config.set_dtype_policy(policy)
     assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("kind", ["standardize", "pca"])
+def test_conditioned_class_folds_exactly_and_saves(
+    teacher, data, kind, tmp_path
+):
+    x, y = data
+    tc = TeacherClass(
+        teacher, num_students=2, conditioning=kind, balance_chunks=True
+    )
+    tc.fit_students(x, y, loss="head_aware", epochs=2, verbose=0)
+    assert tc.conditioning_fitted
+    composed = tc.compose()
+    assert len(composed.layers) == len(tc.compose().layers)
+    assert not any(
+        "conditioning" in layer.name.lower() for layer in composed.layers
+    )
+    # The folded model equals students -> inverse change -> clip -> head.
+    fitted = tc.target_conditioning()
+    rep = tc.representation().predict(x[:32], verbose=0)
+    features = fitted.inverse(rep)
+    if kind == "standardize":
+        features = np.maximum(features, 0.0)  # the ReLU clip, in features
+    expected = tc.head.predict(features, verbose=0)
+    got = composed.predict(x[:32], verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(tc.predict(x[:32], verbose=0), got, atol=1e-5)
+    path = str(tmp_path / "composed.keras")
+    composed.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        loaded.predict(x[:32], verbose=0), got, atol=1e-6
+    )
+    # The class keeps its statistics, and students saved separately too.
+    tc.save(str(tmp_path / "tc.keras"))
+    again = keras.saving.load_model(str(tmp_path / "tc.keras"))
+    assert again.conditioning_digest() == tc.conditioning_digest()
+    tc.save_students(str(tmp_path / "students"))
+    gathered = TeacherClass(
+        teacher, num_students=2, conditioning=kind, balance_chunks=True
+    )
+    gathered.load_students(str(tmp_path / "students"))
+    assert gathered.conditioning_digest() == tc.conditioning_digest()
+    np.testing.assert_allclose(
+        gathered.compose().predict(x[:32], verbose=0), got, atol=1e-5
+    )
+
+
+def test_conditioning_arguments_are_checked(teacher):
+    with pytest.raises(ValueError, match="conditioning='zca'"):
+        TeacherClass(teacher, conditioning="zca")
+    with pytest.raises(ValueError, match="conditioning=None"):
+        TeacherClass(teacher, balance_chunks=True)
+
+
+def test_refine_keeps_accuracy_and_saves(teacher, data, tmp_path):
+    x, y = data
+    keras.utils.set_random_seed(2)
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)  # deliberately undertrained
+    before = np.mean(tc.compose().predict(x, verbose=0).argmax(-1) == y)
+    refined = tc.refine(
+        x,
+        y,
+        epochs=5,
+        optimizer=keras.optimizers.Adam(1e-2),
+        batch_size=32,
+        verbose=0,
+    )
+    after = np.mean(refined.predict(x, verbose=0).argmax(-1) == y)
+    assert after >= before
+    assert after > 0.8
+    assert refined.compiled
+    np.testing.assert_allclose(  # the class's students are the refined ones
+        tc.predict(x[:16], verbose=0),
+        refined.predict(x[:16], verbose=0),
+        atol=1e-5,
+    )
+    path = str(tmp_path / "refined.keras")
+    refined.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        loaded.predict(x[:16], verbose=0),
+        refined.predict(x[:16], verbose=0),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="alpha=2"):
+        tc.refine(x, y, alpha=2)
+    with pytest.raises(ValueError, match="temperature=0"):
+        tc.refine(x, y, temperature=0)
+    with pytest.raises(ValueError, match="y=None"):
+        tc.refine(x, None)
+    with pytest.raises(ValueError, match="epochs"):
+        tc.refine(x, y, epochs=0)
