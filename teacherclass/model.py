@@ -565,7 +565,9 @@ class TeacherClass(keras.Model):
             x: inputs: array, tensor, `(x, y)` tuple, or `tf.data.Dataset`
                 (batched or not, yielding `x` or `(x, y[, sw])`). Labels
                 are ignored: students learn from the teacher only.
-            y: ignored; accepted so calls mirror `fit`.
+            y: labels, used only by a head-aware objective with
+                `label_weight > 0` (`objectives.HeadAware`); otherwise
+                ignored (accepted so calls mirror `fit`).
             batch_size: int, default 32 (unused for batched datasets).
             epochs: int, epochs over the data.
             verbose: "auto", 0, 1 or 2, as in `fit`.
@@ -587,7 +589,10 @@ class TeacherClass(keras.Model):
                 "adversarial" / "adversarial_paper" / an
                 `objectives.Adversarial`, where each student also plays
                 against a discriminator of its own that lives only for
-                this call (TensorFlow backend).
+                this call (TensorFlow backend), or "head_aware" / an
+                `objectives.HeadAware`, where each student is also scored
+                through the teacher's frozen head against the teacher's
+                logits (cached with the representation).
             optimizer: optimizer name or instance, fresh for this call;
                 the students' (the generators') optimizer.
             cache: None (memory) or a directory for a disk cache.
