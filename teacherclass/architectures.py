@@ -50,6 +50,17 @@ _MNIST_STUDENTS = {
     8: {"filters": (16, 16, 16, 16), "bottleneck": 12},  # 10,620
 }
 
+# Compact MNIST / Fashion-MNIST students: narrow early convolutions (where
+# the multiply-adds are), so the class costs less compute than the
+# teacher (13,238,912 multiply-adds per image, `flops.count_macs`).
+# Counts on 28x28x1 inputs: student params, student MACs.
+_MNIST_COMPACT = {
+    1: {"filters": (16, 16, 32, 32), "bottleneck": 64},  # 65,840; 2,524,224
+    2: {"filters": (8, 16, 16, 16), "bottleneck": 48},  # 24,496; 1,108,512
+    4: {"filters": (8, 8, 16, 16), "bottleneck": 32},  # 14,488; 653,344
+    8: {"filters": (8, 8, 8, 8), "bottleneck": 16},  # 4,440; 477,472
+}
+
 # The paper's IMDB students: Embedding(1000, 10), two Conv1D + MaxPool1D
 # blocks, one hidden Dense, Dense(256 / n); sizes 178k, 100k, 42k, 21k
 # for 500-token inputs.
@@ -149,7 +160,7 @@ def mnist_teacher(input_shape=(28, 28, 1), num_classes=10, rescale=False):
     return keras.Model(inputs, outputs, name="mnist_teacher")
 
 
-def mnist_student(num_students, units=None, bottleneck=None):
+def mnist_student(num_students, units=None, bottleneck=None, compact=False):
     """The paper's MNIST / Fashion-MNIST student for a class of n.
 
     A `ConvTower`: Conv-Conv-MaxPool-Conv-Conv-MaxPool-Dropout(0.25)-
@@ -171,12 +182,30 @@ def mnist_student(num_students, units=None, bottleneck=None):
     class with the teacher's head) and the n = 8 student (11,776, 25.3x)
     fit their chunks better; see `benchmarks/reproduce.py`.
 
+    The paper's students spend their compute in wide early convolutions
+    on the full 28x28 image: the n = 4 class costs 24,458,240
+    multiply-adds per image, 1.85x the teacher's 13,238,912
+    (`flops.count_macs`). `compact=True` gives students with narrow
+    early convolutions and wider bottlenecks, whose class costs a
+    fraction of the teacher's compute (class = n students + the teacher's
+    head, 2,570 parameters and 2,560 multiply-adds; "student" and
+    "class" are parameters):
+
+    | n | filters | bottleneck | student | student MACs | class | class MACs |
+    | --- | --- | --- | --- | --- | --- | --- |
+    | 1 | 16, 16, 32, 32 | 64 | 65,840 | 2,524,224 | 68,410 | 2,526,784 |
+    | 2 | 8, 16, 16, 16 | 48 | 24,496 | 1,108,512 | 51,562 | 2,219,584 |
+    | 4 | 8, 8, 16, 16 | 32 | 14,488 | 653,344 | 60,522 | 2,615,936 |
+    | 8 | 8, 8, 8, 8 | 16 | 4,440 | 477,472 | 38,090 | 3,822,336 |
+
     Args:
         num_students: int, the class size: 1, 2, 4 or 8.
         units: int, the tower's output width. Defaults to `256 // n`, the
             chunk width; `TeacherClass` replaces it with each chunk's.
         bottleneck: int or None, the dense bottleneck's width; None keeps
-            the paper's (the table above).
+            the configuration's (the tables above).
+        compact: bool, the compact students (the second table) instead
+            of the paper's.
 
     Returns:
         A `ConvTower` instance, usable as `TeacherClass`'s `student=`.
@@ -196,8 +225,9 @@ def mnist_student(num_students, units=None, bottleneck=None):
     >>> [s.count_params() for s in wide.students]
     [21712, 21712, 21712, 21712]
     """
-    _check_paper_students(num_students, _MNIST_STUDENTS)
-    config = dict(_MNIST_STUDENTS[num_students])
+    configs = _MNIST_COMPACT if compact else _MNIST_STUDENTS
+    _check_paper_students(num_students, configs)
+    config = dict(configs[num_students])
     if bottleneck is not None:
         config["bottleneck"] = bottleneck
     return towers.ConvTower(
@@ -856,21 +886,40 @@ def for_dataset(name, paper=False):
     )
 
 
-def size_to_budget(build, budget, start=1, limit=2**20):
-    """The smallest width at which a model has at least `budget` params.
+def _measure(measure):
+    """`measure` of `size_to_budget` as a function `model -> number`."""
+    if callable(measure):
+        return measure
+    if measure == "params":
+        return lambda model: model.count_params()
+    if measure == "macs":
+        from teacherclass.flops import count_macs
 
-    Use it to give a single student the parameters of a class: `build`
-    makes the model at a width (a bottleneck, a unit count), and the
-    parameter count must grow with the width. Searches by doubling from
-    `start`, then bisecting, so it builds about `2 log2(width)` models;
-    build the final model again after seeding, since these draw weights.
+        return count_macs
+    raise ValueError(
+        "`measure` must be 'params', 'macs' or a callable model -> number. "
+        f"Received: measure={measure!r}"
+    )
+
+
+def size_to_budget(build, budget, start=1, limit=2**20, measure="params"):
+    """The smallest width at which a model reaches a `budget`.
+
+    Use it to give a single student the parameters (or the multiply-adds)
+    of a class: `build` makes the model at a width (a bottleneck, a unit
+    count), and the measure must grow with the width. Searches by
+    doubling from `start`, then bisecting, so it builds about
+    `2 log2(width)` models; build the final model again after seeding,
+    since these draw weights.
 
     Args:
         build: callable `width -> keras.Model` (built: `count_params`
             must work).
-        budget: int, the parameters to reach.
+        budget: int, the parameters (or multiply-adds) to reach.
         start: int >= 1, the smallest width tried.
         limit: int, the largest width tried.
+        measure: "params" (`count_params`), "macs" (multiply-adds per
+            sample, `flops.count_macs`), or a callable `model -> number`.
 
     Returns:
         An int: `start` if `build(start)` already reaches `budget`, else
@@ -888,6 +937,8 @@ def size_to_budget(build, budget, start=1, limit=2**20):
     ...     return keras.Model(inputs, keras.layers.Dense(units)(inputs))
     >>> size_to_budget(dense, 100)  # 10 units x (9 weights + 1 bias)
     10
+    >>> size_to_budget(dense, 90, measure="macs")  # 9 multiply-adds a unit
+    10
     """
     for arg, value in (("budget", budget), ("start", start)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -895,8 +946,10 @@ def size_to_budget(build, budget, start=1, limit=2**20):
                 f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
             )
 
+    count = _measure(measure)
+
     def reaches(width):
-        return build(width).count_params() >= budget
+        return count(build(width)) >= budget
 
     if reaches(start):
         return start

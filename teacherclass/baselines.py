@@ -319,8 +319,51 @@ def distill_logits(
             "0; pass alpha=0 for distillation without labels. "
             f"Received: alpha={alpha}, y=None"
         )
-    teacher_logits = logits_model(teacher)
     student_logits = logits_model(student_model, share_weights=True)
+    distill_into(
+        teacher,
+        student_logits,
+        x,
+        y,
+        temperature=temperature,
+        alpha=alpha,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        optimizer=optimizer,
+        **fit_kwargs,
+    )
+    labels = y if y is not None or hasattr(x, "shape") else x
+    _compile_if_needed(student_model, labels)
+    return student_model
+
+
+def distill_into(
+    teacher,
+    student_logits,
+    x,
+    y=None,
+    temperature=3.0,
+    alpha=0.1,
+    epochs=1,
+    batch_size=None,
+    validation_data=None,
+    optimizer="adam",
+    **fit_kwargs,
+):
+    """Trains a model that outputs logits by distillation from `teacher`.
+
+    The step `distill_logits` and `TeacherClass.refine` share: a
+    `keras.distillation.Distiller` from `logits_model(teacher)` to
+    `student_logits`, with `LogitsDistillation` (a Bernoulli KL for one
+    sigmoid unit) and a cross-entropy from logits on the labels weighted
+    `alpha`. The teacher's layers' `trainable` flags are restored
+    afterwards. Arguments are those of `distill_logits` (checked there).
+
+    Returns:
+        The distiller's `History`.
+    """
+    teacher_logits = logits_model(teacher)
     if teacher_logits.outputs[0].shape[-1] == 1:
         distillation_loss = keras.distillation.LogitsDistillation(
             temperature=temperature, loss=_binary_kl(temperature)
@@ -350,7 +393,7 @@ def distill_logits(
             loss=label_args["loss"],
             metrics=None if labels is None else label_args["metrics"],
         )
-        distiller.fit(
+        history = distiller.fit(
             x,
             y,
             epochs=epochs,
@@ -361,8 +404,7 @@ def distill_logits(
     finally:
         for layer, trainable in flags:
             layer.trainable = trainable
-    _compile_if_needed(student_model, labels)
-    return student_model
+    return history
 
 
 def train_from_scratch(
@@ -436,3 +478,111 @@ def train_from_scratch(
         **fit_kwargs,
     )
     return student_model
+
+
+def matched_student(
+    build, params, macs, tolerance=0.05, limit=1024, max_width=2**16
+):
+    """Two widths at which one student matches a class in params AND MACs.
+
+    A baseline is fair when it costs what the class costs in both memory
+    and compute. `build(a, b)` makes the student at two widths: `a`
+    drives its multiply-adds (e.g. its convolutions' filters), `b` its
+    parameters (e.g. a dense bottleneck). For each `a` (searched by
+    doubling, then bisecting on the multiply-adds) `b` is the smallest
+    width reaching `params` (`architectures.size_to_budget`); the pair
+    whose larger relative error is smallest is kept.
+
+    Args:
+        build: callable `(a, b) -> keras.Model` (built).
+        params: int, the parameters to match (e.g. the composed model's).
+        macs: int, the multiply-adds per sample to match
+            (`flops.count_macs` of the composed model).
+        tolerance: float > 0, the largest relative error accepted on
+            each.
+        limit: int, the largest `a` tried.
+        max_width: int, the largest `b` tried.
+
+    Returns:
+        A dict: `widths` (`(a, b)`), `params`, `macs` (the student's),
+        `params_error` and `macs_error` (relative, signed).
+
+    Raises:
+        ValueError: on a bad budget or tolerance, or when no pair is
+            within `tolerance` of both.
+
+    Example:
+
+    >>> def build(a, b):
+    ...     inputs = keras.Input((16,))
+    ...     x = keras.layers.Dense(a)(inputs)
+    ...     return keras.Model(inputs, keras.layers.Dense(b)(x))
+    >>> m = matched_student(build, params=700, macs=600)
+    >>> m["widths"], abs(m["params_error"]) <= 0.05
+    ((5, 103), True)
+    """
+    from teacherclass import architectures
+    from teacherclass.flops import count_macs
+
+    for arg, value in (("params", params), ("macs", macs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
+            )
+    if not _is_number(tolerance) or tolerance <= 0:
+        raise ValueError(
+            "`tolerance` must be a positive number. "
+            f"Received: tolerance={tolerance!r}"
+        )
+    seen = {}
+
+    def at(a):
+        if a not in seen:
+            try:
+                b = architectures.size_to_budget(
+                    lambda b: build(a, b), params, limit=max_width
+                )
+            except ValueError:
+                seen[a] = None
+                return None
+            model = build(a, b)
+            p, m = int(model.count_params()), int(count_macs(model))
+            seen[a] = {
+                "widths": (a, b),
+                "params": p,
+                "macs": m,
+                "params_error": p / params - 1,
+                "macs_error": m / macs - 1,
+            }
+        return seen[a]
+
+    def over(a):
+        entry = at(a)
+        return entry is not None and entry["macs"] >= macs
+
+    low, high = 0, 1
+    while high <= limit and not over(high):
+        low, high = high, 2 * high
+    high = min(high, limit)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if over(middle):
+            high = middle
+        else:
+            low = middle
+    candidates = [e for e in seen.values() if e is not None]
+    if candidates:
+        best = min(
+            candidates,
+            key=lambda e: max(abs(e["params_error"]), abs(e["macs_error"])),
+        )
+        if max(abs(best["params_error"]), abs(best["macs_error"])) <= (
+            tolerance
+        ):
+            return best
+    raise ValueError(
+        f"No student from `build` is within {tolerance:.0%} of both "
+        f"{params} parameters and {macs} multiply-adds (the closest: "
+        f"{best if candidates else None}). Change what each width "
+        f"controls. Received: params={params}, macs={macs}"
+    )

@@ -10,6 +10,7 @@ prediction away from its target: it can only lower each student's error
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from teacherclass import teacher as teacher_lib
@@ -20,8 +21,9 @@ class FeatureClip(keras.layers.Layer):
     """Clips its input to `[low, high]`; None leaves that end open.
 
     Args:
-        low: float or None, the lower bound.
-        high: float or None, the upper bound.
+        low: float, a list of floats (one per feature: the clip of a
+            standardized representation, see `conditioning`), or None.
+        high: the upper bound, in the same forms.
         **kwargs: base layer arguments.
 
     Example:
@@ -33,7 +35,12 @@ class FeatureClip(keras.layers.Layer):
 
     def __init__(self, low=None, high=None, **kwargs):
         super().__init__(**kwargs)
-        if low is not None and high is not None and low > high:
+        low, high = _bound(low), _bound(high)
+        if (
+            low is not None
+            and high is not None
+            and np.any(np.asarray(low) > np.asarray(high))
+        ):
             raise ValueError(
                 f"`low` must not exceed `high`. Received: low={low}, "
                 f"high={high}"
@@ -57,6 +64,12 @@ class FeatureClip(keras.layers.Layer):
         config = super().get_config()
         config.update({"low": self.low, "high": self.high})
         return config
+
+
+def _bound(value):
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return [float(v) for v in np.asarray(value, dtype="float64").ravel()]
 
 
 def join(outputs, clip=None):

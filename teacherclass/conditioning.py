@@ -217,6 +217,15 @@ class Conditioning:
         layer.set_weights(weights)
         return folded
 
+    def digest(self):
+        """A short hash of the statistics (float32), to tell two apart."""
+        import hashlib
+
+        h = hashlib.sha256(self.kind.encode())
+        h.update(np.ascontiguousarray(self.mean, dtype=np.float32).tobytes())
+        h.update(np.ascontiguousarray(self.matrix, dtype=np.float32).tobytes())
+        return h.hexdigest()[:16]
+
     def get_config(self):
         """A JSON-serializable dict; `Conditioning(**config)` rebuilds it."""
         return {
@@ -281,6 +290,11 @@ def _moments(features):
     if not count:
         raise ValueError("No features to compute statistics from.")
     return count, total, outer
+
+
+def check_foldable(head):
+    """Raises a ValueError unless `fold` can rewrite `head`."""
+    _first_affine(head)
 
 
 def _first_affine(head):

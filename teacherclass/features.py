@@ -28,7 +28,8 @@ from teacherclass import data
 from teacherclass import validation
 
 _META = "teacherclass-cache.json"
-_FORMAT = 2
+# 3: targets may be a dict with the teacher's logits and the labels.
+_FORMAT = 3
 _SCAN_BATCH = 4096
 # Input batches per shard block when the number of batches is unknown.
 _BLOCK = 16
@@ -111,6 +112,11 @@ class DiskCache:
 class Features:
     """A cached dataset of `(x, features)` pairs.
 
+    With the teacher's logits or labels cached too (the head-aware
+    objective, `extract(head=...)`), the targets are a dict
+    `{"features": ..., "logits": ..., "labels": ...}` instead of the
+    features alone.
+
     Attributes:
         pairs: unbatched `tf.data.Dataset` of `(x, features)`, features in
             float32, served from the cache in a fixed order.
@@ -151,15 +157,37 @@ class Features:
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _teacher_batches(trunk, batches):
-    def run(x):
-        return x, tf.cast(trunk(x, training=False), "float32")
+def _teacher_batches(trunk, batches, head=None):
+    """`(x, features)`, or `(x, {"features", "logits", "labels"})`.
+
+    The logits come from `head` applied to the features: one teacher pass.
+    Batches of `(x, labels)` keep their labels in the dict.
+    """
+
+    def run(x, labels=None):
+        features = tf.cast(trunk(x, training=False), "float32")
+        if head is None and labels is None:
+            return x, features
+        targets = {"features": features}
+        if head is not None:
+            targets["logits"] = tf.cast(head(features), "float32")
+        if labels is not None:
+            targets["labels"] = labels
+        return x, targets
 
     return batches.map(run)
 
 
-def _teacher_pairs(trunk, batches):
-    return _teacher_batches(trunk, batches).unbatch()
+def _teacher_pairs(trunk, batches, head=None):
+    return _teacher_batches(trunk, batches, head).unbatch()
+
+
+def _features_of(targets):
+    return targets["features"] if isinstance(targets, dict) else targets
+
+
+def _inputs_of(element):
+    return element[0] if isinstance(element, tuple) else element
 
 
 def _non_finite_inputs(x):
@@ -182,6 +210,7 @@ def _scan(pairs, chunks, name="x"):
     bad_samples = 0
     bad_inputs = 0
     for x, f in pairs.batch(_SCAN_BATCH):
+        f = _features_of(f)
         bad_inputs += _non_finite_inputs(x)
         finite = tf.math.is_finite(f).numpy()
         num_samples += finite.shape[0]
@@ -210,7 +239,7 @@ def _scan(pairs, chunks, name="x"):
     return num_samples
 
 
-def fingerprint(trunk, batches, max_batches=None):
+def fingerprint(trunk, batches, max_batches=None, head=None):
     """A hash of the trunk (architecture and weights) and of the inputs.
 
     It identifies a disk cache: the same teacher on the same data gives the
@@ -222,6 +251,8 @@ def fingerprint(trunk, batches, max_batches=None):
         batches: batched `tf.data.Dataset` of inputs.
         max_batches: int or None: hash only the first `max_batches` input
             batches, plus the number of batches and the element spec.
+        head: None, or the model whose logits are cached too: its
+            architecture and weights are hashed as well.
 
     Returns:
         A hex string.
@@ -232,11 +263,16 @@ def fingerprint(trunk, batches, max_batches=None):
     )
     for w in trunk.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
+    if head is not None:
+        h.update(b"logits")
+        for w in head.get_weights():
+            h.update(np.ascontiguousarray(w).tobytes())
     h.update(repr(batches.element_spec).encode())
     count = 0
     for x in batches:
         if max_batches is None or count < max_batches:
-            h.update(np.ascontiguousarray(x.numpy()).tobytes())
+            for t in tf.nest.flatten(x):
+                h.update(np.ascontiguousarray(t.numpy()).tobytes())
         elif batches.cardinality() >= 0:
             break  # the count is known without reading on
         count += 1
@@ -321,11 +357,13 @@ def _disk_features(cache, data_path, num_samples):
     return Features(pairs, num_samples, shuffle_buffer=buffer, sources=sources)
 
 
-def _disk(trunk, batches, chunks, cache, name):
+def _disk(trunk, batches, chunks, cache, name, head=None):
     path = cache.path
     meta_path = os.path.join(path, _META)
     data_path = os.path.join(path, "features")
-    digest = fingerprint(trunk, batches, cache.fingerprint_batches)
+    logits = head is not None
+    labels = isinstance(batches.element_spec, tuple)
+    digest = fingerprint(trunk, batches, cache.fingerprint_batches, head)
     if os.path.exists(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
@@ -336,6 +374,18 @@ def _disk(trunk, batches, chunks, cache, name):
                 f"It is left untouched: delete it, or pass another path. "
                 f"Received: cache={path!r}"
             )
+        for key, wanted, what in (
+            ("logits", logits, "the teacher's logits (head-aware)"),
+            ("labels", labels, "labels"),
+        ):
+            if bool(meta.get(key)) != wanted:
+                raise ValueError(
+                    f"`cache` was written {'without' if wanted else 'with'}"
+                    f" {what}, which this call "
+                    f"{'needs' if wanted else 'does not use'}. It is left "
+                    "untouched: delete it, or pass another path. "
+                    f"Received: cache={path!r}"
+                )
         if meta.get("fingerprint") != digest:
             raise ValueError(
                 "`cache` holds the features of a different teacher or "
@@ -364,7 +414,7 @@ def _disk(trunk, batches, chunks, cache, name):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
     # Whole input batches are stored, numbered so they can be sharded.
-    _teacher_batches(trunk, batches).enumerate().save(
+    _teacher_batches(trunk, batches, head).enumerate().save(
         tmp,
         shard_func=_shard_func(int(batches.cardinality()), cache.shards),
     )
@@ -383,6 +433,8 @@ def _disk(trunk, batches, chunks, cache, name):
                 "num_samples": num_samples,
                 "shards": cache.shards,
                 "chunks": list(chunks),
+                "logits": logits,
+                "labels": labels,
             },
             f,
         )
@@ -410,7 +462,7 @@ class Augmented:
         self.num_samples = num_samples
 
     def batches(self, batch_size, shuffle=False, seed=None):
-        """Augmented input batches, as 1-tuples `(x,)`.
+        """Augmented input batches, as 1-tuples `(x,)`, or `(x, labels)`.
 
         Takes the arguments of `Features.batches`: the inputs are drawn,
         shuffled and batched as the cached pairs are.
@@ -422,10 +474,12 @@ class Augmented:
         """
         augment = self._augment
 
-        def run(x):
+        def run(x, *labels):
             out = augment(x, training=True)
             if out.dtype.is_floating and x.dtype.is_floating:
                 out = tf.cast(out, x.dtype)
+            if labels:
+                return out, {"labels": labels[0]}
             return (out,)
 
         ds = self._inputs.batches(batch_size, shuffle=shuffle, seed=seed)
@@ -462,6 +516,7 @@ def augmented(batches, augment, name="x"):
     inputs = batches.unbatch().cache()
     num_samples = bad = 0
     for x in inputs.batch(_SCAN_BATCH):
+        x = _inputs_of(x)
         num_samples += int(x.shape[0])
         bad += _non_finite_inputs(x)
     if num_samples == 0:
@@ -474,17 +529,22 @@ def augmented(batches, augment, name="x"):
     return Augmented(inputs, num_samples, augment)
 
 
-def extract(trunk, batches, chunks, cache=None, name="x"):
+def extract(trunk, batches, chunks, cache=None, name="x", head=None):
     """Runs the trunk once per sample and caches the representation.
 
     Args:
         trunk: `keras.Model` from the teacher's input to the representation.
-        batches: batched `tf.data.Dataset` of inputs.
+        batches: batched `tf.data.Dataset` of inputs, or of
+            `(inputs, labels)` to cache the labels too.
         chunks: tuple of chunk widths, to report non-finite features.
         cache: None to cache in memory, a directory path to cache on disk
             (reused when the same teacher meets the same data), or a
             `DiskCache` for a disk cache with options.
         name: the data's argument name, for error messages.
+        head: None, or a model from the representation to the teacher's
+            logits: they are cached beside the features (computed from
+            them, so the teacher still runs once per sample), and the
+            targets become a dict (see `Features`).
 
     Returns:
         A `Features`.
@@ -513,8 +573,8 @@ def extract(trunk, batches, chunks, cache=None, name="x"):
                 "`cache` must be None (memory), a directory path or a "
                 f"teacherclass.features.DiskCache. Received: cache={cache!r}"
             )
-        return _disk(trunk, batches, chunks, cache, name)
-    pairs = _teacher_pairs(trunk, batches).cache()
+        return _disk(trunk, batches, chunks, cache, name, head)
+    pairs = _teacher_pairs(trunk, batches, head).cache()
     # The scan is the one pass that runs the teacher and fills the cache.
     return Features(pairs, _scan(pairs, chunks, name))
 
@@ -522,11 +582,51 @@ def extract(trunk, batches, chunks, cache=None, name="x"):
 def _preprocessed(batches, preprocessor):
     if preprocessor is None:
         return batches
+    if isinstance(batches.element_spec, tuple):
+        return batches.map(lambda b, y: (preprocessor(b, training=False), y))
     return batches.map(lambda b: preprocessor(b, training=False))
 
 
+def _label_batches(x, y, batches, batch_size, name):
+    """Zips the labels, from `y` or from `x`, onto the input batches."""
+    if y is None:
+        if isinstance(x, tuple) and len(x) in (2, 3):
+            y = x[1]
+        elif isinstance(x, tf.data.Dataset) and isinstance(
+            x.element_spec, tuple
+        ):
+            labels = x.map(lambda *e: e[1])
+            # Unbatched samples were batched by `batched_inputs`.
+            if x.element_spec[0].shape.rank < batches.element_spec.shape.rank:
+                labels = labels.batch(batch_size)
+            return tf.data.Dataset.zip((batches, labels))
+        else:
+            raise ValueError(
+                "The objective's label term needs labels: pass `y` (or "
+                f"`{name}` as `(x, y)`). Received: y=None"
+            )
+    y = np.asarray(y)
+    if isinstance(x, tf.data.Dataset):
+        raise ValueError(
+            f"Pass the labels inside the dataset `{name}` (as `(x, y)`), "
+            "not as `y`. Received: y with shape "
+            f"{y.shape}"
+        )
+    labels = tf.data.Dataset.from_tensor_slices(y).batch(batch_size)
+    return tf.data.Dataset.zip((batches, labels))
+
+
 def representation(
-    cut, chunks, x, batch_size, cache=None, augment=None, name="x"
+    cut,
+    chunks,
+    x,
+    batch_size,
+    cache=None,
+    augment=None,
+    name="x",
+    head=None,
+    y=None,
+    labels=False,
 ):
     """The students' training data, from the user's inputs: one entry point.
 
@@ -545,10 +645,15 @@ def representation(
         cache: None (memory), a directory path or a `DiskCache`.
         augment: None, or a callable `(x, training=True) -> x`.
         name: the argument's name, for error messages.
+        head: None, or the teacher's logits model (representation ->
+            logits), cached with the features (see `extract`).
+        y: labels for array inputs (used with `labels=True`).
+        labels: bool, keep the labels (from `y`, or from `x` given as
+            `(x, y)` or a dataset of them) with the targets.
 
     Returns:
-        A `Features` of `(x, features)` pairs, or an `Augmented` of
-        inputs when `augment` is given.
+        A `Features` of `(x, features)` pairs (`(x, dict)` with `head` or
+        `labels`), or an `Augmented` of inputs when `augment` is given.
 
     Raises:
         ValueError: if the data does not fit the teacher, is empty, or
@@ -558,10 +663,12 @@ def representation(
     batches = data.batched_inputs(
         x, cut.teacher.inputs[0], batch_size, name=name
     )
+    if labels:
+        batches = _label_batches(x, y, batches, batch_size, name)
     preprocessor = cut.preprocessor()
     if augment is None:
         batches = _preprocessed(batches, preprocessor)
-        return extract(cut.trunk(), batches, chunks, cache, name)
+        return extract(cut.trunk(), batches, chunks, cache, name, head)
     if preprocessor is not None:
         raw_augment = augment
 

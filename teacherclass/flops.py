@@ -1,6 +1,7 @@
 """FLOPs of a Keras model, counted per layer call from known formulas.
 
-A multiply-add counts 2 FLOPs. `count_flops` runs the model once on one
+A multiply-add counts 2 FLOPs; `count_macs` counts the multiply-adds
+alone. `count_flops` runs the model once on one
 zero sample, records every layer call (nested ones included) and costs
 each from its class and shapes.
 """
@@ -15,8 +16,9 @@ def _prod(values):
     return int(np.prod([int(v) for v in values])) if len(values) else 1
 
 
-def _layer_flops(layer, in_shapes, out_shape):
-    """FLOPs of one call of a leaf layer on one sample (batch axis = 1)."""
+def _layer_cost(layer, in_shapes, out_shape):
+    """`(multiply_adds, other_flops)` of one call of a leaf layer on one
+    sample (batch axis = 1)."""
     import keras
 
     layers = keras.layers
@@ -24,19 +26,19 @@ def _layer_flops(layer, in_shapes, out_shape):
     out_elems = _prod(out_shape[1:])
     bias = out_elems if getattr(layer, "use_bias", False) else 0
     if isinstance(layer, layers.Dense):
-        return 2 * in_shape[-1] * out_elems + bias
+        return in_shape[-1] * out_elems, bias
     if isinstance(layer, layers.EinsumDense):
         # Every output element reads the kernel's contracted axes.
         contracted = layer.kernel.size // max(
             1, _prod(out_shape[1:]) // max(1, _prod(in_shape[1:-1]))
         )
-        return 2 * out_elems * contracted + bias
+        return out_elems * contracted, bias
     if isinstance(layer, layers.SeparableConv1D | layers.SeparableConv2D):
         k = _prod(layer.kernel_size)
         mid = _prod(out_shape[1:-1]) * in_shape[-1] * layer.depth_multiplier
-        return 2 * mid * k + 2 * mid * out_shape[-1] + bias
+        return mid * k + mid * out_shape[-1], bias
     if isinstance(layer, layers.DepthwiseConv1D | layers.DepthwiseConv2D):
-        return 2 * out_elems * _prod(layer.kernel_size) + bias
+        return out_elems * _prod(layer.kernel_size), bias
     transposed = (
         layers.Conv1DTranspose,
         layers.Conv2DTranspose,
@@ -44,11 +46,11 @@ def _layer_flops(layer, in_shapes, out_shape):
     )
     if isinstance(layer, transposed):
         k = _prod(layer.kernel_size)
-        return 2 * _prod(in_shape[1:]) * k * out_shape[-1] + bias
+        return _prod(in_shape[1:]) * k * out_shape[-1], bias
     if isinstance(layer, layers.Conv1D | layers.Conv2D | layers.Conv3D):
         groups = getattr(layer, "groups", 1)
         per_output = _prod(layer.kernel_size) * in_shape[-1] // groups
-        return 2 * out_elems * per_output + bias
+        return out_elems * per_output, bias
     pooling = (
         layers.MaxPooling1D,
         layers.MaxPooling2D,
@@ -58,7 +60,7 @@ def _layer_flops(layer, in_shapes, out_shape):
         layers.AveragePooling3D,
     )
     if isinstance(layer, pooling):
-        return out_elems * _prod(layer.pool_size)
+        return 0, out_elems * _prod(layer.pool_size)
     global_pooling = (
         layers.GlobalMaxPooling1D,
         layers.GlobalMaxPooling2D,
@@ -68,13 +70,19 @@ def _layer_flops(layer, in_shapes, out_shape):
         layers.GlobalAveragePooling3D,
     )
     if isinstance(layer, global_pooling):
-        return _prod(in_shape[1:])
+        return 0, _prod(in_shape[1:])
     if isinstance(layer, layers.BatchNormalization):
-        return 2 * out_elems  # a scale and a shift at inference
+        return 0, 2 * out_elems  # a scale and a shift at inference
     merging = (layers.Add, layers.Subtract, layers.Multiply, layers.Average)
     if isinstance(layer, merging):
-        return (len(in_shapes) - 1) * out_elems
-    return 0  # lookups (Embedding), reshapes, dropout, activations
+        return 0, (len(in_shapes) - 1) * out_elems
+    return 0, 0  # lookups (Embedding), reshapes, dropout, activations
+
+
+def _layer_flops(layer, in_shapes, out_shape):
+    """FLOPs of one call of a leaf layer on one sample (batch axis = 1)."""
+    macs, other = _layer_cost(layer, in_shapes, out_shape)
+    return 2 * macs + other
 
 
 def _shapes(value):
@@ -119,6 +127,17 @@ def count_flops(model, per_layer=False):
     >>> count_flops(model)  # 2 * 8 * 4 multiply-adds + 4 biases
     68
     """
+    counted = [
+        (name, kind, 2 * macs + other)
+        for name, kind, macs, other in _costs(model)
+        if 2 * macs + other
+    ]
+    total = sum(f for _, _, f in counted)
+    return (total, counted) if per_layer else total
+
+
+def _costs(model):
+    """`[(layer_name, class_name, multiply_adds, other_flops), ...]`."""
     import keras
 
     records = []
@@ -136,12 +155,43 @@ def count_flops(model, per_layer=False):
         model(sample, training=False)
     finally:
         keras.layers.Layer.__call__ = original
-    counted = []
+    costs = []
     for layer, in_shapes, out_shapes in records:
         if not in_shapes or not out_shapes:
             continue
-        flops = _layer_flops(layer, in_shapes, out_shapes[0])
-        if flops:
-            counted.append((layer.name, type(layer).__name__, int(flops)))
-    total = sum(f for _, _, f in counted)
+        macs, other = _layer_cost(layer, in_shapes, out_shapes[0])
+        costs.append((layer.name, type(layer).__name__, int(macs), int(other)))
+    return costs
+
+
+def count_macs(model, per_layer=False):
+    """Multiply-adds of one forward pass on one sample.
+
+    The multiply-add part of `count_flops`: each `Dense`, `EinsumDense`
+    and convolution (plain, grouped, depthwise, separable, transposed)
+    counts one per weight use (inputs x outputs per position; kernel size
+    x input channels / groups per output element). Biases, pooling,
+    normalization, merging and activations are not multiply-adds, so
+    `count_flops(model) == 2 * count_macs(model) + those FLOPs`. This is
+    the usual "MACs" of model cards (e.g. a `Dense(4)` on 8 inputs: 32).
+
+    Args:
+        model: a built `keras.Model` or layer with a known input shape.
+        per_layer: bool, also return each counted call.
+
+    Returns:
+        An int, or `(total, [(layer_name, class_name, macs), ...])` with
+        `per_layer=True`.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> count_macs(model)
+    32
+    """
+    counted = [
+        (name, kind, macs) for name, kind, macs, _ in _costs(model) if macs
+    ]
+    total = sum(m for _, _, m in counted)
     return (total, counted) if per_layer else total

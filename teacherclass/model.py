@@ -11,9 +11,12 @@ import contextlib
 
 import keras
 import numpy as np  # noqa: F401  (the docstring example uses it)
+from keras import ops
 
+from teacherclass import baselines
 from teacherclass import chunking
 from teacherclass import compose as compose_lib
+from teacherclass import conditioning as conditioning_lib
 from teacherclass import data
 from teacherclass import distribute
 from teacherclass import export as export_lib
@@ -30,6 +33,17 @@ from teacherclass import validation
 _DEFAULT_BATCH_SIZE = 32
 # `fit` arguments that weigh labels: students learn no labels.
 _LABEL_WEIGHTS = ("class_weight", "sample_weight")
+
+
+def _has_labels(x, y):
+    """Whether labels come with `fit_students`' data."""
+    import tensorflow as tf
+
+    if y is not None:
+        return True
+    if isinstance(x, tuple) and len(x) in (2, 3):
+        return True
+    return isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple)
 
 
 def _resolve_clip(clip, cut):
@@ -120,6 +134,23 @@ class TeacherClass(keras.Model):
             output, e.g. token ids) and sits in front of the students in
             the composed model, which so takes what the teacher takes
             (e.g. raw strings).
+        conditioning: None, or the coordinates the students regress the
+            representation in (see `conditioning.Conditioning`):
+            "standardize" (every feature at unit variance), "pca" (the
+            covariance's eigenvectors) or "whiten" (both). The statistics
+            come from the training cache on the first `fit_students` call
+            (one more pass over the cache, not the teacher; with
+            `augment`, one pass of the teacher over the unaugmented
+            inputs) and are then weights of the class: saved with it,
+            and recorded (with a digest) by `save_students`, so students
+            trained in separate jobs agree. `compose()` folds the inverse
+            into the head's first Dense or 1x1 Conv2D (no extra layer);
+            the clip moves into the target coordinates for "standardize"
+            and is dropped for "pca" and "whiten" (a rotation mixes
+            features, so no per-coordinate range holds).
+        balance_chunks: bool, with `conditioning`: order the coordinates
+            so that every chunk holds about the same share of the
+            targets' variance.
         **kwargs: base `keras.Model` arguments (`name`, ...).
 
     Raises:
@@ -153,6 +184,8 @@ class TeacherClass(keras.Model):
         student=None,
         clip="auto",
         student_input=None,
+        conditioning=None,
+        balance_chunks=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -182,8 +215,143 @@ class TeacherClass(keras.Model):
             trainable=False,
             name="students_trained",
         )
+        self.conditioning = conditioning
+        self.balance_chunks = bool(balance_chunks)
+        self._make_conditioning(feature_shape[-1])
         self._strategy = distribute.current_strategy()
         self.built = True
+
+    def _make_conditioning(self, width):
+        kind = self.conditioning
+        if kind is not None and kind not in conditioning_lib.KINDS:
+            raise ValueError(
+                f"`conditioning` must be None or one of "
+                f"{conditioning_lib.KINDS}. Received: conditioning={kind!r}"
+            )
+        if self.balance_chunks and kind is None:
+            raise ValueError(
+                "`balance_chunks=True` orders the conditioned coordinates: "
+                "pass a `conditioning` too. Received: conditioning=None"
+            )
+        if kind is None:
+            return
+        conditioning_lib.check_foldable(self.head)
+        weight = dict(trainable=False, initializer="zeros")
+        self._conditioning_fitted = self.add_weight(
+            shape=(), dtype="int32", name="conditioning_fitted", **weight
+        )
+        self._conditioning_mean = self.add_weight(
+            shape=(width,), name="conditioning_mean", **weight
+        )
+        self._conditioning_matrix = self.add_weight(
+            shape=(width, width), name="conditioning_matrix", **weight
+        )
+        self._conditioning_inverse = self.add_weight(
+            shape=(width, width), name="conditioning_inverse", **weight
+        )
+
+    @property
+    def conditioning_fitted(self):
+        """Whether the target conditioning's statistics are known."""
+        return self.conditioning is not None and bool(
+            int(self._conditioning_fitted.numpy())
+        )
+
+    def target_conditioning(self):
+        """The fitted `conditioning.Conditioning`, or None.
+
+        None without `conditioning` or before its statistics were fitted
+        (by the first `fit_students` call, or loaded).
+        """
+        if not self.conditioning_fitted:
+            return None
+        return conditioning_lib.Conditioning(
+            self._conditioning_mean.numpy(),
+            self._conditioning_matrix.numpy(),
+            kind=self.conditioning,
+            balance=self.balance_chunks,
+        )
+
+    def set_target_conditioning(self, fitted):
+        """Stores a fitted `conditioning.Conditioning` as the class's.
+
+        Args:
+            fitted: a `Conditioning` of this class's kind and width.
+
+        Raises:
+            ValueError: without `conditioning`, or on another kind/width.
+        """
+        width = self.cut.feature_shape[-1]
+        if (
+            self.conditioning is None
+            or fitted.kind != self.conditioning
+            or fitted.mean.shape != (width,)
+        ):
+            raise ValueError(
+                f"This class conditions its targets with "
+                f"{self.conditioning!r} over {width} features. Received: "
+                f"a {fitted.kind!r} conditioning of width "
+                f"{fitted.mean.shape[0]}"
+            )
+        self._conditioning_mean.assign(fitted.mean.astype("float32"))
+        self._conditioning_matrix.assign(fitted.matrix.astype("float32"))
+        self._conditioning_fitted.assign(1)
+        # From the stored (float32) matrix, as every later use sees it.
+        stored = self.target_conditioning()
+        self._conditioning_inverse.assign(
+            stored.inverse_matrix.astype("float32")
+        )
+
+    def conditioning_digest(self):
+        """A short hash of the fitted conditioning statistics, or None."""
+        fitted = self.target_conditioning()
+        return None if fitted is None else fitted.digest()
+
+    def _check_conditioning_fitted(self):
+        if self.conditioning is not None and not self.conditioning_fitted:
+            raise ValueError(
+                f"The students regress {self.conditioning!r}-conditioned "
+                "targets, whose statistics are not known yet: train with "
+                "fit_students (or load_students) first. Received: "
+                f"conditioning={self.conditioning!r} without statistics"
+            )
+
+    def target_transform(self):
+        """A function from the representation to the students' targets.
+
+        None without target conditioning. Raises if it is not fitted.
+        """
+        if self.conditioning is None:
+            return None
+        self._check_conditioning_fitted()
+        return self.target_conditioning().transform_tensor
+
+    def _target_clip(self):
+        """The clip in the students' coordinates (a layer), or None."""
+        fitted = self.target_conditioning()
+        if fitted is None:
+            return self._feature_clip
+        if self.clip is None or not fitted.diagonal:
+            return None
+        low, high = fitted.target_bounds(self.clip)
+        return compose_lib.FeatureClip(low, high, name="feature_clip")
+
+    def target_head(self):
+        """The head and clip as the composed model uses them.
+
+        Returns:
+            `(head, clip)`: `self.head` and the feature clip; under target
+            conditioning, a copy of the head folded to read the targets
+            (`Conditioning.fold`) and the clip in target coordinates
+            ("standardize") or None (rotations).
+        """
+        self._sync_head()
+        fitted = self.target_conditioning()
+        if self.conditioning is not None:
+            self._check_conditioning_fitted()
+        if fitted is None:
+            return self.head, self._feature_clip
+        return fitted.fold(self.head), self._target_clip()
 
     def _make_students(self, student, feature_shape):
         n = len(self.chunks)
@@ -270,7 +438,19 @@ class TeacherClass(keras.Model):
         if preprocessor is not None:
             inputs = preprocessor(inputs)
         outputs = [s(inputs, training=training) for s in self.students]
-        rep = compose_lib.join(outputs, self._feature_clip)
+        if self.conditioning is None:
+            rep = compose_lib.join(outputs, self._feature_clip)
+            return self.head(rep, training=training)
+        # Targets -> features, then the head: what the composed model's
+        # folded head computes. A clip after a positive per-feature scale
+        # ("standardize") equals the composed model's clip on targets;
+        # rotations compose without a clip.
+        rep = ops.cast(compose_lib.join(outputs), "float32")
+        rep = ops.matmul(rep, self._conditioning_inverse) + (
+            self._conditioning_mean
+        )
+        if self.conditioning == "standardize" and self._feature_clip:
+            rep = self._feature_clip(rep)
         return self.head(rep, training=training)
 
     # ------------------------------------------------------------------
@@ -385,7 +565,9 @@ class TeacherClass(keras.Model):
             x: inputs: array, tensor, `(x, y)` tuple, or `tf.data.Dataset`
                 (batched or not, yielding `x` or `(x, y[, sw])`). Labels
                 are ignored: students learn from the teacher only.
-            y: ignored; accepted so calls mirror `fit`.
+            y: labels, used only by a head-aware objective with
+                `label_weight > 0` (`objectives.HeadAware`); otherwise
+                ignored (accepted so calls mirror `fit`).
             batch_size: int, default 32 (unused for batched datasets).
             epochs: int, epochs over the data.
             verbose: "auto", 0, 1 or 2, as in `fit`.
@@ -407,7 +589,10 @@ class TeacherClass(keras.Model):
                 "adversarial" / "adversarial_paper" / an
                 `objectives.Adversarial`, where each student also plays
                 against a discriminator of its own that lives only for
-                this call (TensorFlow backend).
+                this call (TensorFlow backend), or "head_aware" / an
+                `objectives.HeadAware`, where each student is also scored
+                through the teacher's frozen head against the teacher's
+                logits (cached with the representation).
             optimizer: optimizer name or instance, fresh for this call;
                 the students' (the generators') optimizer.
             cache: None (memory) or a directory for a disk cache.
@@ -443,7 +628,16 @@ class TeacherClass(keras.Model):
             NotImplementedError: for an adversarial objective on a backend
                 other than TensorFlow.
         """
-        del y  # students never see labels
+        objective = objectives.get(loss)  # checked before the teacher runs
+        head_aware = objectives.is_head_aware(objective)
+        use_labels = head_aware and objective.label_weight > 0
+        if use_labels and not _has_labels(x, y):
+            raise ValueError(
+                f"The head-aware objective's label term "
+                f"(label_weight={objective.label_weight}) needs labels: "
+                "pass `y` (or `x` as `(x, y)` or a dataset of them), or "
+                "label_weight=0. Received: y=None"
+            )
         selected = validation.check_students(students, self.num_students)
         validation.check_fit_kwargs(
             {"epochs": epochs, "initial_epoch": initial_epoch, **fit_kwargs}
@@ -470,10 +664,23 @@ class TeacherClass(keras.Model):
                 "there is no representation to cache: pass one of them. "
                 f"Received: augment={augment!r}, cache={cache!r}"
             )
-        objectives.get(loss)  # checked before the teacher runs
+        teacher_logits = None
+        if head_aware:
+            self._sync_head()
+            teacher_logits = baselines.logits_model(self.head)
         train = features.representation(
-            self.cut, self.chunks, x, batch_size, cache=cache, augment=augment
+            self.cut,
+            self.chunks,
+            x,
+            batch_size,
+            cache=cache,
+            augment=augment,
+            head=teacher_logits,
+            y=y,
+            labels=use_labels,
         )
+        if self.conditioning is not None and not self.conditioning_fitted:
+            self._fit_conditioning(train, x, batch_size)
         val = None
         if validation_data is not None:
             val = features.representation(
@@ -482,6 +689,7 @@ class TeacherClass(keras.Model):
                 validation.split_validation_data(validation_data),
                 batch_size,
                 name="validation_data",
+                head=teacher_logits,
             ).batches(batch_size)
         towers = [self.students[i] for i in selected]
         with distribute.scope(self._strategy), _trainable(towers, True):
@@ -506,6 +714,29 @@ class TeacherClass(keras.Model):
         self._mark_trained(selected)
         return history
 
+    def _fit_conditioning(self, train, x, batch_size):
+        """Target statistics from the training cache: one pass over it."""
+        if not isinstance(train, features.Features):
+            # Augmented inputs have no cache: one teacher pass, unaugmented.
+            train = features.representation(
+                self.cut, self.chunks, x, batch_size
+            )
+
+        def batches():
+            for _, targets in train.pairs.batch(4096):
+                if isinstance(targets, dict):
+                    targets = targets["features"]
+                yield targets.numpy()
+
+        self.set_target_conditioning(
+            conditioning_lib.Conditioning.fit(
+                batches(),
+                self.conditioning,
+                chunks=self.chunks,
+                balance=self.balance_chunks,
+            )
+        )
+
     def evaluate_students(self, x, batch_size=None, loss="mse", verbose=0):
         """Each student's regression error on `x` against the teacher.
 
@@ -519,7 +750,9 @@ class TeacherClass(keras.Model):
             A dict `{"student_{i}_loss": float, ..., "loss": sum}`.
         """
         objective = objectives.get(loss)
-        if objectives.is_adversarial(objective):
+        if objectives.is_adversarial(objective) or objectives.is_head_aware(
+            objective
+        ):
             raise ValueError(
                 "evaluate_students reports a regression error; pass a "
                 f"regression loss such as 'mse'. Received: loss={loss!r}"
@@ -553,7 +786,7 @@ class TeacherClass(keras.Model):
         return compose_lib.representation_model(
             self.cut.inputs(),
             self.students,
-            self._feature_clip,
+            self._target_clip(),
             preprocessor=self.cut.preprocessor(),
         )
 
@@ -603,16 +836,7 @@ class TeacherClass(keras.Model):
                 the representation, or `fuse` is unknown.
         """
         fusion.check_mode(fuse, name="fuse")
-        untrained = [
-            i for i in range(len(self.chunks)) if i not in self.trained_students
-        ]
-        if untrained:
-            raise ValueError(
-                "compose() needs every student trained or loaded; students "
-                f"{untrained} are not. Train them with "
-                f"fit_students(x, students={untrained}) or load_students(). "
-                f"Received: untrained students={untrained}"
-            )
+        self._check_composable()
         if fine_tune and x is None:
             raise ValueError(
                 "compose(fine_tune=True) trains the head on labelled data: "
@@ -640,14 +864,140 @@ class TeacherClass(keras.Model):
             with _trainable([self.teacher, *self.students], False):
                 compose_lib.compile_like(self, self.teacher)
                 self.fit(x, y, **fit_kwargs)
+        head, clip = self.target_head()
         composed = compose_lib.compose_model(
             self.cut.inputs(),
             self.students,
-            self.head,
-            self._feature_clip,
+            head,
+            clip,
             preprocessor=self.cut.preprocessor(),
         )
         compose_lib.compile_like(composed, self.teacher)
+        return composed
+
+    def _check_composable(self):
+        untrained = [
+            i for i in range(len(self.chunks)) if i not in self.trained_students
+        ]
+        if untrained:
+            raise ValueError(
+                "compose() needs every student trained or loaded; students "
+                f"{untrained} are not. Train them with "
+                f"fit_students(x, students={untrained}) or load_students(). "
+                f"Received: untrained students={untrained}"
+            )
+        self._check_conditioning_fitted()
+
+    def refine(
+        self,
+        x,
+        y,
+        epochs=1,
+        temperature=4.0,
+        alpha=0.5,
+        optimizer=None,
+        batch_size=None,
+        **fit_kwargs,
+    ):
+        """Composes, then trains the whole composed model end to end.
+
+        After the students learned their chunks, the composed model (the
+        students unfrozen, and the head) is trained on labels plus logit
+        distillation from the teacher with `keras.distillation.Distiller`
+        and `LogitsDistillation`: the label cross-entropy weighs `alpha`,
+        the distillation (KL at temperature `temperature`, times its
+        square) weighs `1 - alpha`. Both models are read through their
+        logits (`baselines.logits_model`); the teacher stays frozen.
+
+        The refined model shares its students with the class: the class's
+        students change too (and with the teacher's head, so does
+        `self.head`; under target conditioning the head is a folded copy,
+        refined in the returned model only). The students are no longer
+        independent afterwards: `save_students` then saves refined ones.
+
+        Args:
+            x: inputs, as for `fit` (a dataset may carry the labels).
+            y: labels (None only for a dataset `x` of `(x, y)`).
+            epochs: int >= 1.
+            temperature: float > 0, the distillation temperature.
+            alpha: float in [0, 1], the weight of the label loss.
+            optimizer: optimizer name or instance; default Adam with a
+                learning rate of 1e-4 (a gentle update of trained parts).
+            batch_size: int, as for `fit`.
+            **fit_kwargs: passed to the distiller's `fit`
+                (`validation_data`, `callbacks`, `verbose`, ...).
+
+        Returns:
+            The refined composed `keras.Model`, compiled like the teacher.
+
+        Raises:
+            ValueError: on untrained students, missing labels, `epochs`
+                below 1, a `temperature` that is not positive or an
+                `alpha` outside [0, 1].
+        """
+        import tensorflow as tf
+
+        validation.check_int("epochs", epochs)
+        if y is None and not isinstance(x, tf.data.Dataset):
+            raise ValueError(
+                "refine() trains on labels: pass `y`, or a dataset of "
+                "`(x, y)` as `x`. Received: y=None"
+            )
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float))
+            or temperature <= 0
+        ):
+            raise ValueError(
+                "`temperature` must be a positive number. "
+                f"Received: temperature={temperature!r}"
+            )
+        if (
+            isinstance(alpha, bool)
+            or not isinstance(alpha, (int, float))
+            or not 0 <= alpha <= 1
+        ):
+            raise ValueError(
+                f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}"
+            )
+        self._check_composable()
+        self._check_labelled(x, y, self.teacher, fit_kwargs)
+        with distribute.scope(self._strategy):
+            head, clip = self.target_head()
+            inputs = self.cut.inputs()
+            rep = compose_lib.representation_model(
+                inputs,
+                self.students,
+                clip,
+                preprocessor=self.cut.preprocessor(),
+            ).outputs[0]
+            composed = keras.Model(
+                inputs, compose_lib.float32_output(head(rep)), name="composed"
+            )
+            head_logits = baselines.logits_model(head)
+            student_view = keras.Model(
+                inputs, head_logits(rep), name="composed_logits"
+            )
+            optimizer = optimizer or keras.optimizers.Adam(1e-4)
+            with _trainable([*self.students, head], True):
+                baselines.distill_into(
+                    self.teacher,
+                    student_view,
+                    x,
+                    y,
+                    temperature=temperature,
+                    alpha=alpha,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    optimizer=optimizer,
+                    **fit_kwargs,
+                )
+            # A fused output activation was trained as a linear copy.
+            last = head_logits.layers[-1]
+            if last not in head.layers:
+                original = head.get_layer(last.name.removesuffix("_logits"))
+                original.set_weights(last.get_weights())
+            compose_lib.compile_like(composed, self.teacher)
         return composed
 
     def _compose_new_head(self, head, fine_tune, x, y, fit_kwargs):
@@ -764,6 +1114,8 @@ class TeacherClass(keras.Model):
                 ],
                 "clip": None if self.clip is None else list(self.clip),
                 "student_input": self.student_input,
+                "conditioning": self.conditioning,
+                "balance_chunks": self.balance_chunks,
             }
         )
         return config

@@ -5,7 +5,9 @@ An objective is any Keras regression loss (`"mse"` as in the paper,
 `(y_true, y_pred) -> per-sample loss`), reduced to its mean over the batch
 and, for feature maps, over positions; or an adversarial objective
 (`"adversarial"`, `"adversarial_paper"`, an `Adversarial`), where each
-student also plays against a discriminator of its own.
+student also plays against a discriminator of its own; or the head-aware
+objective (`"head_aware"`, a `HeadAware`), where each student is also
+scored through the teacher's frozen head.
 """
 
 import keras
@@ -19,12 +21,13 @@ def get(loss):
 
     Args:
         loss: a name from ("mse", "mae", "huber", "log_cosh",
-            "adversarial", "adversarial_paper"), an `Adversarial`, a
-            `keras.losses.Loss`, or a callable `(y_true, y_pred) -> loss`.
+            "adversarial", "adversarial_paper", "head_aware"), an
+            `Adversarial`, a `HeadAware`, a `keras.losses.Loss`, or a
+            callable `(y_true, y_pred) -> loss`.
 
     Returns:
-        A function `(target, prediction) -> scalar float32`, or an
-        `Adversarial` for the adversarial objectives.
+        A function `(target, prediction) -> scalar float32`, an
+        `Adversarial` for the adversarial objectives, or a `HeadAware`.
 
     Raises:
         ValueError: if `loss` is an unknown name.
@@ -36,8 +39,10 @@ def get(loss):
     >>> float(mse(np.ones((2, 3), "float32"), np.zeros((2, 3), "float32")))
     1.0
     """
-    if isinstance(loss, Adversarial):
+    if isinstance(loss, (Adversarial, HeadAware)):
         return loss
+    if loss == "head_aware":
+        return HeadAware()
     if loss == "adversarial":
         return Adversarial()
     if loss == "adversarial_paper":
@@ -45,7 +50,7 @@ def get(loss):
     if isinstance(loss, str):
         if loss not in _REGRESSION:
             raise ValueError(
-                f"`loss` must be one of {_REGRESSION + _ADVERSARIAL}, a "
+                f"`loss` must be one of {_REGRESSION + _OWN_STEP}, a "
                 "keras.losses.Loss or a callable. "
                 f"Received: loss={loss!r}"
             )
@@ -82,12 +87,12 @@ def regression_loss(loss):
     >>> regression_loss("mse").__name__
     'mean_squared_error'
     """
-    if isinstance(loss, Adversarial) or (
-        isinstance(loss, str) and loss in _ADVERSARIAL
+    if isinstance(loss, (Adversarial, HeadAware)) or (
+        isinstance(loss, str) and loss in _OWN_STEP
     ):
         raise ValueError(
-            "An adversarial objective has no regression loss; it trains "
-            f"with its own step. Received: loss={loss!r}"
+            "An adversarial or head-aware objective has no regression "
+            f"loss; it trains with its own step. Received: loss={loss!r}"
         )
     get(loss)  # checks it
     if isinstance(loss, str):
@@ -100,6 +105,7 @@ def regression_loss(loss):
 # ----------------------------------------------------------------------------
 
 _ADVERSARIAL = ("adversarial", "adversarial_paper")
+_OWN_STEP = _ADVERSARIAL + ("head_aware",)
 
 
 class Adversarial:
@@ -248,3 +254,183 @@ def _mse(target, prediction):
 def is_adversarial(objective):
     """Whether `get` returned an adversarial objective."""
     return isinstance(objective, Adversarial)
+
+
+# ----------------------------------------------------------------------------
+# Head-aware objective
+# ----------------------------------------------------------------------------
+
+
+class HeadAware:
+    """Settings of the head-aware student objective.
+
+    Student i is scored on its chunk and through the teacher's frozen
+    head: its output replaces chunk i in the teacher's cached
+    representation of the same sample (the other chunks stay the
+    teacher's, so students stay independent), the head runs up to its
+    logits (before a final softmax or sigmoid), and
+
+        loss_i = feature_weight * MSE(chunk_i, student_i)
+               + distill_weight * T^2 * KL(softmax(t / T) || softmax(s / T))
+               + label_weight * cross-entropy(labels, s)
+
+    with `t` the teacher's logits (cached with the representation: still
+    one teacher pass per sample) and `s` the head's logits on the
+    substituted representation. A one-unit sigmoid head gets the Bernoulli
+    KL; heads with feature-map outputs (segmentation) are scored per
+    position, averaged. The label term needs labels
+    (`fit_students(x, y, loss=HeadAware(label_weight=...))`). The head
+    is the one the composed model uses (folded into the targets'
+    coordinates under target conditioning), with the composed model's
+    clip before it; its weights do not change.
+
+    This is SRRL (Yang et al., ICLR 2021) for a class of students: the
+    MSE weighs every feature equally, while the head reads a few logit
+    directions; the distillation term weighs a student's errors by what
+    they do to the teacher's prediction.
+
+    Args:
+        temperature: float > 0, `T`.
+        feature_weight: float >= 0, weight of the chunk MSE.
+        distill_weight: float >= 0, weight of the logit KL.
+        label_weight: float >= 0, weight of the label cross-entropy.
+        name: str, the name reports use.
+
+    Example:
+
+    >>> objective = HeadAware(temperature=2.0, label_weight=0.5)
+    >>> get("head_aware").temperature
+    4.0
+    >>> HeadAware.from_config(objective.get_config()).label_weight
+    0.5
+    """
+
+    def __init__(
+        self,
+        temperature=4.0,
+        feature_weight=1.0,
+        distill_weight=1.0,
+        label_weight=0.0,
+        name="head_aware",
+    ):
+        if (
+            not isinstance(temperature, (int, float))
+            or isinstance(temperature, bool)
+            or temperature <= 0
+        ):
+            raise ValueError(
+                "`temperature` must be a positive number. "
+                f"Received: temperature={temperature!r}"
+            )
+        for arg, value in (
+            ("feature_weight", feature_weight),
+            ("distill_weight", distill_weight),
+            ("label_weight", label_weight),
+        ):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or value < 0
+            ):
+                raise ValueError(
+                    f"`{arg}` must be a non-negative float. "
+                    f"Received: {arg}={value!r}"
+                )
+        self.temperature = float(temperature)
+        self.feature_weight = float(feature_weight)
+        self.distill_weight = float(distill_weight)
+        self.label_weight = float(label_weight)
+        self.name = name
+
+    def __repr__(self):
+        return (
+            f"HeadAware(temperature={self.temperature}, "
+            f"feature_weight={self.feature_weight}, "
+            f"distill_weight={self.distill_weight}, "
+            f"label_weight={self.label_weight}, name={self.name!r})"
+        )
+
+    def get_config(self):
+        """The constructor's arguments, JSON-serializable."""
+        return {
+            "temperature": self.temperature,
+            "feature_weight": self.feature_weight,
+            "distill_weight": self.distill_weight,
+            "label_weight": self.label_weight,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuilds a `HeadAware` from `get_config`'s dict."""
+        return cls(**config)
+
+    def distillation(self, teacher_logits, student_logits):
+        """`T^2` x the KL from the teacher's to the student's logits.
+
+        Softmax over the last axis; a one-unit last axis is a sigmoid
+        (Bernoulli KL). Averaged over the batch and any positions.
+        """
+        t = ops.cast(teacher_logits, "float32") / self.temperature
+        s = ops.cast(student_logits, "float32") / self.temperature
+        if t.shape[-1] == 1:
+            p = ops.sigmoid(t)
+            kl = p * (ops.log_sigmoid(t) - ops.log_sigmoid(s)) + (1 - p) * (
+                ops.log_sigmoid(-t) - ops.log_sigmoid(-s)
+            )
+        else:
+            log_p = ops.log_softmax(t, axis=-1)
+            kl = ops.exp(log_p) * (log_p - ops.log_softmax(s, axis=-1))
+        return self.temperature**2 * ops.mean(ops.sum(kl, axis=-1))
+
+    def label_loss(self, labels, student_logits):
+        """Cross-entropy of the student's logits against labels.
+
+        Integer labels (`(batch, ...)` or `(batch, ..., 1)`), one-hot
+        labels (the logits' shape), or 0/1 labels for a one-unit head.
+        """
+        logits = ops.cast(student_logits, "float32")
+        width = logits.shape[-1]
+        if width == 1:
+            labels = ops.reshape(ops.cast(labels, "float32"), ops.shape(logits))
+            loss = ops.binary_crossentropy(labels, logits, from_logits=True)
+            return ops.mean(loss)
+        if len(labels.shape) == len(logits.shape) and labels.shape[-1] == width:
+            loss = ops.categorical_crossentropy(
+                ops.cast(labels, "float32"), logits, from_logits=True
+            )
+            return ops.mean(loss)
+        if len(labels.shape) == len(logits.shape):
+            labels = ops.squeeze(labels, axis=-1)
+        loss = ops.sparse_categorical_crossentropy(
+            ops.cast(labels, "int32"), logits, from_logits=True
+        )
+        return ops.mean(loss)
+
+    def loss(self, chunk, prediction, teacher_logits, student_logits, labels):
+        """One student's loss (see the class), a float32 scalar.
+
+        Args:
+            chunk: the teacher's chunk (its target).
+            prediction: the student's output.
+            teacher_logits: the teacher's logits.
+            student_logits: the head's logits with the student's output
+                in place of its chunk.
+            labels: the labels, or None (the label term is then skipped).
+        """
+        prediction = ops.cast(prediction, "float32")
+        total = self.feature_weight * _mse(chunk, prediction)
+        if self.distill_weight:
+            total = total + self.distill_weight * self.distillation(
+                teacher_logits, student_logits
+            )
+        if self.label_weight and labels is not None:
+            total = total + self.label_weight * self.label_loss(
+                labels, student_logits
+            )
+        return total
+
+
+def is_head_aware(objective):
+    """Whether `get` returned a head-aware objective."""
+    return isinstance(objective, HeadAware)

@@ -7,7 +7,12 @@ speed of exported artifacts. The result is a `CompressionReport`: a dict
 (JSON-ready), a printed table, and figures (`save_figures`).
 
 FLOPs are counted per sample from per-layer formulas, with a multiply-add
-as 2 FLOPs (see `count_flops` for the layers covered).
+as 2 FLOPs (see `count_flops` for the layers covered); `macs` are the
+multiply-adds alone (`count_macs`: the weight uses of Dense and
+convolution layers, without biases, pooling or normalization).
+The teacher's and the composed model's latencies are measured side by
+side, in alternating rounds (`paired_latency`), so a load that comes and
+goes on the machine weighs on both alike.
 """
 
 import json
@@ -21,6 +26,7 @@ import numpy as np
 from teacherclass import validation
 from teacherclass.figures import save_figures
 from teacherclass.flops import count_flops
+from teacherclass.flops import count_macs
 from teacherclass.latency import model_latency
 from teacherclass.latency import sample_inputs
 from teacherclass.latency import time_call
@@ -34,10 +40,13 @@ class CompressionReport(dict):
     `head_params`, `composed_params` (students + head) and
     `compression_ratio` (teacher / composed parameters). `measure` adds
     `models` (one entry per part: "teacher", "student_0", ..., "head",
-    "composed", each with `params`, `flops`, `latency_ms` per batch size,
-    and `accuracy` or `mse` when measured), `exports` (one entry per
+    "composed", each with `params`, `flops`, `macs` (multiply-adds per
+    sample), `latency_ms` per batch size, `litert_bytes` (`{"float": n,
+    "int8": n}`, teacher and composed, with `measure(litert=True)`), and
+    `accuracy` or `mse` when measured), `exports` (one entry per
     artifact: `path`, `format`, `size_bytes`, `latency_ms`, `accuracy`),
-    `flops_ratio`, `batch_sizes`, `machine`, `versions` and `date`. Flat
+    `flops_ratio`, `macs_ratio`, `latency_ratio` (teacher / composed per
+    batch size), `batch_sizes`, `machine`, `versions` and `date`. Flat
     keys added by the caller, such as `teacher_accuracy`, print in the
     table's last column.
 
@@ -145,10 +154,20 @@ class CompressionReport(dict):
 
         if has("flops"):
             columns.append(("FLOPs", lambda m: _si(m.get("flops"))))
+        if has("macs"):
+            columns.append(("MACs", lambda m: _si(m.get("macs"))))
         for b in batch_sizes:
             columns.append(
                 (f"ms@{b}", lambda m, b=b: _num(_latency(m, b), 1, 3))
             )
+        if has("litert_bytes"):
+            for kind in ("float", "int8"):
+                columns.append(
+                    (
+                        f"LiteRT {kind}",
+                        lambda m, k=kind: _size(m.get("litert_bytes"), k),
+                    )
+                )
         if has("accuracy"):
             columns.append(("accuracy", lambda m: _num(m.get("accuracy"))))
         if has("mse"):
@@ -172,6 +191,14 @@ class CompressionReport(dict):
         lines.append(f"compression ratio: {self['compression_ratio']:.1f}x")
         if self.get("flops_ratio"):
             lines.append(f"FLOPs ratio: {self['flops_ratio']:.1f}x")
+        if self.get("macs_ratio"):
+            lines.append(f"MACs ratio: {self['macs_ratio']:.2f}x")
+        for b, ratio in (self.get("latency_ratio") or {}).items():
+            word = "faster" if ratio >= 1 else "slower"
+            lines.append(
+                f"latency at batch {b}: composed {word} "
+                f"({ratio:.2f}x the teacher's speed)"
+            )
         exports = self.get("exports") or {}
         if exports:
             rows = [["export", "format", "size"]]
@@ -200,6 +227,12 @@ class CompressionReport(dict):
 
 def _latency(entry, batch_size):
     return (entry.get("latency_ms") or {}).get(str(batch_size))
+
+
+def _size(sizes, kind):
+    if not sizes or sizes.get(kind) is None:
+        return "-"
+    return _bytes(sizes[kind])
 
 
 def _si(value):
@@ -343,6 +376,100 @@ def measure_export(path, x=None, y=None, batch_sizes=(1, 64), repeats=20):
     return entry
 
 
+def paired_latency(models, batch_sizes=(1, 64), repeats=20, warmup=3):
+    """CPU latency of several models measured side by side.
+
+    For each batch size every model's inference call is traced and warmed
+    up, then the models are timed in alternating rounds (one call of
+    each per round, `repeats` rounds): a load that comes and goes on the
+    machine weighs on all of them alike. The median per model is kept.
+
+    Args:
+        models: a dict `{name: built keras.Model}`.
+        batch_sizes: the batch sizes to time.
+        repeats: int, rounds (timed calls per model and batch size).
+        warmup: int, untimed calls of each model first.
+
+    Returns:
+        A dict `{name: {str(batch_size): milliseconds}}`.
+
+    Example:
+
+    >>> import keras
+    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> t = paired_latency({"a": m, "b": m}, batch_sizes=(1,), repeats=2)
+    >>> sorted(t), sorted(t["a"])
+    (['a', 'b'], ['1'])
+    """
+    import statistics
+    import time
+
+    import tensorflow as tf
+
+    from teacherclass.latency import input_specs
+
+    result = {name: {} for name in models}
+    calls = {
+        name: tf.function(lambda x, m=model: m(x, training=False))
+        for name, model in models.items()
+    }
+    with tf.device("/CPU:0"):
+        for b in validation.check_batch_sizes(batch_sizes):
+            batches = {
+                name: sample_inputs(input_specs(model), b)
+                for name, model in models.items()
+            }
+            for name, call in calls.items():
+                for _ in range(max(1, warmup)):
+                    np.asarray(call(batches[name]))
+            times = {name: [] for name in models}
+            for _ in range(repeats):
+                for name, call in calls.items():
+                    start = time.perf_counter()
+                    np.asarray(call(batches[name]))
+                    times[name].append(time.perf_counter() - start)
+            for name in models:
+                result[name][str(b)] = 1000 * statistics.median(times[name])
+    return result
+
+
+def litert_sizes(model, representative_data=None):
+    """Sizes in bytes of a model's LiteRT files, float32 and int8.
+
+    Exports `model` twice into a temporary directory (seconds each), with
+    `export.export(format="litert")` and `quantize="int8"`, and removes
+    the files.
+
+    Args:
+        model: a built `keras.Model`.
+        representative_data: inputs to calibrate the int8 ranges; default
+            64 random samples shaped like the model's input.
+
+    Returns:
+        `{"float": bytes, "int8": bytes}`.
+    """
+    import tempfile
+
+    from teacherclass import export as export_lib
+    from teacherclass.latency import input_specs
+
+    if representative_data is None:
+        representative_data = sample_inputs(input_specs(model), 64)
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, quantize in (("float", None), ("int8", "int8")):
+            path = os.path.join(tmp, f"{kind}.tflite")
+            export_lib.export(
+                model,
+                path,
+                format="litert",
+                quantize=quantize,
+                representative_data=(representative_data if quantize else None),
+            )
+            sizes[kind] = int(os.path.getsize(path))
+    return sizes
+
+
 def measure(
     tc,
     x=None,
@@ -352,12 +479,17 @@ def measure(
     repeats=20,
     warmup=3,
     composed=None,
+    litert=False,
 ):
     """Measures the teacher, each student, the head and the composed model.
 
     Everything is measured in this process, side by side, on the CPU:
-    parameters, FLOPs per sample (`count_flops`), the median latency of
-    the inference call at each batch size (`model_latency`), accuracy on
+    parameters, FLOPs per sample (`count_flops`), multiply-adds per
+    sample (`macs`, `count_macs`: the multiply-add part of the FLOPs),
+    the median latency of the inference call at each batch size
+    (`model_latency`; the teacher and the composed model in alternating
+    rounds, `paired_latency`), optionally the LiteRT file sizes of the
+    teacher and the composed model (`litert_bytes`), accuracy on
     `(x, y)` for the teacher and the composed model, each student's mean
     squared error against its chunk of the teacher's representation on `x`,
     and, for each export, its size on disk, latency and accuracy.
@@ -374,6 +506,9 @@ def measure(
         warmup: int, untimed calls first.
         composed: the composed model if already built (else
             `tc.compose()` builds it).
+        litert: bool, also export the teacher and the composed model to
+            LiteRT, float and int8, and record the files' sizes as
+            `litert_bytes` (seconds per model; `x` calibrates int8).
 
     Returns:
         A `CompressionReport` with `models` and `exports` filled in.
@@ -403,12 +538,25 @@ def measure(
     parts = _parts(tc)
     parts["composed"] = composed
     models = {}
+    paired = paired_latency(
+        {"teacher": parts["teacher"], "composed": composed},
+        batch_sizes,
+        repeats,
+        warmup,
+    )
     for name, model in parts.items():
         models[name] = {
             "params": int(model.count_params()),
             "flops": count_flops(model),
-            "latency_ms": model_latency(model, batch_sizes, repeats, warmup),
+            "macs": count_macs(model),
+            "latency_ms": paired.get(name)
+            or model_latency(model, batch_sizes, repeats, warmup),
         }
+    if litert:
+        for name in ("teacher", "composed"):
+            models[name]["litert_bytes"] = litert_sizes(
+                parts[name], None if x is None else np.asarray(x)[:64]
+            )
     if x is not None:
         errors = tc.evaluate_students(x)
         for i in range(tc.num_students):
@@ -428,6 +576,14 @@ def measure(
     report["flops_ratio"] = models["teacher"]["flops"] / max(
         1, models["composed"]["flops"]
     )
+    report["macs_ratio"] = models["teacher"]["macs"] / max(
+        1, models["composed"]["macs"]
+    )
+    report["latency_ratio"] = {
+        str(b): models["teacher"]["latency_ms"][str(b)]
+        / max(1e-9, models["composed"]["latency_ms"][str(b)])
+        for b in batch_sizes
+    }
     report["batch_sizes"] = list(batch_sizes)
     if exports:
         if not isinstance(exports, dict):

@@ -2,17 +2,22 @@
 
 `save_students` writes each trained student as `student_{i}.keras` (a
 model from the students' input to its chunk, loadable on its own) and
-`student_{i}.json` (its chunk and a digest of the teacher's trunk it
-learned from); `load_students` checks those against a `TeacherClass` and
-loads the weights. `TeacherClass.save_students`/`load_students` call these.
+`student_{i}.json` (its chunk, a digest of the teacher's trunk it
+learned from and of the target conditioning it regressed); with target
+conditioning, the statistics go to `conditioning.npz` in the same
+directory. `load_students` checks those against a `TeacherClass`, adopts
+the statistics when the class has none yet, and loads the weights.
+`TeacherClass.save_students`/`load_students` call these.
 """
 
 import json
 import os
 
 import keras
+import numpy as np
 
 from teacherclass import chunking
+from teacherclass import conditioning as conditioning_lib
 from teacherclass import saving
 from teacherclass import validation
 
@@ -27,7 +32,42 @@ def _meta(tc, i):
         "teacher": tc.teacher.name,
         "teacher_trunk_digest": tc.cut.trunk_digest(),
         "tower": keras.saving.serialize_keras_object(tc.students[i]),
+        "conditioning": tc.conditioning,
+        "conditioning_digest": tc.conditioning_digest(),
     }
+
+
+_CONDITIONING = "conditioning.npz"
+
+
+def _save_conditioning(tc, directory):
+    fitted = tc.target_conditioning()
+    if fitted is None:
+        return
+    path = os.path.join(directory, _CONDITIONING)
+    if os.path.exists(path):
+        saved = _load_conditioning(path)
+        if saved.digest() != fitted.digest():
+            raise ValueError(
+                f"{path} holds other target statistics than this class's: "
+                "students in one directory must regress the same targets. "
+                f"Received: directory={os.fspath(directory)!r}"
+            )
+        return
+    np.savez(
+        path,
+        mean=fitted.mean.astype("float32"),
+        matrix=fitted.matrix.astype("float32"),
+        kind=fitted.kind,
+        balance=fitted.balance,
+    )
+
+
+def _load_conditioning(path):
+    with np.load(path) as f:
+        return conditioning_lib.Conditioning(
+            f["mean"], f["matrix"], str(f["kind"]), bool(f["balance"])
+        )
 
 
 def save_students(tc, directory, students=None, overwrite=False):
@@ -56,6 +96,7 @@ def save_students(tc, directory, students=None, overwrite=False):
                 f"Received: directory={os.fspath(directory)!r}"
             )
     os.makedirs(directory, exist_ok=True)
+    _save_conditioning(tc, directory)
     for i in selected:
         inputs = tc.cut.student_inputs()
         model = keras.Model(inputs, tc.students[i](inputs), name=f"student_{i}")
@@ -85,7 +126,11 @@ def load_students(tc, directory, students=None):
         with open(os.path.join(directory, f"student_{i}.json")) as f:
             saved = json.load(f)
         expected = _meta(tc, i)
-        for key in ("chunk", "feature_layer", "teacher_trunk_digest"):
+        keys = ["chunk", "feature_layer", "teacher_trunk_digest"]
+        keys.append("conditioning")
+        if tc.conditioning_fitted:
+            keys.append("conditioning_digest")
+        for key in keys:
             if saved.get(key) != expected[key]:
                 raise ValueError(
                     f"Student {i} in {os.fspath(directory)!r} does not "
@@ -101,6 +146,17 @@ def load_students(tc, directory, students=None):
                 f"{tower.get_config().get('units')}) than this class's."
             )
         loaded[i] = tower.get_weights()
+        digest = saved.get("conditioning_digest")
+        if digest is not None and not tc.conditioning_fitted:
+            path = os.path.join(directory, _CONDITIONING)
+            fitted = _load_conditioning(path) if os.path.exists(path) else None
+            if fitted is None or fitted.digest() != digest:
+                raise ValueError(
+                    f"Student {i} in {os.fspath(directory)!r} regressed "
+                    f"conditioned targets (digest {digest}) whose "
+                    f"statistics are not in {_CONDITIONING}."
+                )
+            tc.set_target_conditioning(fitted)
     for i, weights in loaded.items():
         tc.students[i].set_weights(weights)
     return sorted(loaded)

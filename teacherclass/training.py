@@ -16,6 +16,17 @@ with its own `train_step` (the two-optimizer step of the Keras GAN guide).
 The discriminators live in the trainer only, so they are never saved with
 the `TeacherClass`.
 
+`HeadAwareTrainer` is the head-aware objective (`objectives.HeadAware`):
+the same model with its own `compute_loss`, scoring each student's output
+through the frozen head (held out of sight of Keras' tracking, so its
+weights are never the trainer's) in place of its chunk of the teacher's
+representation.
+
+Targets may come as the representation alone, or as a dict with the
+teacher's `logits` and the `labels` beside its `features` (see
+`features.Features`); with target conditioning the trainer moves the
+representation into the conditioned coordinates (`transform`) first.
+
 The trainer is what `fit_students`' callbacks see as their `model`, and
 what they log and stop. What they save is the `TeacherClass` being
 trained: the trainer's `save`, `save_weights` and `load_weights` are the
@@ -59,6 +70,8 @@ class StudentTrainer(keras.Model):
             trunk) for batches that come as `(x,)` without targets.
         owner: None, or the `TeacherClass` the students belong to: what
             `save`, `save_weights` and `load_weights` act on.
+        transform: None, or a function mapping the representation to the
+            students' targets (target conditioning).
         **kwargs: base `keras.Model` arguments.
 
     Example:
@@ -82,6 +95,7 @@ class StudentTrainer(keras.Model):
         targets=None,
         owner=None,
         name="student_trainer",
+        transform=None,
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
@@ -98,6 +112,7 @@ class StudentTrainer(keras.Model):
         # Not tracked (a plain function; a holder Keras does not look
         # into): the teacher's weights must not become the trainer's.
         self._targets = targets
+        self._transform = transform
         self._owner_ref = _Ref(owner)
         self._lone_loss = None
         self._lone_objective = None
@@ -115,22 +130,49 @@ class StudentTrainer(keras.Model):
             for name, tower in zip(_names(self.indices), self.students)
         }
 
-    def targets(self, x, y=None):
-        """The chunk each student regresses, as a dict like `call`'s.
+    def unpack(self, x, y=None):
+        """The batch's targets: `(representation, logits, labels)`.
 
         Args:
             x: the batch of (students') inputs.
-            y: the teacher's representation of `x`, or None to compute
-                it with `targets` (augmented batches).
+            y: the teacher's representation of `x`, a dict holding it as
+                `features` (and maybe `logits`, `labels`), or None (or a
+                dict without `features`) to compute it with `targets`.
+
+        Returns:
+            The representation in the students' coordinates (float32),
+            the teacher's logits or None, and the labels or None.
         """
+        logits = labels = None
+        if isinstance(y, dict):
+            logits = y.get("logits")
+            labels = y.get("labels")
+            y = y.get("features")
         if y is None:
             if self._targets is None:
                 raise ValueError(
                     "The batch has no targets and the trainer has no trunk "
                     "to compute them. Received: y=None"
                 )
-            y = ops.stop_gradient(self._targets(x))
+            computed = self._targets(x)
+            if isinstance(computed, tuple):
+                computed, logits = computed
+                logits = ops.stop_gradient(logits)
+            y = ops.stop_gradient(computed)
         y = ops.cast(y, "float32")
+        if self._transform is not None:
+            y = self._transform(y)
+        return y, logits, labels
+
+    def targets(self, x, y=None):
+        """The chunk each student regresses, as a dict like `call`'s.
+
+        Args:
+            x: the batch of (students') inputs.
+            y: the teacher's representation of `x` (see `unpack`), or None
+                to compute it with `targets` (augmented batches).
+        """
+        y, _, _ = self.unpack(x, y)
         return {
             name: y[..., start:stop]
             for name, (start, stop) in zip(_names(self.indices), self.bounds)
@@ -230,7 +272,9 @@ class AdversarialTrainer(StudentTrainer):
         owner=None,
         **kwargs,
     ):
-        super().__init__(students, indices, chunks, targets, owner, **kwargs)
+        super().__init__(
+            students, indices, chunks, targets=targets, owner=owner, **kwargs
+        )
         if keras.backend.backend() != "tensorflow":
             raise NotImplementedError(
                 "Adversarial student objectives have a TensorFlow train "
@@ -332,6 +376,123 @@ class AdversarialTrainer(StudentTrainer):
         return self._step(data, training=False)
 
 
+class HeadAwareTrainer(StudentTrainer):
+    """A `StudentTrainer` for an `objectives.HeadAware` objective.
+
+    Student i's output replaces chunk i of the batch's representation
+    (the rest stay the teacher's), the clip and the frozen head run on
+    that, and `objective.loss` scores it against the chunk, the teacher's
+    logits and, when the batch has them, the labels. The loss of student
+    i depends on no other student's output, so training all together is
+    training each alone. The head is held out of Keras' tracking: it is
+    never trained nor saved with the trainer.
+
+    Args:
+        students, indices, chunks, targets, owner, transform: as for
+            `StudentTrainer`; `targets` (augmented batches) returns
+            `(representation, logits)`.
+        objective: the `objectives.HeadAware`.
+        logits_head: a function from the representation, in the
+            students' coordinates, to the head's logits.
+        clip: None, or the clip the composed model applies before the
+            head (a callable).
+        **kwargs: base `keras.Model` arguments.
+
+    Its metrics: `loss` (the sum) and `student_i_loss` per student.
+    """
+
+    def __init__(
+        self,
+        students,
+        indices,
+        chunks,
+        objective,
+        logits_head,
+        clip=None,
+        targets=None,
+        owner=None,
+        transform=None,
+        **kwargs,
+    ):
+        super().__init__(
+            students,
+            indices,
+            chunks,
+            targets=targets,
+            owner=owner,
+            transform=transform,
+            **kwargs,
+        )
+        self.objective = objective
+        self._head_ref = _Ref(logits_head)
+        self._clip_ref = _Ref(clip)
+        self.trackers = [
+            keras.metrics.Mean(name=f"student_{i}_loss") for i in self.indices
+        ]
+
+    @property
+    def metrics(self):
+        base = [m for m in super().metrics if m.name == "loss"]
+        return base + list(self.trackers)
+
+    def compile(self, optimizer=_ADAM, **kwargs):
+        """Compiles the students' optimizer; the loss is the objective."""
+        kwargs.pop("loss", None)
+        keras.Model.compile(self, optimizer=optimizer, **kwargs)
+
+    def student_logits(self, representation, start, stop, prediction):
+        """The head's logits with `prediction` in place of a chunk."""
+        parts = [
+            p
+            for p in (
+                representation[..., :start],
+                prediction,
+                representation[..., stop:],
+            )
+            if p.shape[-1] != 0
+        ]
+        rep = parts[0] if len(parts) == 1 else ops.concatenate(parts, -1)
+        clip = self._clip_ref.value
+        if clip is not None:
+            rep = clip(rep)
+        return ops.cast(self._head_ref.value(rep), "float32")
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        representation, logits, labels = self.unpack(x, y)
+        needs_head = self.objective.distill_weight or (
+            self.objective.label_weight and labels is not None
+        )
+        if self.objective.distill_weight and logits is None:
+            raise ValueError(
+                "The head-aware objective needs the teacher's logits with "
+                "the representation. Received: a batch without logits"
+            )
+        total = 0.0
+        for name, (start, stop), tracker in zip(
+            _names(self.indices), self.bounds, self.trackers
+        ):
+            prediction = ops.cast(y_pred[name], "float32")
+            student_logits = None
+            if needs_head:
+                student_logits = self.student_logits(
+                    representation, start, stop, prediction
+                )
+            loss = self.objective.loss(
+                representation[..., start:stop],
+                prediction,
+                logits,
+                student_logits,
+                labels,
+            )
+            tracker.update_state(loss)
+            total = total + loss
+        return total
+
+
 def for_class(tc, students=None, loss="mse", augment=False, **kwargs):
     """The trainer `tc.fit_students` builds for `students`, compiled or not.
 
@@ -345,22 +506,45 @@ def for_class(tc, students=None, loss="mse", augment=False, **kwargs):
         **kwargs: base `keras.Model` arguments.
 
     Returns:
-        A `StudentTrainer` (not compiled) sharing `tc`'s student towers.
+        A `StudentTrainer` (not compiled) sharing `tc`'s student towers;
+        a `HeadAwareTrainer` for a head-aware objective, scoring students
+        through `tc`'s head as the composed model uses it (folded into
+        the conditioned coordinates under target conditioning).
 
     """
+    from teacherclass import baselines
     from teacherclass import validation
 
     selected = validation.check_students(students, tc.num_students)
     towers = [tc.students[i] for i in selected]
+    resolved = objectives.get(loss)
+    head_aware = objectives.is_head_aware(resolved)
     targets = None
     if augment:
         trunk = tc.cut.trunk()
+        teacher_logits = baselines.logits_model(tc.head) if head_aware else None
 
         def targets(x):
-            return ops.cast(trunk(x, training=False), "float32")
+            features = ops.cast(trunk(x, training=False), "float32")
+            if teacher_logits is None:
+                return features
+            return features, ops.cast(teacher_logits(features), "float32")
 
-    resolved = objectives.get(loss)
     common = dict(targets=targets, owner=tc, **kwargs)
+    transform = tc.target_transform()
+    if head_aware:
+        head, clip = tc.target_head()
+        return HeadAwareTrainer(
+            towers,
+            selected,
+            tc.chunks,
+            resolved,
+            baselines.logits_model(head),
+            clip=clip,
+            transform=transform,
+            **common,
+        )
+    common["transform"] = transform
     if objectives.is_adversarial(resolved):
         shape = tc.cut.feature_shape
         chunk_shapes = [shape[1:-1] + (tc.chunks[i],) for i in selected]

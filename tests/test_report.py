@@ -297,3 +297,35 @@ def test_accuracy_vs_params_is_compact_and_its_labels_do_not_overlap(
     assert len(labels) == 12
     for i, a in enumerate(labels):
         assert not any(_overlaps(a, b) for b in labels[i + 1 :])
+
+
+def test_measure_records_macs_paired_latency_and_litert():
+    import keras
+    import numpy as np
+
+    from teacherclass import TeacherClass
+    from teacherclass import report as report_lib
+
+    teacher = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    tc = TeacherClass(teacher, num_students=2)
+    x = np.random.rand(32, 8).astype("float32")
+    tc.fit_students(x, epochs=1, verbose=0)
+    r = report_lib.measure(tc, batch_sizes=(1,), repeats=2, litert=True)
+    models = r["models"]
+    assert models["teacher"]["macs"] == 8 * 16 + 16 * 3
+    assert (
+        models["composed"]["macs"]
+        == sum(models[f"student_{i}"]["macs"] for i in range(2))
+        + models["head"]["macs"]
+    )
+    assert set(models["teacher"]["litert_bytes"]) == {"float", "int8"}
+    assert all(v > 0 for v in models["composed"]["litert_bytes"].values())
+    assert set(r["latency_ratio"]) == {"1"}
+    text = str(r)
+    assert "MACs" in text and "LiteRT int8" in text and "latency" in text

@@ -1,0 +1,250 @@
+"""The head-aware objective, target conditioning in the class, refine."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import blobs
+from helpers import trained_mlp_teacher
+
+from teacherclass import TeacherClass
+from teacherclass import objectives
+from teacherclass import training
+
+
+@pytest.fixture(scope="module")
+def data():
+    return blobs(n=192, classes=3)
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    keras.utils.set_random_seed(0)
+    return trained_mlp_teacher(*data, epochs=30, width=12)
+
+
+def _students_weights(tc):
+    return [s.get_weights() for s in tc.students]
+
+
+def test_objective_by_name_and_config():
+    objective = objectives.get("head_aware")
+    assert isinstance(objective, objectives.HeadAware)
+    copy = objectives.HeadAware.from_config(
+        objectives.HeadAware(temperature=2.0, label_weight=0.3).get_config()
+    )
+    assert (copy.temperature, copy.label_weight) == (2.0, 0.3)
+    with pytest.raises(ValueError, match="temperature=0"):
+        objectives.HeadAware(temperature=0)
+    with pytest.raises(ValueError, match="label_weight=-1"):
+        objectives.HeadAware(label_weight=-1)
+    with pytest.raises(ValueError, match="own step"):
+        objectives.regression_loss("head_aware")
+
+
+def test_distillation_is_zero_for_equal_logits_and_binary():
+    objective = objectives.HeadAware(temperature=2.0)
+    t = np.array([[1.0, -2.0, 0.5]], "float32")
+    assert float(objective.distillation(t, t)) == pytest.approx(0, abs=1e-6)
+    assert float(objective.distillation(t, t[:, ::-1])) > 0
+    b = np.array([[0.3], [-1.0]], "float32")
+    assert float(objective.distillation(b, b)) == pytest.approx(0, abs=1e-6)
+    assert float(objective.distillation(b, -b)) > 0
+
+
+def test_gradient_of_a_students_loss_reaches_only_that_student(teacher, data):
+    import tensorflow as tf
+
+    x = data[0][:16]
+    tc = TeacherClass(teacher, num_students=3)
+    trainer = training.for_class(tc, loss="head_aware")
+    trainer.compile()
+    from teacherclass import baselines
+
+    feats = tc.cut.trunk()(x)
+    y = {"features": feats, "logits": baselines.logits_model(tc.head)(feats)}
+    # Student 1's term alone, as compute_loss forms it.
+    with tf.GradientTape(persistent=True) as tape:
+        preds = trainer(x, training=True)
+        rep, t_logits, _ = trainer.unpack(x, y)
+        start, stop = trainer.bounds[1]
+        s_logits = trainer.student_logits(rep, start, stop, preds["student_1"])
+        loss_1 = trainer.objective.loss(
+            rep[..., start:stop], preds["student_1"], t_logits, s_logits, None
+        )
+    for i, student in enumerate(tc.students):
+        grads = tape.gradient(loss_1, student.trainable_weights)
+        norm = sum(
+            float(tf.reduce_sum(tf.abs(g))) for g in grads if g is not None
+        )
+        assert (norm > 0) == (i == 1)
+
+
+def test_one_pass_equals_separate_training(teacher, data):
+    x, y = data
+    tc = TeacherClass(teacher, num_students=2)
+    initial = _students_weights(tc)
+    objective = objectives.HeadAware(label_weight=0.5)
+    sgd = dict(shuffle=False, batch_size=32, epochs=1, verbose=0)
+    tc.fit_students(
+        x, y, loss=objective, optimizer=keras.optimizers.SGD(0.05), **sgd
+    )
+    together = _students_weights(tc)
+    for s, w in zip(tc.students, initial):
+        s.set_weights(w)
+    for i in range(2):
+        tc.fit_students(
+            x,
+            y,
+            students=[i],
+            loss=objective,
+            optimizer=keras.optimizers.SGD(0.05),
+            **sgd,
+        )
+    for i in range(2):
+        assert not np.allclose(together[i][0], initial[i][0])
+        for a, b in zip(together[i], tc.students[i].get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_head_aware_students_compose_to_an_accurate_model(teacher, data):
+    x, y = data
+    keras.utils.set_random_seed(1)
+    tc = TeacherClass(teacher, num_students=2)
+    history = tc.fit_students(x, loss="head_aware", epochs=15, verbose=0)
+    assert set(history.history) == {"loss", "student_0_loss", "student_1_loss"}
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    composed = tc.compose()
+    accuracy = np.mean(composed.predict(x, verbose=0).argmax(-1) == y)
+    assert accuracy > 0.9
+
+
+def test_label_term_needs_labels(teacher, data):
+    tc = TeacherClass(teacher, num_students=2)
+    with pytest.raises(ValueError, match="Received: y=None"):
+        tc.fit_students(
+            data[0], loss=objectives.HeadAware(label_weight=1.0), verbose=0
+        )
+
+
+def test_augment_disk_cache_and_bfloat16(teacher, data, tmp_path):
+    x, y = data
+    tc = TeacherClass(teacher, num_students=2)
+    history = tc.fit_students(
+        x,
+        y,
+        loss=objectives.HeadAware(label_weight=0.5),
+        augment=keras.layers.GaussianNoise(0.05),
+        epochs=1,
+        verbose=0,
+    )
+    assert np.isfinite(history.history["loss"][0])
+    for _ in range(2):  # writes the cache, then reads it back
+        history = tc.fit_students(
+            x, loss="head_aware", cache=str(tmp_path), epochs=1, verbose=0
+        )  # (the cache stores the logits: format 3)
+        assert np.isfinite(history.history["loss"][0])
+    with pytest.raises(ValueError, match="with the teacher's logits"):
+        tc.fit_students(x, cache=str(tmp_path), verbose=0)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        student = keras.layers.Dense(6)
+        bf16 = TeacherClass(teacher, num_students=2, student=student)
+        history = bf16.fit_students(x, loss="head_aware", verbose=0)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("kind", ["standardize", "pca"])
+def test_conditioned_class_folds_exactly_and_saves(
+    teacher, data, kind, tmp_path
+):
+    x, y = data
+    tc = TeacherClass(
+        teacher, num_students=2, conditioning=kind, balance_chunks=True
+    )
+    tc.fit_students(x, y, loss="head_aware", epochs=2, verbose=0)
+    assert tc.conditioning_fitted
+    composed = tc.compose()
+    assert len(composed.layers) == len(tc.compose().layers)
+    assert not any(
+        "conditioning" in layer.name.lower() for layer in composed.layers
+    )
+    # The folded model equals students -> inverse change -> clip -> head.
+    fitted = tc.target_conditioning()
+    rep = tc.representation().predict(x[:32], verbose=0)
+    features = fitted.inverse(rep)
+    if kind == "standardize":
+        features = np.maximum(features, 0.0)  # the ReLU clip, in features
+    expected = tc.head.predict(features, verbose=0)
+    got = composed.predict(x[:32], verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(tc.predict(x[:32], verbose=0), got, atol=1e-5)
+    path = str(tmp_path / "composed.keras")
+    composed.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        loaded.predict(x[:32], verbose=0), got, atol=1e-6
+    )
+    # The class keeps its statistics, and students saved separately too.
+    tc.save(str(tmp_path / "tc.keras"))
+    again = keras.saving.load_model(str(tmp_path / "tc.keras"))
+    assert again.conditioning_digest() == tc.conditioning_digest()
+    tc.save_students(str(tmp_path / "students"))
+    gathered = TeacherClass(
+        teacher, num_students=2, conditioning=kind, balance_chunks=True
+    )
+    gathered.load_students(str(tmp_path / "students"))
+    assert gathered.conditioning_digest() == tc.conditioning_digest()
+    np.testing.assert_allclose(
+        gathered.compose().predict(x[:32], verbose=0), got, atol=1e-5
+    )
+
+
+def test_conditioning_arguments_are_checked(teacher):
+    with pytest.raises(ValueError, match="conditioning='zca'"):
+        TeacherClass(teacher, conditioning="zca")
+    with pytest.raises(ValueError, match="conditioning=None"):
+        TeacherClass(teacher, balance_chunks=True)
+
+
+def test_refine_keeps_accuracy_and_saves(teacher, data, tmp_path):
+    x, y = data
+    keras.utils.set_random_seed(2)
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)  # deliberately undertrained
+    before = np.mean(tc.compose().predict(x, verbose=0).argmax(-1) == y)
+    refined = tc.refine(
+        x,
+        y,
+        epochs=5,
+        optimizer=keras.optimizers.Adam(1e-2),
+        batch_size=32,
+        verbose=0,
+    )
+    after = np.mean(refined.predict(x, verbose=0).argmax(-1) == y)
+    assert after >= before
+    assert after > 0.8
+    assert refined.compiled
+    np.testing.assert_allclose(  # the class's students are the refined ones
+        tc.predict(x[:16], verbose=0),
+        refined.predict(x[:16], verbose=0),
+        atol=1e-5,
+    )
+    path = str(tmp_path / "refined.keras")
+    refined.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        loaded.predict(x[:16], verbose=0),
+        refined.predict(x[:16], verbose=0),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="alpha=2"):
+        tc.refine(x, y, alpha=2)
+    with pytest.raises(ValueError, match="temperature=0"):
+        tc.refine(x, y, temperature=0)
+    with pytest.raises(ValueError, match="y=None"):
+        tc.refine(x, None)
+    with pytest.raises(ValueError, match="epochs"):
+        tc.refine(x, y, epochs=0)
