@@ -76,6 +76,7 @@ def test_run_digits_quick(quick_run):
         "model",
         "params",
         "FLOPs",
+        "MACs",
         "ms@1",
         "ms@64",
         "accuracy",
