@@ -78,7 +78,9 @@ def labelled_batches(x, y, batch_size, seed, epoch):
 
 def one_epoch(model, ds, epoch):
     """Fits one epoch; returns its logs as floats."""
-    h = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0)
+    h = model.fit(
+        ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
+    )
     return {k: float(v[-1]) for k, v in h.history.items()}
 
 
@@ -314,8 +316,9 @@ def run(args, state, cfg, teacher_id, settings_id, data, cache, runs):
             units += [("class", seed, n) for n in args.students]
         if "baselines" in stages:
             units += [("baseline", seed, k) for k in args.baselines]
+    index = 0
     try:
-        for index, (kind, seed, what) in enumerate(units):
+        for index, (kind, seed, what) in enumerate(units):  # noqa: B007
             _run_unit(
                 kind,
                 seed,
@@ -359,6 +362,7 @@ def _teacher(seed, teacher_id, cfg, data, cache, runs, state, budget):
             cfg, seed, data, runs / f"teacher-{key}", budget
         )
         tmp = path.with_name(path.stem + ".partial.keras")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         teacher.save(tmp)
         os.replace(tmp, path)
         record = teacher_record(teacher, progress, data, path)
@@ -388,6 +392,7 @@ def _views(seed, teacher_id, cfg, teacher, data, runs, budget):
     log(f"[views seed {seed}] caching the teacher on {cfg['views']} views")
 
     def after(view):
+        budget.worked()
         log(f"[views seed {seed}] view {view}/{cfg['views']} cached")
         if view < cfg["views"]:
             budget.check(f"views seed {seed} view {view}")

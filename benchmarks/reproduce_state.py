@@ -132,6 +132,9 @@ class BudgetExhausted(Exception):
 class Budget:
     """A wall-clock budget from the moment it is made.
 
+    A sitting always makes progress: `check` raises only after some work
+    (`worked()`: an epoch, a cached view) was done in it.
+
     Args:
         minutes: float or None (no limit).
     """
@@ -139,6 +142,11 @@ class Budget:
     def __init__(self, minutes=None):
         self.minutes = minutes
         self.start = time.monotonic()
+        self.units = 0
+
+    def worked(self):
+        """Counts one unit of work (an epoch) done in this sitting."""
+        self.units += 1
 
     def left_seconds(self):
         """Seconds left, or None without a limit."""
@@ -149,7 +157,7 @@ class Budget:
     def check(self, where):
         """Raises `BudgetExhausted` once the budget is spent."""
         left = self.left_seconds()
-        if left is not None and left <= 0:
+        if self.units and left is not None and left <= 0:
             raise BudgetExhausted(
                 f"budget of {self.minutes:g} minutes spent after {where}"
             )
@@ -261,6 +269,8 @@ class Stage:
             logs = run_epoch(epoch)
             seconds = time.perf_counter() - began
             self.save(seconds, logs)
+            if budget is not None:
+                budget.worked()
             recent = self.progress["epoch_seconds"][-3:]
             left = (self.epochs - epoch - 1) * sum(recent) / len(recent)
             shown = ", ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items())

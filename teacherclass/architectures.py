@@ -604,6 +604,7 @@ class Recipe:
 
     Attributes:
         optimizer: a fresh `keras.optimizers.SGD` with its schedule.
+        learning_rate: the schedule (a `LearningRateSchedule`).
         loss: the loss, on one-hot labels (label smoothing needs them).
         metrics: list of metrics, on one-hot labels.
         batch_size: int.
@@ -614,6 +615,7 @@ class Recipe:
     """
 
     optimizer: object
+    learning_rate: object
     loss: object
     metrics: list
     batch_size: int
@@ -660,7 +662,7 @@ def cifar10_fast_recipe(epochs, steps_per_epoch, batch_size=None, seed=None):
     Example:
 
     >>> r = cifar10_fast_recipe(epochs=10, steps_per_epoch=98)
-    >>> r.batch_size, float(r.optimizer.learning_rate(0)), r.one_hot
+    >>> r.batch_size, float(r.learning_rate(0)), r.one_hot
     (512, 0.0, True)
     """
     batch_size = batch_size or FAST_RECIPE["batch_size"]
@@ -692,6 +694,7 @@ def cifar10_fast_recipe(epochs, steps_per_epoch, batch_size=None, seed=None):
     )
     return Recipe(
         optimizer=optimizer,
+        learning_rate=lr,
         loss=keras.losses.CategoricalCrossentropy(
             label_smoothing=FAST_RECIPE["label_smoothing"]
         ),
@@ -1077,7 +1080,7 @@ def for_dataset(name, paper=False):
     | mnist, fashion_mnist | `mnist_teacher` | `mnist_student` | [0, 1] |
     | imdb_reviews | `imdb_teacher` | `imdb_student` | 500 token ids |
     | cifar10 | `cifar10_fast_teacher` | `cifar10_fast_student` | [0, 1] |
-    | cifar10, paper | `cifar10_teacher(paper=True)` | `cifar10_student` | [0, 1] |
+    | cifar10 (paper) | `cifar10_teacher(paper=True)` | `cifar10_student` | |
     | camvid | `segmentation.unet_teacher` | `segmentation_student` | [0, 255] |
 
     Args:

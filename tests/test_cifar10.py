@@ -1,0 +1,208 @@
+"""CIFAR-10 on a CPU budget: fast teacher, sized students, resumable runs."""
+
+import importlib.util
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from teacherclass import TeacherClass
+from teacherclass import architectures
+from teacherclass.flops import count_flops
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", BENCHMARKS / "reproduce.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path
+    return module
+
+
+def _macs(model):
+    return count_flops(model) // 2
+
+
+def test_fast_teacher_shape_and_representation():
+    teacher = architectures.cifar10_fast_teacher()
+    assert teacher.count_params() == 1_980_394
+    tc = TeacherClass(teacher, num_students=4)
+    assert tc.feature_layer == "representation"
+    assert tc.cut.feature_shape == (None, 256)
+    tiny = architectures.cifar10_fast_teacher((4, 8, 8))
+    out = tiny(np.zeros((2, 32, 32, 3), "float32"))
+    np.testing.assert_allclose(keras.ops.sum(out, -1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="widths=()"):
+        architectures.cifar10_fast_teacher(())
+
+
+def test_fast_recipe_schedule_and_parts():
+    recipe = architectures.cifar10_fast_recipe(epochs=10, steps_per_epoch=10)
+    lr = recipe.learning_rate
+    assert float(lr(0)) == 0.0
+    assert float(lr(20)) == pytest.approx(0.2)  # peak after 20% warmup
+    assert float(lr(100)) == pytest.approx(0.0, abs=1e-7)
+    assert recipe.optimizer.nesterov and recipe.optimizer.momentum == 0.9
+    assert recipe.loss.get_config()["label_smoothing"] == 0.2
+    assert recipe.batch_size == 512 and recipe.one_hot
+    x = np.random.rand(4, 32, 32, 3).astype("float32")
+    np.testing.assert_array_equal(recipe.augment(x, training=False), x)
+    assert recipe.augment(x, training=True).shape == x.shape
+    with pytest.raises(ValueError, match="steps_per_epoch=0"):
+        architectures.cifar10_fast_recipe(epochs=1, steps_per_epoch=0)
+
+
+def test_for_dataset_uses_the_fast_teacher_unless_paper():
+    setup = architectures.for_dataset("cifar10")
+    assert setup.teacher().name == "cifar10_fast_teacher"
+    assert setup.student(4).filters == architectures.FAST_STUDENT_FILTERS[4]
+    assert setup.defaults["batch_size"] == 512
+    paper = architectures.for_dataset("cifar10", paper=True)
+    assert "VGG-16" in paper.teacher_name
+    assert paper.student(4).filters == (32, 32, 64, 64, 128, 128)
+    assert paper.defaults["batch_size"] == 128 and "views" not in paper.defaults
+    assert architectures.cifar10_teacher().name == "cifar10_teacher"
+
+
+def test_classes_are_10x_smaller_and_baselines_matched():
+    teacher = architectures.cifar10_fast_teacher()
+    t_params, t_macs = teacher.count_params(), _macs(teacher)
+    sizes = {}
+    for n in (1, 4, 8):
+        tc = TeacherClass(
+            teacher,
+            num_students=n,
+            student=architectures.cifar10_fast_student(n),
+        )
+        tc._mark_trained(range(n))  # sizes only: no training needed
+        composed = tc.compose()
+        sizes[n] = (composed.count_params(), _macs(composed))
+    assert sizes[4] == (156_554, sizes[4][1])
+    for n in (4, 8):
+        assert t_params / sizes[n][0] >= 10
+        assert sizes[n][1] < t_macs
+    baseline = architectures.cifar10_fast_baseline()
+    for params, macs in (sizes[1], (baseline.count_params(), _macs(baseline))):
+        assert abs(params / sizes[4][0] - 1) <= 0.05
+        assert abs(macs / sizes[4][1] - 1) <= 0.05
+    with pytest.raises(ValueError, match="num_students=3"):
+        architectures.cifar10_fast_student(3)
+
+
+# ----------------------------------------------------------------------
+# Resumable stages on tiny data
+# ----------------------------------------------------------------------
+
+TINY = [
+    "--dataset", "cifar10", "--teacher-widths", "4", "8", "8",
+    "--student-filters", '{"4": [4, 4], "1": [4, 4]}',
+    "--students", "4", "--baselines", "scratch", "--seeds", "1",
+    "--teacher-epochs", "2", "--epochs", "2", "--views", "1",
+    "--batch-size", "16", "--precision", "float32",
+]  # fmt: skip
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 32, 32, 3)).astype("float32") / 255
+    y = rng.integers(0, 10, 64)
+    return x, y, x[:16], y[:16]
+
+
+def _setup(reproduce, tmp_path, *extra):
+    settings = reproduce.settings
+    args = settings.parser().parse_args([*TINY, *extra])
+    teacher_cfg, cfg = settings.configuration(args, 64)
+    state = reproduce.State(tmp_path / "out" / "cifar10.json", "cifar10")
+    return args, cfg, settings.digest(teacher_cfg), settings.digest(cfg), state
+
+
+def _run(reproduce, tmp_path, *extra):
+    import reproduce_cifar10
+
+    reproduce_cifar10._TEACHERS.clear()
+    args, cfg, tid, sid, state = _setup(reproduce, tmp_path, *extra)
+    done = reproduce_cifar10.run(
+        args, state, cfg, tid, sid, _data(), tmp_path / "cache",
+        tmp_path / "runs",
+    )  # fmt: skip
+    return done, state
+
+
+def _weights(path):
+    with np.load(path) as f:
+        return [f[k] for k in sorted(f.files, key=lambda k: int(k[1:]))]
+
+
+def test_teacher_stopped_midway_ends_on_the_same_weights(reproduce, tmp_path):
+    import reproduce_cifar10
+    from reproduce_state import Budget
+    from reproduce_state import BudgetExhausted
+
+    args, cfg, tid, sid, _ = _setup(reproduce, tmp_path)
+    data = _data()
+    keras.utils.set_random_seed(0)
+    whole, _ = reproduce_cifar10.train_teacher(
+        cfg, 0, data, tmp_path / "whole", None
+    )
+    with pytest.raises(BudgetExhausted, match="epoch 1/2"):
+        reproduce_cifar10.train_teacher(
+            cfg, 0, data, tmp_path / "split", Budget(1e-9)
+        )
+    keras.backend.clear_session()
+    resumed, progress = reproduce_cifar10.train_teacher(
+        cfg, 0, data, tmp_path / "split", None
+    )
+    assert progress["epochs_done"] == 2 and len(progress["logs"]) == 2
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(
+        _weights(tmp_path / "whole/state.npz"),
+        _weights(tmp_path / "split/state.npz"),
+    ):
+        np.testing.assert_array_equal(a, b)  # optimizer slots too
+
+
+def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
+    reproduce, tmp_path, capsys, monkeypatch
+):
+    import reproduce_state
+
+    original = reproduce_state.Budget.check
+
+    def check_in_students_only(self, where):
+        if "students epoch 1/2" in where:
+            original(self, where)
+
+    with monkeypatch.context() as m:
+        m.setattr(reproduce_state.Budget, "check", check_in_students_only)
+        done, _ = _run(reproduce, tmp_path / "a", "--budget-minutes", "1e-9")
+    assert not done
+    out = capsys.readouterr().out
+    assert (
+        "stopped: budget of 1e-09 minutes spent after class n=4 seed 0 "
+        "students epoch 1/2. Left: class seed 0 4, baseline seed 0 scratch"
+    ) in out
+    done, state = _run(reproduce, tmp_path / "a")
+    assert done
+    assert "students] resuming after epoch 1/2" in capsys.readouterr().out
+    done, whole = _run(reproduce, tmp_path / "b")
+    assert done and len(whole.data["runs"]) == 2
+    for key, record in whole.data["runs"].items():
+        assert (
+            state.data["runs"][key]["test_accuracy"] == record["test_accuracy"]
+        )
+    a = sorted((tmp_path / "a/runs").rglob("state.npz"))
+    b = sorted((tmp_path / "b/runs").rglob("state.npz"))
+    assert [p.relative_to(tmp_path / "a") for p in a] == [
+        p.relative_to(tmp_path / "b") for p in b
+    ]
+    assert len(a) == 4  # teacher, students, head, baseline
+    for pa, pb in zip(a, b):
+        for wa, wb in zip(_weights(pa), _weights(pb)):
+            np.testing.assert_array_equal(wa, wb)
