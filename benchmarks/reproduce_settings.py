@@ -374,6 +374,8 @@ def configuration(args, n_train):
         teacher's and the configuration's id. `cfg` holds `teacher_cfg`.
     """
     defaults = DEFAULTS[args.dataset]
+    if args.dataset == "cifar10" and args.paper:  # VGG-16: batch 128
+        defaults = architectures.for_dataset("cifar10", paper=True).defaults
     paper = args.paper
     setup = architectures.for_dataset(args.dataset, paper=paper)
     teacher_cfg = {

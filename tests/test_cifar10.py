@@ -206,3 +206,34 @@ def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
     for pa, pb in zip(a, b):
         for wa, wb in zip(_weights(pa), _weights(pb)):
             np.testing.assert_array_equal(wa, wb)
+
+
+def test_configuration_records_the_recipe_and_paper_keeps_batch_128(
+    reproduce,
+):
+    settings = reproduce.settings
+    args = settings.parser().parse_args(["--dataset", "cifar10"])
+    teacher_cfg, cfg = settings.configuration(args, 50_000)
+    assert teacher_cfg["teacher_widths"] == [64, 256, 256]
+    assert teacher_cfg["recipe"]["label_smoothing"] == 0.2
+    assert cfg["batch_size"] == 512 and cfg["views"] == 8
+    assert args.students == [4, 8, 1]
+    paper = settings.parser().parse_args(["--dataset", "cifar10", "--paper"])
+    _, paper_cfg = settings.configuration(paper, 50_000)
+    assert paper_cfg["batch_size"] == 128 and "views" not in paper_cfg
+    bad = settings.parser().parse_args(
+        ["--dataset", "cifar10", "--students", "3"]
+    )
+    with pytest.raises(ValueError, match="--students 3"):
+        settings.configuration(bad, 64)
+
+
+def test_the_default_teacher_id_is_stable(reproduce):
+    # The checkpoints of a run in progress are keyed by this id: a change
+    # to the recipe, widths or teacher name starts the teacher again.
+    settings = reproduce.settings
+    argv = ["--dataset", "cifar10", "--precision", "mixed_bfloat16"]
+    teacher_cfg, _ = settings.configuration(
+        settings.parser().parse_args(argv), 50_000
+    )
+    assert settings.digest(teacher_cfg) == "36e8359d4c"
