@@ -139,33 +139,30 @@ def _weights(path):
         return [f[k] for k in sorted(f.files, key=lambda k: int(k[1:]))]
 
 
-def test_teacher_stopped_midway_ends_on_the_same_weights(reproduce, tmp_path):
-    import reproduce_cifar10
+def test_stage_stops_after_the_epoch_crossing_the_budget(reproduce, tmp_path):
     from reproduce_state import Budget
     from reproduce_state import BudgetExhausted
+    from reproduce_state import Stage
 
-    args, cfg, tid, sid, _ = _setup(reproduce, tmp_path)
-    data = _data()
-    keras.utils.set_random_seed(0)
-    whole, _ = reproduce_cifar10.train_teacher(
-        cfg, 0, data, tmp_path / "whole", None
-    )
-    with pytest.raises(BudgetExhausted, match="epoch 1/2"):
-        reproduce_cifar10.train_teacher(
-            cfg, 0, data, tmp_path / "split", Budget(1e-9)
-        )
-    keras.backend.clear_session()
-    resumed, progress = reproduce_cifar10.train_teacher(
-        cfg, 0, data, tmp_path / "split", None
-    )
-    assert progress["epochs_done"] == 2 and len(progress["logs"]) == 2
-    for a, b in zip(whole.get_weights(), resumed.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(
-        _weights(tmp_path / "whole/state.npz"),
-        _weights(tmp_path / "split/state.npz"),
-    ):
-        np.testing.assert_array_equal(a, b)  # optimizer slots too
+    def run(directory, budget):
+        var = keras.Variable(np.zeros(3, "float32"))
+        stage = Stage(directory, "toy", 3, lambda: [var])
+
+        def epoch(e):
+            var.assign(var * 2 + e + 1)
+            return {"sum": float(keras.ops.sum(var))}
+
+        stage.run(epoch, budget, log=lambda line: None)
+        return var.numpy(), stage.progress
+
+    whole, _ = run(tmp_path / "whole", None)
+    for done in (1, 2):  # a spent budget still lets one epoch run
+        with pytest.raises(BudgetExhausted, match=f"toy epoch {done}/3"):
+            run(tmp_path / "split", Budget(1e-9))
+    resumed, progress = run(tmp_path / "split", Budget(1e-9))
+    np.testing.assert_array_equal(resumed, whole)
+    assert progress["epochs_done"] == 3 and len(progress["logs"]) == 3
+    assert progress["logs"][-1]["sum"] == float(whole.sum())
 
 
 def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
@@ -175,19 +172,29 @@ def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
 
     original = reproduce_state.Budget.check
 
-    def check_in_students_only(self, where):
-        if "students epoch 1/2" in where:
+    def check_mid_stage_only(self, where):
+        # Stops mid-way in the teacher, then mid-way in the students.
+        if where.endswith(("teacher seed 0 epoch 1/2", "students epoch 1/2")):
             original(self, where)
 
     with monkeypatch.context() as m:
-        m.setattr(reproduce_state.Budget, "check", check_in_students_only)
-        done, _ = _run(reproduce, tmp_path / "a", "--budget-minutes", "1e-9")
-    assert not done
+        m.setattr(reproduce_state.Budget, "check", check_mid_stage_only)
+        for _ in range(2):
+            done, _ = _run(
+                reproduce, tmp_path / "a", "--budget-minutes", "1e-9"
+            )
+            assert not done
     out = capsys.readouterr().out
+    assert (
+        "stopped: budget of 1e-09 minutes spent after teacher seed 0 epoch "
+        "1/2. Left: teacher seed 0, views seed 0, class seed 0 4, baseline "
+        "seed 0 scratch"
+    ) in out
     assert (
         "stopped: budget of 1e-09 minutes spent after class n=4 seed 0 "
         "students epoch 1/2. Left: class seed 0 4, baseline seed 0 scratch"
     ) in out
+    assert "[teacher seed 0] resuming after epoch 1/2" in out
     done, state = _run(reproduce, tmp_path / "a")
     assert done
     assert "students] resuming after epoch 1/2" in capsys.readouterr().out
