@@ -11,7 +11,8 @@ device tool's `carry` list.
 
 Usage:
     python benchmarks/pack_data.py --data-dir ../shared/data \
-        --datasets mnist cifar10 --max-train cifar10=10000 --max-test cifar10=2000
+        --datasets mnist cifar10 --max-train cifar10=10000 \
+        --max-test cifar10=2000
 """
 
 import argparse

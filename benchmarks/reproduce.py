@@ -157,6 +157,24 @@ def unavailable(state, key, info, reason, error):
     print(f"[{key}] not available: {reason}", flush=True)
 
 
+def run_cifar10(args, state, cfg, teacher_id, settings_id, data):
+    """The fast CIFAR-10 run (`reproduce_cifar10`); renders when done."""
+    import reproduce_cifar10
+    from reproduce_state import runs_dir
+
+    runs = runs_dir(args.runs_dir) / "cifar10"
+    cache = Path(args.cache_dir) / args.dataset
+    done = reproduce_cifar10.run(
+        args, state, cfg, teacher_id, settings_id, data, cache, runs
+    )
+    if done and state.data["runs"]:
+        plot_dir = (
+            Path(args.plot_dir) if args.plot_dir else ROOT / "docs/results"
+        )
+        render(Path(args.out_dir), plot_dir, args.dataset)
+    return state.data
+
+
 def main(argv=None):
     """Runs every unit not yet recorded, then writes tables and the plot.
 
@@ -226,6 +244,8 @@ def main(argv=None):
         f"configuration {settings_id}: {settings.describe(cfg)}",
         flush=True,
     )
+    if settings.cifar10_fast(args):  # resumable stages, --budget-minutes
+        return run_cifar10(args, state, cfg, teacher_id, settings_id, data)
 
     def teacher_for(seed):
         key = f"{teacher_id}-seed{seed}"

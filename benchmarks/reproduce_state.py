@@ -8,6 +8,7 @@ kill skips what is done.
 import json
 import os
 import subprocess
+import time
 from datetime import datetime
 from datetime import timezone
 from pathlib import Path
@@ -101,3 +102,189 @@ class State:
         """Writes the JSON, stamped with the time, atomically."""
         self.data["updated"] = self.data["date"] = now()
         atomic_write(self.path, json.dumps(self.data, indent=1) + "\n")
+
+
+# ======================================================================
+# RESUMABLE STAGES (CIFAR-10 and any long run): an epoch-granular
+# checkpoint per stage and a wall-clock budget. Kept apart from `State`,
+# which records finished units only.
+# ======================================================================
+
+
+def runs_dir(flag=None):
+    """Where stage checkpoints live: outside git.
+
+    `--runs-dir` if given, else `$TEACHERCLASS_RUNS`, else
+    `~/.cache/teacherclass/reproduce`.
+    """
+    if flag:
+        return Path(flag)
+    env = os.environ.get("TEACHERCLASS_RUNS")
+    if env:
+        return Path(env)
+    return Path.home() / ".cache" / "teacherclass" / "reproduce"
+
+
+class BudgetExhausted(Exception):
+    """Raised after the epoch that crosses `--budget-minutes` is saved."""
+
+
+class Budget:
+    """A wall-clock budget from the moment it is made.
+
+    A sitting always makes progress: `check` raises only after some work
+    (`worked()`: an epoch, a cached view) was done in it.
+
+    Args:
+        minutes: float or None (no limit).
+    """
+
+    def __init__(self, minutes=None):
+        self.minutes = minutes
+        self.start = time.monotonic()
+        self.units = 0
+
+    def worked(self):
+        """Counts one unit of work (an epoch) done in this sitting."""
+        self.units += 1
+
+    def left_seconds(self):
+        """Seconds left, or None without a limit."""
+        if self.minutes is None:
+            return None
+        return self.minutes * 60 - (time.monotonic() - self.start)
+
+    def check(self, where):
+        """Raises `BudgetExhausted` once the budget is spent."""
+        left = self.left_seconds()
+        if self.units and left is not None and left <= 0:
+            raise BudgetExhausted(
+                f"budget of {self.minutes:g} minutes spent after {where}"
+            )
+
+
+def _duration(seconds):
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 90:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+class Stage:
+    """One resumable stage: variables and progress saved every epoch.
+
+    The checkpoint is `<directory>/state.npz` (every variable of
+    `variables()`: the model's weights and its optimizer's slots and
+    step count) and `<directory>/progress.json` (epochs done, their
+    seconds and logs), each written atomically, the npz first. A new
+    `Stage` on the same directory reads the progress; `restore()` puts
+    the saved values back into freshly built variables of the same
+    shapes, in the same order.
+
+    Args:
+        directory: the stage's folder.
+        label: its name in progress lines.
+        epochs: int, the epochs the stage runs in all.
+        variables: callable returning the list of variables to save.
+    """
+
+    def __init__(self, directory, label, epochs, variables):
+        self.directory = Path(directory)
+        self.label = label
+        self.epochs = epochs
+        self.variables = variables
+        self.progress_path = self.directory / "progress.json"
+        self.state_path = self.directory / "state.npz"
+        self.progress = {"epochs_done": 0, "epoch_seconds": [], "logs": []}
+        if self.progress_path.exists():
+            self.progress = json.loads(self.progress_path.read_text())
+
+    @property
+    def epochs_done(self):
+        return self.progress["epochs_done"]
+
+    @property
+    def done(self):
+        return self.epochs_done >= self.epochs
+
+    def restore(self):
+        """Loads the saved variables, if any; returns the epochs done."""
+        if self.epochs_done and self.state_path.exists():
+            import numpy as np
+
+            with np.load(self.state_path) as f:
+                values = [f[f"v{i}"] for i in range(len(f.files))]
+            variables = self.variables()
+            if len(values) != len(variables):
+                raise ValueError(
+                    f"{self.state_path} holds {len(values)} variables, the "
+                    f"stage has {len(variables)}: delete {self.directory} "
+                    "to start the stage again."
+                )
+            for var, value in zip(variables, values):
+                var.assign(value)
+        return self.epochs_done
+
+    def save(self, seconds, logs):
+        """Saves the variables and one more finished epoch."""
+        import numpy as np
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        values = {
+            f"v{i}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+            for i, v in enumerate(self.variables())
+        }
+        tmp = self.state_path.with_name("state.partial.npz")
+        np.savez(tmp, **values)
+        os.replace(tmp, self.state_path)
+        self.progress["epochs_done"] += 1
+        self.progress["epoch_seconds"].append(seconds)
+        self.progress["logs"].append(
+            {k: float(v) for k, v in (logs or {}).items()}
+        )
+        atomic_write(self.progress_path, json.dumps(self.progress, indent=1))
+
+    def run(self, run_epoch, budget=None, log=print):
+        """Runs the epochs left, saving after each; checks the budget.
+
+        Args:
+            run_epoch: callable `epoch -> logs dict` training one epoch.
+            budget: a `Budget` or None.
+            log: where progress lines go.
+
+        Returns:
+            The stage's progress dict.
+
+        Raises:
+            BudgetExhausted: after saving the epoch that spent the budget.
+        """
+        start = self.restore()
+        if budget is not None and start < self.epochs:
+            budget.check(f"{self.label}: before epoch {start + 1}")
+        if start:
+            log(f"[{self.label}] resuming after epoch {start}/{self.epochs}")
+        for epoch in range(start, self.epochs):
+            began = time.perf_counter()
+            logs = run_epoch(epoch)
+            seconds = time.perf_counter() - began
+            self.save(seconds, logs)
+            if budget is not None:
+                budget.worked()
+            recent = self.progress["epoch_seconds"][-3:]
+            left = (self.epochs - epoch - 1) * sum(recent) / len(recent)
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items())
+            budget_left = budget.left_seconds() if budget else None
+            log(
+                f"[{self.label}] epoch {epoch + 1}/{self.epochs} "
+                f"{_duration(seconds)}; {shown}; stage left ~"
+                f"{_duration(left)}"
+                + (
+                    f"; budget left {_duration(max(budget_left, 0))}"
+                    if budget_left is not None
+                    else ""
+                )
+            )
+            if budget is not None and epoch + 1 < self.epochs:
+                budget.check(f"{self.label} epoch {epoch + 1}/{self.epochs}")
+        return self.progress

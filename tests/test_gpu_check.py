@@ -1,12 +1,13 @@
-"""benchmarks/gpu_check.py: the skip path, and the script itself at tiny size."""
+"""benchmarks/gpu_check.py on a machine without a GPU: the skip path.
 
-import json
+The GPU path runs only where a GPU is (`benchmarks/gpu_check.py`; on CPU
+`--smoke` runs it at tiny size in about a minute, too slow for the suite).
+"""
+
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
@@ -31,36 +32,3 @@ def test_skips_without_gpu_and_writes_nothing(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "skipped: no GPU"
     assert not output.exists()
-
-
-@pytest.mark.slow
-def test_smoke_run_on_cpu_writes_every_section(tmp_path):
-    output = tmp_path / "gpu_check.json"
-    done = _run(
-        "--smoke",
-        "--student-epochs",
-        "2",
-        "--batch-size",
-        "64",
-        "--vgg-steps",
-        "1",
-        "--vgg-batch-size",
-        "4",
-        "--latency-repeats",
-        "2",
-        "--cache-dir",
-        str(tmp_path / "no-cache"),
-        "--output",
-        str(output),
-        tmp_path=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(output.read_text())
-    assert result["smoke"] is True
-    students = result["fit_students"]
-    assert students["data"].startswith("random")
-    assert students["losses_finite"]
-    assert students["composed_output_dtype"] == "float32"
-    assert set(result["latency"]["composed_ms"]) == {"1", "64"}
-    vgg = result["vgg16_teacher"]
-    assert vgg["optimizer_loss_scaled"] and vgg["losses_finite"]

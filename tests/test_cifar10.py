@@ -1,0 +1,246 @@
+"""CIFAR-10 on a CPU budget: fast teacher, sized students, resumable runs."""
+
+import importlib.util
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from teacherclass import TeacherClass
+from teacherclass import architectures
+from teacherclass.flops import count_flops
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", BENCHMARKS / "reproduce.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path
+    return module
+
+
+def _macs(model):
+    return count_flops(model) // 2
+
+
+def test_fast_teacher_shape_and_representation():
+    teacher = architectures.cifar10_fast_teacher()
+    assert teacher.count_params() == 1_980_394
+    tc = TeacherClass(teacher, num_students=4)
+    assert tc.feature_layer == "representation"
+    assert tc.cut.feature_shape == (None, 256)
+    tiny = architectures.cifar10_fast_teacher((4, 8, 8))
+    out = tiny(np.zeros((2, 32, 32, 3), "float32"))
+    np.testing.assert_allclose(keras.ops.sum(out, -1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="widths=()"):
+        architectures.cifar10_fast_teacher(())
+
+
+def test_fast_recipe_schedule_and_parts():
+    recipe = architectures.cifar10_fast_recipe(epochs=10, steps_per_epoch=10)
+    lr = recipe.learning_rate
+    assert float(lr(0)) == 0.0
+    assert float(lr(20)) == pytest.approx(0.2)  # peak after 20% warmup
+    assert float(lr(100)) == pytest.approx(0.0, abs=1e-7)
+    assert recipe.optimizer.nesterov and recipe.optimizer.momentum == 0.9
+    assert recipe.loss.get_config()["label_smoothing"] == 0.2
+    assert recipe.batch_size == 512 and recipe.one_hot
+    x = np.random.rand(4, 32, 32, 3).astype("float32")
+    np.testing.assert_array_equal(recipe.augment(x, training=False), x)
+    assert recipe.augment(x, training=True).shape == x.shape
+    with pytest.raises(ValueError, match="steps_per_epoch=0"):
+        architectures.cifar10_fast_recipe(epochs=1, steps_per_epoch=0)
+
+
+def test_for_dataset_uses_the_fast_teacher_unless_paper():
+    setup = architectures.for_dataset("cifar10")
+    assert setup.teacher().name == "cifar10_fast_teacher"
+    assert setup.student(4).filters == architectures.FAST_STUDENT_FILTERS[4]
+    assert setup.defaults["batch_size"] == 512
+    paper = architectures.for_dataset("cifar10", paper=True)
+    assert "VGG-16" in paper.teacher_name
+    assert paper.student(4).filters == (32, 32, 64, 64, 128, 128)
+    assert paper.defaults["batch_size"] == 128 and "views" not in paper.defaults
+    assert architectures.cifar10_teacher().name == "cifar10_teacher"
+
+
+def test_classes_are_10x_smaller_and_baselines_matched():
+    teacher = architectures.cifar10_fast_teacher()
+    t_params, t_macs = teacher.count_params(), _macs(teacher)
+    sizes = {}
+    for n in (1, 4, 8):
+        tc = TeacherClass(
+            teacher,
+            num_students=n,
+            student=architectures.cifar10_fast_student(n),
+        )
+        tc._mark_trained(range(n))  # sizes only: no training needed
+        composed = tc.compose()
+        sizes[n] = (composed.count_params(), _macs(composed))
+    assert sizes[4] == (156_554, sizes[4][1])
+    for n in (4, 8):
+        assert t_params / sizes[n][0] >= 10
+        assert sizes[n][1] < t_macs
+    baseline = architectures.cifar10_fast_baseline()
+    for params, macs in (sizes[1], (baseline.count_params(), _macs(baseline))):
+        assert abs(params / sizes[4][0] - 1) <= 0.05
+        assert abs(macs / sizes[4][1] - 1) <= 0.05
+    with pytest.raises(ValueError, match="num_students=3"):
+        architectures.cifar10_fast_student(3)
+
+
+# ----------------------------------------------------------------------
+# Resumable stages on tiny data
+# ----------------------------------------------------------------------
+
+TINY = [
+    "--dataset", "cifar10", "--teacher-widths", "4", "8", "8",
+    "--student-filters", '{"4": [4, 4], "1": [4, 4]}',
+    "--students", "4", "--baselines", "scratch", "--seeds", "1",
+    "--teacher-epochs", "2", "--epochs", "2", "--views", "1",
+    "--batch-size", "16", "--precision", "float32",
+]  # fmt: skip
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 32, 32, 3)).astype("float32") / 255
+    y = rng.integers(0, 10, 64)
+    return x, y, x[:16], y[:16]
+
+
+def _setup(reproduce, tmp_path, *extra):
+    settings = reproduce.settings
+    args = settings.parser().parse_args([*TINY, *extra])
+    teacher_cfg, cfg = settings.configuration(args, 64)
+    state = reproduce.State(tmp_path / "out" / "cifar10.json", "cifar10")
+    return args, cfg, settings.digest(teacher_cfg), settings.digest(cfg), state
+
+
+def _run(reproduce, tmp_path, *extra):
+    import reproduce_cifar10
+
+    reproduce_cifar10._TEACHERS.clear()
+    args, cfg, tid, sid, state = _setup(reproduce, tmp_path, *extra)
+    done = reproduce_cifar10.run(
+        args, state, cfg, tid, sid, _data(), tmp_path / "cache",
+        tmp_path / "runs",
+    )  # fmt: skip
+    return done, state
+
+
+def _weights(path):
+    with np.load(path) as f:
+        return [f[k] for k in sorted(f.files, key=lambda k: int(k[1:]))]
+
+
+def test_stage_stops_after_the_epoch_crossing_the_budget(reproduce, tmp_path):
+    from reproduce_state import Budget
+    from reproduce_state import BudgetExhausted
+    from reproduce_state import Stage
+
+    def run(directory, budget):
+        var = keras.Variable(np.zeros(3, "float32"))
+        stage = Stage(directory, "toy", 3, lambda: [var])
+
+        def epoch(e):
+            var.assign(var * 2 + e + 1)
+            return {"sum": float(keras.ops.sum(var))}
+
+        stage.run(epoch, budget, log=lambda line: None)
+        return var.numpy(), stage.progress
+
+    whole, _ = run(tmp_path / "whole", None)
+    for done in (1, 2):  # a spent budget still lets one epoch run
+        with pytest.raises(BudgetExhausted, match=f"toy epoch {done}/3"):
+            run(tmp_path / "split", Budget(1e-9))
+    resumed, progress = run(tmp_path / "split", Budget(1e-9))
+    np.testing.assert_array_equal(resumed, whole)
+    assert progress["epochs_done"] == 3 and len(progress["logs"]) == 3
+    assert progress["logs"][-1]["sum"] == float(whole.sum())
+
+
+def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
+    reproduce, tmp_path, capsys, monkeypatch
+):
+    import reproduce_state
+
+    original = reproduce_state.Budget.check
+
+    def check_mid_stage_only(self, where):
+        # Stops mid-way in the teacher, then mid-way in the students.
+        if where.endswith(("teacher seed 0 epoch 1/2", "students epoch 1/2")):
+            original(self, where)
+
+    with monkeypatch.context() as m:
+        m.setattr(reproduce_state.Budget, "check", check_mid_stage_only)
+        for _ in range(2):
+            done, _ = _run(
+                reproduce, tmp_path / "a", "--budget-minutes", "1e-9"
+            )
+            assert not done
+    out = capsys.readouterr().out
+    assert (
+        "stopped: budget of 1e-09 minutes spent after teacher seed 0 epoch "
+        "1/2. Left: teacher seed 0, views seed 0, class seed 0 4, baseline "
+        "seed 0 scratch"
+    ) in out
+    assert (
+        "stopped: budget of 1e-09 minutes spent after class n=4 seed 0 "
+        "students epoch 1/2. Left: class seed 0 4, baseline seed 0 scratch"
+    ) in out
+    assert "[teacher seed 0] resuming after epoch 1/2" in out
+    done, state = _run(reproduce, tmp_path / "a")
+    assert done
+    assert "students] resuming after epoch 1/2" in capsys.readouterr().out
+    done, whole = _run(reproduce, tmp_path / "b")
+    assert done and len(whole.data["runs"]) == 2
+    for key, record in whole.data["runs"].items():
+        assert (
+            state.data["runs"][key]["test_accuracy"] == record["test_accuracy"]
+        )
+    a = sorted((tmp_path / "a/runs").rglob("state.npz"))
+    b = sorted((tmp_path / "b/runs").rglob("state.npz"))
+    assert [p.relative_to(tmp_path / "a") for p in a] == [
+        p.relative_to(tmp_path / "b") for p in b
+    ]
+    assert len(a) == 4  # teacher, students, head, baseline
+    for pa, pb in zip(a, b):
+        for wa, wb in zip(_weights(pa), _weights(pb)):
+            np.testing.assert_array_equal(wa, wb)
+
+
+def test_configuration_records_the_recipe_and_paper_keeps_batch_128(
+    reproduce,
+):
+    settings = reproduce.settings
+    args = settings.parser().parse_args(["--dataset", "cifar10"])
+    teacher_cfg, cfg = settings.configuration(args, 50_000)
+    assert teacher_cfg["teacher_widths"] == [64, 256, 256]
+    assert teacher_cfg["recipe"]["label_smoothing"] == 0.2
+    assert cfg["batch_size"] == 512 and cfg["views"] == 8
+    assert args.students == [4, 8, 1]
+    paper = settings.parser().parse_args(["--dataset", "cifar10", "--paper"])
+    _, paper_cfg = settings.configuration(paper, 50_000)
+    assert paper_cfg["batch_size"] == 128 and "views" not in paper_cfg
+    bad = settings.parser().parse_args(
+        ["--dataset", "cifar10", "--students", "3"]
+    )
+    with pytest.raises(ValueError, match="--students 3"):
+        settings.configuration(bad, 64)
+
+
+def test_the_default_teacher_id_is_stable(reproduce):
+    # The checkpoints of a run in progress are keyed by this id: a change
+    # to the recipe, widths or teacher name starts the teacher again.
+    settings = reproduce.settings
+    argv = ["--dataset", "cifar10", "--precision", "mixed_bfloat16"]
+    teacher_cfg, _ = settings.configuration(
+        settings.parser().parse_args(argv), 50_000
+    )
+    assert settings.digest(teacher_cfg) == "36e8359d4c"
