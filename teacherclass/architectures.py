@@ -1039,9 +1039,10 @@ class DatasetSetup:
             ]
             return np.concatenate(ids).astype("int32")
         if x.dtype == np.uint8:
-            scale = 1.0 if self.name == "camvid" else 1.0 / 255.0
             x = x.astype("float32")
-            return x * scale if scale != 1.0 else x
+            # A division, not a product with 1 / 255: the committed results
+            # were computed from these exact float32 values.
+            return x if self.name == "camvid" else x / 255.0
         return x
 
     def text_vectorizer(self, vocabulary=None, texts=None):
