@@ -29,6 +29,9 @@ rotation mixes features, so "pca" and "whiten" compose without a clip.
 
 import keras
 import numpy as np
+from keras import ops
+
+from teacherclass import compose as compose_lib
 
 KINDS = ("standardize", "pca", "whiten")
 
@@ -234,6 +237,170 @@ class Conditioning:
             "kind": self.kind,
             "balance": self.balance,
         }
+
+
+class TargetConditioning:
+    """A `TeacherClass`'s target conditioning: statistics kept as weights.
+
+    The fitted statistics are non-trainable weights of `model`, so they
+    are saved and loaded with it; this object reads and writes them and
+    says what the class and its composed model do with them. Without a
+    `kind` it adds no weight and every method is the identity: the
+    targets are the features, the head and clip stay as they are.
+
+    Args:
+        model: the `keras.Model` to add the weights to.
+        kind: None or one of `KINDS`.
+        balance: bool, see `Conditioning.fit`.
+        width: int, the representation's width d.
+        head: the head the conditioning folds into.
+        clip: the feature clip `(low, high)`, or None.
+        feature_clip: the `compose.FeatureClip` layer of `clip`, or None.
+
+    Raises:
+        ValueError: on an unknown `kind`, `balance` without a `kind`, or a
+            head that `Conditioning.fold` cannot rewrite.
+    """
+
+    def __init__(self, model, kind, balance, width, head, clip, feature_clip):
+        if kind is not None and kind not in KINDS:
+            raise ValueError(
+                f"`conditioning` must be None or one of {KINDS}. "
+                f"Received: conditioning={kind!r}"
+            )
+        if balance and kind is None:
+            raise ValueError(
+                "`balance_chunks=True` orders the conditioned coordinates: "
+                "pass a `conditioning` too. Received: conditioning=None"
+            )
+        self.kind = kind
+        self.balance = balance
+        self.head = head
+        self.clip = clip
+        self.feature_clip = feature_clip
+        self.width = width
+        if kind is None:
+            return
+        check_foldable(head)
+        weight = dict(trainable=False, initializer="zeros")
+        self._fitted = model.add_weight(
+            shape=(), dtype="int32", name="conditioning_fitted", **weight
+        )
+        self._mean = model.add_weight(
+            shape=(width,), name="conditioning_mean", **weight
+        )
+        self._matrix = model.add_weight(
+            shape=(width, width), name="conditioning_matrix", **weight
+        )
+        self._inverse = model.add_weight(
+            shape=(width, width), name="conditioning_inverse", **weight
+        )
+
+    @property
+    def fitted(self):
+        """Whether the statistics are known."""
+        return self.kind is not None and bool(int(self._fitted.numpy()))
+
+    def get(self):
+        """The fitted `Conditioning`, or None (no `kind`, or not fitted)."""
+        if not self.fitted:
+            return None
+        return Conditioning(
+            self._mean.numpy(),
+            self._matrix.numpy(),
+            kind=self.kind,
+            balance=self.balance,
+        )
+
+    def set(self, fitted):
+        """Stores a fitted `Conditioning` of this kind and width."""
+        if (
+            self.kind is None
+            or fitted.kind != self.kind
+            or fitted.mean.shape != (self.width,)
+        ):
+            raise ValueError(
+                f"This class conditions its targets with {self.kind!r} "
+                f"over {self.width} features. Received: a {fitted.kind!r} "
+                f"conditioning of width {fitted.mean.shape[0]}"
+            )
+        self._mean.assign(fitted.mean.astype("float32"))
+        self._matrix.assign(fitted.matrix.astype("float32"))
+        self._fitted.assign(1)
+        # From the stored (float32) matrix, as every later use sees it.
+        self._inverse.assign(self.get().inverse_matrix.astype("float32"))
+
+    def fit(self, train, chunks):
+        """Fits and stores the statistics: one pass over a feature cache.
+
+        Args:
+            train: a `features.Features` (its `pairs` yield the targets,
+                or a dict with them under "features").
+            chunks: tuple of chunk widths, for `balance`.
+        """
+
+        def batches():
+            for _, targets in train.pairs.batch(4096):
+                if isinstance(targets, dict):
+                    targets = targets["features"]
+                yield targets.numpy()
+
+        self.set(
+            Conditioning.fit(
+                batches(), self.kind, chunks=chunks, balance=self.balance
+            )
+        )
+
+    def check_fitted(self):
+        """Raises a ValueError if a `kind` is set but not fitted."""
+        if self.kind is not None and not self.fitted:
+            raise ValueError(
+                f"The students regress {self.kind!r}-conditioned "
+                "targets, whose statistics are not known yet: train with "
+                "fit_students (or load_students) first. Received: "
+                f"conditioning={self.kind!r} without statistics"
+            )
+
+    def transform(self):
+        """Representation -> targets (a function), or None without `kind`."""
+        if self.kind is None:
+            return None
+        self.check_fitted()
+        return self.get().transform_tensor
+
+    def target_clip(self):
+        """The clip in the students' coordinates (a layer), or None."""
+        fitted = self.get()
+        if fitted is None:
+            return self.feature_clip
+        if self.clip is None or not fitted.diagonal:
+            return None
+        low, high = fitted.target_bounds(self.clip)
+        return compose_lib.FeatureClip(low, high, name="feature_clip")
+
+    def target_head(self):
+        """`(head, clip)` reading targets: folded under conditioning."""
+        self.check_fitted()
+        fitted = self.get()
+        if fitted is None:
+            return self.head, self.feature_clip
+        return fitted.fold(self.head), self.target_clip()
+
+    def features(self, outputs):
+        """The students' outputs, joined, as the head's features.
+
+        Targets -> features with the stored inverse: what the composed
+        model's folded head computes. A clip after a positive per-feature
+        scale ("standardize") equals the composed model's clip on targets;
+        rotations compose without a clip.
+        """
+        if self.kind is None:
+            return compose_lib.join(outputs, self.feature_clip)
+        rep = ops.cast(compose_lib.join(outputs), "float32")
+        rep = ops.matmul(rep, self._inverse) + self._mean
+        if self.kind == "standardize" and self.feature_clip:
+            rep = self.feature_clip(rep)
+        return rep
 
 
 def balanced_order(variance, chunks):

@@ -2,16 +2,14 @@
 
 The class orchestrates the steps of the method; each step lives in its own
 module (see docs/architecture.md): `teacher` cuts the teacher, `features`
-computes the representation, `training` trains the students, `compose`
-joins them to the head, `student_files` writes students as files, `export` and
-`report` take the composed model.
+computes the representation, `conditioning` holds the students' target
+coordinates, `training` trains the students, `compose` joins them to the
+head, `refinement` trains the composed model end to end, `student_files`
+writes students as files, `export` and `report` take the composed model.
 """
-
-import contextlib
 
 import keras
 import numpy as np  # noqa: F401  (the docstring example uses it)
-from keras import ops
 
 from teacherclass import baselines
 from teacherclass import chunking
@@ -23,6 +21,7 @@ from teacherclass import export as export_lib
 from teacherclass import features
 from teacherclass import fusion
 from teacherclass import objectives
+from teacherclass import refinement
 from teacherclass import report as report_lib
 from teacherclass import student_files
 from teacherclass import teacher as teacher_lib
@@ -35,36 +34,12 @@ _DEFAULT_BATCH_SIZE = 32
 _LABEL_WEIGHTS = ("class_weight", "sample_weight")
 
 
-def _has_labels(x, y):
-    """Whether labels come with `fit_students`' data."""
-    import tensorflow as tf
-
-    if y is not None:
-        return True
-    if isinstance(x, tuple) and len(x) in (2, 3):
-        return True
-    return isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple)
-
-
 def _resolve_clip(clip, cut):
     if isinstance(clip, str) and clip == "auto":
         return cut.feature_range()
     if clip is None or clip is False:
         return None
     return validation.check_clip(clip)
-
-
-@contextlib.contextmanager
-def _trainable(layers, flag):
-    """Sets `trainable` on `layers` for a while."""
-    saved = [(layer, layer.trainable) for layer in layers]
-    for layer in layers:
-        layer.trainable = flag
-    try:
-        yield
-    finally:
-        for layer, trainable in saved:
-            layer.trainable = trainable
 
 
 @keras.saving.register_keras_serializable(package="teacherclass")
@@ -206,7 +181,13 @@ class TeacherClass(keras.Model):
             if self.clip is None
             else compose_lib.FeatureClip(*self.clip, name="feature_clip")
         )
-        self.students = self._make_students(student, feature_shape)
+        self.students = towers_lib.make_students(
+            student,
+            self.chunks,
+            self.teacher,
+            self.cut.student_inputs(),
+            feature_shape,
+        )
         # Which students were trained (or loaded): saved with the weights.
         self._trained = self.add_weight(
             shape=(len(self.chunks),),
@@ -217,45 +198,23 @@ class TeacherClass(keras.Model):
         )
         self.conditioning = conditioning
         self.balance_chunks = bool(balance_chunks)
-        self._make_conditioning(feature_shape[-1])
+        # Not a Keras object either: its statistics are this model's weights.
+        self._targets = conditioning_lib.TargetConditioning(
+            self,
+            conditioning,
+            self.balance_chunks,
+            feature_shape[-1],
+            self.head,
+            self.clip,
+            self._feature_clip,
+        )
         self._strategy = distribute.current_strategy()
         self.built = True
-
-    def _make_conditioning(self, width):
-        kind = self.conditioning
-        if kind is not None and kind not in conditioning_lib.KINDS:
-            raise ValueError(
-                f"`conditioning` must be None or one of "
-                f"{conditioning_lib.KINDS}. Received: conditioning={kind!r}"
-            )
-        if self.balance_chunks and kind is None:
-            raise ValueError(
-                "`balance_chunks=True` orders the conditioned coordinates: "
-                "pass a `conditioning` too. Received: conditioning=None"
-            )
-        if kind is None:
-            return
-        conditioning_lib.check_foldable(self.head)
-        weight = dict(trainable=False, initializer="zeros")
-        self._conditioning_fitted = self.add_weight(
-            shape=(), dtype="int32", name="conditioning_fitted", **weight
-        )
-        self._conditioning_mean = self.add_weight(
-            shape=(width,), name="conditioning_mean", **weight
-        )
-        self._conditioning_matrix = self.add_weight(
-            shape=(width, width), name="conditioning_matrix", **weight
-        )
-        self._conditioning_inverse = self.add_weight(
-            shape=(width, width), name="conditioning_inverse", **weight
-        )
 
     @property
     def conditioning_fitted(self):
         """Whether the target conditioning's statistics are known."""
-        return self.conditioning is not None and bool(
-            int(self._conditioning_fitted.numpy())
-        )
+        return self._targets.fitted
 
     def target_conditioning(self):
         """The fitted `conditioning.Conditioning`, or None.
@@ -263,78 +222,27 @@ class TeacherClass(keras.Model):
         None without `conditioning` or before its statistics were fitted
         (by the first `fit_students` call, or loaded).
         """
-        if not self.conditioning_fitted:
-            return None
-        return conditioning_lib.Conditioning(
-            self._conditioning_mean.numpy(),
-            self._conditioning_matrix.numpy(),
-            kind=self.conditioning,
-            balance=self.balance_chunks,
-        )
+        return self._targets.get()
 
     def set_target_conditioning(self, fitted):
         """Stores a fitted `conditioning.Conditioning` as the class's.
 
-        Args:
-            fitted: a `Conditioning` of this class's kind and width.
-
         Raises:
             ValueError: without `conditioning`, or on another kind/width.
         """
-        width = self.cut.feature_shape[-1]
-        if (
-            self.conditioning is None
-            or fitted.kind != self.conditioning
-            or fitted.mean.shape != (width,)
-        ):
-            raise ValueError(
-                f"This class conditions its targets with "
-                f"{self.conditioning!r} over {width} features. Received: "
-                f"a {fitted.kind!r} conditioning of width "
-                f"{fitted.mean.shape[0]}"
-            )
-        self._conditioning_mean.assign(fitted.mean.astype("float32"))
-        self._conditioning_matrix.assign(fitted.matrix.astype("float32"))
-        self._conditioning_fitted.assign(1)
-        # From the stored (float32) matrix, as every later use sees it.
-        stored = self.target_conditioning()
-        self._conditioning_inverse.assign(
-            stored.inverse_matrix.astype("float32")
-        )
+        self._targets.set(fitted)
 
     def conditioning_digest(self):
         """A short hash of the fitted conditioning statistics, or None."""
         fitted = self.target_conditioning()
         return None if fitted is None else fitted.digest()
 
-    def _check_conditioning_fitted(self):
-        if self.conditioning is not None and not self.conditioning_fitted:
-            raise ValueError(
-                f"The students regress {self.conditioning!r}-conditioned "
-                "targets, whose statistics are not known yet: train with "
-                "fit_students (or load_students) first. Received: "
-                f"conditioning={self.conditioning!r} without statistics"
-            )
-
     def target_transform(self):
         """A function from the representation to the students' targets.
 
         None without target conditioning. Raises if it is not fitted.
         """
-        if self.conditioning is None:
-            return None
-        self._check_conditioning_fitted()
-        return self.target_conditioning().transform_tensor
-
-    def _target_clip(self):
-        """The clip in the students' coordinates (a layer), or None."""
-        fitted = self.target_conditioning()
-        if fitted is None:
-            return self._feature_clip
-        if self.clip is None or not fitted.diagonal:
-            return None
-        low, high = fitted.target_bounds(self.clip)
-        return compose_lib.FeatureClip(low, high, name="feature_clip")
+        return self._targets.transform()
 
     def target_head(self):
         """The head and clip as the composed model uses them.
@@ -346,47 +254,7 @@ class TeacherClass(keras.Model):
             ("standardize") or None (rotations).
         """
         self._sync_head()
-        fitted = self.target_conditioning()
-        if self.conditioning is not None:
-            self._check_conditioning_fitted()
-        if fitted is None:
-            return self.head, self._feature_clip
-        return fitted.fold(self.head), self._target_clip()
-
-    def _make_students(self, student, feature_shape):
-        n = len(self.chunks)
-        if isinstance(student, (list, tuple)):
-            if len(student) != n or not all(
-                isinstance(s, keras.layers.Layer) for s in student
-            ):
-                raise ValueError(
-                    f"A list of students must hold {n} layers, one per "
-                    f"chunk. Received: student={student!r}"
-                )
-            layers = list(student)
-        else:
-            layers = [
-                towers_lib.make_tower(
-                    student,
-                    i,
-                    width,
-                    self.teacher,
-                    input_spec=self.cut.student_inputs(),
-                    feature_shape=feature_shape,
-                )
-                for i, width in enumerate(self.chunks)
-            ]
-        inputs = self.cut.student_inputs()
-        for i, (tower, width) in enumerate(zip(layers, self.chunks)):
-            expected = feature_shape[1:-1] + (width,)
-            got = tuple(tower(inputs).shape[1:])
-            if got != expected:
-                raise ValueError(
-                    f"Student {i} outputs shape {got} but its chunk has "
-                    f"shape {expected}: a tower must end with `units` equal "
-                    f"to its chunk width. Received: student {i}={tower!r}"
-                )
-        return layers
+        return self._targets.target_head()
 
     @property
     def num_students(self):
@@ -438,20 +306,7 @@ class TeacherClass(keras.Model):
         if preprocessor is not None:
             inputs = preprocessor(inputs)
         outputs = [s(inputs, training=training) for s in self.students]
-        if self.conditioning is None:
-            rep = compose_lib.join(outputs, self._feature_clip)
-            return self.head(rep, training=training)
-        # Targets -> features, then the head: what the composed model's
-        # folded head computes. A clip after a positive per-feature scale
-        # ("standardize") equals the composed model's clip on targets;
-        # rotations compose without a clip.
-        rep = ops.cast(compose_lib.join(outputs), "float32")
-        rep = ops.matmul(rep, self._conditioning_inverse) + (
-            self._conditioning_mean
-        )
-        if self.conditioning == "standardize" and self._feature_clip:
-            rep = self._feature_clip(rep)
-        return self.head(rep, training=training)
+        return self.head(self._targets.features(outputs), training=training)
 
     # ------------------------------------------------------------------
     # Training
@@ -486,7 +341,9 @@ class TeacherClass(keras.Model):
                 `batch_size`) below 1.
             TypeError: on strings for a numeric teacher, or the reverse.
         """
-        self._check_labelled(x, y, self.teacher, fit_kwargs)
+        validation.check_labelled_fit(
+            self.teacher, x, y, self.teacher, fit_kwargs
+        )
         validation.check_callable(
             "augment", augment, "a callable such as a Keras preprocessing layer"
         )
@@ -514,23 +371,11 @@ class TeacherClass(keras.Model):
                         self.teacher, y if y is not None else x
                     )
                 )
-            with _trainable([self.teacher], True):
+            with training.trainable([self.teacher], True):
                 history = self.teacher.fit(x, y, **fit_kwargs)
         self.cut.copy_head_weights(self.head)
         self._head_digest = self.cut.head_digest()
         return history
-
-    def _check_labelled(self, x, y, head, fit_kwargs):
-        """Checks labelled data and `fit` arguments for a model ending
-        in `head` (taking the teacher's input)."""
-        input_dtype = self.teacher.inputs[0].dtype
-        outputs = getattr(head, "outputs", None)
-        width = outputs[0].shape[-1] if outputs else None
-        validation.check_labelled_data(x, y, input_dtype, width)
-        validation.check_validation_data(
-            fit_kwargs.get("validation_data"), input_dtype, width
-        )
-        validation.check_fit_kwargs(fit_kwargs)
 
     def fit_students(
         self,
@@ -631,7 +476,7 @@ class TeacherClass(keras.Model):
         objective = objectives.get(loss)  # checked before the teacher runs
         head_aware = objectives.is_head_aware(objective)
         use_labels = head_aware and objective.label_weight > 0
-        if use_labels and not _has_labels(x, y):
+        if use_labels and not validation.has_labels(x, y):
             raise ValueError(
                 f"The head-aware objective's label term "
                 f"(label_weight={objective.label_weight}) needs labels: "
@@ -680,7 +525,12 @@ class TeacherClass(keras.Model):
             labels=use_labels,
         )
         if self.conditioning is not None and not self.conditioning_fitted:
-            self._fit_conditioning(train, x, batch_size)
+            if not isinstance(train, features.Features):
+                # Augmented inputs have no cache: one unaugmented pass.
+                train = features.representation(
+                    self.cut, self.chunks, x, batch_size
+                )
+            self._targets.fit(train, self.chunks)
         val = None
         if validation_data is not None:
             val = features.representation(
@@ -692,7 +542,7 @@ class TeacherClass(keras.Model):
                 head=teacher_logits,
             ).batches(batch_size)
         towers = [self.students[i] for i in selected]
-        with distribute.scope(self._strategy), _trainable(towers, True):
+        with distribute.scope(self._strategy), training.trainable(towers, True):
             trainer = training.for_class(
                 self, selected, loss=loss, augment=augment is not None
             )
@@ -713,29 +563,6 @@ class TeacherClass(keras.Model):
             )
         self._mark_trained(selected)
         return history
-
-    def _fit_conditioning(self, train, x, batch_size):
-        """Target statistics from the training cache: one pass over it."""
-        if not isinstance(train, features.Features):
-            # Augmented inputs have no cache: one teacher pass, unaugmented.
-            train = features.representation(
-                self.cut, self.chunks, x, batch_size
-            )
-
-        def batches():
-            for _, targets in train.pairs.batch(4096):
-                if isinstance(targets, dict):
-                    targets = targets["features"]
-                yield targets.numpy()
-
-        self.set_target_conditioning(
-            conditioning_lib.Conditioning.fit(
-                batches(),
-                self.conditioning,
-                chunks=self.chunks,
-                balance=self.balance_chunks,
-            )
-        )
 
     def evaluate_students(self, x, batch_size=None, loss="mse", verbose=0):
         """Each student's regression error on `x` against the teacher.
@@ -786,7 +613,7 @@ class TeacherClass(keras.Model):
         return compose_lib.representation_model(
             self.cut.inputs(),
             self.students,
-            self._target_clip(),
+            self._targets.target_clip(),
             preprocessor=self.cut.preprocessor(),
         )
 
@@ -843,8 +670,12 @@ class TeacherClass(keras.Model):
                 "pass `x` and `y`. Received: x=None"
             )
         if fine_tune:
-            self._check_labelled(
-                x, y, self.teacher if head is None else head, fit_kwargs
+            validation.check_labelled_fit(
+                self.teacher,
+                x,
+                y,
+                self.teacher if head is None else head,
+                fit_kwargs,
             )
         with distribute.scope(self._strategy):
             if head is not None:
@@ -861,7 +692,7 @@ class TeacherClass(keras.Model):
         self._sync_head()
         compose_lib.compile_like(self, self.teacher)
         if fine_tune:
-            with _trainable([self.teacher, *self.students], False):
+            with training.trainable([self.teacher, *self.students], False):
                 compose_lib.compile_like(self, self.teacher)
                 self.fit(x, y, **fit_kwargs)
         head, clip = self.target_head()
@@ -886,7 +717,7 @@ class TeacherClass(keras.Model):
                 f"fit_students(x, students={untrained}) or load_students(). "
                 f"Received: untrained students={untrained}"
             )
-        self._check_conditioning_fitted()
+        self._targets.check_fitted()
 
     def refine(
         self,
@@ -935,75 +766,22 @@ class TeacherClass(keras.Model):
                 below 1, a `temperature` that is not positive or an
                 `alpha` outside [0, 1].
         """
-        import tensorflow as tf
-
-        validation.check_int("epochs", epochs)
-        if y is None and not isinstance(x, tf.data.Dataset):
-            raise ValueError(
-                "refine() trains on labels: pass `y`, or a dataset of "
-                "`(x, y)` as `x`. Received: y=None"
-            )
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or temperature <= 0
-        ):
-            raise ValueError(
-                "`temperature` must be a positive number. "
-                f"Received: temperature={temperature!r}"
-            )
-        if (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, (int, float))
-            or not 0 <= alpha <= 1
-        ):
-            raise ValueError(
-                f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}"
-            )
-        self._check_composable()
-        self._check_labelled(x, y, self.teacher, fit_kwargs)
-        with distribute.scope(self._strategy):
-            head, clip = self.target_head()
-            inputs = self.cut.inputs()
-            rep = compose_lib.representation_model(
-                inputs,
-                self.students,
-                clip,
-                preprocessor=self.cut.preprocessor(),
-            ).outputs[0]
-            composed = keras.Model(
-                inputs, compose_lib.float32_output(head(rep)), name="composed"
-            )
-            head_logits = baselines.logits_model(head)
-            student_view = keras.Model(
-                inputs, head_logits(rep), name="composed_logits"
-            )
-            optimizer = optimizer or keras.optimizers.Adam(1e-4)
-            with _trainable([*self.students, head], True):
-                baselines.distill_into(
-                    self.teacher,
-                    student_view,
-                    x,
-                    y,
-                    temperature=temperature,
-                    alpha=alpha,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    optimizer=optimizer,
-                    **fit_kwargs,
-                )
-            # A fused output activation was trained as a linear copy.
-            last = head_logits.layers[-1]
-            if last not in head.layers:
-                original = head.get_layer(last.name.removesuffix("_logits"))
-                original.set_weights(last.get_weights())
-            compose_lib.compile_like(composed, self.teacher)
-        return composed
+        return refinement.refine(
+            self,
+            x,
+            y,
+            epochs=epochs,
+            temperature=temperature,
+            alpha=alpha,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            **fit_kwargs,
+        )
 
     def _compose_new_head(self, head, fine_tune, x, y, fit_kwargs):
         composed = compose_lib.with_new_head(self.representation(), head, y)
         if fine_tune:
-            with _trainable([self.teacher, *self.students], False):
+            with training.trainable([self.teacher, *self.students], False):
                 composed.compile_from_config(composed.get_compile_config())
                 composed.fit(x, y, **fit_kwargs)
         return composed

@@ -744,3 +744,55 @@ def make_tower(
         "`student` must be a Tower instance, a Tower class or a callable "
         f"(index, units) -> keras.layers.Layer. Received: student={student!r}"
     )
+
+
+def make_students(student, chunks, teacher, inputs, feature_shape):
+    """Builds one tower per chunk and checks each one's output shape.
+
+    Args:
+        student: a list with one `keras.layers.Layer` per chunk, or what
+            `make_tower` takes.
+        chunks: tuple of chunk widths.
+        teacher: the teacher model, to pick a default tower.
+        inputs: the students' input (a `KerasTensor`).
+        feature_shape: the representation's shape `(batch, ..., d)`.
+
+    Returns:
+        The list of towers, called once on `inputs`.
+
+    Raises:
+        ValueError: on a list of the wrong length or holding non-layers,
+            or a tower whose output is not its chunk's shape.
+    """
+    n = len(chunks)
+    if isinstance(student, (list, tuple)):
+        if len(student) != n or not all(
+            isinstance(s, keras.layers.Layer) for s in student
+        ):
+            raise ValueError(
+                f"A list of students must hold {n} layers, one per "
+                f"chunk. Received: student={student!r}"
+            )
+        layers = list(student)
+    else:
+        layers = [
+            make_tower(
+                student,
+                i,
+                width,
+                teacher,
+                input_spec=inputs,
+                feature_shape=feature_shape,
+            )
+            for i, width in enumerate(chunks)
+        ]
+    for i, (tower, width) in enumerate(zip(layers, chunks)):
+        expected = feature_shape[1:-1] + (width,)
+        got = tuple(tower(inputs).shape[1:])
+        if got != expected:
+            raise ValueError(
+                f"Student {i} outputs shape {got} but its chunk has "
+                f"shape {expected}: a tower must end with `units` equal "
+                f"to its chunk width. Received: student {i}={tower!r}"
+            )
+    return layers

@@ -38,6 +38,8 @@ students' weights (the students' optimizer starts afresh on resuming:
 it belongs to one `fit_students` call).
 """
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -491,6 +493,19 @@ class HeadAwareTrainer(StudentTrainer):
             tracker.update_state(loss)
             total = total + loss
         return total
+
+
+@contextlib.contextmanager
+def trainable(layers, flag):
+    """Sets `trainable` on `layers` for a while (a context manager)."""
+    saved = [(layer, layer.trainable) for layer in layers]
+    for layer in layers:
+        layer.trainable = flag
+    try:
+        yield
+    finally:
+        for layer, value in saved:
+            layer.trainable = value
 
 
 def for_class(tc, students=None, loss="mse", augment=False, **kwargs):

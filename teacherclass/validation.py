@@ -406,6 +406,39 @@ def check_validation_data(validation_data, input_dtype, width):
     check_sparse_labels("validation_data", validation_data[1], width)
 
 
+def check_labelled_fit(model, x, y, head, fit_kwargs):
+    """Checks labelled data and `fit` arguments before training.
+
+    Args:
+        model: the model whose input `x` feeds (its dtype is checked).
+        x: inputs, as for `check_labelled_data`.
+        y: labels, as for `check_labelled_data`.
+        head: the model or layer the outputs come from; with `outputs`,
+            class labels are checked against its width.
+        fit_kwargs: dict of `fit`'s other arguments (`validation_data`,
+            counts).
+
+    Raises:
+        ValueError, TypeError: as `check_labelled_data`,
+            `check_validation_data` and `check_fit_kwargs`.
+    """
+    input_dtype = model.inputs[0].dtype
+    outputs = getattr(head, "outputs", None)
+    width = outputs[0].shape[-1] if outputs else None
+    check_labelled_data(x, y, input_dtype, width)
+    check_validation_data(fit_kwargs.get("validation_data"), input_dtype, width)
+    check_fit_kwargs(fit_kwargs)
+
+
+def has_labels(x, y):
+    """Whether labels come with `fit`-style data `x` (and `y`)."""
+    if y is not None:
+        return True
+    if isinstance(x, tuple) and len(x) in (2, 3):
+        return True
+    return _is_dataset(x) and isinstance(x.element_spec, tuple)
+
+
 def check_export_args(path, format, quantize, formats, quantizations):
     """Checks `export.export`'s format, quantization and path."""
     import os
