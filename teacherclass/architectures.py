@@ -487,16 +487,7 @@ def cifar10_student(num_students, units=None):
     >>> cifar10_student(4).units
     64
     """
-    if (
-        not isinstance(num_students, int)
-        or isinstance(num_students, bool)
-        or not 1 <= num_students <= REPRESENTATION_WIDTH
-    ):
-        raise ValueError(
-            "`num_students` must be an integer between 1 and the "
-            f"representation width {REPRESENTATION_WIDTH}. "
-            f"Received: num_students={num_students!r}"
-        )
+    _check_num_students(num_students)
     return towers.ConvTower(
         _student_units(num_students, units),
         filters=(32, 32, 64, 64, 128, 128),
