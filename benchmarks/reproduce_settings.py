@@ -79,10 +79,10 @@ NOT_MEASURED = {
     ),
     "cifar10": (
         "the fast teacher (cifar10_fast_teacher, 1,980,394 "
-        "parameters, 152M multiply-adds, 30 epochs) is training in "
-        "resumable sittings on the 2 shared CPU cores (docs/howto/"
-        "cifar10.md); students, baselines and the paper's VGG-16 (GPU) "
-        "are not run yet"
+        "parameters, 152M multiply-adds, 30 epochs) trains in resumable "
+        "sittings on the 2 shared CPU cores (docs/howto/cifar10.md); 1 of "
+        "its 30 epochs has run so far; students, baselines and the "
+        "paper's VGG-16 (GPU) are not run yet"
     ),
     "imdb_reviews": (
         "not run on the 2 shared CPU cores this was developed on; the same "
