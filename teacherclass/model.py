@@ -525,12 +525,14 @@ class TeacherClass(keras.Model):
             labels=use_labels,
         )
         if self.conditioning is not None and not self.conditioning_fitted:
+            stats = train
             if not isinstance(train, features.Features):
-                # Augmented inputs have no cache: one unaugmented pass.
-                train = features.representation(
+                # Augmented inputs have no cache: the statistics come from
+                # one unaugmented pass; training stays augmented.
+                stats = features.representation(
                     self.cut, self.chunks, x, batch_size
                 )
-            self._targets.fit(train, self.chunks)
+            self._targets.fit(stats, self.chunks)
         val = None
         if validation_data is not None:
             val = features.representation(
@@ -646,7 +648,7 @@ class TeacherClass(keras.Model):
                 (see `teacher.default_compile_args`), and `self` is left as
                 it was. Reusing students this way is knowledge reuse.
             fuse: "none", or how to run the towers as one computation (see
-                `fusion.fuse`): "auto" times every way on this device and
+                `fusion.fuse`): "auto" times "concat" and "grouped" here and
                 keeps the fastest (perhaps "none"); "concat", "grouped" or
                 "einsum" force one. The choice is in `composed.fusion`.
             **fit_kwargs: passed to `fit` for fine-tuning (`epochs`, ...).

@@ -248,3 +248,27 @@ def test_refine_keeps_accuracy_and_saves(teacher, data, tmp_path):
         tc.refine(x, None)
     with pytest.raises(ValueError, match="epochs"):
         tc.refine(x, y, epochs=0)
+
+
+def test_conditioning_with_augment_keeps_the_augmentation():
+    """Conditioned targets + augment + head-aware: trains on augmented
+    batches (the statistics' unaugmented pass does not replace them)."""
+    from helpers import blobs
+    from helpers import mlp_teacher
+
+    x, _ = blobs(n=64)
+    weights = []
+    for augment in (None, keras.layers.Rescaling(0.5)):
+        keras.utils.set_random_seed(0)
+        tc = TeacherClass(
+            mlp_teacher(),
+            num_students=2,
+            conditioning="standardize",
+            balance_chunks=True,
+        )
+        history = tc.fit_students(
+            x, loss="head_aware", augment=augment, epochs=1, verbose=0
+        )
+        assert np.isfinite(history.history["loss"][-1])
+        weights.append(tc.students[0].get_weights()[0])
+    assert not np.allclose(weights[0], weights[1])
