@@ -12,10 +12,12 @@ reported for every model and mode, including where it loses (< 1).
 
 Models: the digits demo (`teacherclass run`'s default: trained here for a
 few epochs, or loaded from a run directory with `--digits-run`), and the
-paper's MNIST and Fashion-MNIST teachers and students for n = 4 and 8 with
-untrained weights (latency does not depend on the values of the weights;
-MNIST and Fashion-MNIST share one architecture, so their rows differ by
-noise only).
+paper's MNIST and Fashion-MNIST teachers and students for n = 4 and 8, and
+the compact MNIST students (`mnist_student(n, compact=True)`, a class below
+the teacher's multiply-adds) for n = 4 and 8, with untrained weights
+(latency does not depend on the values of the weights; MNIST and
+Fashion-MNIST share one architecture, so their rows differ by noise
+only).
 
 Run: python benchmarks/inference_latency.py [--digits-run DIR]
      [--rounds 5] [--calls 20] [--models digits,mnist_n4,...]
@@ -47,7 +49,14 @@ from _common import environment  # noqa: E402
 from _common import write_result  # noqa: E402
 
 BATCH_SIZES = (1, 64)
-MODELS = ("digits", "mnist_n4", "mnist_n8", "fashion_mnist_n4")
+MODELS = (
+    "digits",
+    "mnist_n4",
+    "mnist_n8",
+    "fashion_mnist_n4",
+    "mnist_compact_n4",
+    "mnist_compact_n8",
+)
 
 
 def _images(name, n=256, seed=0):
@@ -81,13 +90,14 @@ def _digits(run_dir, epochs):
     return tc.teacher, tc.compose(), x, f"trained here, {epochs} epochs each"
 
 
-def _paper(dataset, n):
-    """The paper's teacher and n students, untrained: one student step."""
+def _paper(dataset, n, compact=False):
+    """The paper's teacher and n students (or the compact ones,
+    `mnist_student(n, compact=True)`), untrained: one student step."""
     x = _images(dataset)
     tc = TeacherClass(
         architectures.mnist_teacher(),
         num_students=n,
-        student=architectures.mnist_student(n),
+        student=architectures.mnist_student(n, compact=compact),
     )
     # compose() wants trained students: one step on 32 images.
     tc.fit_students(x[:32], epochs=1, batch_size=32, verbose=0)
@@ -271,7 +281,9 @@ def main():
                 built = _digits(args.digits_run, args.digits_epochs)
             else:
                 dataset, n = name.rsplit("_n", 1)
-                built = _paper(dataset, int(n))
+                compact = dataset.endswith("_compact")
+                dataset = dataset.removesuffix("_compact")
+                built = _paper(dataset, int(n), compact=compact)
             results[name] = _measure(name, *built, args, workdir)
             print(_table({name: results[name]}), flush=True)
     result = {

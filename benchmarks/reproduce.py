@@ -42,10 +42,13 @@ class above, the default), `head_aware`, `conditioned`, `augmented`,
 `refined` (`--refine-epochs N` of end-to-end refinement after composing;
 baselines (b), (c) then train N more epochs, equal budgets) and `best`
 (the ingredients that beat `plain` on the validation split, by a rule
-recorded with the run). `--match params_macs` sizes the baselines to the
-n = 4 class's parameters and multiply-adds within 5%; every run records
-both, and `--measure-compute` adds latency at batch 1 and 64 (teacher and
-composed side by side) and LiteRT sizes where the library measures them.
+recorded with the run). `--match params_macs` sizes the baselines'
+bottleneck to the n = 4 class's parameters from width 1 and records how
+close they come in parameters and multiply-adds; `--compact-students`
+(MNIST, Fashion-MNIST) uses students whose class costs less compute than
+the teacher. Every run records both, and `--measure-compute` adds latency
+at batch 1 and 64 (teacher and composed side by side) and LiteRT sizes
+where the library measures them.
 
 Protocol: with `--split validation` the last 10% of the training samples
 are held out and every model (teacher included) is scored on them
@@ -240,7 +243,8 @@ def main(argv=None):
     )
     state.save()
     print(
-        f"{args.dataset}: {len(x)} train / {len(x_test)} test samples; "
+        f"{args.dataset}: {len(x)} train / {len(x_test)} "
+        f"{'validation' if validation else 'test'} samples; "
         f"configuration {settings_id}: {settings.describe(cfg)}",
         flush=True,
     )

@@ -38,8 +38,13 @@ def student(cfg, n, bottleneck=None):
 
     The paper's, with its dense bottleneck widened to at least
     `cfg["min_student_bottleneck"]` where that is set (MNIST and
-    Fashion-MNIST), or to exactly `bottleneck` when given.
+    Fashion-MNIST), or to exactly `bottleneck` when given; the compact
+    students (`mnist_student(n, compact=True)`) with `compact_students`.
     """
+    if cfg.get("compact_students"):
+        return architectures.mnist_student(
+            n, bottleneck=bottleneck, compact=True
+        )
     setup = architectures.for_dataset(cfg["dataset"])
     return setup.student(
         n,
@@ -502,16 +507,17 @@ def baseline_bottleneck(cfg, input_shape, teacher):
     `baselines.matched_student` gives for the n = 4 class's parameters
     and multiply-adds within 5% instead.
     """
-    if cfg.get("baseline_match") == "params_macs":
+    if cfg.get("baseline_match") == "params_macs" or cfg.get(
+        "compact_students"
+    ):
+        # The bottleneck moves the parameters and barely the multiply-adds
+        # (the convolutions carry those): sized to the parameters from
+        # width 1; `match_record` records how close both come.
         target = class_compute(cfg, teacher)
-        found = baselines.matched_student(
+        return architectures.size_to_budget(
             lambda width: baseline_classifier(cfg, input_shape, width),
-            params=target["params"],
-            macs=target["macs"],
-            tolerance=0.05,
+            target["params"],
         )
-        # A width; a built model is sized by its own bottleneck.
-        return getattr(found, "bottleneck", found)
     if "min_student_bottleneck" not in cfg:
         return None
     tc = TeacherClass(teacher, num_students=4, student=student(cfg, 4))

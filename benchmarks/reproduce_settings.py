@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 from teacherclass import architectures
-from teacherclass import baselines
 from teacherclass import precision
 
 HERE = Path(__file__).resolve().parent
@@ -189,8 +188,11 @@ def parser():
         choices=MATCHES,
         default="params",
         help="size baselines (b), (c) to the n = 4 class's parameters "
-        "(params, as before) or to its parameters and multiply-adds "
-        "within 5%% (params_macs, baselines.matched_student)",
+        "from the widened paper bottleneck (params, as before) or by their "
+        "bottleneck from width 1 (params_macs: the multiply-adds follow the "
+        "convolutions, so each baseline records how close it comes to the "
+        "class's parameters and multiply-adds and whether both are within "
+        "5%%)",
     )
     p.add_argument(
         "--measure-compute",
@@ -237,6 +239,15 @@ def parser():
         action="store_true",
         help="with --augment: augment the students' batches too (the "
         "teacher runs on each; nothing cached)",
+    )
+    p.add_argument(
+        "--compact-students",
+        action="store_true",
+        help="MNIST / Fashion-MNIST: the compact students "
+        "(architectures.mnist_student(n, compact=True): narrow early "
+        "convolutions, a class below the teacher's multiply-adds) instead "
+        "of the paper's; baselines (b), (c) are the compact n = 1 student "
+        "sized to the n = 4 class's parameters",
     )
     p.add_argument(
         "--teacher-schedule",
@@ -412,6 +423,17 @@ def check(args):
             "fashion_mnist. Received: --min-student-bottleneck "
             f"{args.min_student_bottleneck} --dataset {args.dataset}"
         )
+    if args.compact_students and (
+        args.dataset not in ("mnist", "fashion_mnist")
+        or args.min_student_bottleneck
+    ):
+        raise ValueError(
+            "--compact-students is for mnist and fashion_mnist, without "
+            "--min-student-bottleneck (compact students have their own "
+            f"bottlenecks). Received: --compact-students --dataset "
+            f"{args.dataset} --min-student-bottleneck "
+            f"{args.min_student_bottleneck}"
+        )
     if args.augment_students and augment_choice(args) == "none":
         raise ValueError(
             "--augment-students augments with --augment's transform, which "
@@ -440,14 +462,6 @@ def check(args):
             "--refine-epochs epochs: pass --refine-epochs N (N >= 1). "
             f"Received: --variant {' '.join(args.variant)} "
             f"--refine-epochs {args.refine_epochs}"
-        )
-    if args.match == "params_macs" and not hasattr(
-        baselines, "matched_student"
-    ):
-        raise ValueError(
-            "--match params_macs sizes the baselines with "
-            "baselines.matched_student, which this library does not have. "
-            "Received: --match params_macs"
         )
     if "augmented" in args.variant and augment_choice(args) == "none":
         raise ValueError(
@@ -504,10 +518,12 @@ def configuration(args, n_train):
         "fine_tune_epochs": args.fine_tune_epochs,
     }
     bottleneck = args.min_student_bottleneck
-    if bottleneck is None and not paper:
+    if bottleneck is None and not paper and not args.compact_students:
         bottleneck = defaults.get("min_student_bottleneck")
     if bottleneck:
         cfg["min_student_bottleneck"] = bottleneck
+    if args.compact_students:
+        cfg["compact_students"] = True
     if args.augment_students:
         cfg["augment_students"] = True
     # Baselines train --refine-epochs more (equal budgets): a setting.
@@ -564,6 +580,8 @@ def argv_for(settings):
         argv.append("--paper")
     if settings.get("augment_students"):
         argv.append("--augment-students")
+    if settings.get("compact_students"):
+        argv.append("--compact-students")
     for key in ("split", "refine_epochs"):
         if key in settings:
             argv += [f"--{key.replace('_', '-')}", str(settings[key])]
@@ -589,8 +607,17 @@ def changes(settings):
         )
     if settings.get("baseline_match") == "params_macs":
         made += (
-            "baselines (b), (c) sized to the n = 4 class's parameters and "
-            "multiply-adds within 5% (baselines.matched_student)",
+            "baselines (b), (c) sized to the n = 4 class's parameters by "
+            "their bottleneck (width searched from 1); each records its "
+            "parameter and multiply-add ratios to the class",
+        )
+    if settings.get("compact_students"):
+        made += (
+            "compact students (architectures.mnist_student(n, "
+            "compact=True): narrow early convolutions, wider bottlenecks; "
+            "the class costs less compute than the teacher); baselines "
+            "(b), (c): the compact n = 1 student with its bottleneck sized "
+            "to the n = 4 class's parameters",
         )
     if settings.get("min_student_bottleneck"):
         made += (
@@ -618,6 +645,7 @@ def describe(settings):
         f"epoch(s); precision {s['precision']}; teacher: {s['teacher']}"
         + (f"; augmentation: {s['augment']}" if "augment" in s else "")
         + ("; students augmented" if s.get("augment_students") else "")
+        + ("; compact students" if s.get("compact_students") else "")
         + (
             f"; student bottleneck >= {s['min_student_bottleneck']}"
             if "min_student_bottleneck" in s

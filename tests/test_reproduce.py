@@ -308,6 +308,31 @@ def test_wider_students_and_matching_baselines(settings, runs):
         )
 
 
+def test_compact_students_cost_less_than_the_teacher(settings, runs):
+    from teacherclass import architectures
+    from teacherclass import flops
+
+    args = settings.parser().parse_args(
+        ["--dataset", "mnist", "--compact-students"]
+    )
+    _, cfg = settings.configuration(args, 60000)
+    assert cfg["compact_students"] and "min_student_bottleneck" not in cfg
+    assert runs.student(cfg, 4).bottleneck == 32  # the compact n = 4's
+    teacher = architectures.mnist_teacher()
+    target = runs.class_compute(cfg, teacher)
+    assert target == {"params": 60_522, "macs": 2_615_936}
+    assert target["macs"] < flops.count_macs(teacher)
+    bottleneck = runs.baseline_bottleneck(cfg, (28, 28, 1), teacher)
+    baseline = runs.baseline_classifier(cfg, (28, 28, 1), bottleneck)
+    smaller = runs.baseline_classifier(cfg, (28, 28, 1), bottleneck - 1)
+    assert smaller.count_params() < 60_522 <= baseline.count_params()
+    match = runs.match_record(baseline, target)
+    assert match["within_5_percent"], match
+    assert any("compact students" in c for c in settings.changes(cfg))
+    again = settings.parser().parse_args(settings.argv_for(cfg))
+    assert settings.configuration(again, 60000)[1] == cfg
+
+
 def test_labelled_batches_are_shifted_and_shuffled(runs):
     import numpy as np
 
@@ -561,11 +586,8 @@ def test_variant_flags_are_checked(settings):
         check("--refine-epochs", "-1")
     with pytest.raises(ValueError, match="Received: --variant augmented"):
         check("--variant", "augmented", "--paper")
-    from teacherclass import baselines
-
-    if not hasattr(baselines, "matched_student"):
-        with pytest.raises(ValueError, match="--match params_macs"):
-            check("--match", "params_macs")
+    with pytest.raises(ValueError, match="--compact-students --dataset imdb"):
+        check("--compact-students", "--dataset", "imdb_reviews")
 
 
 def test_missing_api_is_named(reproduce, monkeypatch):
