@@ -185,7 +185,15 @@ def test_every_committed_configuration_id_is_recomputed(settings):
         teacher_cfg, cfg = settings.configuration(args, recorded["samples"])
         assert settings.digest(cfg) == settings_id, name
         assert settings.digest(teacher_cfg) == recorded["teacher_id"], name
-        extra = ("teacher_id", "data", "test_samples", "changes_from_paper")
+        extra = (
+            "teacher_id",
+            "data",
+            "test_samples",
+            "changes_from_paper",
+            # Recorded by --split validation: the carve's sizes.
+            "validation_samples",
+            "train_samples_after_carve",
+        )
         assert cfg == {k: v for k, v in recorded.items() if k not in extra}
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
