@@ -42,11 +42,12 @@ from teacherclass import teacher as teacher_lib
 
 # Output activations that turn logits into probabilities: the logits are
 # their input.
-_PROBABILITIES = ("softmax", "sigmoid")
+PROBABILITIES = ("softmax", "sigmoid")
 _LINEAR = (None, "linear")
 
 
-def _activation_name(layer):
+def output_activation(layer):
+    """The name of the activation a layer ends with ("softmax", ...)."""
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
     activation = getattr(layer, "activation", None)
@@ -109,10 +110,10 @@ def logits_model(model, share_weights=False):
     """
     _check_functional("model", model)
     layer = teacher_lib.producer(model.outputs[0])
-    name = _activation_name(layer)
+    name = output_activation(layer)
     if name in _LINEAR:
         return model
-    if name not in _PROBABILITIES:
+    if name not in PROBABILITIES:
         raise ValueError(
             "Logit distillation needs a model whose output is softmax, "
             "sigmoid or linear, so that its logits are known. Received: "
@@ -186,7 +187,7 @@ def single_student_classifier(
             "`num_classes` must be a positive integer. "
             f"Received: num_classes={num_classes!r}"
         )
-    if activation not in (None, *_PROBABILITIES):
+    if activation not in (None, *PROBABILITIES):
         raise ValueError(
             "`activation` must be None, 'softmax' or 'sigmoid'. "
             f"Received: activation={activation!r}"

@@ -389,7 +389,7 @@ class TeacherClass(keras.Model):
         shuffle=True,
         initial_epoch=0,
         students=None,
-        loss="mse",
+        loss="auto",
         optimizer="adam",
         cache=None,
         steps_per_execution=1,
@@ -429,8 +429,10 @@ class TeacherClass(keras.Model):
             initial_epoch: int, as in `fit`.
             students: indices of the students to train (default all); the
                 others are left untouched.
-            loss: the student objective, see `objectives.get`: a
-                regression loss ("mse", the paper's default), or
+            loss: the student objective, see `objectives.get`: "auto"
+                (the default, `objectives.default_for`: "head_aware"
+                when the teacher's head ends in a softmax or sigmoid,
+                else "mse"), a regression loss ("mse", the paper's), or
                 "adversarial" / "adversarial_paper" / an
                 `objectives.Adversarial`, where each student also plays
                 against a discriminator of its own that lives only for
@@ -473,6 +475,8 @@ class TeacherClass(keras.Model):
             NotImplementedError: for an adversarial objective on a backend
                 other than TensorFlow.
         """
+        if isinstance(loss, str) and loss == "auto":
+            loss = objectives.default_for(self.head)
         objective = objectives.get(loss)  # checked before the teacher runs
         head_aware = objectives.is_head_aware(objective)
         use_labels = head_aware and objective.label_weight > 0

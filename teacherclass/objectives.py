@@ -434,3 +434,44 @@ class HeadAware:
 def is_head_aware(objective):
     """Whether `get` returned a head-aware objective."""
     return isinstance(objective, HeadAware)
+
+
+def default_for(head):
+    """The objective `fit_students(loss="auto")` trains with, for a head.
+
+    `HeadAware()` (chunk MSE plus the KL through the frozen head, no
+    labels) when the head ends in a softmax or a sigmoid, whose inputs
+    are logits: the head classifies, and scoring the students through it
+    won on the validation splits of MNIST, Fashion-MNIST and the
+    short-run defaults setting (`benchmarks/results/defaults.json`,
+    `benchmarks/results/mnist.md`). `"mse"`, the paper's objective,
+    otherwise: a linear or other head may not output logits (a
+    regression), so the KL would mean nothing.
+
+    Args:
+        head: the class's head (`TeacherClass.head`), a functional model.
+
+    Returns:
+        A `HeadAware` or `"mse"`.
+
+    Example:
+
+    >>> inputs = keras.Input((8,))
+    >>> classifier = keras.Model(
+    ...     inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    >>> type(default_for(classifier)).__name__
+    'HeadAware'
+    >>> regressor = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    >>> default_for(regressor)
+    'mse'
+    """
+    from teacherclass import baselines
+    from teacherclass import teacher as teacher_lib
+
+    outputs = getattr(head, "outputs", None)
+    if not outputs or len(outputs) != 1:
+        return "mse"
+    layer = teacher_lib.producer(outputs[0])
+    if baselines.output_activation(layer) in baselines.PROBABILITIES:
+        return HeadAware()
+    return "mse"

@@ -492,7 +492,22 @@ class HeadAwareTrainer(StudentTrainer):
             )
             tracker.update_state(loss)
             total = total + loss
-        return total
+        # Keras' own losses divide a replica's loss by the replicas (whose
+        # gradients it then sums); this loss is not a Keras loss, so the
+        # same is done here.
+        return _per_replica(total)
+
+
+def _per_replica(loss):
+    """`loss` divided by the replicas of the current `tf.distribute`
+    strategy, as Keras' losses are (one replica: unchanged)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / replicas
+    return loss
 
 
 @contextlib.contextmanager

@@ -144,7 +144,7 @@ def test_augment_disk_cache_and_bfloat16(teacher, data, tmp_path):
         )  # (the cache stores the logits: format 3)
         assert np.isfinite(history.history["loss"][0])
     with pytest.raises(ValueError, match="with the teacher's logits"):
-        tc.fit_students(x, cache=str(tmp_path), verbose=0)
+        tc.fit_students(x, loss="mse", cache=str(tmp_path), verbose=0)
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
@@ -272,3 +272,36 @@ def test_conditioning_with_augment_keeps_the_augmentation():
         assert np.isfinite(history.history["loss"][-1])
         weights.append(tc.students[0].get_weights()[0])
     assert not np.allclose(weights[0], weights[1])
+
+
+def _fit_weights(teacher, x, **kwargs):
+    keras.utils.set_random_seed(3)
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, batch_size=32, verbose=0, **kwargs)
+    return _students_weights(tc)
+
+
+def _same(a, b):
+    return all(
+        np.array_equal(u, v)
+        for left, right in zip(a, b)
+        for u, v in zip(left, right)
+    )
+
+
+def test_default_objective_is_head_aware_for_a_classifier(teacher, data):
+    x = data[0][:64]
+    default = _fit_weights(teacher, x)
+    assert _same(default, _fit_weights(teacher, x, loss="head_aware"))
+    assert not _same(default, _fit_weights(teacher, x, loss="mse"))
+
+
+def test_default_objective_is_mse_for_a_linear_head(data):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(12, activation="relu")(inputs)
+    regressor = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    assert objectives.default_for(regressor) == "mse"
+    x = data[0][:64]
+    default = _fit_weights(regressor, x)
+    assert _same(default, _fit_weights(regressor, x, loss="mse"))
