@@ -282,12 +282,15 @@ def main(argv=None):
     units += [(kind, 0, "", "") for kind in args.baselines]
     done = set()
     for kind, n, base_objective, variant in units:
-        objective = base_objective
+        unit_objective = base_objective
         if kind == "class" and variant != "best":
-            objective = variants.objective_of(
+            unit_objective = variants.objective_of(
                 variants.ingredients(variant), base_objective
             )
         for seed in range(args.seeds):
+            # "best" is keyed by the objective asked for; the one it
+            # trains with (chosen below) is recorded in the run.
+            objective = unit_objective
             key = unit_key(settings_id, kind, n, objective, variant, seed)
             if key in done:  # head_aware of each --objective: one unit
                 continue
