@@ -163,6 +163,7 @@ def main(argv=None):
     summary = summarize(record, args.split)
     record.setdefault("summary", {})[args.split] = summary
     out.write_text(json.dumps(record, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(record))
     for candidate, row in summary.items():
         print(
             f"{args.split} {candidate}: composed {row['composed_mean']:.4f} "
@@ -170,6 +171,31 @@ def main(argv=None):
             f"{row['points_lost_mean']:.2f} points over seeds {row['seeds']}"
         )
     print(f"wrote {out}")
+
+
+def markdown(record):
+    """The Markdown table `render_results.py` shows beside the JSON."""
+    lines = [
+        "### fit_students and compose at their defaults",
+        "",
+        record["setting"] + ". Points lost = teacher accuracy minus the "
+        "composed model's, on the split named (validation: the last 10% "
+        "of the training images; test: the official test split, the "
+        "students trained on all the images). Means over the seeds.",
+        "",
+        "| split | loss= | seeds | teacher | composed | points lost |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for split in ("validation", "test"):
+        for candidate, row in record.get("summary", {}).get(split, {}).items():
+            lines.append(
+                f"| {split} | {candidate} | "
+                f"{', '.join(map(str, row['seeds']))} | "
+                f"{100 * row['teacher_mean']:.2f}% | "
+                f"{100 * row['composed_mean']:.2f}% | "
+                f"{row['points_lost_mean']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def summarize(record, split):
