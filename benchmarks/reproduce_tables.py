@@ -366,7 +366,8 @@ def ablation(state):
             "",
             "Validation accuracy (the last 10% of the training samples; "
             "the test split not read), mean over the seeds listed; "
-            "difference to the plain class of the same n.",
+            "vs plain: the difference to the plain class of the same n, "
+            "in percentage points.",
             "",
             "| n | variant | objective | "
             + " | ".join(i.replace("_", " ") for i in INGREDIENTS)
@@ -390,11 +391,10 @@ def ablation(state):
                 "?" if i not in chosen else "on" if chosen[i] else "off"
                 for i in INGREDIENTS
             ]
-            delta = (
-                ""
-                if base is None
-                else f"{r['accuracy_mean'] - base['accuracy_mean']:+.2%}"
-            )
+            delta = ""
+            if base is not None:
+                points = 100 * (r["accuracy_mean"] - base["accuracy_mean"])
+                delta = f"{points:+.2f}"
             macs = r.get("macs")
             lines.append(
                 f"| {r['n']} | {r['variant']} | {r['objective']} | "
