@@ -236,7 +236,10 @@ def test_render_only_rewrites_outputs_from_the_json(
     # The plot names configurations by letter; the Markdown maps them.
     assert "## Configuration `e8932e1beb` (C in the figure)" in md
     assert "C = configuration `e8932e1beb`" in md
-    assert "| mnist | measured" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    # The committed 3-seed run of e8932e1beb: class 99.06%, (c) 99.36%.
+    row = next(r for r in summary.splitlines() if "`e8932e1beb`" in r)
+    assert "| 99.06% at 27.4x (3) |" in row and "| 99.36% (3) |" in row
     assert (tmp_path / "plots" / "mnist_accuracy_vs_params.png").exists()
     with pytest.raises(ValueError, match="No results to render"):
         reproduce.main(
