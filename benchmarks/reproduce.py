@@ -272,6 +272,28 @@ def main(argv=None):
                 f"{record['train_seconds']:.0f} s",
                 flush=True,
             )
+        elif not path.exists():
+            # Recorded, but its file is gone (a fresh clone: the cache is
+            # not in git). Trained again with the same seed and settings;
+            # the recorded numbers stay, the new ones are added beside.
+            print(
+                f"[teacher seed {seed}] recorded, but {path} is missing: "
+                "training it again",
+                flush=True,
+            )
+            again = runs.train_teacher(cfg, seed, data, path, args.verbose)
+            again = runs.relabel(again, args.split)
+            recorded = state.data["teachers"][key]
+            recorded.setdefault("retrained", []).append(
+                {k: v for k, v in again.items() if k != "history"}
+            )
+            state.save()
+            print(
+                f"[teacher seed {seed}] retrained: {metric} "
+                f"{again.get(metric, float('nan')):.4f} (recorded "
+                f"{recorded.get(metric, float('nan')):.4f})",
+                flush=True,
+            )
         return keras.saving.load_model(path)
 
     units = []

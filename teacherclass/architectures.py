@@ -1024,6 +1024,8 @@ class DatasetSetup:
                 )
             import tensorflow as tf
 
+            if len(x) == 0:  # e.g. an empty split: keep the id shape
+                return vectorizer(tf.constant([""])).numpy()[:0].astype("int32")
             ids = [
                 vectorizer(tf.constant(x[i : i + 2048])).numpy()
                 for i in range(0, len(x), 2048)

@@ -228,6 +228,10 @@ def test_for_dataset_prepares_inputs():
     vectorizer = imdb.text_vectorizer(texts=texts)
     ids = imdb.prepare(texts, vectorizer)
     assert ids.shape == (3, 500) and ids.dtype == "int32"
+    # An empty split (reproduce's --split validation test slice) keeps
+    # the shape of the ids.
+    empty = imdb.prepare(texts[:0], vectorizer)
+    assert empty.shape == (0, 500) and empty.dtype == "int32"
     again = imdb.text_vectorizer(vocabulary=vectorizer.get_vocabulary()[2:])
     np.testing.assert_array_equal(imdb.prepare(texts, again), ids)
     with pytest.raises(ValueError, match="Received: vectorizer=None"):

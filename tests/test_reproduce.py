@@ -110,6 +110,28 @@ def test_writes_results_and_a_rerun_skips_finished_work(
     assert again["runs"] == saved["runs"]
     assert len(again["invocations"]) == 2
 
+    # A recorded teacher whose file is gone (a fresh clone) is trained
+    # again; the recorded numbers stay, the new ones are added beside.
+    (teacher_file,) = (tmp_path / "cache").rglob("teacher-*.keras")
+    backup = teacher_file.read_bytes()
+    teacher_file.unlink()
+
+    def retrain(cfg, seed, data, path, verbose):
+        path.write_bytes(backup)
+        return {"test_accuracy": 0.5, "train_seconds": 1.0, "history": {}}
+
+    def reject(*args, **kwargs):
+        raise ValueError("rejected")
+
+    monkeypatch.setattr(reproduce.runs, "train_teacher", retrain)
+    monkeypatch.setattr(reproduce.runs, "run_class", reject)
+    third = reproduce.main(_argv(tmp_path, "--paper"))
+    (before,) = saved["teachers"].values()
+    (after,) = third["teachers"].values()
+    assert after["test_accuracy"] == before["test_accuracy"]
+    assert after["retrained"] == [{"test_accuracy": 0.5, "train_seconds": 1.0}]
+    assert teacher_file.exists()
+
 
 def test_bad_arguments(reproduce, tmp_path):
     with pytest.raises(ValueError, match="--epochs must be positive"):
