@@ -160,6 +160,7 @@ def check_students(
     with GpuSampler() as sampler:
         history = tc.fit_students(
             x,
+            loss="mse",  # as before (a comparison of MSE fits)
             epochs=epochs,
             batch_size=batch_size,
             callbacks=[timer],

@@ -125,6 +125,7 @@ def _one_pass(tc, initial, x, args, spe):
     start = time.perf_counter()
     tc.fit_students(
         x,
+        loss="mse",  # as before (a comparison of MSE fits)
         batch_size=args.batch_size,
         epochs=args.epochs,
         verbose=0,
