@@ -361,8 +361,9 @@ class AdversarialTrainer(StudentTrainer):
                 g_total = g_total + g_loss
                 d_total = d_total + d_loss
             if training:
-                g_scaled = self.optimizer.scale_loss(g_total)
-                d_scaled = self.d_optimizer.scale_loss(d_total)
+                # Per replica, as Keras' losses are (see `_per_replica`).
+                g_scaled = self.optimizer.scale_loss(_per_replica(g_total))
+                d_scaled = self.d_optimizer.scale_loss(_per_replica(d_total))
         if training:
             g_vars = self.student_weights
             self.optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
