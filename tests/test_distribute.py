@@ -61,11 +61,11 @@ def shift(batch, training=True):
     return batch + 0.5
 
 
-def run(tc, x, y, optimizer="adam", augment=None):
+def run(tc, x, y, optimizer="adam", augment=None, loss="auto"):
     fit = dict(batch_size=32, verbose=0, shuffle=False)
     h_teacher = tc.fit_teacher(x, y, epochs=2, **fit)
     h_students = tc.fit_students(
-        x, epochs=2, optimizer=optimizer, augment=augment, **fit
+        x, epochs=2, optimizer=optimizer, augment=augment, loss=loss, **fit
     )
     composed = tc.compose(fine_tune=True, x=x, y=y, epochs=1, **fit)
     return {{
@@ -90,14 +90,20 @@ tf.config.set_logical_device_configuration(
 )
 
 
-def case(strategy, inside, optimizer, augment=None):
+def adversarial():
+    from teacherclass.objectives import Adversarial
+
+    return Adversarial(hidden=(8,), optimizer="sgd")
+
+
+def case(strategy, inside, optimizer, augment=None, loss="auto"):
     try:
         with strategy.scope():
             tc, x, y = setup()
         if inside:
             with strategy.scope():
-                return run(tc, x, y, optimizer, augment)
-        return run(tc, x, y, optimizer, augment)
+                return run(tc, x, y, optimizer, augment, loss)
+        return run(tc, x, y, optimizer, augment, loss)
     except Exception as e:  # reported, so other cases still run
         return {"error": f"{type(e).__name__}: {e}"[:2000]}
 
@@ -114,6 +120,11 @@ results = {
     # The teacher runs in the train step on each augmented batch.
     "one_sgd_augment": case(one, True, "sgd", shift),
     "mirrored_inside_sgd_augment": case(mirrored, True, "sgd", shift),
+    # Two optimizers per step (students', discriminators'), both SGD.
+    "one_sgd_adversarial": case(one, True, "sgd", loss=adversarial()),
+    "mirrored_inside_sgd_adversarial": case(
+        mirrored, True, "sgd", loss=adversarial()
+    ),
 }
 with open(sys.argv[1], "w") as f:
     json.dump(results, f)
@@ -215,6 +226,20 @@ def test_mirrored_augmented_students(mirrored):
     assert (
         _max_diff(
             mirrored["one_sgd_augment"]["students"],
+            mirrored["one_sgd"]["students"],
+        )
+        > 1e-3
+    )
+
+
+def test_mirrored_adversarial_students(mirrored):
+    """Generator and discriminator losses are divided by the replicas."""
+    _check_case(
+        mirrored, "mirrored_inside_sgd_adversarial", "one_sgd_adversarial"
+    )
+    assert (
+        _max_diff(
+            mirrored["one_sgd_adversarial"]["students"],
             mirrored["one_sgd"]["students"],
         )
         > 1e-3
