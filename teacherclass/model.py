@@ -115,8 +115,8 @@ class TeacherClass(keras.Model):
             covariance's eigenvectors) or "whiten" (both). The statistics
             come from the training cache on the first `fit_students` call
             (one more pass over the cache, not the teacher; with
-            `augment`, one pass of the teacher over the unaugmented
-            inputs) and are then weights of the class: saved with it,
+            `augment`, one pass of the teacher over one augmented draw of
+            the inputs) and are then weights of the class: saved with it,
             and recorded (with a digest) by `save_students`, so students
             trained in separate jobs agree. `compose()` folds the inverse
             into the head's first Dense or 1x1 Conv2D (no extra layer);
@@ -532,9 +532,15 @@ class TeacherClass(keras.Model):
             stats = train
             if not isinstance(train, features.Features):
                 # Augmented inputs have no cache: the statistics come from
-                # one unaugmented pass; training stays augmented.
-                stats = features.representation(
-                    self.cut, self.chunks, x, batch_size
+                # one pass of the trunk over augmented inputs, the
+                # distribution the students regress. (Clean statistics
+                # make features that are near zero on clean inputs but
+                # not on augmented ones thousands of deviations wide.)
+                stats = features.extract(
+                    self.cut.trunk(),
+                    train.batches(batch_size).map(lambda x, *_: x),
+                    self.chunks,
+                    name="x",
                 )
             self._targets.fit(stats, self.chunks)
         val = None

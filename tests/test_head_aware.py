@@ -252,7 +252,7 @@ def test_refine_keeps_accuracy_and_saves(teacher, data, tmp_path):
 
 def test_conditioning_with_augment_keeps_the_augmentation():
     """Conditioned targets + augment + head-aware: trains on augmented
-    batches (the statistics' unaugmented pass does not replace them)."""
+    batches (the statistics' own pass does not replace them)."""
     from helpers import blobs
     from helpers import mlp_teacher
 
@@ -272,6 +272,33 @@ def test_conditioning_with_augment_keeps_the_augmentation():
         assert np.isfinite(history.history["loss"][-1])
         weights.append(tc.students[0].get_weights()[0])
     assert not np.allclose(weights[0], weights[1])
+
+
+def test_conditioning_statistics_come_from_the_augmented_inputs():
+    """With `augment`, the statistics are those of what the students
+    regress: the trunk on augmented inputs, not on the clean ones."""
+    from helpers import mlp_teacher
+
+    from teacherclass import teacher as teacher_lib
+
+    x, _ = blobs(n=64)
+    keras.utils.set_random_seed(0)
+    teacher = mlp_teacher()
+    tc = TeacherClass(teacher, num_students=2, conditioning="standardize")
+    tc.fit_students(
+        x, loss="mse", augment=keras.layers.Rescaling(3.0), verbose=0
+    )
+    trunk = teacher_lib.trunk(teacher, teacher.get_layer(tc.feature_layer))
+    augmented = trunk.predict(3.0 * x, verbose=0).astype("float64")
+    clean = trunk.predict(x, verbose=0).astype("float64")
+    fitted = tc.target_conditioning()
+    np.testing.assert_allclose(fitted.mean, augmented.mean(0), atol=1e-4)
+    assert not np.allclose(fitted.mean, clean.mean(0), atol=1e-2)
+    std = augmented.std(0)
+    live = std > 1e-3
+    np.testing.assert_allclose(
+        np.diag(fitted.matrix)[live], 1 / std[live], rtol=1e-3
+    )
 
 
 def _fit_weights(teacher, x, **kwargs):
