@@ -29,7 +29,11 @@ from teacherclass import validation
 
 _META = "teacherclass-cache.json"
 # 3: targets may be a dict with the teacher's logits and the labels.
-_FORMAT = 3
+# 4: the fingerprint leaves the head out; the logits' head has its own
+#    (`logits_fingerprint`), so a call without logits reads a cache with
+#    them. Format 3 caches are still read, as they were written.
+_FORMAT = 4
+_READABLE = (3, 4)
 _SCAN_BATCH = 4096
 # Input batches per shard block when the number of batches is unknown.
 _BLOCK = 16
@@ -282,6 +286,14 @@ def fingerprint(trunk, batches, max_batches=None, head=None):
     return h.hexdigest()
 
 
+def _weights_digest(model):
+    """A hash of a model's weights (the head whose logits are cached)."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
 def _shard_func(num_batches, shards):
     """Maps an input batch's index to its shard.
 
@@ -344,13 +356,27 @@ def _sample_bytes(pairs):
     return max(size, 1)
 
 
-def _disk_features(cache, data_path, num_samples):
+def _without_logits(pairs):
+    """The pairs with the cached logits left out of their targets."""
+
+    def drop(x, targets):
+        kept = {k: v for k, v in targets.items() if k != "logits"}
+        return x, (kept if "labels" in kept else kept["features"])
+
+    return pairs.map(drop)
+
+
+def _disk_features(cache, data_path, num_samples, drop_logits=False):
     shards = cache.shards
 
-    def sources(seed):
-        return _load_pairs(data_path, shards, shuffle_seed=seed)
+    def load(seed=False):
+        pairs = _load_pairs(data_path, shards, shuffle_seed=seed)
+        return _without_logits(pairs) if drop_logits else pairs
 
-    pairs = _load_pairs(data_path, shards)
+    def sources(seed):
+        return load(seed)
+
+    pairs = load()
     buffer = cache.shuffle_buffer
     if buffer is None:
         buffer = max(_MIN_SHUFFLE, _SHUFFLE_BYTES // _sample_bytes(pairs))
@@ -363,22 +389,26 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
     data_path = os.path.join(path, "features")
     logits = head is not None
     labels = isinstance(batches.element_spec, tuple)
-    digest = fingerprint(trunk, batches, cache.fingerprint_batches, head)
     if os.path.exists(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
-        if meta.get("format") != _FORMAT:
+        version = meta.get("format")
+        if version not in _READABLE:
             raise ValueError(
                 "`cache` was written by another version of teacherclass "
-                f"(format {meta.get('format')}, this one reads {_FORMAT}). "
+                f"(format {version}, this one reads {_READABLE}). "
                 f"It is left untouched: delete it, or pass another path. "
                 f"Received: cache={path!r}"
             )
+        # A cache with logits serves a call without them (format 4).
+        extra_logits = version >= 4 and meta.get("logits") and not logits
         for key, wanted, what in (
             ("logits", logits, "the teacher's logits (head-aware)"),
             ("labels", labels, "labels"),
         ):
-            if bool(meta.get(key)) != wanted:
+            if bool(meta.get(key)) != wanted and not (
+                key == "logits" and extra_logits
+            ):
                 raise ValueError(
                     f"`cache` was written {'without' if wanted else 'with'}"
                     f" {what}, which this call "
@@ -386,12 +416,25 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
                     "untouched: delete it, or pass another path. "
                     f"Received: cache={path!r}"
                 )
+        digest = fingerprint(
+            trunk,
+            batches,
+            cache.fingerprint_batches,
+            head if version == 3 else None,
+        )
         if meta.get("fingerprint") != digest:
             raise ValueError(
                 "`cache` holds the features of a different teacher or "
                 "dataset. It is left untouched: delete it, or pass another "
                 f"path. Received: cache={path!r}"
             )
+        if version >= 4 and logits:
+            if meta.get("logits_fingerprint") != _weights_digest(head):
+                raise ValueError(
+                    "`cache` holds the logits of a different head than "
+                    "this teacher's. It is left untouched: delete it, or "
+                    f"pass another path. Received: cache={path!r}"
+                )
         # The shards were fixed when the cache was written.
         cache = DiskCache(
             path,
@@ -399,7 +442,9 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             shuffle_buffer=cache.shuffle_buffer,
             fingerprint_batches=cache.fingerprint_batches,
         )
-        return _disk_features(cache, data_path, meta["num_samples"])
+        return _disk_features(
+            cache, data_path, meta["num_samples"], drop_logits=extra_logits
+        )
     leftovers = set(os.listdir(path)) if os.path.isdir(path) else set()
     # A `features.partial` alone is an interrupted write of this function.
     if os.path.exists(path) and (
@@ -410,6 +455,7 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             "teacherclass; it is something else and is left untouched. "
             f"Received: cache={path!r}"
         )
+    digest = fingerprint(trunk, batches, cache.fingerprint_batches)
     tmp = data_path + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
@@ -434,6 +480,9 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
                 "shards": cache.shards,
                 "chunks": list(chunks),
                 "logits": logits,
+                "logits_fingerprint": (
+                    _weights_digest(head) if logits else None
+                ),
                 "labels": labels,
             },
             f,

@@ -442,7 +442,11 @@ class TeacherClass(keras.Model):
                 logits (cached with the representation).
             optimizer: optimizer name or instance, fresh for this call;
                 the students' (the generators') optimizer.
-            cache: None (memory) or a directory for a disk cache.
+            cache: None (memory) or a directory for a disk cache (see
+                `features.DiskCache`). A head-aware fit caches the
+                teacher's logits too; an MSE fit reads such a cache
+                without them, while the reverse is refused (the logits
+                are missing): delete the cache or pass another path.
             steps_per_execution: int, training steps per graph call; more
                 amortize per-step overhead for small towers.
             augment: None, or a callable applied to every training batch

@@ -141,10 +141,8 @@ def test_augment_disk_cache_and_bfloat16(teacher, data, tmp_path):
     for _ in range(2):  # writes the cache, then reads it back
         history = tc.fit_students(
             x, loss="head_aware", cache=str(tmp_path), epochs=1, verbose=0
-        )  # (the cache stores the logits: format 3)
+        )  # (the cache stores the logits)
         assert np.isfinite(history.history["loss"][0])
-    with pytest.raises(ValueError, match="with the teacher's logits"):
-        tc.fit_students(x, loss="mse", cache=str(tmp_path), verbose=0)
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
@@ -154,6 +152,88 @@ def test_augment_disk_cache_and_bfloat16(teacher, data, tmp_path):
     finally:
         keras.config.set_dtype_policy(policy)
     assert np.isfinite(history.history["loss"][0])
+
+
+def _mse_fit_weights(teacher, x, cache):
+    keras.utils.set_random_seed(5)
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(
+        x, loss="mse", cache=cache, epochs=1, batch_size=32, verbose=0
+    )
+    return _students_weights(tc)
+
+
+def test_a_cache_with_logits_serves_an_mse_fit(teacher, data, tmp_path):
+    """Written by a head-aware fit, read by an MSE fit: the logits are
+    left out, and the students train as from a cache without them."""
+    x = data[0][:96]
+    with_logits = str(tmp_path / "head_aware")
+    TeacherClass(teacher, num_students=2).fit_students(
+        x, loss="head_aware", cache=with_logits, verbose=0
+    )
+    reused = _mse_fit_weights(teacher, x, with_logits)
+    fresh = _mse_fit_weights(teacher, x, str(tmp_path / "mse"))
+    assert _same(reused, fresh)
+    # The other way round the logits are missing: refused, kept.
+    before = sorted(p.name for p in (tmp_path / "mse").iterdir())
+    with pytest.raises(ValueError, match="without the teacher's logits"):
+        TeacherClass(teacher, num_students=2).fit_students(
+            x, loss="head_aware", cache=str(tmp_path / "mse"), verbose=0
+        )
+    assert sorted(p.name for p in (tmp_path / "mse").iterdir()) == before
+
+
+def test_a_cache_with_another_heads_logits_is_refused(teacher, data, tmp_path):
+    x = data[0][:64]
+    path = str(tmp_path / "cache")
+    TeacherClass(teacher, num_students=2).fit_students(
+        x, loss="head_aware", cache=path, verbose=0
+    )
+    other = keras.models.clone_model(teacher)
+    other.set_weights(teacher.get_weights())
+    out = other.get_layer("out")
+    kernel, bias = out.get_weights()
+    out.set_weights([kernel * 2.0, bias])
+    with pytest.raises(ValueError, match="logits of a different head"):
+        TeacherClass(other, num_students=2).fit_students(
+            x, loss="head_aware", cache=path, verbose=0
+        )
+    # Without logits, only the trunk and the data matter: same trunk.
+    TeacherClass(other, num_students=2).fit_students(
+        x, loss="mse", cache=path, verbose=0
+    )
+
+
+def test_a_format_3_cache_is_still_read(teacher, data, tmp_path):
+    """Format 3 hashed the head into the fingerprint; it reads as written."""
+    import json
+
+    import tensorflow as tf
+
+    from teacherclass import baselines
+    from teacherclass import features
+    from teacherclass import teacher as teacher_lib
+
+    x = data[0][:64]
+    path = tmp_path / "cache"
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, loss="head_aware", cache=str(path), verbose=0)
+    meta_path = path / "teacherclass-cache.json"
+    meta = json.loads(meta_path.read_text())
+    trunk = teacher_lib.trunk(teacher, teacher.get_layer(tc.feature_layer))
+    batches = tf.data.Dataset.from_tensor_slices(x).batch(32)
+    meta["format"] = 3
+    meta["fingerprint"] = features.fingerprint(
+        trunk, batches, head=baselines.logits_model(tc.head)
+    )
+    del meta["logits_fingerprint"]
+    meta_path.write_text(json.dumps(meta))
+    history = tc.fit_students(
+        x, loss="head_aware", cache=str(path), batch_size=32, verbose=0
+    )
+    assert np.isfinite(history.history["loss"][0])
+    with pytest.raises(ValueError, match="with the teacher's logits"):
+        tc.fit_students(x, loss="mse", cache=str(path), verbose=0)
 
 
 @pytest.mark.parametrize("kind", ["standardize", "pca"])
