@@ -154,33 +154,44 @@ def test_augment_disk_cache_and_bfloat16(teacher, data, tmp_path):
     assert np.isfinite(history.history["loss"][0])
 
 
-def _mse_fit_weights(teacher, x, cache):
-    keras.utils.set_random_seed(5)
-    tc = TeacherClass(teacher, num_students=2)
-    tc.fit_students(
-        x, loss="mse", cache=cache, epochs=1, batch_size=32, verbose=0
-    )
-    return _students_weights(tc)
-
-
 def test_a_cache_with_logits_serves_an_mse_fit(teacher, data, tmp_path):
-    """Written by a head-aware fit, read by an MSE fit: the logits are
-    left out, and the students train as from a cache without them."""
+    """Written by a head-aware fit, read by an MSE fit: not rewritten,
+    and its targets are the features alone, as the trunk gives them."""
+    import tensorflow as tf
+
+    from teacherclass import features
+    from teacherclass import teacher as teacher_lib
+
     x = data[0][:96]
-    with_logits = str(tmp_path / "head_aware")
+    path = tmp_path / "head_aware"
     TeacherClass(teacher, num_students=2).fit_students(
-        x, loss="head_aware", cache=with_logits, verbose=0
+        x, loss="head_aware", cache=str(path), verbose=0
     )
-    reused = _mse_fit_weights(teacher, x, with_logits)
-    fresh = _mse_fit_weights(teacher, x, str(tmp_path / "mse"))
-    assert _same(reused, fresh)
+    written = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
+    tc = TeacherClass(teacher, num_students=2)
+    history = tc.fit_students(
+        x, loss="mse", cache=str(path), epochs=1, verbose=0
+    )
+    assert np.isfinite(history.history["student_0_loss"][0])
+    assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == written
+    trunk = teacher_lib.trunk(teacher, teacher.get_layer(tc.feature_layer))
+    batches = tf.data.Dataset.from_tensor_slices(x).batch(32)
+    cached = features.extract(trunk, batches, tc.chunks, cache=str(path))
+    targets = np.concatenate([f for _, f in cached.pairs.batch(96)])
+    np.testing.assert_allclose(
+        targets, trunk.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     # The other way round the logits are missing: refused, kept.
-    before = sorted(p.name for p in (tmp_path / "mse").iterdir())
+    mse = tmp_path / "mse"
+    TeacherClass(teacher, num_students=2).fit_students(
+        x, loss="mse", cache=str(mse), verbose=0
+    )
+    before = sorted(p.name for p in mse.iterdir())
     with pytest.raises(ValueError, match="without the teacher's logits"):
         TeacherClass(teacher, num_students=2).fit_students(
-            x, loss="head_aware", cache=str(tmp_path / "mse"), verbose=0
+            x, loss="head_aware", cache=str(mse), verbose=0
         )
-    assert sorted(p.name for p in (tmp_path / "mse").iterdir()) == before
+    assert sorted(p.name for p in mse.iterdir()) == before
 
 
 def test_a_cache_with_another_heads_logits_is_refused(teacher, data, tmp_path):
