@@ -255,8 +255,9 @@ def fingerprint(trunk, batches, max_batches=None, head=None):
         batches: batched `tf.data.Dataset` of inputs.
         max_batches: int or None: hash only the first `max_batches` input
             batches, plus the number of batches and the element spec.
-        head: None, or the model whose logits are cached too: its
-            architecture and weights are hashed as well.
+        head: None, or the model whose logits were cached too: its
+            weights are hashed as well (how format 3 caches were keyed;
+            format 4 keys the head apart, with `_weights_digest`).
 
     Returns:
         A hex string.
@@ -265,12 +266,10 @@ def fingerprint(trunk, batches, max_batches=None, head=None):
     h.update(
         json.dumps(trunk.get_config(), sort_keys=True, default=str).encode()
     )
-    for w in trunk.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
+    _hash_weights(h, trunk)
     if head is not None:
         h.update(b"logits")
-        for w in head.get_weights():
-            h.update(np.ascontiguousarray(w).tobytes())
+        _hash_weights(h, head)
     h.update(repr(batches.element_spec).encode())
     count = 0
     for x in batches:
@@ -286,11 +285,15 @@ def fingerprint(trunk, batches, max_batches=None, head=None):
     return h.hexdigest()
 
 
+def _hash_weights(h, model):
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+
+
 def _weights_digest(model):
     """A hash of a model's weights (the head whose logits are cached)."""
     h = hashlib.sha256()
-    for w in model.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
+    _hash_weights(h, model)
     return h.hexdigest()
 
 
@@ -373,14 +376,11 @@ def _disk_features(cache, data_path, num_samples, drop_logits=False):
         pairs = _load_pairs(data_path, shards, shuffle_seed=seed)
         return _without_logits(pairs) if drop_logits else pairs
 
-    def sources(seed):
-        return load(seed)
-
     pairs = load()
     buffer = cache.shuffle_buffer
     if buffer is None:
         buffer = max(_MIN_SHUFFLE, _SHUFFLE_BYTES // _sample_bytes(pairs))
-    return Features(pairs, num_samples, shuffle_buffer=buffer, sources=sources)
+    return Features(pairs, num_samples, shuffle_buffer=buffer, sources=load)
 
 
 def _disk(trunk, batches, chunks, cache, name, head=None):
