@@ -456,6 +456,13 @@ def check(args):
         raise ValueError(
             f"--refine-epochs must be >= 0. Received: {args.refine_epochs}"
         )
+    if cifar10_fast(args) and not set(args.variant) <= {"plain", "best"}:
+        raise ValueError(
+            "The fast CIFAR-10 run has the plain and best classes (best "
+            "carries over the ingredients the other datasets' ablations "
+            "chose). Received: --variant "
+            f"{' '.join(args.variant)} --dataset cifar10"
+        )
     if "refined" in args.variant and not args.refine_epochs:
         raise ValueError(
             "--variant refined trains the composed model end to end for "

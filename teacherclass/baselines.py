@@ -226,6 +226,32 @@ def _binary_kl(temperature):
     return binary_kl
 
 
+def logits_distillation(width, temperature):
+    """The `keras.distillation.LogitsDistillation` for `width` logits.
+
+    The KL between the softened distributions, times the temperature's
+    square; for one sigmoid logit, the Bernoulli KL (`_binary_kl`).
+
+    Args:
+        width: int, the number of logits.
+        temperature: float > 0.
+
+    Returns:
+        A `LogitsDistillation`; its `compute_loss(teacher_logits,
+        student_logits)` is the distillation term.
+    """
+    if width == 1:
+        return keras.distillation.LogitsDistillation(
+            temperature=temperature, loss=_binary_kl(temperature)
+        )
+    # An instance, not the default "kl_divergence": that string becomes a
+    # plain function, which LogitsDistillation (Keras 3.15) does not
+    # recognise as the KL, so it would skip the softmax and the T^2.
+    return keras.distillation.LogitsDistillation(
+        temperature=temperature, loss=keras.losses.KLDivergence()
+    )
+
+
 def _check_models(teacher, student_model):
     _check_functional("teacher", teacher)
     _check_functional("student_model", student_model)
@@ -365,17 +391,9 @@ def distill_into(
         The distiller's `History`.
     """
     teacher_logits = logits_model(teacher)
-    if teacher_logits.outputs[0].shape[-1] == 1:
-        distillation_loss = keras.distillation.LogitsDistillation(
-            temperature=temperature, loss=_binary_kl(temperature)
-        )
-    else:
-        # An instance, not the default "kl_divergence": that string becomes
-        # a plain function, which LogitsDistillation (Keras 3.15) does not
-        # recognise as the KL, so it would skip the softmax and the T^2.
-        distillation_loss = keras.distillation.LogitsDistillation(
-            temperature=temperature, loss=keras.losses.KLDivergence()
-        )
+    distillation_loss = logits_distillation(
+        teacher_logits.outputs[0].shape[-1], temperature
+    )
     # The Distiller freezes every layer of the teacher it is given, which
     # the logits view shares with `teacher`.
     flags = [(layer, layer.trainable) for layer in teacher._flatten_layers()]

@@ -762,9 +762,16 @@ class TeacherClass(keras.Model):
         refined in the returned model only). The students are no longer
         independent afterwards: `save_students` then saves refined ones.
 
+        A dataset `x` of `(inputs, {"labels": y, "logits":
+        teacher_logits})` brings the teacher's logits with the batches
+        (e.g. `views.ViewCache.dataset(..., labels=y, with_logits=True)`):
+        the same loss, without running the teacher
+        (`refinement.CachedLogitsTrainer`).
+
         Args:
-            x: inputs, as for `fit` (a dataset may carry the labels).
-            y: labels (None only for a dataset `x` of `(x, y)`).
+            x: inputs, as for `fit` (a dataset may carry the labels, or
+                the labels and the teacher's logits, as above).
+            y: labels (None only for a dataset `x`).
             epochs: int >= 1.
             temperature: float > 0, the distillation temperature.
             alpha: float in [0, 1], the weight of the label loss.

@@ -5,15 +5,198 @@ Once every student learned its chunk, `refine` builds the composed model
 labels plus logit distillation from the teacher, with
 `keras.distillation` (see `baselines.distill_into`). It is the public
 `TeacherClass.refine`; its docstring there is the reference.
+
+A dataset whose targets are `{"labels": y, "logits": teacher_logits}`
+(e.g. `views.ViewCache.dataset(..., labels=y, with_logits=True)`) is
+refined on those cached logits by a `CachedLogitsTrainer`, the same loss
+without running the teacher. `Refinement` holds the models, for a caller
+that trains them epoch by epoch itself (a resumable run).
 """
 
 import keras
+from keras import ops
 
 from teacherclass import baselines
 from teacherclass import compose as compose_lib
 from teacherclass import distribute
-from teacherclass import training
+from teacherclass import teacher as teacher_lib
+from teacherclass import training as training_lib
 from teacherclass import validation
+
+_CACHED_KEYS = ("labels", "logits")
+
+
+class Refinement:
+    """The composed model of a class, and the view of it that is trained.
+
+    Args:
+        tc: a `TeacherClass` whose students are all trained or loaded.
+
+    Attributes:
+        composed: the composed `keras.Model` (students, clip, head).
+        logits: the same model ending at the head's logits: what is
+            trained (it shares every weight with `composed`).
+        head: the head `composed` reads the students with (under target
+            conditioning, a folded copy of the teacher's).
+        parts: the layers refinement trains (the students and the head).
+    """
+
+    def __init__(self, tc):
+        tc._check_composable()
+        self._teacher = tc.teacher
+        self.head, clip = tc.target_head()
+        inputs = tc.cut.inputs()
+        rep = compose_lib.representation_model(
+            inputs,
+            tc.students,
+            clip,
+            preprocessor=tc.cut.preprocessor(),
+        ).outputs[0]
+        self.composed = keras.Model(
+            inputs, compose_lib.float32_output(self.head(rep)), name="composed"
+        )
+        self._head_logits = baselines.logits_model(self.head)
+        self.logits = keras.Model(
+            inputs, self._head_logits(rep), name="composed_logits"
+        )
+        self.parts = [*tc.students, self.head]
+
+    def trainer(self, temperature=4.0, alpha=0.5):
+        """A `CachedLogitsTrainer` of `logits` (not compiled)."""
+        return CachedLogitsTrainer(
+            self.logits, temperature=temperature, alpha=alpha
+        )
+
+    def finish(self):
+        """The refined composed model, compiled like the teacher.
+
+        A fused output activation was trained as a linear copy (the
+        logits view's last layer): its weights go back to the head.
+        """
+        last = self._head_logits.layers[-1]
+        if last not in self.head.layers:
+            original = self.head.get_layer(last.name.removesuffix("_logits"))
+            original.set_weights(last.get_weights())
+        compose_lib.compile_like(self.composed, self._teacher)
+        return self.composed
+
+
+class CachedLogitsTrainer(keras.Model):
+    """Labels plus distillation from cached teacher logits: no teacher run.
+
+    The loss of `keras.distillation.Distiller` with `LogitsDistillation`
+    (`baselines.logits_distillation`), `alpha` times the compiled label
+    loss plus `1 - alpha` times the distillation term, where the teacher's
+    logits come with each batch: `(x, {"labels": y, "logits": z})`.
+
+    Args:
+        student: a model that outputs logits (trained in place).
+        temperature: float > 0, the distillation temperature.
+        alpha: float in [0, 1], the weight of the label loss.
+        **kwargs: base `keras.Model` arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> trainer = CachedLogitsTrainer(student, temperature=2.0, alpha=0.5)
+    >>> trainer.compile(
+    ...     optimizer="sgd",
+    ...     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    ... )
+    >>> x = np.ones((8, 4), "float32")
+    >>> targets = {"labels": np.zeros(8, "int32"),
+    ...            "logits": np.ones((8, 3), "float32")}
+    >>> history = trainer.fit(x, targets, epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['loss']
+    """
+
+    def __init__(
+        self,
+        student,
+        temperature=4.0,
+        alpha=0.5,
+        name="cached_logits_trainer",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        _check_temperature_alpha(temperature, alpha)
+        self.student = student
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self._distillation = baselines.logits_distillation(
+            student.outputs[0].shape[-1], temperature
+        )
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def _targets(self, y):
+        if not isinstance(y, dict) or set(y) != set(_CACHED_KEYS):
+            raise ValueError(
+                "CachedLogitsTrainer's batches are `(x, {'labels': y, "
+                "'logits': teacher_logits})`. Received: y="
+                f"{sorted(y) if isinstance(y, dict) else type(y).__name__}"
+            )
+        return y["labels"], y["logits"]
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        labels, teacher_logits = self._targets(y)
+        label_loss = super().compute_loss(
+            x, labels, y_pred, sample_weight, training=training
+        )
+        distillation = self._distillation.compute_loss(
+            ops.cast(teacher_logits, "float32"), ops.cast(y_pred, "float32")
+        )
+        # Keras divides its own (label) loss by the replicas; the
+        # distillation term is not a compiled loss, so it is divided here.
+        distillation = training_lib._per_replica(distillation)
+        return self.alpha * label_loss + (1.0 - self.alpha) * distillation
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels, _ = self._targets(y)
+        return super().compute_metrics(x, labels, y_pred, sample_weight)
+
+
+def _check_temperature_alpha(temperature, alpha):
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or temperature <= 0
+    ):
+        raise ValueError(
+            "`temperature` must be a positive number. "
+            f"Received: temperature={temperature!r}"
+        )
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float))
+        or not 0 <= alpha <= 1
+    ):
+        raise ValueError(
+            f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}"
+        )
+
+
+def cached_logits(x):
+    """Whether `x` is a dataset of `(inputs, {"labels", "logits"})`."""
+    import tensorflow as tf
+
+    if not isinstance(x, tf.data.Dataset):
+        return False
+    spec = x.element_spec
+    return (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and isinstance(spec[1], dict)
+        and set(spec[1]) == set(_CACHED_KEYS)
+    )
 
 
 def refine(
@@ -33,14 +216,15 @@ def refine(
 
     Args:
         tc: a `TeacherClass` whose students are all trained or loaded.
-        x: inputs, as for `fit` (a dataset may carry the labels).
-        y: labels (None only for a dataset `x` of `(x, y)`).
+        x: inputs, as for `fit` (a dataset may carry the labels, or
+            `{"labels": y, "logits": teacher_logits}`: cached logits).
+        y: labels (None only for a dataset `x`).
         epochs: int >= 1.
         temperature: float > 0, the distillation temperature.
         alpha: float in [0, 1], the weight of the label loss.
         optimizer: optimizer name or instance; default Adam(1e-4).
         batch_size: int, as for `fit`.
-        **fit_kwargs: passed to the distiller's `fit`.
+        **fit_kwargs: passed to the distiller's (or trainer's) `fit`.
 
     Returns:
         The refined composed `keras.Model`, compiled like the teacher.
@@ -58,59 +242,43 @@ def refine(
             "refine() trains on labels: pass `y`, or a dataset of "
             "`(x, y)` as `x`. Received: y=None"
         )
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or temperature <= 0
-    ):
-        raise ValueError(
-            "`temperature` must be a positive number. "
-            f"Received: temperature={temperature!r}"
-        )
-    if (
-        isinstance(alpha, bool)
-        or not isinstance(alpha, (int, float))
-        or not 0 <= alpha <= 1
-    ):
-        raise ValueError(
-            f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}"
-        )
+    _check_temperature_alpha(temperature, alpha)
+    cached = y is None and cached_logits(x)
     tc._check_composable()
-    validation.check_labelled_fit(tc.teacher, x, y, tc.teacher, fit_kwargs)
+    if not cached:
+        validation.check_labelled_fit(tc.teacher, x, y, tc.teacher, fit_kwargs)
     with distribute.scope(tc._strategy):
-        head, clip = tc.target_head()
-        inputs = tc.cut.inputs()
-        rep = compose_lib.representation_model(
-            inputs,
-            tc.students,
-            clip,
-            preprocessor=tc.cut.preprocessor(),
-        ).outputs[0]
-        composed = keras.Model(
-            inputs, compose_lib.float32_output(head(rep)), name="composed"
-        )
-        head_logits = baselines.logits_model(head)
-        student_view = keras.Model(
-            inputs, head_logits(rep), name="composed_logits"
-        )
+        refinement = Refinement(tc)
         optimizer = optimizer or keras.optimizers.Adam(1e-4)
-        with training.trainable([*tc.students, head], True):
-            baselines.distill_into(
-                tc.teacher,
-                student_view,
-                x,
-                y,
-                temperature=temperature,
-                alpha=alpha,
-                epochs=epochs,
-                batch_size=batch_size,
-                optimizer=optimizer,
-                **fit_kwargs,
-            )
-        # A fused output activation was trained as a linear copy.
-        last = head_logits.layers[-1]
-        if last not in head.layers:
-            original = head.get_layer(last.name.removesuffix("_logits"))
-            original.set_weights(last.get_weights())
-        compose_lib.compile_like(composed, tc.teacher)
-    return composed
+        with training_lib.trainable(refinement.parts, True):
+            if cached:
+                trainer = refinement.trainer(temperature, alpha)
+                labels = x.map(lambda a, t: (a, t["labels"]))
+                label_args = teacher_lib.default_compile_args(
+                    refinement.logits, labels
+                )
+                trainer.compile(
+                    optimizer=optimizer,
+                    loss=label_args["loss"],
+                    metrics=label_args["metrics"],
+                )
+                trainer.fit(
+                    x,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    **fit_kwargs,
+                )
+            else:
+                baselines.distill_into(
+                    tc.teacher,
+                    refinement.logits,
+                    x,
+                    y,
+                    temperature=temperature,
+                    alpha=alpha,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    optimizer=optimizer,
+                    **fit_kwargs,
+                )
+        return refinement.finish()

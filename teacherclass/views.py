@@ -256,7 +256,9 @@ class ViewCache:
         """The teacher's logits of view `view`, `(N, classes)`."""
         return np.load(self.directory / f"logits_{view}.npy")
 
-    def dataset(self, x, epoch, batch_size, seed=0, labels=None):
+    def dataset(
+        self, x, epoch, batch_size, seed=0, labels=None, with_logits=False
+    ):
         """Epoch `epoch`'s shuffled batches of `(images, targets)`.
 
         Args:
@@ -268,17 +270,36 @@ class ViewCache:
                 the teacher's logits; or an array of labels to pair the
                 view's images with (training on labels, e.g. a baseline,
                 on the same views).
+            with_logits: bool, the view's teacher logits ride along: the
+                targets become a dict, `{"features": representation,
+                "logits": ...}` (the head-aware students' batches) or,
+                with an array of `labels`, `{"labels": ..., "logits":
+                ...}` (`TeacherClass.refine` without running the
+                teacher).
 
         Returns:
             A batched, prefetched `tf.data.Dataset`.
+
+        Raises:
+            ValueError: on `with_logits` with `labels="logits"`.
         """
         view = self.view_for_epoch(epoch)
+        logits_only = isinstance(labels, str) and labels == "logits"
+        if with_logits and logits_only:
+            raise ValueError(
+                "`with_logits` adds the logits to another target; "
+                "`labels='logits'` already serves them alone. Received: "
+                "labels='logits', with_logits=True"
+            )
         if labels is None:
             target = self.targets(view)
-        elif isinstance(labels, str) and labels == "logits":
+        elif logits_only:
             target = self.logits(view)
         else:
             target = np.asarray(labels)
+        if with_logits:
+            key = "features" if labels is None else "labels"
+            target = {key: target, "logits": self.logits(view)}
         max_shift = self.max_shift
 
         def apply(images, shifts, flips, y):

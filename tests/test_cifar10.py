@@ -244,3 +244,50 @@ def test_the_default_teacher_id_is_stable(reproduce):
         settings.parser().parse_args(argv), 50_000
     )
     assert settings.digest(teacher_cfg) == "36e8359d4c"
+
+
+def test_best_class_refines_on_cached_logits_and_resumes(
+    reproduce, tmp_path, monkeypatch
+):
+    import reproduce_state
+
+    best = ("--variant", "best", "--refine-epochs", "2")
+    original = reproduce_state.Budget.check
+
+    def check_in_refine_only(self, where):
+        if where.endswith("refine epoch 1/2"):
+            original(self, where)
+
+    with monkeypatch.context() as m:
+        m.setattr(reproduce_state.Budget, "check", check_in_refine_only)
+        done, _ = _run(
+            reproduce, tmp_path / "a", *best, "--budget-minutes", "1e-9"
+        )
+        assert not done
+    done, split = _run(reproduce, tmp_path / "a", *best)
+    done_whole, whole = _run(reproduce, tmp_path / "b", *best)
+    assert done and done_whole
+    key = next(k for k in whole.data["runs"] if "|class|" in k)
+    assert key.endswith("|class|n=4|mse|best|seed=0")
+    record = whole.data["runs"][key]
+    assert record["ingredients"] == ["head_aware", "conditioning", "refine"]
+    assert record["objective"] == "head_aware" and record["variant"] == "best"
+    assert len(record["refine"]["history"]) == 2
+    assert "before_refine_test_accuracy" in record
+    assert split.data["runs"][key]["test_accuracy"] == record["test_accuracy"]
+    baseline = next(r for k, r in whole.data["runs"].items() if "scratch" in k)
+    assert len(baseline["epoch_seconds"]) == 2 + 2  # equal budgets
+    refine = sorted((tmp_path / "a/runs").rglob("refine/state.npz"))
+    assert len(refine) == 1
+    twin = tmp_path / "b" / refine[0].relative_to(tmp_path / "a")
+    for wa, wb in zip(_weights(refine[0]), _weights(twin)):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_cifar10_runs_the_plain_and_best_classes_only(reproduce):
+    settings = reproduce.settings
+    args = settings.parser().parse_args(
+        ["--dataset", "cifar10", "--variant", "head_aware"]
+    )
+    with pytest.raises(ValueError, match="Received: --variant head_aware"):
+        settings.check(args)

@@ -423,3 +423,68 @@ def test_default_objective_is_mse_for_a_linear_head(data):
     x = data[0][:64]
     default = _fit_weights(regressor, x)
     assert _same(default, _fit_weights(regressor, x, loss="mse"))
+
+
+def _refined_predictions(teacher, x, y, cached):
+    """One refinement run (SGD, fixed batches), by the Distiller or on
+    cached teacher logits; returns the refined model's predictions."""
+    import tensorflow as tf
+
+    from teacherclass import baselines
+
+    keras.utils.set_random_seed(5)
+    tc = TeacherClass(
+        teacher, num_students=2, conditioning="standardize", balance_chunks=True
+    )
+    tc.fit_students(x, epochs=1, verbose=0)
+    if cached:
+        logits = baselines.logits_model(teacher).predict(x, verbose=0)
+        targets = {"labels": y.astype("int32"), "logits": logits}
+        ds = tf.data.Dataset.from_tensor_slices((x, targets)).batch(32)
+        refined = tc.refine(ds, None, epochs=2, optimizer="sgd", verbose=0)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+        refined = tc.refine(
+            ds.batch(32), None, epochs=2, optimizer="sgd", verbose=0
+        )
+    return tc.compose().predict(x, verbose=0), refined.predict(x, verbose=0)
+
+
+def test_refine_on_cached_logits_equals_the_distiller(data):
+    """The teacher's logits read from the batches give the Distiller's
+    updates (same loss, same batches): one refined model either way."""
+    x, y = data
+    # No dropout in the head: its masks would differ between the runs.
+    keras.utils.set_random_seed(1)
+    teacher = keras.Sequential(
+        [
+            keras.Input((x.shape[1],)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(12, activation="relu", name="rep"),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ]
+    )
+    teacher.compile("adam", "sparse_categorical_crossentropy")
+    teacher.fit(x, y, epochs=10, verbose=0)
+    before, by_distiller = _refined_predictions(teacher, x, y, cached=False)
+    _, by_cache = _refined_predictions(teacher, x, y, cached=True)
+    assert np.abs(by_distiller - before).max() > 1e-3  # it did train
+    np.testing.assert_allclose(by_cache, by_distiller, atol=2e-5)
+
+
+def test_cached_logits_trainer_refuses_other_targets(teacher, data):
+    from teacherclass import refinement
+
+    x, y = data
+    student = keras.Sequential(
+        [keras.Input((x.shape[1],)), keras.layers.Dense(3)]
+    )
+    trainer = refinement.CachedLogitsTrainer(student, temperature=2.0)
+    trainer.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    with pytest.raises(ValueError, match=r"Received: y=\['labels'\]"):
+        trainer.fit(x, {"labels": y}, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="alpha=-0.5"):
+        refinement.CachedLogitsTrainer(student, alpha=-0.5)

@@ -103,3 +103,24 @@ def test_bad_arguments_and_mismatched_caches_are_refused(tmp_path):
     views.ViewCache.build(tmp_path, teacher, x, 1)
     with pytest.raises(ValueError, match="made with"):
         views.ViewCache.build(tmp_path, teacher, x, 2)
+
+
+def test_dataset_with_logits_pairs_each_image_with_its_view(tmp_path):
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(tmp_path, teacher, x, num_views=2)
+    labels = np.arange(len(x), dtype="int32")
+    batches = list(
+        cache.dataset(x, 1, 5, seed=0, labels=labels, with_logits=True)
+    )
+    got = {k: np.concatenate([t[k] for _, t in batches]) for k in batches[0][1]}
+    assert sorted(got) == ["labels", "logits"]
+    # Shuffled; row i holds image labels[i]'s view-1 logits.
+    np.testing.assert_array_equal(got["logits"], cache.logits(1)[got["labels"]])
+    images = np.concatenate([a for a, _ in batches])
+    np.testing.assert_array_equal(
+        images, cache.images(x, 1).numpy()[got["labels"]]
+    )
+    features = list(cache.dataset(x, 2, 5, seed=0, with_logits=True))
+    assert sorted(features[0][1]) == ["features", "logits"]
+    with pytest.raises(ValueError, match="labels='logits', with_logits=True"):
+        cache.dataset(x, 0, 5, labels="logits", with_logits=True)
