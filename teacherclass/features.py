@@ -369,11 +369,26 @@ def _without_logits(pairs):
     return pairs.map(drop)
 
 
-def _disk_features(cache, data_path, num_samples, drop_logits=False):
+def _with_logits(pairs, head):
+    """The pairs with `head`'s logits of their cached features added."""
+
+    def add(x, targets):
+        full = dict(targets) if isinstance(targets, dict) else {}
+        features = _features_of(targets)
+        full["features"] = features
+        full["logits"] = tf.cast(head(features[None])[0], "float32")
+        return x, full
+
+    return pairs.map(add)
+
+
+def _disk_features(cache, data_path, num_samples, drop_logits=False, head=None):
     shards = cache.shards
 
     def load(seed=False):
         pairs = _load_pairs(data_path, shards, shuffle_seed=seed)
+        if head is not None:
+            return _with_logits(pairs, head)
         return _without_logits(pairs) if drop_logits else pairs
 
     pairs = load()
@@ -400,27 +415,32 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
                 f"It is left untouched: delete it, or pass another path. "
                 f"Received: cache={path!r}"
             )
-        # A cache with logits serves a call without them (format 4).
+        # A cache with logits serves a call without them (format 4); one
+        # without serves a call with them: the head runs on the cached
+        # features (the head's own weights, nothing to check).
         extra_logits = version >= 4 and meta.get("logits") and not logits
-        for key, wanted, what in (
-            ("logits", logits, "the teacher's logits (head-aware)"),
-            ("labels", labels, "labels"),
-        ):
-            if bool(meta.get(key)) != wanted and not (
-                key == "logits" and extra_logits
-            ):
-                raise ValueError(
-                    f"`cache` was written {'without' if wanted else 'with'}"
-                    f" {what}, which this call "
-                    f"{'needs' if wanted else 'does not use'}. It is left "
-                    "untouched: delete it, or pass another path. "
-                    f"Received: cache={path!r}"
-                )
+        missing_logits = logits and not meta.get("logits")
+        if version == 3 and meta.get("logits") and not logits:
+            # Format 3 hashed the head into the fingerprint: only a call
+            # with the head can check it.
+            raise ValueError(
+                "`cache` was written with the teacher's logits (format 3), "
+                "which this call does not use. It is left untouched: "
+                f"delete it, or pass another path. Received: cache={path!r}"
+            )
+        if bool(meta.get("labels")) != labels:
+            raise ValueError(
+                f"`cache` was written {'without' if labels else 'with'} "
+                f"labels, which this call "
+                f"{'needs' if labels else 'does not use'}. It is left "
+                "untouched: delete it, or pass another path. "
+                f"Received: cache={path!r}"
+            )
         digest = fingerprint(
             trunk,
             batches,
             cache.fingerprint_batches,
-            head if version == 3 else None,
+            head if version == 3 and meta.get("logits") else None,
         )
         if meta.get("fingerprint") != digest:
             raise ValueError(
@@ -428,7 +448,7 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
                 "dataset. It is left untouched: delete it, or pass another "
                 f"path. Received: cache={path!r}"
             )
-        if version >= 4 and logits:
+        if version >= 4 and logits and not missing_logits:
             if meta.get("logits_fingerprint") != _weights_digest(head):
                 raise ValueError(
                     "`cache` holds the logits of a different head than "
@@ -443,7 +463,11 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             fingerprint_batches=cache.fingerprint_batches,
         )
         return _disk_features(
-            cache, data_path, meta["num_samples"], drop_logits=extra_logits
+            cache,
+            data_path,
+            meta["num_samples"],
+            drop_logits=extra_logits,
+            head=head if missing_logits else None,
         )
     leftovers = set(os.listdir(path)) if os.path.isdir(path) else set()
     # A `features.partial` alone is an interrupted write of this function.
@@ -593,7 +617,9 @@ def extract(trunk, batches, chunks, cache=None, name="x", head=None):
         head: None, or a model from the representation to the teacher's
             logits: they are cached beside the features (computed from
             them, so the teacher still runs once per sample), and the
-            targets become a dict (see `Features`).
+            targets become a dict (see `Features`). A disk cache written
+            without logits serves such a call: the head runs on its
+            cached features as they are read.
 
     Returns:
         A `Features`.

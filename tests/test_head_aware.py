@@ -154,9 +154,12 @@ def test_augment_disk_cache_and_bfloat16(teacher, data, tmp_path):
     assert np.isfinite(history.history["loss"][0])
 
 
-def test_a_cache_with_logits_serves_an_mse_fit(teacher, data, tmp_path):
+def test_a_cache_serves_mse_and_head_aware_fits_both_ways(
+    teacher, data, tmp_path
+):
     """Written by a head-aware fit, read by an MSE fit: not rewritten,
-    and its targets are the features alone, as the trunk gives them."""
+    and its targets are the features alone, as the trunk gives them. The
+    other way round, the head's logits of the cached features are added."""
     import tensorflow as tf
 
     from teacherclass import features
@@ -181,17 +184,32 @@ def test_a_cache_with_logits_serves_an_mse_fit(teacher, data, tmp_path):
     np.testing.assert_allclose(
         targets, trunk.predict(x, verbose=0), rtol=1e-5, atol=1e-6
     )
-    # The other way round the logits are missing: refused, kept.
+    # The other way round, the logits are computed from the cache.
+    from teacherclass import baselines
+
     mse = tmp_path / "mse"
     TeacherClass(teacher, num_students=2).fit_students(
         x, loss="mse", cache=str(mse), verbose=0
     )
-    before = sorted(p.name for p in mse.iterdir())
-    with pytest.raises(ValueError, match="without the teacher's logits"):
-        TeacherClass(teacher, num_students=2).fit_students(
-            x, loss="head_aware", cache=str(mse), verbose=0
-        )
-    assert sorted(p.name for p in mse.iterdir()) == before
+    written = {p.name: p.stat().st_mtime_ns for p in mse.iterdir()}
+    history = TeacherClass(teacher, num_students=2).fit_students(
+        x, loss="head_aware", cache=str(mse), epochs=1, verbose=0
+    )
+    assert np.isfinite(history.history["loss"][0])
+    assert {p.name: p.stat().st_mtime_ns for p in mse.iterdir()} == written
+    head = baselines.logits_model(tc.head)
+    cached = features.extract(
+        trunk, batches, tc.chunks, cache=str(mse), head=head
+    )
+    targets = [t for _, t in cached.pairs.batch(96)]
+    assert sorted(targets[0]) == ["features", "logits"]
+    rep = np.concatenate([t["features"] for t in targets])
+    np.testing.assert_allclose(
+        np.concatenate([t["logits"] for t in targets]),
+        head.predict(rep, verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_a_cache_with_another_heads_logits_is_refused(teacher, data, tmp_path):
