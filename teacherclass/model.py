@@ -445,8 +445,8 @@ class TeacherClass(keras.Model):
             cache: None (memory) or a directory for a disk cache (see
                 `features.DiskCache`). A head-aware fit caches the
                 teacher's logits too; an MSE fit reads such a cache
-                without them, while the reverse is refused (the logits
-                are missing): delete the cache or pass another path.
+                without them, and a head-aware fit reads a cache without
+                logits by running the head on the cached features.
             steps_per_execution: int, training steps per graph call; more
                 amortize per-step overhead for small towers.
             augment: None, or a callable applied to every training batch
