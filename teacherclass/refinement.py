@@ -60,23 +60,44 @@ class Refinement:
             inputs, self._head_logits(rep), name="composed_logits"
         )
         self.parts = [*tc.students, self.head]
+        self._logits_trained = False
+
+    def _fused_output(self):
+        """`(linear copy, original)` of a fused output layer, or None."""
+        last = self._head_logits.layers[-1]
+        if last in self.head.layers:
+            return None
+        return last, self.head.get_layer(last.name.removesuffix("_logits"))
+
+    def logits_for_training(self):
+        """`logits`, about to be trained.
+
+        A fused output layer's linear copy takes the head's current
+        weights (the head may have been tuned through `composed`), and
+        `finish` copies them back.
+        """
+        fused = self._fused_output()
+        if fused is not None:
+            fused[0].set_weights(fused[1].get_weights())
+        self._logits_trained = True
+        return self.logits
 
     def trainer(self, temperature=4.0, alpha=0.5):
         """A `CachedLogitsTrainer` of `logits` (not compiled)."""
         return CachedLogitsTrainer(
-            self.logits, temperature=temperature, alpha=alpha
+            self.logits_for_training(), temperature=temperature, alpha=alpha
         )
 
     def finish(self):
         """The refined composed model, compiled like the teacher.
 
-        A fused output activation was trained as a linear copy (the
-        logits view's last layer): its weights go back to the head.
+        A fused output activation trained as a linear copy (the logits
+        view's last layer, once `logits_for_training` handed it out)
+        gives its weights back to the head.
         """
-        last = self._head_logits.layers[-1]
-        if last not in self.head.layers:
-            original = self.head.get_layer(last.name.removesuffix("_logits"))
-            original.set_weights(last.get_weights())
+        fused = self._fused_output()
+        if fused is not None and self._logits_trained:
+            fused[1].set_weights(fused[0].get_weights())
         compose_lib.compile_like(self.composed, self._teacher)
         return self.composed
 
@@ -271,7 +292,7 @@ def refine(
             else:
                 baselines.distill_into(
                     tc.teacher,
-                    refinement.logits,
+                    refinement.logits_for_training(),
                     x,
                     y,
                     temperature=temperature,

@@ -506,3 +506,27 @@ def test_cached_logits_trainer_refuses_other_targets(teacher, data):
         trainer.fit(x, {"labels": y}, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="alpha=-0.5"):
         refinement.CachedLogitsTrainer(student, alpha=-0.5)
+
+
+def test_refinement_keeps_a_head_tuned_through_composed(teacher, data):
+    """A fused output ("out" is Dense(softmax)) is trained as a linear
+    copy: it starts from the head as tuned, and only a trained copy is
+    written back."""
+    from teacherclass import refinement
+
+    x, _ = data
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    refined = refinement.Refinement(tc)
+    out = refined.head.get_layer("out")
+    tuned = [w * 1.5 for w in out.get_weights()]
+    out.set_weights(tuned)  # as head fine-tuning through `composed` does
+    refined.finish()
+    np.testing.assert_array_equal(out.get_weights()[0], tuned[0])
+    trainer = refined.trainer()
+    copy = trainer.student.layers[-1].layers[-1]
+    assert copy is not out
+    np.testing.assert_array_equal(copy.get_weights()[0], tuned[0])
+    copy.set_weights([w * 2.0 for w in tuned])  # as refinement would
+    refined.finish()
+    np.testing.assert_array_equal(out.get_weights()[0], tuned[0] * 2.0)
