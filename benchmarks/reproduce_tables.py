@@ -73,16 +73,23 @@ def _teacher_compute(teacher_runs, class_runs):
 
 
 def rows(state, settings_id):
-    """Table rows of one configuration: teacher, classes, baselines."""
+    """Table rows of one configuration: teacher, classes, baselines.
+
+    A configuration whose teacher is recorded but no run yet (a CIFAR-10
+    run between sittings) has its teacher's row alone.
+    """
     runs = [
         r for r in state["runs"].values() if r["settings_id"] == settings_id
     ]
-    if not runs:
-        return []
-    teacher_id = runs[0]["teacher_id"]
+    settings = state.get("settings", {}).get(settings_id, {})
+    teacher_id = runs[0]["teacher_id"] if runs else settings.get("teacher_id")
     teachers = [
-        t for t in state["teachers"].values() if t["teacher_id"] == teacher_id
+        t
+        for t in state["teachers"].values()
+        if teacher_id is not None and t.get("teacher_id") == teacher_id
     ]
+    if not runs and not teachers:
+        return []
     groups = {}
     for t in teachers:
         groups.setdefault(("teacher", 0, "", ""), []).append(t)
