@@ -820,3 +820,15 @@ def test_teacher_and_composed_are_measured_side_by_side(runs):
         assert side[name]["macs"] > 0 and side[name]["params"] > 0
         assert "litert_bytes" in side[name]  # None until measure has it
     assert side["teacher"]["params"] == teacher.count_params()
+
+
+def test_a_configuration_with_only_its_teacher_shows_the_teacher(tables):
+    """Between CIFAR-10 sittings: the teacher is recorded, no run yet."""
+    state = _compute_state()
+    state["runs"] = {}
+    assert tables.rows(state, "s") == []  # its settings name no teacher
+    state["settings"]["s"]["teacher_id"] = "t"
+    (row,) = tables.rows(state, "s")
+    assert row["kind"] == "teacher" and row["n"] == 0
+    state["settings"]["s"]["teacher_id"] = "other"
+    assert tables.rows(state, "s") == []
