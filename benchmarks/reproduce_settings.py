@@ -77,11 +77,10 @@ NOT_MEASURED = {
         "alone took the time budget); the same code path runs it"
     ),
     "cifar10": (
-        "the fast teacher (cifar10_fast_teacher, 1,980,394 "
-        "parameters, 152M multiply-adds, 30 epochs) trains in resumable "
-        "sittings on the 2 shared CPU cores (docs/howto/cifar10.md); 1 of "
-        "its 30 epochs has run so far; students, baselines and the "
-        "paper's VGG-16 (GPU) are not run yet"
+        "no teacher or run recorded yet: the fast teacher "
+        "(cifar10_fast_teacher, 1,980,394 parameters, 152M multiply-adds, "
+        "30 epochs) trains in resumable sittings on the 2 shared CPU cores "
+        "(docs/howto/cifar10.md); the paper's VGG-16 needs a GPU"
     ),
     "imdb_reviews": (
         "not run on the 2 shared CPU cores this was developed on; the same "
