@@ -369,6 +369,12 @@ def _accuracy(model, x, y):
     return report_lib.accuracy(model.predict(x, batch_size=512, verbose=0), y)
 
 
+def baseline_epochs(cfg):
+    """Equal budgets: the students' epochs, plus the best class's
+    refinement epochs."""
+    return cfg["epochs"] + cfg.get("refine_epochs", 0)
+
+
 def baseline_model(cfg):
     """Baselines (b) and (c)'s classifier (`cifar10_fast_baseline`)."""
     return architectures.cifar10_fast_baseline(
@@ -388,8 +394,7 @@ def train_baseline(cfg, kind, seed, teacher, views, data, stage_dir, budget):
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         labels = y.astype("int32")
-    # Equal budgets: the best class refines for `refine_epochs` more.
-    epochs = cfg["epochs"] + cfg.get("refine_epochs", 0)
+    epochs = baseline_epochs(cfg)
     model.compile(optimizer=adam(cfg, len(x), epochs), loss=loss)
     built_optimizer(model)
 
