@@ -160,7 +160,7 @@ def unavailable(state, key, info, reason, error):
     print(f"[{key}] not available: {reason}", flush=True)
 
 
-def run_cifar10(args, state, cfg, teacher_id, settings_id, data):
+def run_cifar10(args, state, cfg, teacher_cfg, settings_id, data):
     """The fast CIFAR-10 run (`reproduce_cifar10`); renders when done."""
     import reproduce_cifar10
     from reproduce_state import runs_dir
@@ -168,7 +168,15 @@ def run_cifar10(args, state, cfg, teacher_id, settings_id, data):
     runs = runs_dir(args.runs_dir) / "cifar10"
     cache = Path(args.cache_dir) / args.dataset
     done = reproduce_cifar10.run(
-        args, state, cfg, teacher_id, settings_id, data, cache, runs
+        args,
+        state,
+        cfg,
+        settings.digest(teacher_cfg),
+        settings_id,
+        data,
+        cache,
+        runs,
+        teacher_cfg=teacher_cfg,
     )
     if done and state.data["runs"]:
         plot_dir = (
@@ -249,7 +257,7 @@ def main(argv=None):
         flush=True,
     )
     if settings.cifar10_fast(args):  # resumable stages, --budget-minutes
-        return run_cifar10(args, state, cfg, teacher_id, settings_id, data)
+        return run_cifar10(args, state, cfg, teacher_cfg, settings_id, data)
 
     def teacher_for(seed):
         key = f"{teacher_id}-seed{seed}"

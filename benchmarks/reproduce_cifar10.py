@@ -430,13 +430,27 @@ def train_baseline(cfg, kind, seed, teacher, views, data, stage_dir, budget):
 # ----------------------------------------------------------------------
 
 
-def run(args, state, cfg, teacher_id, settings_id, data, cache, runs):
+def run(
+    args,
+    state,
+    cfg,
+    teacher_id,
+    settings_id,
+    data,
+    cache,
+    runs,
+    teacher_cfg=None,
+):
     """Runs every stage not yet done, within `args.budget_minutes`.
+
+    `teacher_cfg` (the teacher's configuration, whose digest is
+    `teacher_id`) is recorded with the trained teacher.
 
     Returns:
         True when everything asked for is done, False when the budget
         stopped it (a line says what is left).
     """
+    _TEACHER_CFG[teacher_id] = teacher_cfg
     budget = Budget(args.budget_minutes)
     stages = STAGES[: STAGES.index(args.stages) + 1]
     units = []
@@ -500,6 +514,7 @@ def unit_key(settings_id, kind, n, variant, seed):
 
 
 _TEACHERS = {}
+_TEACHER_CFG = {}
 
 
 def _teacher(seed, teacher_id, cfg, data, cache, runs, state, budget):
@@ -520,6 +535,8 @@ def _teacher(seed, teacher_id, cfg, data, cache, runs, state, budget):
         os.replace(tmp, path)
         record = teacher_record(teacher, progress, data, path)
         record.update({"seed": seed, "teacher_id": teacher_id})
+        if _TEACHER_CFG.get(teacher_id) is not None:
+            record["config"] = _TEACHER_CFG[teacher_id]
         atomic_write(path.with_suffix(".json"), json.dumps(record, indent=1))
         state.data["teachers"][key] = record
         state.save()
