@@ -29,6 +29,7 @@ Each epoch's data comes from seeds of (seed, epoch): a resumed stage sees
 the batches an uninterrupted one would, and ends on the same weights.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -430,6 +431,27 @@ def train_baseline(cfg, kind, seed, teacher, views, data, stage_dir, budget):
 # ----------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Sitting:
+    """What every unit of one `run` call shares: the flags, the state
+    file, the configuration (digest `settings_id`), the teacher's
+    configuration (digest `teacher_id`, recorded with the trained
+    teacher when given), the data, the teacher cache (`cache`), the
+    checkpoints (`runs`), the budget and the teachers loaded so far."""
+
+    args: object
+    state: object
+    cfg: dict
+    teacher_id: str
+    settings_id: str
+    data: tuple
+    cache: Path
+    runs: Path
+    budget: Budget
+    teacher_cfg: dict | None = None
+    teachers: dict = dataclasses.field(default_factory=dict)
+
+
 def run(
     args,
     state,
@@ -450,8 +472,18 @@ def run(
         True when everything asked for is done, False when the budget
         stopped it (a line says what is left).
     """
-    _TEACHER_CFG[teacher_id] = teacher_cfg
-    budget = Budget(args.budget_minutes)
+    sitting = Sitting(
+        args=args,
+        state=state,
+        cfg=cfg,
+        teacher_id=teacher_id,
+        settings_id=settings_id,
+        data=data,
+        cache=Path(cache),
+        runs=Path(runs),
+        budget=Budget(args.budget_minutes),
+        teacher_cfg=teacher_cfg,
+    )
     stages = STAGES[: STAGES.index(args.stages) + 1]
     units = []
     for seed in range(args.seeds):
@@ -469,20 +501,7 @@ def run(
     index = 0
     try:
         for index, (kind, seed, what) in enumerate(units):  # noqa: B007
-            _run_unit(
-                kind,
-                seed,
-                what,
-                args,
-                state,
-                cfg,
-                teacher_id,
-                settings_id,
-                data,
-                cache,
-                runs,
-                budget,
-            )
+            _run_unit(sitting, kind, seed, what)
     except BudgetExhausted as e:
         left = [
             f"{k} seed {s}" + (f" {_what(w)}" if w is not None else "")
@@ -513,30 +532,32 @@ def unit_key(settings_id, kind, n, variant, seed):
     return "|".join(parts + [f"seed={seed}"])
 
 
-_TEACHERS = {}
-_TEACHER_CFG = {}
-
-
-def _teacher(seed, teacher_id, cfg, data, cache, runs, state, budget):
-    key = f"{teacher_id}-seed{seed}"
-    path = cache / f"teacher-{key}.keras"
-    if key in _TEACHERS:
-        return _TEACHERS[key]
+def _teacher(sitting, seed):
+    """The seed's teacher: loaded, or trained (and recorded) first."""
+    cfg, state = sitting.cfg, sitting.state
+    key = f"{sitting.teacher_id}-seed{seed}"
+    path = sitting.cache / f"teacher-{key}.keras"
+    if key in sitting.teachers:
+        return sitting.teachers[key]
     if path.exists() and key in state.data["teachers"]:
         teacher = keras.saving.load_model(path)
     else:
         log(f"[teacher seed {seed}] training ({cfg['teacher_epochs']} epochs)")
         teacher, progress = train_teacher(
-            cfg, seed, data, runs / f"teacher-{key}", budget
+            cfg,
+            seed,
+            sitting.data,
+            sitting.runs / f"teacher-{key}",
+            sitting.budget,
         )
         tmp = path.with_name(path.stem + ".partial.keras")
         tmp.parent.mkdir(parents=True, exist_ok=True)
         teacher.save(tmp)
         os.replace(tmp, path)
-        record = teacher_record(teacher, progress, data, path)
-        record.update({"seed": seed, "teacher_id": teacher_id})
-        if _TEACHER_CFG.get(teacher_id) is not None:
-            record["config"] = _TEACHER_CFG[teacher_id]
+        record = teacher_record(teacher, progress, sitting.data, path)
+        record.update({"seed": seed, "teacher_id": sitting.teacher_id})
+        if sitting.teacher_cfg is not None:
+            record["config"] = sitting.teacher_cfg
         atomic_write(path.with_suffix(".json"), json.dumps(record, indent=1))
         state.data["teachers"][key] = record
         state.save()
@@ -546,12 +567,16 @@ def _teacher(seed, teacher_id, cfg, data, cache, runs, state, budget):
             f"{record['macs'] / 1e6:.0f}M MACs, "
             f"{record['train_seconds'] / 60:.0f} min"
         )
-    _TEACHERS[key] = teacher
+    sitting.teachers[key] = teacher
     return teacher
 
 
-def _views(seed, teacher_id, cfg, teacher, data, runs, budget):
-    directory = runs / f"views-{teacher_id}-seed{seed}-k{cfg['views']}"
+def _views(sitting, seed, teacher):
+    """The seed's cached views: loaded, or built (resumably) first."""
+    cfg, budget = sitting.cfg, sitting.budget
+    directory = (
+        sitting.runs / f"views-{sitting.teacher_id}-seed{seed}-k{cfg['views']}"
+    )
     try:
         cache = views_lib.ViewCache(directory)
         if cache.complete:
@@ -568,30 +593,31 @@ def _views(seed, teacher_id, cfg, teacher, data, runs, budget):
             budget.check(f"views seed {seed} view {view}")
 
     return views_lib.ViewCache.build(
-        directory, teacher, data[0], cfg["views"], seed=seed, after_view=after
+        directory,
+        teacher,
+        sitting.data[0],
+        cfg["views"],
+        seed=seed,
+        after_view=after,
     )
 
 
-def _run_unit(
-    kind,
-    seed,
-    what,
-    args,
-    state,
-    cfg,
-    teacher_id,
-    settings_id,
-    data,
-    cache,
-    runs,
-    budget,
-):
-    teacher = _teacher(seed, teacher_id, cfg, data, cache, runs, state, budget)
+def _run_unit(sitting, kind, seed, what):
+    """Runs one unit (teacher, views, a class or a baseline) unless its
+    record is in the state file, and records it."""
+    teacher = _teacher(sitting, seed)
     if kind == "teacher":
         return
-    views = _views(seed, teacher_id, cfg, teacher, data, runs, budget)
+    views = _views(sitting, seed, teacher)
     if kind == "views":
         return
+    cfg, state, data, budget = (
+        sitting.cfg,
+        sitting.state,
+        sitting.data,
+        sitting.budget,
+    )
+    settings_id = sitting.settings_id
     n, variant = what if kind == "class" else (0, "")
     name = "class" if kind == "class" else what
     key = unit_key(settings_id, name, n, variant, seed)
@@ -601,7 +627,7 @@ def _run_unit(
     folder = f"{name}-n{n}" + (
         f"-{variant}" if variant not in ("plain", "") else ""
     )
-    stage_dir = runs / settings_id / f"{folder}-seed{seed}"
+    stage_dir = sitting.runs / settings_id / f"{folder}-seed{seed}"
     start = time.perf_counter()
     if kind == "class":
         record = train_class(
@@ -614,7 +640,7 @@ def _run_unit(
     record.update(
         {
             "settings_id": settings_id,
-            "teacher_id": teacher_id,
+            "teacher_id": sitting.teacher_id,
             "kind": name,
             "n": n,
             # "best" is keyed by the objective asked for (mse), as

@@ -125,7 +125,6 @@ def _setup(reproduce, tmp_path, *extra):
 def _run(reproduce, tmp_path, *extra):
     import reproduce_cifar10
 
-    reproduce_cifar10._TEACHERS.clear()
     args, cfg, tid, sid, state = _setup(reproduce, tmp_path, *extra)
     done = reproduce_cifar10.run(
         args, state, cfg, tid, sid, _data(), tmp_path / "cache",
