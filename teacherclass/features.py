@@ -370,16 +370,21 @@ def _without_logits(pairs):
 
 
 def _with_logits(pairs, head):
-    """The pairs with `head`'s logits of their cached features added."""
+    """The pairs with `head`'s logits of their cached features added.
+
+    The head runs on blocks of `_SCAN_BATCH` pairs (one call a sample
+    would cost more than the head itself), which are then unbatched: the
+    pairs keep their order, and `Features.batches` shuffles them as any.
+    """
 
     def add(x, targets):
         full = dict(targets) if isinstance(targets, dict) else {}
         features = _features_of(targets)
         full["features"] = features
-        full["logits"] = tf.cast(head(features[None])[0], "float32")
+        full["logits"] = tf.cast(head(features), "float32")
         return x, full
 
-    return pairs.map(add)
+    return pairs.batch(_SCAN_BATCH).map(add).unbatch()
 
 
 def _disk_features(cache, data_path, num_samples, drop_logits=False, head=None):
