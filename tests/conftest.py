@@ -57,3 +57,21 @@ def teacher(data):
     keras.utils.set_random_seed(0)
     x, y, _, _ = data
     return trained_mlp_teacher(x, y, epochs=30)
+
+
+# The heaviest modules first. `--dist loadfile` hands whole modules to the
+# workers in collection order, so a heavy module collected last runs alone
+# while the other worker idles; first, the light ones fill in around it.
+_HEAVY_FIRST = (
+    "test_notebooks.py",
+    "test_reproduce.py",
+    "test_distribute.py",
+    "test_cli.py",
+    "test_cifar10.py",
+    "test_head_aware.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
