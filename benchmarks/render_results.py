@@ -258,11 +258,13 @@ def _generic(name, data, results_dir):
     the scalars (top-level or one level down).
     """
     benchmark = data.get("benchmark", name)
+    # A script that writes more than one file names itself in each.
+    script = data.get("script") or f"benchmarks/{benchmark}.py"
     lines = [f"## {benchmark} ({name})", ""]
     table = Path(results_dir) / f"{name}.md"
     if table.is_file():
         lines += [_demote(table.read_text().strip()), ""]
-        lines += [_provenance(data, f"benchmarks/{benchmark}.py"), ""]
+        lines += [_provenance(data, script), ""]
         return lines
     config = data.get("config")
     if isinstance(config, dict) and config:
@@ -275,7 +277,15 @@ def _generic(name, data, results_dir):
             and all(isinstance(r, dict) for r in value)
         ):
             lines += [f"{key}:", "", *_rows_table(value), ""]
-    skip = ("benchmark", "date", "updated", "created", "config", "note")
+    skip = (
+        "benchmark",
+        "script",
+        "date",
+        "updated",
+        "created",
+        "config",
+        "note",
+    )
     scalars = {}
     for k, v in data.items():
         if k in skip or k in ("machine", "versions"):
@@ -291,7 +301,7 @@ def _generic(name, data, results_dir):
         lines += ["| key | value |", "| --- | ---: |"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in scalars.items()]
         lines.append("")
-    lines += [_provenance(data, f"benchmarks/{benchmark}.py"), ""]
+    lines += [_provenance(data, script), ""]
     return lines
 
 

@@ -71,7 +71,16 @@ def test_results_page_quotes_each_json_with_machine_and_date(tmp_path):
     )
     (tmp_path / "mnist.md").write_text("# MNIST\n\n| n | accuracy |\n")
     _result(tmp_path, "other", {"benchmark": "other", "speedup": 2.5})
+    # A script writing more than one file names itself.
+    _result(
+        tmp_path,
+        "other_accuracy",
+        {"benchmark": "other_accuracy", "script": "benchmarks/other.py -a"},
+    )
     page = render_results.render(tmp_path, tmp_path)
+    assert "by `benchmarks/other.py -a`" in page
+    assert "by `benchmarks/other.py`" in page
+    assert "| script |" not in page
     assert "**1.23x**" in page and "1,234" in page
     assert "test-cpu, 3 CPUs" in page and "2030-01-02T03:04:05" in page
     assert "keras 9.9" in page
