@@ -32,6 +32,7 @@ import tensorflow as tf  # noqa: E402
 
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import datasets  # noqa: E402
+from teacherclass import precision  # noqa: E402
 from teacherclass import segmentation  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -77,7 +78,7 @@ def main():
     parser.add_argument("--student-filters", default="12,24,48")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument(
@@ -88,7 +89,7 @@ def main():
     args = parser.parse_args()
 
     keras.utils.set_random_seed(args.seed)
-    keras.config.set_dtype_policy(args.precision)
+    args.precision = precision.set_policy(args.precision)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     start = time.perf_counter()
     x, y = load("train", size, args.data_dir, args.train_samples)

@@ -1,8 +1,8 @@
 """Where a `fit_students` epoch spends its time: input pipeline or step.
 
 For the MNIST class (the paper's teacher, n = 4 `mnist_student` towers,
-under `mixed_bfloat16` as the CLI picks on CPU), side by side in one
-process, in alternating rounds:
+under the policy the CLI's `--precision auto` picks on this machine),
+side by side in one process, in alternating rounds:
 
 - `pipeline`: one epoch of the training batches `fit_students` feeds its
   trainer (`features.representation(...).batches(shuffle=True)`), iterated
@@ -43,6 +43,7 @@ from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import datasets  # noqa: E402
 from teacherclass import features  # noqa: E402
+from teacherclass import precision  # noqa: E402
 from teacherclass import training  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -229,7 +230,7 @@ def main(argv=None):
         result.update(result.pop("environment", {}))
         _write(result, args.output)
         return
-    keras.config.set_dtype_policy("mixed_bfloat16")
+    policy = precision.set_policy("auto")
     keras.utils.set_random_seed(0)
     x, y = datasets.load("mnist", "train", data_dir=args.data_dir)
     x = architectures.for_dataset("mnist").prepare(x[: args.samples])
@@ -246,7 +247,7 @@ def main(argv=None):
             "batch_size": args.batch_size,
             "steps_per_execution": args.steps_per_execution,
             "rounds": args.rounds,
-            "precision": "mixed_bfloat16",
+            "precision": policy,
             "class": "MNIST paper teacher (untrained), n = 4 mnist_student",
         },
         **environment(),

@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import datasets  # noqa: E402
+from teacherclass import precision  # noqa: E402
 from teacherclass import report as report_lib  # noqa: E402
 from teacherclass import teacher as teacher_lib  # noqa: E402
 
@@ -175,7 +176,7 @@ def run_seed(args, seed, data, ingredients):
     x_new_t, y_new_t = test
     classes = len(np.unique(y_old))
     keras.utils.clear_session()
-    keras.config.set_dtype_policy(args.precision)
+    args.precision = precision.set_policy(args.precision)
     keras.utils.set_random_seed(seed)
 
     # The old task: teacher, then students that mimic it (no labels).
@@ -324,7 +325,7 @@ def main(argv=None):
     parser.add_argument("--head-steps", type=int, default=300)
     parser.add_argument("--head-lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument(
         "--seed", type=int, default=0, help="the first seed (default 0)"
     )

@@ -216,7 +216,8 @@ def parser():
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="auto: mixed_float16 on GPU, mixed_bfloat16 on CPU",
+        help="auto: mixed_float16 on GPU, mixed_bfloat16 on a CPU with "
+        "bfloat16 instructions, float32 on other CPUs",
     )
     p.add_argument(
         "--steps-per-execution",

@@ -33,6 +33,7 @@ from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import chunking  # noqa: E402
 from teacherclass import datasets  # noqa: E402
+from teacherclass import precision  # noqa: E402
 from teacherclass import teacher as teacher_lib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -233,7 +234,7 @@ def main():
         )
 
     keras.utils.set_random_seed(args.seed)
-    keras.config.set_dtype_policy(args.precision)
+    args.precision = precision.set_policy(args.precision)
     x, source = _data(args)
     teacher = architectures.mnist_teacher()
     tc = TeacherClass(
