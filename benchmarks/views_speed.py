@@ -52,6 +52,8 @@ from _common import environment  # noqa: E402
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import datasets  # noqa: E402
+from teacherclass import precision  # noqa: E402
+from teacherclass import teacher as teacher_lib  # noqa: E402
 from teacherclass import training  # noqa: E402
 from teacherclass import views as views_lib  # noqa: E402
 
@@ -144,7 +146,7 @@ def speed(args):
         "benchmark": "views_speed",
         "samples": args.samples,
         "batch_size": BATCH,
-        "precision": "mixed_bfloat16",
+        "precision": keras.config.dtype_policy().name,
         "class": "n = 4, cifar10_fast_student",
         "teacher": "cifar10_fast_teacher() (64, 256, 256), untrained",
         "rounds": rounds,
@@ -176,9 +178,10 @@ def speed(args):
 
 
 def _scores(tc, x_val, y_val, clean_targets):
-    composed = tc.compose()
-    probs = composed.predict(x_val, batch_size=BATCH, verbose=0)
+    # One pass of the students; the teacher's head (what compose() puts
+    # on them, before any fine-tuning) scores their output.
     students = tc.representation().predict(x_val, batch_size=BATCH, verbose=0)
+    probs = tc.cut.head().predict(students, batch_size=BATCH, verbose=0)
     return {
         "val_accuracy": float(np.mean(probs.argmax(-1) == y_val)),
         "val_mse": float(np.mean((students - clean_targets) ** 2)),
@@ -193,9 +196,7 @@ def accuracy(args):
     x = x.astype("float32") / 255
     x_val, y_val = x[-VALIDATION:], y[-VALIDATION:]
     x = x[: min(args.samples, len(x) - VALIDATION)]
-    trunk = keras.Model(
-        teacher.inputs, teacher.get_layer("representation").output
-    )
+    trunk = teacher_lib.trunk(teacher, "representation")
     clean = trunk.predict(x_val, batch_size=BATCH, verbose=0).astype("float32")
     batch = args.batch_size
     result = {
@@ -206,7 +207,7 @@ def accuracy(args):
         "epochs": args.epochs,
         "views": args.views,
         "batch_size": batch,
-        "precision": "mixed_bfloat16",
+        "precision": keras.config.dtype_policy().name,
         "class": "n = 4, cifar10_fast_student, plain MSE, no fine-tuning",
         "teacher": str(args.teacher),
         "teacher_val_accuracy": float(
@@ -296,7 +297,8 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    keras.config.set_dtype_policy("mixed_bfloat16")
+    # bfloat16 where the CPU has it, else float32 (precision_speed.py).
+    precision.set_policy("auto")
     if args.accuracy:
         args.samples = args.samples or 10_000
         args.views = 4 if args.views is None else args.views
