@@ -7,8 +7,9 @@ instructions (x86 `avx512_bf16` or `amx_bf16`, Arm `bf16`; no loss
 scaling); float32 on any other CPU, where bfloat16 is emulated and slow
 (`benchmarks/precision_speed.py` measured training steps 9-10x slower
 in mixed bfloat16 than in float32 on an AMD EPYC with AVX2 and no
-AVX-512). `set_policy` resolves and applies it. The library itself never changes the policy: the `teacherclass` command
-and the benchmarks call `set_policy`.
+AVX-512). `set_policy` resolves and applies it. The library itself
+never changes the policy: the `teacherclass` command and the benchmarks
+call `set_policy`.
 """
 
 import keras
