@@ -9,9 +9,10 @@ after the epoch that crosses M minutes and prints what is left.
 
 Per seed, in order (`--stages` picks a prefix of them):
 
-1. teacher: `architectures.cifar10_fast_teacher` trained with
-   `cifar10_fast_recipe` (SGD Nesterov, warmup + cosine, label smoothing,
-   4-pixel shifts and flips), one epoch per checkpoint;
+1. teacher: `architectures.cifar10_fast_teacher` (airbench94's network,
+   its stem whitened on 5,000 training images) trained with
+   `cifar10_fast_recipe` (airbench94's: SGD Nesterov, warmup + decay,
+   label smoothing, 2-pixel shifts and flips), one epoch per checkpoint;
 2. views: the teacher's representation and logits of the clean images
    and of `--views` augmented views, cached once (`teacherclass.views`);
 3. classes: for each n and `--variant` (plain, best), the students
@@ -73,7 +74,9 @@ def labelled_batches(x, y, batch_size, seed, epoch):
     what an uninterrupted one would.
     """
     s = epoch_seed(seed, epoch)
-    augment = architectures.cifar10_augmentation(seed=s)
+    augment = architectures.cifar10_augmentation(
+        seed=s, pixels=architectures.FAST_RECIPE["translate"]
+    )
 
     def run(images, labels):
         return tf.cast(augment(images, training=True), images.dtype), labels
@@ -108,7 +111,10 @@ def train_teacher(cfg, seed, data, stage_dir, budget):
     """The teacher stage: resumable; returns the trained teacher."""
     x, y = data[0], data[1]
     keras.utils.set_random_seed(seed)
-    teacher = architectures.cifar10_fast_teacher(tuple(cfg["teacher_widths"]))
+    # The frozen stem whitens 2x2 patches of 5,000 training images.
+    teacher = architectures.cifar10_fast_teacher(
+        tuple(cfg["teacher_widths"]), whitening_images=x[:5000]
+    )
     recipe = teacher_recipe(cfg, len(x))
     teacher.compile(
         optimizer=recipe.optimizer, loss=recipe.loss, metrics=recipe.metrics

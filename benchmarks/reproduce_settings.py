@@ -78,8 +78,8 @@ NOT_MEASURED = {
     ),
     "cifar10": (
         "no teacher or run recorded yet: the fast teacher "
-        "(cifar10_fast_teacher, 1,980,394 parameters, 152M multiply-adds, "
-        "30 epochs) trains in resumable sittings on the 2 shared CPU cores "
+        "(cifar10_fast_teacher, 1,973,930 parameters, 147M multiply-adds, "
+        "12 epochs) trains in resumable sittings on the 2 shared CPU cores "
         "(docs/howto/cifar10.md); the paper's VGG-16 needs a GPU"
     ),
     "imdb_reviews": (

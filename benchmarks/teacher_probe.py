@@ -1,0 +1,155 @@
+"""A short CIFAR-10 teacher probe: the fast teacher and its recipe on a
+subset, scored on a validation split carved from the training data.
+
+Trains `architectures.cifar10_fast_teacher` with `cifar10_fast_recipe`
+(its schedule spanning `--epochs`) on the first `--samples` training
+images and reports, after every epoch, the accuracy on the last
+`--validation` training images (never trained on; the test split is not
+read). Written to decide the teacher's recipe on a machine too slow for
+a full run: run it at two commits and compare the records it appends to
+`results/cifar10_teacher_probe.json` (keyed by `--label`, with the
+commit).
+
+    python benchmarks/teacher_probe.py --data-dir ../shared/data \
+        --label airbench --epochs 5
+"""
+
+import argparse
+import inspect
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from _common import environment  # noqa: E402
+
+from teacherclass import architectures  # noqa: E402
+from teacherclass import datasets  # noqa: E402
+
+
+def commit():
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def uncommitted():
+    """Library files changed since the commit (the code that ran)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "teacherclass"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sorted(line[3:] for line in out.splitlines())
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--validation", type=int, default=5_000)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--precision", default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--out", default=str(HERE / "results/cifar10_teacher_probe.json")
+    )
+    args = p.parse_args(argv)
+    keras.config.set_dtype_policy(args.precision)
+    keras.utils.set_random_seed(args.seed)
+    x, y = datasets.load("cifar10", "train", data_dir=args.data_dir)
+    x = x.astype("float32") / 255
+    x_val, y_val = x[-args.validation :], y[-args.validation :]
+    x, y = x[: args.samples], y[: args.samples]
+    batch = architectures.FAST_RECIPE["batch_size"]
+    recipe = architectures.cifar10_fast_recipe(
+        args.epochs, math.ceil(len(x) / batch), seed=args.seed
+    )
+    build = architectures.cifar10_fast_teacher
+    extra = {}
+    if "whitening_images" in inspect.signature(build).parameters:
+        extra["whitening_images"] = x[:5000]
+    teacher = build(**extra)
+    teacher.compile(
+        optimizer=recipe.optimizer, loss=recipe.loss, metrics=recipe.metrics
+    )
+    y1 = keras.utils.to_categorical(y, 10).astype("float32")
+    ds = (
+        tf.data.Dataset.from_tensor_slices((x, y1))
+        .shuffle(len(x), seed=args.seed)
+        .batch(batch)
+        .map(lambda a, b: (recipe.augment(a, training=True), b))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    epochs = []
+    for e in range(args.epochs):
+        start = time.perf_counter()
+        h = teacher.fit(ds, epochs=e + 1, initial_epoch=e, verbose=0)
+        seconds = time.perf_counter() - start
+        probs = teacher.predict(x_val, batch_size=batch, verbose=0)
+        val = float(np.mean(probs.argmax(-1) == y_val))
+        epochs.append(
+            {
+                "epoch": e + 1,
+                "seconds": seconds,
+                "train_accuracy": float(h.history["categorical_accuracy"][-1]),
+                "val_accuracy": val,
+            }
+        )
+        print(
+            f"{args.label} epoch {e + 1}/{args.epochs}: "
+            f"{seconds:.0f} s, val {val:.4f}",
+            flush=True,
+        )
+    record = {
+        "label": args.label,
+        "commit": commit(),
+        "uncommitted_library_files": uncommitted(),
+        "samples": len(x),
+        "validation": f"the last {args.validation} training images",
+        "epochs": args.epochs,
+        "precision": args.precision,
+        "seed": args.seed,
+        "params": int(teacher.count_params()),
+        "recipe": dict(architectures.FAST_RECIPE),
+        "history": epochs,
+        "final_val_accuracy": epochs[-1]["val_accuracy"],
+        "load_average": list(os.getloadavg()),
+        **environment(),
+    }
+    out = Path(args.out)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data.setdefault("benchmark", "teacher_probe")
+    data.setdefault("script", "benchmarks/teacher_probe.py")
+    # The machine, versions and date of the latest run, for the page.
+    data.update({k: record[k] for k in ("date", "machine", "versions")})
+    data.setdefault("runs", {})[args.label] = record
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
