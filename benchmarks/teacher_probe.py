@@ -19,49 +19,20 @@ import inspect
 import json
 import math
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import EpochTimer  # noqa: E402
 from _common import environment  # noqa: E402
+from reproduce_state import _git_state  # noqa: E402
 
 from teacherclass import architectures  # noqa: E402
 from teacherclass import datasets  # noqa: E402
-
-
-def commit():
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def uncommitted():
-    """Library files changed since the commit (the code that ran)."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--", "teacherclass"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return sorted(line[3:] for line in out.splitlines())
 
 
 def main(argv=None):
@@ -103,30 +74,27 @@ def main(argv=None):
         .map(lambda a, b: (recipe.augment(a, training=True), b))
         .prefetch(tf.data.AUTOTUNE)
     )
-    epochs = []
-    for e in range(args.epochs):
-        start = time.perf_counter()
-        h = teacher.fit(ds, epochs=e + 1, initial_epoch=e, verbose=0)
-        seconds = time.perf_counter() - start
-        probs = teacher.predict(x_val, batch_size=batch, verbose=0)
-        val = float(np.mean(probs.argmax(-1) == y_val))
-        epochs.append(
-            {
-                "epoch": e + 1,
-                "seconds": seconds,
-                "train_accuracy": float(h.history["categorical_accuracy"][-1]),
-                "val_accuracy": val,
-            }
-        )
-        print(
-            f"{args.label} epoch {e + 1}/{args.epochs}: "
-            f"{seconds:.0f} s, val {val:.4f}",
-            flush=True,
-        )
+    timer = EpochTimer()
+    y_val1 = keras.utils.to_categorical(y_val, 10).astype("float32")
+    h = teacher.fit(
+        ds,
+        epochs=args.epochs,
+        validation_data=(x_val, y_val1),
+        callbacks=[timer],
+        verbose=2,
+    ).history
+    epochs = [
+        {
+            "epoch": e + 1,
+            "seconds": timer.times[e],
+            "train_accuracy": float(h["categorical_accuracy"][e]),
+            "val_accuracy": float(h["val_categorical_accuracy"][e]),
+        }
+        for e in range(args.epochs)
+    ]
     record = {
         "label": args.label,
-        "commit": commit(),
-        "uncommitted_library_files": uncommitted(),
+        **(_git_state() or {}),
         "samples": len(x),
         "validation": f"the last {args.validation} training images",
         "epochs": args.epochs,
