@@ -228,7 +228,8 @@ def _add_run(commands, verbose):
         choices=_POLICIES,
         default="auto",
         help="Keras dtype policy; auto: mixed_float16 on GPU, "
-        "mixed_bfloat16 on CPU",
+        "mixed_bfloat16 on a CPU with bfloat16 instructions, float32 on "
+        "other CPUs",
     )
     run.add_argument(
         "--progress",
