@@ -1,6 +1,7 @@
 """CIFAR-10 on a CPU budget: fast teacher, sized students, resumable runs."""
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import keras
@@ -299,7 +300,7 @@ def test_the_default_teacher_id_is_stable(reproduce):
 
 
 def test_best_class_refines_on_cached_logits_and_resumes(
-    reproduce, tmp_path, monkeypatch
+    reproduce, tmp_path, monkeypatch, capsys
 ):
     import reproduce_state
 
@@ -316,8 +317,19 @@ def test_best_class_refines_on_cached_logits_and_resumes(
             reproduce, tmp_path / "a", *best, "--budget-minutes", "1e-9"
         )
         assert not done
+    # The uninterrupted twin starts from the same teacher, views and
+    # students (the budget test above checks that those stages resume to
+    # the same weights): a copy taken at the stop, without the refinement
+    # checkpoint, refines from its first epoch to its last in one go.
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    (partial,) = (tmp_path / "b/runs").rglob("refine")
+    shutil.rmtree(partial)
+    capsys.readouterr()
     done, split = _run(reproduce, tmp_path / "a", *best)
+    assert "refine] resuming after epoch 1/2" in capsys.readouterr().out
     done_whole, whole = _run(reproduce, tmp_path / "b", *best)
+    out = capsys.readouterr().out
+    assert "refine] epoch 1/2" in out and "refine] resuming" not in out
     assert done and done_whole
     key = next(k for k in whole.data["runs"] if "|class|" in k)
     assert key.endswith("|class|n=4|mse|best|seed=0")
