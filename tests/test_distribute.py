@@ -176,8 +176,7 @@ def mirrored(tmp_path_factory):
         capture_output=True,
         text=True,
         env=_env(),
-        # ~2 minutes alone on 2 cores; over 300 s was seen with the
-        # machine loaded three times over.
+        # Over 300 s was seen with the machine loaded three times over.
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
