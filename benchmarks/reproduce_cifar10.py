@@ -53,6 +53,7 @@ from teacherclass import report as report_lib
 from teacherclass import training
 from teacherclass import views as views_lib
 from teacherclass.flops import count_flops
+from teacherclass.lookahead import Lookahead
 
 STAGES = ("teacher", "views", "classes", "baselines")
 
@@ -86,10 +87,15 @@ def labelled_batches(x, y, batch_size, seed, epoch):
     return ds.batch(batch_size).map(run).prefetch(tf.data.AUTOTUNE)
 
 
-def one_epoch(model, ds, epoch):
+def one_epoch(model, ds, epoch, callbacks=()):
     """Fits one epoch; returns its logs as floats."""
     h = model.fit(
-        ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False
+        ds,
+        epochs=epoch + 1,
+        initial_epoch=epoch,
+        verbose=0,
+        shuffle=False,
+        callbacks=list(callbacks),
     )
     return {k: float(v[-1]) for k, v in h.history.items()}
 
@@ -120,16 +126,29 @@ def train_teacher(cfg, seed, data, stage_dir, budget):
         optimizer=recipe.optimizer, loss=recipe.loss, metrics=recipe.metrics
     )
     built_optimizer(teacher)
+    # airbench's Lookahead, if the recipe has it: its slow copy is saved
+    # with the weights, so a resumed teacher ends on the same weights.
+    callbacks = []
+    if recipe.lookahead:
+        steps = math.ceil(len(x) / cfg["batch_size"]) * cfg["teacher_epochs"]
+        callbacks.append(Lookahead(teacher, total_steps=steps))
     y1 = keras.utils.to_categorical(y, 10).astype("float32")
     stage = Stage(
         stage_dir,
         f"teacher seed {seed}",
         cfg["teacher_epochs"],
-        lambda: teacher.weights + teacher.optimizer.variables,
+        lambda: (
+            teacher.weights
+            + teacher.optimizer.variables
+            + [v for c in callbacks for v in c.variables]
+        ),
     )
     stage.run(
         lambda e: one_epoch(
-            teacher, labelled_batches(x, y1, cfg["batch_size"], seed, e), e
+            teacher,
+            labelled_batches(x, y1, cfg["batch_size"], seed, e),
+            e,
+            callbacks,
         ),
         budget,
         log,

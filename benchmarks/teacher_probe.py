@@ -45,6 +45,24 @@ def main(argv=None):
     p.add_argument("--precision", default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--bias-lr-scale",
+        type=float,
+        default=None,
+        help="the BN offsets' learning-rate multiplier (default: the recipe's)",
+    )
+    p.add_argument(
+        "--identity-init",
+        action="store_true",
+        help="the teacher's convolutions start with identity filters "
+        "(airbench's)",
+    )
+    p.add_argument(
+        "--lookahead",
+        action="store_true",
+        help="airbench's Lookahead (teacherclass.lookahead) during "
+        "training (default: the recipe's)",
+    )
+    p.add_argument(
         "--out", default=str(HERE / "results/cifar10_teacher_probe.json")
     )
     args = p.parse_args(argv)
@@ -55,13 +73,22 @@ def main(argv=None):
     x_val, y_val = x[-args.validation :], y[-args.validation :]
     x, y = x[: args.samples], y[: args.samples]
     batch = architectures.FAST_RECIPE["batch_size"]
+    # Options are passed only when given, so the probe still runs at
+    # commits whose builders lack them.
+    options = {}
+    if args.bias_lr_scale is not None:
+        options["bias_lr_scale"] = args.bias_lr_scale
+    if args.lookahead:
+        options["lookahead"] = True
     recipe = architectures.cifar10_fast_recipe(
-        args.epochs, math.ceil(len(x) / batch), seed=args.seed
+        args.epochs, math.ceil(len(x) / batch), seed=args.seed, **options
     )
     build = architectures.cifar10_fast_teacher
     extra = {}
     if "whitening_images" in inspect.signature(build).parameters:
         extra["whitening_images"] = x[:5000]
+    if args.identity_init:
+        extra["identity_init"] = True
     teacher = build(**extra)
     teacher.compile(
         optimizer=recipe.optimizer, loss=recipe.loss, metrics=recipe.metrics
@@ -75,12 +102,18 @@ def main(argv=None):
         .prefetch(tf.data.AUTOTUNE)
     )
     timer = EpochTimer()
+    callbacks = [timer]
+    if getattr(recipe, "lookahead", False):
+        from teacherclass.lookahead import Lookahead
+
+        steps = args.epochs * math.ceil(len(x) / batch)
+        callbacks.append(Lookahead(teacher, total_steps=steps))
     y_val1 = keras.utils.to_categorical(y_val, 10).astype("float32")
     h = teacher.fit(
         ds,
         epochs=args.epochs,
         validation_data=(x_val, y_val1),
-        callbacks=[timer],
+        callbacks=callbacks,
         verbose=2,
     ).history
     epochs = [
@@ -92,6 +125,12 @@ def main(argv=None):
         }
         for e in range(args.epochs)
     ]
+    # Test-time augmentation (airbench's level 1): the mean of the
+    # logits of each image and of its mirror image.
+    logits = keras.Model(teacher.input, teacher.get_layer("logits").output)
+    mirrored = logits.predict(x_val[:, :, ::-1], verbose=0)
+    both = logits.predict(x_val, verbose=0) + mirrored
+    flip_accuracy = float((both.argmax(-1) == y_val.ravel()).mean())
     record = {
         "label": args.label,
         **(_git_state() or {}),
@@ -104,6 +143,14 @@ def main(argv=None):
         "recipe": dict(architectures.FAST_RECIPE),
         "history": epochs,
         "final_val_accuracy": epochs[-1]["val_accuracy"],
+        "final_val_accuracy_flip_tta": flip_accuracy,
+        "options": {
+            "bias_lr_scale": recipe.optimizer.get_config().get(
+                "bias_lr_scale", 1.0
+            ),
+            "lookahead": getattr(recipe, "lookahead", False),
+            "identity_init": args.identity_init,
+        },
         "load_average": list(os.getloadavg()),
         **environment(),
     }

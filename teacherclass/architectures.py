@@ -526,13 +526,56 @@ def _torch_like():
     return keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
 
 
-def _fast_conv(x, filters, name):
+@keras.saving.register_keras_serializable(package="teacherclass")
+class IdentityPrefix(keras.initializers.Initializer):
+    """A convolution kernel whose first filters pass their input through.
+
+    airbench's identity initialization (`torch.nn.init.dirac_` on the
+    first `in_channels` filters): filter `i < min(in, out)` is 1 at the
+    centre tap of input channel `i` and 0 elsewhere; the other filters
+    come from `base`. A square convolution (in = out) starts as the
+    identity.
+
+    Args:
+        base: the initializer of the other filters (a Keras
+            initializer or its name).
+
+    Example:
+
+    >>> w = keras.ops.convert_to_numpy(IdentityPrefix("zeros")((3, 3, 2, 4)))
+    >>> w[1, 1].tolist()
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+    >>> float(abs(w).sum())
+    2.0
+    """
+
+    def __init__(self, base="glorot_uniform"):
+        self.base = keras.initializers.get(base)
+
+    def __call__(self, shape, dtype=None):
+        *kernel, inputs, outputs = shape
+        weights = keras.ops.convert_to_numpy(self.base(shape, dtype=dtype))
+        weights = weights.copy()
+        n = min(inputs, outputs)
+        weights[..., :n] = 0
+        centre = tuple(k // 2 for k in kernel)
+        weights[(*centre, np.arange(n), np.arange(n))] = 1
+        return keras.ops.convert_to_tensor(weights, dtype=dtype)
+
+    def get_config(self):
+        return {"base": keras.initializers.serialize(self.base)}
+
+
+def _fast_conv(x, filters, name, identity_init):
+    init = _torch_like()
+    if identity_init:
+        init = IdentityPrefix(init)
     return keras.layers.Conv2D(
         filters,
         3,
         padding="same",
         use_bias=False,
-        kernel_initializer=_torch_like(),
+        kernel_initializer=init,
         name=f"{name}_conv",
     )(x)
 
@@ -603,6 +646,7 @@ def cifar10_fast_teacher(
     input_shape=(32, 32, 3),
     num_classes=10,
     whitening_images=None,
+    identity_init=False,
 ):
     """A CIFAR-10 teacher that trains in well under 90 CPU minutes.
 
@@ -617,10 +661,12 @@ def cifar10_fast_teacher(
     the default widths: 1,973,930 parameters (288 of them the frozen
     stem) and 147M multiply-adds per image (`flops.count_flops` / 2).
     Not airbench's: "same" padding on the stem (so small inputs keep
-    their size), a classifier bias, no learned stem bias, no identity
-    initialization, no per-variable learning rates, no lookahead, no
-    test-time augmentation. No augmentation layer inside: the recipe
-    (`cifar10_fast_recipe`) augments in the input pipeline.
+    their size), a classifier bias, no learned stem bias, no test-time
+    augmentation; identity initialization only with `identity_init`
+    (off by default), its per-variable learning rates and lookahead
+    only where the recipe turns them on (`cifar10_fast_recipe`). No
+    augmentation layer inside: the recipe augments in the input
+    pipeline.
 
     Args:
         widths: tuple of ints, the filters of each block.
@@ -631,6 +677,9 @@ def cifar10_fast_teacher(
             (a few thousand) from which the stem's whitening filters are
             computed. None keeps the stem's random initial filters (still
             frozen): pass images for a teacher you will train.
+        identity_init: bool, start every convolution's first filters as
+            the identity (`IdentityPrefix`, airbench's): each block's
+            second convolution starts as the identity.
 
     Returns:
         An uncompiled functional `keras.Model`, "cifar10_fast_teacher".
@@ -675,10 +724,10 @@ def cifar10_fast_teacher(
     )
     x = keras.layers.Activation("gelu", name="whitening_gelu")(whitening(x))
     for i, filters in enumerate(widths, start=1):
-        x = _fast_conv(x, filters, f"block{i}_1")
+        x = _fast_conv(x, filters, f"block{i}_1", identity_init)
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = _fast_bn_gelu(x, f"block{i}_1")
-        x = _fast_conv(x, filters, f"block{i}_2")
+        x = _fast_conv(x, filters, f"block{i}_2", identity_init)
         x = _fast_bn_gelu(x, f"block{i}_2")
     x = keras.layers.GlobalMaxPooling2D(name="representation")(x)
     # With a bias (airbench has none): conditioned students fold their
@@ -752,7 +801,8 @@ class Recipe:
     """A training recipe: what `compile` and `fit` take, and why.
 
     Attributes:
-        optimizer: a fresh `keras.optimizers.SGD` with its schedule.
+        optimizer: a fresh `BiasScaledSGD` (a `keras.optimizers.SGD`)
+            with its schedule.
         learning_rate: the schedule (a `LearningRateSchedule`).
         loss: the loss, on one-hot labels (label smoothing needs them).
         metrics: list of metrics, on one-hot labels.
@@ -761,6 +811,8 @@ class Recipe:
         augment: a fresh `cifar10_augmentation()`.
         one_hot: bool, the labels must be one-hot
             (`keras.utils.to_categorical`).
+        lookahead: bool, train with `lookahead.Lookahead` (airbench's),
+            built on the compiled model over the recipe's steps.
     """
 
     optimizer: object
@@ -771,6 +823,59 @@ class Recipe:
     epochs: int
     augment: object
     one_hot: bool = True
+    lookahead: bool = False
+
+
+@keras.saving.register_keras_serializable(package="teacherclass")
+class BiasScaledSGD(keras.optimizers.SGD):
+    """SGD whose BatchNormalization offsets take a larger learning rate.
+
+    airbench's per-variable learning rate: every variable named "beta"
+    (the offsets of Keras's `BatchNormalization`) steps with
+    `bias_lr_scale` times the learning rate, the rest with the learning
+    rate itself. Weight decay stays as `keras.optimizers.SGD` applies it
+    (the unscaled learning rate times `weight_decay`, for every
+    variable), as airbench scales "the learning rate but not the weight
+    decay" of those offsets. Momentum slots, schedules and serialization
+    are SGD's; `bias_lr_scale=1` is plain SGD.
+
+    Args:
+        bias_lr_scale: float > 0, the offsets' learning-rate multiplier.
+        **kwargs: `keras.optimizers.SGD`'s arguments.
+
+    Raises:
+        ValueError: if `bias_lr_scale` is not a positive number.
+
+    Example:
+
+    >>> opt = BiasScaledSGD(bias_lr_scale=64.0, learning_rate=0.1)
+    >>> BiasScaledSGD.from_config(opt.get_config()).bias_lr_scale
+    64.0
+    """
+
+    def __init__(self, bias_lr_scale=1.0, **kwargs):
+        if (
+            not isinstance(bias_lr_scale, (int, float))
+            or isinstance(bias_lr_scale, bool)
+            or not bias_lr_scale > 0
+        ):
+            raise ValueError(
+                "`bias_lr_scale` must be a positive number. "
+                f"Received: bias_lr_scale={bias_lr_scale!r}"
+            )
+        super().__init__(**kwargs)
+        self.bias_lr_scale = float(bias_lr_scale)
+
+    def update_step(self, gradient, variable, learning_rate):
+        # A backend may pass its own variable here (TensorFlow: the
+        # `tf.Variable` inside the Keras one): find the Keras variable.
+        index = self._get_variable_index(variable)
+        if self._trainable_variables[index].name == "beta":
+            learning_rate = learning_rate * self.bias_lr_scale
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "bias_lr_scale": self.bias_lr_scale}
 
 
 # airbench94's recipe at batch 512, translated to Keras's conventions:
@@ -791,7 +896,14 @@ FAST_RECIPE = {
 }
 
 
-def cifar10_fast_recipe(epochs, steps_per_epoch, batch_size=None, seed=None):
+def cifar10_fast_recipe(
+    epochs,
+    steps_per_epoch,
+    batch_size=None,
+    seed=None,
+    bias_lr_scale=None,
+    lookahead=None,
+):
     """The fast teacher's training recipe for `epochs` of `steps_per_epoch`.
 
     airbench94's (`FAST_RECIPE`): SGD with Nesterov momentum 0.85 and
@@ -809,13 +921,19 @@ def cifar10_fast_recipe(epochs, steps_per_epoch, batch_size=None, seed=None):
         batch_size: int or None, default 512 (the peak rate is not
             rescaled: keep it near 512).
         seed: int or None, the augmentation's seed.
+        bias_lr_scale: float > 0 or None, the learning-rate multiplier
+            of the BN offsets (`BiasScaledSGD`; airbench: 64; 1 is plain
+            SGD). None: `FAST_RECIPE`'s, else 1.
+        lookahead: bool or None, whether the recipe trains with
+            airbench's Lookahead (`Recipe.lookahead`). None:
+            `FAST_RECIPE`'s, else False.
 
     Returns:
         A `Recipe`.
 
     Raises:
         ValueError: if `epochs`, `steps_per_epoch` or `batch_size` is not
-            a positive integer.
+            a positive integer, or `bias_lr_scale` not a positive number.
 
     Example:
 
@@ -834,6 +952,10 @@ def cifar10_fast_recipe(epochs, steps_per_epoch, batch_size=None, seed=None):
                 f"`{name}` must be a positive integer. "
                 f"Received: {name}={value!r}"
             )
+    if bias_lr_scale is None:
+        bias_lr_scale = FAST_RECIPE.get("bias_lr_scale", 1.0)
+    if lookahead is None:
+        lookahead = FAST_RECIPE.get("lookahead", False)
     total = epochs * steps_per_epoch
     warmup = max(1, int(round(FAST_RECIPE["warmup_fraction"] * total)))
     peak = FAST_RECIPE["peak_lr"]
@@ -845,7 +967,8 @@ def cifar10_fast_recipe(epochs, steps_per_epoch, batch_size=None, seed=None):
         warmup_target=peak,
         warmup_steps=warmup,
     )
-    optimizer = keras.optimizers.SGD(
+    optimizer = BiasScaledSGD(
+        bias_lr_scale=bias_lr_scale,
         learning_rate=lr,
         momentum=FAST_RECIPE["momentum"],
         nesterov=True,
@@ -861,6 +984,7 @@ def cifar10_fast_recipe(epochs, steps_per_epoch, batch_size=None, seed=None):
         batch_size=batch_size,
         epochs=epochs,
         augment=cifar10_augmentation(seed, pixels=FAST_RECIPE["translate"]),
+        lookahead=bool(lookahead),
     )
 
 

@@ -110,6 +110,79 @@ def test_fast_recipe_schedule_and_parts():
         architectures.cifar10_augmentation(pixels=-1)
 
 
+def test_bias_scaled_sgd_scales_only_the_bn_offsets_step():
+    # One step from equal weights: the BN offsets ("beta") move 64x as
+    # far as under plain SGD, every other variable exactly as far; weight
+    # decay stays unscaled (airbench: "learning rate but not weight decay").
+    def stepped(scale, weight_decay=None):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((3,))
+        x = keras.layers.Dense(4, name="dense")(inputs)
+        x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
+        model = keras.Model(inputs, keras.layers.Dense(1, name="out")(x))
+        model.compile(
+            optimizer=architectures.BiasScaledSGD(
+                bias_lr_scale=scale,
+                learning_rate=0.01,
+                momentum=0.85,
+                nesterov=True,
+                weight_decay=weight_decay,
+            ),
+            loss="mse",
+        )
+        before = {v.path: v.numpy() for v in model.trainable_variables}
+        x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+        model.train_on_batch(x, x[:, :1] * 2 + 1)
+        return {
+            v.path: v.numpy() - before[v.path]
+            for v in model.trainable_variables
+        }
+
+    plain, scaled = stepped(1.0), stepped(64.0)
+    assert set(plain) == set(scaled)
+    for path in plain:
+        ratio = 64.0 if path.endswith("bn/beta") else 1.0
+        assert np.abs(plain[path]).max() > 0, path
+        np.testing.assert_allclose(
+            scaled[path], ratio * plain[path], rtol=1e-4, err_msg=path
+        )
+    # Zero offsets at the start: decay moves them by nothing, so a
+    # decayed step differs from an undecayed one only by the decay.
+    decayed = stepped(64.0, weight_decay=0.5)
+    np.testing.assert_allclose(decayed["bn/beta"], scaled["bn/beta"])
+    optimizer = architectures.cifar10_fast_recipe(
+        epochs=1, steps_per_epoch=1, bias_lr_scale=64
+    ).optimizer
+    config = optimizer.get_config()
+    assert config["bias_lr_scale"] == 64.0 and config["nesterov"]
+    restored = keras.optimizers.deserialize(
+        keras.optimizers.serialize(optimizer)
+    )
+    assert isinstance(restored, architectures.BiasScaledSGD)
+    assert restored.bias_lr_scale == 64.0
+    with pytest.raises(ValueError, match="Received: bias_lr_scale=0"):
+        architectures.BiasScaledSGD(bias_lr_scale=0)
+
+
+def test_identity_init_starts_the_blocks_second_convs_as_identity(tmp_path):
+    keras.utils.set_random_seed(0)
+    teacher = architectures.cifar10_fast_teacher((4, 8, 8), identity_init=True)
+    x = np.random.default_rng(0).random((2, 8, 8, 8)).astype("float32")
+    square = teacher.get_layer("block2_2_conv")  # 8 -> 8 filters
+    np.testing.assert_allclose(square(x), x, atol=1e-6)
+    widening = teacher.get_layer("block2_1_conv").get_weights()[0]  # 4 -> 8
+    np.testing.assert_array_equal(widening[1, 1, :, :4], np.eye(4))
+    assert np.abs(widening[..., 4:]).min() > 0  # the rest: random
+    plain = architectures.cifar10_fast_teacher((4, 8, 8))
+    assert not np.allclose(plain.get_layer("block2_2_conv")(x), x)
+    # The initializer is part of the saved model's config.
+    path = tmp_path / "teacher.keras"
+    teacher.save(path)
+    config = keras.saving.load_model(path).get_layer("block2_2_conv")
+    init = config.get_config()["kernel_initializer"]
+    assert init["class_name"].endswith("IdentityPrefix")
+
+
 def test_for_dataset_uses_the_fast_teacher_unless_paper():
     setup = architectures.for_dataset("cifar10")
     assert setup.teacher().name == "cifar10_fast_teacher"
@@ -215,6 +288,39 @@ def test_stage_stops_after_the_epoch_crossing_the_budget(reproduce, tmp_path):
     np.testing.assert_array_equal(resumed, whole)
     assert progress["epochs_done"] == 3 and len(progress["logs"]) == 3
     assert progress["logs"][-1]["sum"] == float(whole.sum())
+
+
+def test_teacher_with_lookahead_resumes_to_the_same_weights(
+    reproduce, tmp_path, monkeypatch
+):
+    # A recipe with Lookahead: the teacher stage saves its slow copy
+    # with the weights, so a stopped teacher resumes to the same weights.
+    import reproduce_cifar10
+    from reproduce_state import Budget
+    from reproduce_state import BudgetExhausted
+
+    monkeypatch.setitem(architectures.FAST_RECIPE, "lookahead", True)
+    rng = np.random.default_rng(0)
+    x = rng.random((48, 32, 32, 3)).astype("float32")
+    data = (x, rng.integers(0, 10, 48))
+    cfg = {"teacher_widths": [4, 8, 8], "teacher_epochs": 2, "batch_size": 16}
+
+    def train(directory, budget):
+        teacher, _ = reproduce_cifar10.train_teacher(
+            cfg, 0, data, directory, budget
+        )
+        return [w.numpy() for w in teacher.weights]
+
+    whole = train(tmp_path / "whole", None)
+    with pytest.raises(BudgetExhausted, match="teacher seed 0 epoch 1/2"):
+        train(tmp_path / "split", Budget(1e-9))
+    resumed = train(tmp_path / "split", None)
+    for a, b in zip(whole, resumed):
+        np.testing.assert_array_equal(a, b)
+    # The slow copy is part of the checkpoint: weights, optimizer, copy.
+    with np.load(tmp_path / "split/state.npz") as f:
+        saved = len(f.files)
+    assert saved > 2 * len(whole)
 
 
 def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(

@@ -1,0 +1,103 @@
+"""airbench's Lookahead callback: schedule, end state and resume."""
+
+import keras
+import numpy as np
+import pytest
+
+from teacherclass.lookahead import Lookahead
+
+X = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+Y = X @ np.array([[1.0], [-2.0], [0.5]], "float32") + 0.3
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="mse"
+    )
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _fit(model, epochs, callbacks=(), initial_epoch=0):
+    model.fit(
+        X,
+        Y,
+        batch_size=8,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        shuffle=False,
+        callbacks=list(callbacks),
+        verbose=0,
+    )
+
+
+def _values(variables):
+    return [v.numpy() for v in variables]
+
+
+def test_alpha_rises_as_the_cube_of_progress():
+    look = Lookahead(_model(), total_steps=100)
+    assert look.alpha(0) == 0
+    assert look.alpha(50) == pytest.approx(0.95**5 / 8)
+    assert look.alpha(100) == pytest.approx(0.95**5)
+
+
+def test_zero_peak_leaves_training_unchanged():
+    plain, looked = _model(), _model()
+    _fit(plain, 2)
+    _fit(looked, 2, [Lookahead(looked, total_steps=8, every=2, peak=0.0)])
+    for a, b in zip(_values(plain.weights), _values(looked.weights)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_averages_and_ends_on_the_slow_copy():
+    plain, looked = _model(), _model()
+    look = Lookahead(looked, total_steps=8, every=2, peak=0.9)
+    _fit(plain, 2)
+    _fit(looked, 2, [look])
+    # The weights end on the slow copy, which differs from plain training.
+    for slow, w in zip(_values(look.variables), _values(looked.weights)):
+        np.testing.assert_array_equal(slow, w)
+    assert not np.allclose(plain.weights[0].numpy(), looked.weights[0].numpy())
+
+
+def test_resumes_to_the_same_weights(tmp_path):
+    whole = _model()
+    _fit(whole, 2, [Lookahead(whole, total_steps=8, every=3, peak=0.9)])
+
+    first = _model()
+    look = Lookahead(first, total_steps=8, every=3, peak=0.9)
+    _fit(first, 1, [look])
+    saved = _values(first.weights + first.optimizer.variables + look.variables)
+
+    second = _model()
+    look = Lookahead(second, total_steps=8, every=3, peak=0.9)
+    for v, value in zip(
+        second.weights + second.optimizer.variables + look.variables, saved
+    ):
+        v.assign(value)
+    _fit(second, 2, [look], initial_epoch=1)
+    for a, b in zip(_values(whole.weights), _values(second.weights)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_rejects_bad_arguments():
+    model = _model()
+    with pytest.raises(ValueError, match="Received: total_steps=0"):
+        Lookahead(model, total_steps=0)
+    with pytest.raises(ValueError, match="Received: every=1.5"):
+        Lookahead(model, total_steps=10, every=1.5)
+    with pytest.raises(ValueError, match="Received: peak=1"):
+        Lookahead(model, total_steps=10, peak=1)
+    unbuilt = keras.Sequential([keras.layers.Dense(1)], name="unbuilt")
+    with pytest.raises(ValueError, match="Received: model='unbuilt'"):
+        Lookahead(unbuilt, total_steps=10)
