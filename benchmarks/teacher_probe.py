@@ -52,9 +52,10 @@ def main(argv=None):
     )
     p.add_argument(
         "--identity-init",
-        action="store_true",
+        choices=("on", "off"),
+        default=None,
         help="the teacher's convolutions start with identity filters "
-        "(airbench's)",
+        "(airbench's; default: the builder's)",
     )
     p.add_argument(
         "--lookahead",
@@ -87,8 +88,12 @@ def main(argv=None):
     extra = {}
     if "whitening_images" in inspect.signature(build).parameters:
         extra["whitening_images"] = x[:5000]
-    if args.identity_init:
-        extra["identity_init"] = True
+    parameters = inspect.signature(build).parameters
+    identity_init = False
+    if "identity_init" in parameters:
+        identity_init = parameters["identity_init"].default
+        if args.identity_init:
+            identity_init = extra["identity_init"] = args.identity_init == "on"
     teacher = build(**extra)
     teacher.compile(
         optimizer=recipe.optimizer, loss=recipe.loss, metrics=recipe.metrics
@@ -149,7 +154,7 @@ def main(argv=None):
                 "bias_lr_scale", 1.0
             ),
             "lookahead": getattr(recipe, "lookahead", False),
-            "identity_init": args.identity_init,
+            "identity_init": identity_init,
         },
         "load_average": list(os.getloadavg()),
         **environment(),
