@@ -3,7 +3,8 @@
 Importing the package is cheap: the public names below are imported on first
 use (PEP 562 `__getattr__`), so `teacherclass --help` answers without
 TensorFlow. The layers that saved `.keras` files name (the towers,
-`FeatureClip`, `TeacherClass`) are registered with Keras as soon as both
+`FeatureClip`, `TeacherClass`, the fast CIFAR-10 teacher's initializer
+and optimizer) are registered with Keras as soon as both
 this package and Keras are imported, in either order, so
 `keras.saving.load_model` finds them after a plain `import teacherclass`.
 """
@@ -29,12 +30,13 @@ _PUBLIC = {
     "load_model": ("teacherclass.saving", "load_model"),
 }
 
-# Modules whose import registers Keras serializables (in load order: the
-# first two import only Keras, `model` imports TensorFlow too).
+# Modules whose import registers Keras serializables (in load order: these
+# import only Keras, `model` imports TensorFlow too).
 _REGISTERING = (
     "teacherclass.towers",
     "teacherclass.compose",
     "teacherclass.fusion",
+    "teacherclass.architectures",
 )
 _REGISTERING_WITH_TF = ("teacherclass.model",)
 

@@ -20,6 +20,7 @@ _REGISTERING_MODULES = (
     "teacherclass.towers",
     "teacherclass.compose",
     "teacherclass.fusion",
+    "teacherclass.architectures",
     "teacherclass.model",
 )
 
