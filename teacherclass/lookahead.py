@@ -8,6 +8,11 @@ from 0 to `peak` (airbench: `0.95 ** 5`), so early training is left
 alone and late training averages its last steps. At the last step the
 weights are set to the slow copy. Every float weight takes part, the
 BN moving statistics included (airbench averages its whole state).
+
+Keras's own `use_ema=True, ema_overwrite_frequency=5` (an optimizer
+argument) is the nearest built-in: a fixed `ema_momentum` from the first
+step, over the trainable variables only. This callback exists for
+airbench's schedule, which leaves early training alone.
 """
 
 import keras
