@@ -114,7 +114,10 @@ class ConvTower(Tower):
     Conv blocks (`convs_per_block` convolutions, then 2x2 max pooling),
     dropout, a dense bottleneck and a linear `Dense(units)` output. The
     defaults are the paper's MNIST student for 4 students (19,144
-    parameters on 28x28x1 inputs with `units=64`).
+    parameters on 28x28x1 inputs with `units=64`). With `batch_norm`,
+    each convolution (then without a bias) is followed by a
+    `BatchNormalization` before its activation, as in the fast CIFAR-10
+    teacher's blocks: deep, narrow towers train much faster so.
 
     Args:
         units: int, the width of the chunk this tower regresses.
@@ -129,9 +132,13 @@ class ConvTower(Tower):
         activation: activation of the hidden layers: a name or a function
             (register your own with
             `keras.saving.register_keras_serializable` to save it).
+        batch_norm: bool, normalize each convolution's output (Keras
+            `BatchNormalization`, its moving statistics updated in
+            training) before the activation.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Raises:
+        ValueError: if `batch_norm` is not a bool.
         ValueError: at build, when the images are too small for the stack
             (each "valid" convolution takes `kernel_size - 1` pixels off,
             each pooling halves the map); the message names the layer.
@@ -153,10 +160,16 @@ class ConvTower(Tower):
         bottleneck=8,
         dropout=0.25,
         activation="relu",
+        batch_norm=False,
         **kwargs,
     ):
         super().__init__(units, **kwargs)
         self.filters = _check_positive_tuple("filters", filters)
+        if not isinstance(batch_norm, bool):
+            raise ValueError(
+                "`batch_norm` must be True or False. "
+                f"Received: batch_norm={batch_norm!r}"
+            )
         _check_positive("kernel_size", kernel_size)
         _check_positive("convs_per_block", convs_per_block)
         if padding not in ("valid", "same"):
@@ -173,6 +186,7 @@ class ConvTower(Tower):
         self.bottleneck = bottleneck
         self.dropout = dropout
         self.activation = _activation(activation)
+        self.batch_norm = batch_norm
 
     def _misfit(self, input_shape):
         """Why this tower cannot take `input_shape`, or None if it can.
@@ -215,19 +229,30 @@ class ConvTower(Tower):
             )
         shape = _image_shape(input_shape, "ConvTower")
         self._convs = []
+        self._norms = []
         self._pools = []
         for i, f in enumerate(self.filters):
             conv = keras.layers.Conv2D(
                 f,
                 self.kernel_size,
                 padding=self.padding,
-                activation=self.activation,
+                # With a norm after it, the activation follows the norm
+                # and a bias would only duplicate the norm's offset.
+                activation=None if self.batch_norm else self.activation,
+                use_bias=not self.batch_norm,
                 dtype=self.dtype_policy,
                 name=f"conv_{i}",
             )
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
             self._convs.append(conv)
+            norm = None
+            if self.batch_norm:
+                norm = keras.layers.BatchNormalization(
+                    dtype=self.dtype_policy, name=f"norm_{i}"
+                )
+                norm.build(shape)
+            self._norms.append(norm)
             if (i + 1) % self.convs_per_block == 0:
                 pool = keras.layers.MaxPooling2D(
                     2, dtype=self.dtype_policy, name=f"pool_{i}"
@@ -261,8 +286,10 @@ class ConvTower(Tower):
         if len(x.shape) == 3:
             x = ops.expand_dims(x, -1)
         x = ops.cast(x, self.compute_dtype)
-        for conv, pool in zip(self._convs, self._pools):
+        for conv, norm, pool in zip(self._convs, self._norms, self._pools):
             x = conv(x)
+            if norm is not None:
+                x = self.activation(norm(x, training=training))
             if pool is not None:
                 x = pool(x)
         x = self._dropout(x, training=training)
@@ -283,6 +310,7 @@ class ConvTower(Tower):
                 "bottleneck": self.bottleneck,
                 "dropout": self.dropout,
                 "activation": keras.activations.serialize(self.activation),
+                "batch_norm": self.batch_norm,
             }
         )
         return config
@@ -529,10 +557,16 @@ class SegmentationTower(Tower):
         convs_per_block=1,
         dropout=0.0,
         activation="relu",
+        batch_norm=False,
         **kwargs,
     ):
         super().__init__(units, **kwargs)
         self.filters = _check_positive_tuple("filters", filters)
+        if not isinstance(batch_norm, bool):
+            raise ValueError(
+                "`batch_norm` must be True or False. "
+                f"Received: batch_norm={batch_norm!r}"
+            )
         if not self.filters:
             raise ValueError(
                 "`filters` must hold at least one positive integer. "

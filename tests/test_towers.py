@@ -347,3 +347,37 @@ def test_string_activations_in_existing_configs_still_load():
 def test_unknown_activation_is_rejected():
     with pytest.raises(ValueError, match="Received: activation='nope'"):
         towers.DenseTower(2, activation="nope")
+
+
+def test_conv_tower_with_batch_norm_normalizes_and_round_trips(tmp_path):
+    x = np.random.default_rng(0).random((8, 8, 8, 3)).astype("float32") * 9
+    tower = towers.ConvTower(
+        3, filters=(4, 4), padding="same", dropout=0.0, batch_norm=True
+    )
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, tower(inputs))
+    # A norm per convolution, and no conv bias beside the norm's offset.
+    assert [w.path.split("/")[-2:] for w in tower.weights[:5]] == [
+        ["conv_0", "kernel"],
+        ["norm_0", "gamma"],
+        ["norm_0", "beta"],
+        ["norm_0", "moving_mean"],
+        ["norm_0", "moving_variance"],
+    ]
+    before = keras.ops.convert_to_numpy(tower._norms[0].moving_mean)
+    model(x, training=True)  # training updates the moving statistics
+    after = keras.ops.convert_to_numpy(tower._norms[0].moving_mean)
+    assert not np.allclose(before, after)
+    path = tmp_path / "bn_tower.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.layers[-1].batch_norm is True
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
+    assert towers.ConvTower(3).get_config()["batch_norm"] is False
+
+
+def test_conv_tower_batch_norm_must_be_a_bool():
+    with pytest.raises(ValueError, match="Received: batch_norm='yes'"):
+        towers.ConvTower(3, batch_norm="yes")
