@@ -211,7 +211,9 @@ def make_class(teacher, n, cfg, conditioned=False):
         teacher,
         num_students=n,
         student=architectures.cifar10_fast_student(
-            n, filters=tuple(cfg["student_filters"][str(n)])
+            n,
+            filters=tuple(cfg["student_filters"][str(n)]),
+            batch_norm=cfg.get("student_batch_norm", False),
         ),
         **extra,
     )
@@ -404,7 +406,8 @@ def baseline_epochs(cfg):
 def baseline_model(cfg):
     """Baselines (b) and (c)'s classifier (`cifar10_fast_baseline`)."""
     return architectures.cifar10_fast_baseline(
-        filters=tuple(cfg["baseline_filters"])
+        filters=tuple(cfg["baseline_filters"]),
+        batch_norm=cfg.get("student_batch_norm", False),
     )
 
 

@@ -376,6 +376,7 @@ def cifar10_configuration(args, teacher_cfg, cfg):
     cfg["views"] = views
     cfg["student_filters"] = filters
     cfg["baseline_filters"] = filters["1"]
+    cfg["student_batch_norm"] = architectures.FAST_STUDENT_BATCH_NORM
     return teacher_cfg, cfg
 
 

@@ -1004,9 +1004,12 @@ FAST_STUDENT_FILTERS = {
     4: (16, 16, 24, 24, 24, 24, 24, 24),
     8: (12, 12, 16, 16, 20, 20, 20, 20),
 }
+# Whether their convolutions are batch-normalized (`ConvTower`'s
+# `batch_norm`), chosen on benchmarks/student_probe.py's validation probe.
+FAST_STUDENT_BATCH_NORM = False
 
 
-def cifar10_fast_student(num_students, filters=None):
+def cifar10_fast_student(num_students, filters=None, batch_norm=None):
     """A student of the fast teacher for a class of n.
 
     A `ConvTower` of 3x3 "same" convolutions in pairs, each pair followed
@@ -1018,6 +1021,8 @@ def cifar10_fast_student(num_students, filters=None):
     Args:
         num_students: int, the class size; 1, 4 or 8 unless `filters`.
         filters: tuple of ints, overrides the sized filters.
+        batch_norm: bool or None: batch-normalize each convolution
+            (`ConvTower(batch_norm=True)`); None: `FAST_STUDENT_BATCH_NORM`.
 
     Returns:
         A `ConvTower`, usable as `TeacherClass`'s `student=`.
@@ -1040,6 +1045,8 @@ def cifar10_fast_student(num_students, filters=None):
             )
         filters = FAST_STUDENT_FILTERS[num_students]
     _check_num_students(num_students)
+    if batch_norm is None:
+        batch_norm = FAST_STUDENT_BATCH_NORM
     return towers.ConvTower(
         REPRESENTATION_WIDTH // num_students,
         filters=tuple(filters),
@@ -1048,15 +1055,17 @@ def cifar10_fast_student(num_students, filters=None):
         bottleneck=None,
         dropout=0.0,
         activation="gelu",
+        batch_norm=batch_norm,
     )
 
 
-def cifar10_fast_baseline(filters=None, num_classes=10):
+def cifar10_fast_baseline(filters=None, num_classes=10, batch_norm=None):
     """Baselines (b) and (c): the n = 1 student tower + Dense(classes).
 
     Args:
         filters: tuple of ints, default `FAST_STUDENT_FILTERS[1]`.
         num_classes: int.
+        batch_norm: bool or None, as `cifar10_fast_student`'s.
 
     Returns:
         An uncompiled functional `keras.Model` ending in a softmax
@@ -1069,7 +1078,7 @@ def cifar10_fast_baseline(filters=None, num_classes=10):
     """
     _check_num_classes(num_classes)
     inputs = keras.Input((32, 32, 3), name="image")
-    x = cifar10_fast_student(1, filters)(inputs)
+    x = cifar10_fast_student(1, filters, batch_norm)(inputs)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(inputs, outputs, name="cifar10_fast_baseline")

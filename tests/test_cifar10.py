@@ -195,24 +195,25 @@ def test_for_dataset_uses_the_fast_teacher_unless_paper():
     assert architectures.cifar10_teacher().name == "cifar10_teacher"
 
 
-def test_classes_are_10x_smaller_and_baselines_matched():
+@pytest.mark.parametrize(
+    "batch_norm, params", [(False, 156_554), (True, 158_666)]
+)
+def test_classes_are_10x_smaller_and_baselines_matched(batch_norm, params):
     teacher = architectures.cifar10_fast_teacher()
     t_params, t_macs = teacher.count_params(), _macs(teacher)
     sizes = {}
     for n in (1, 4, 8):
-        tc = TeacherClass(
-            teacher,
-            num_students=n,
-            student=architectures.cifar10_fast_student(n),
-        )
+        student = architectures.cifar10_fast_student(n, batch_norm=batch_norm)
+        assert student.batch_norm is batch_norm
+        tc = TeacherClass(teacher, num_students=n, student=student)
         tc._mark_trained(range(n))  # sizes only: no training needed
         composed = tc.compose()
         sizes[n] = (composed.count_params(), _macs(composed))
-    assert sizes[4] == (156_554, sizes[4][1])
+    assert sizes[4][0] == params
     for n in (4, 8):
         assert t_params / sizes[n][0] >= 10
         assert sizes[n][1] < t_macs
-    baseline = architectures.cifar10_fast_baseline()
+    baseline = architectures.cifar10_fast_baseline(batch_norm=batch_norm)
     for params, macs in (sizes[1], (baseline.count_params(), _macs(baseline))):
         assert abs(params / sizes[4][0] - 1) <= 0.05
         assert abs(macs / sizes[4][1] - 1) <= 0.05

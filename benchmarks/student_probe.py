@@ -1,0 +1,165 @@
+"""Which student tower for the fast CIFAR-10 teacher: a validation probe.
+
+Trains an n = 4 class (plain MSE students, Adam 1e-3 with cosine decay,
+batch 512) on cached augmented views (`teacherclass.views`) of the first
+`--samples` CIFAR-10 training images, and scores it on the last 5,000
+training images (the students never see them; the test split is not
+read): the composed model's accuracy through the teacher's head as is
+(no fine-tuning) and the students' MSE to the teacher's representation
+of the clean images. The student is
+`architectures.cifar10_fast_student(4)` with `--batch-norm` and
+`--filters` as given; its parameters and multiply-adds (the composed
+class, `flops.count_flops` / 2) are recorded beside the scores.
+
+Each run is appended to `benchmarks/results/student_probe.json`, with
+the teacher file, flags and timings; the views are cached once in
+`--cache-dir` and reused by later runs on the same teacher and images.
+
+Run: python benchmarks/student_probe.py --teacher T.keras \
+         --data-dir ../shared/data [--epochs 10] [--views 4] \
+         [--batch-norm on] [--filters '[16, 16, 24, 24, 24, 24, 24, 24]']
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import EpochTimer  # noqa: E402
+from _common import environment  # noqa: E402
+
+from teacherclass import TeacherClass  # noqa: E402
+from teacherclass import architectures  # noqa: E402
+from teacherclass import datasets  # noqa: E402
+from teacherclass import flops  # noqa: E402
+from teacherclass import precision  # noqa: E402
+from teacherclass import teacher as teacher_lib  # noqa: E402
+from teacherclass import training  # noqa: E402
+from teacherclass import views as views_lib  # noqa: E402
+
+BATCH = 512
+VALIDATION = 5000
+OUT = HERE / "results" / "student_probe.json"
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", required=True, help="a trained .keras file")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--samples", type=int, default=45000)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--views", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-norm", choices=("on", "off"), default="off")
+    p.add_argument(
+        "--filters",
+        default=None,
+        help="JSON list: the n = 4 student's filters (default "
+        "architectures.FAST_STUDENT_FILTERS[4])",
+    )
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--cache-dir", default=str(HERE / "cache" / "probe"))
+    p.add_argument("--out", default=str(OUT))
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    policy = precision.set_policy(args.precision)
+    filters = json.loads(args.filters) if args.filters else None
+    teacher = keras.saving.load_model(args.teacher)
+    x, y = datasets.load("cifar10", "train", data_dir=args.data_dir)
+    x = x.astype("float32") / 255
+    x_val, y_val = x[-VALIDATION:], y[-VALIDATION:]
+    x = x[: min(args.samples, len(x) - VALIDATION)]
+    trunk = teacher_lib.trunk(teacher, "representation")
+    clean = trunk.predict(x_val, batch_size=BATCH, verbose=0)
+    clean = clean.astype("float32")
+    cache_dir = Path(args.cache_dir) / f"{Path(args.teacher).stem}-{len(x)}"
+    start = time.perf_counter()
+    cache = views_lib.ViewCache.build(cache_dir, teacher, x, args.views)
+    build_seconds = time.perf_counter() - start
+
+    keras.utils.set_random_seed(args.seed)
+    student = architectures.cifar10_fast_student(
+        4, filters, batch_norm=args.batch_norm == "on"
+    )
+    tc = TeacherClass(teacher, num_students=4, student=student)
+    steps = args.epochs * math.ceil(len(x) / BATCH)
+    trainer = training.for_class(tc)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
+        ),
+        loss="mse",
+    )
+    timer = EpochTimer()
+    epoch_seconds = []
+    start = time.perf_counter()
+    for epoch in range(args.epochs):
+        trainer.fit(
+            cache.dataset(x, epoch, BATCH, args.seed),
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            verbose=0,
+            callbacks=[timer],
+        )
+        epoch_seconds += timer.times
+        print(f"epoch {epoch + 1}/{args.epochs}: {timer.times[-1]:.0f} s")
+    train_seconds = time.perf_counter() - start
+    tc._mark_trained(range(tc.num_students))
+    students = tc.representation().predict(x_val, batch_size=BATCH, verbose=0)
+    probs = tc.cut.head().predict(students, batch_size=BATCH, verbose=0)
+    composed = tc.compose()
+    run = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "teacher": str(args.teacher),
+        "samples": len(x),
+        "validation_samples": VALIDATION,
+        "epochs": args.epochs,
+        "views": args.views,
+        "seed": args.seed,
+        "batch_norm": args.batch_norm == "on",
+        "filters": list(tc.students[0].filters),
+        "params": composed.count_params(),
+        "macs": flops.count_flops(composed) // 2,
+        "val_accuracy": float(np.mean(probs.argmax(-1) == y_val)),
+        "val_mse": float(np.mean((students - clean) ** 2)),
+        "target_variance": float(np.var(clean, axis=0).mean()),
+        "views_build_seconds": build_seconds,
+        "train_seconds": train_seconds,
+        "epoch_seconds": epoch_seconds,
+        "precision": policy,
+        "load_average": list(os.getloadavg()),
+    }
+    out = Path(args.out)
+    record = (
+        json.loads(out.read_text())
+        if out.exists()
+        else {
+            "benchmark": "student_probe",
+            "script": "benchmarks/student_probe.py",
+            "note": __doc__.split("\n\n")[1].replace("\n", " "),
+            "runs": [],
+        }
+    )
+    record["runs"].append(run)
+    record.update(environment())
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps({k: run[k] for k in list(run)[5:15]}))
+    return run
+
+
+if __name__ == "__main__":
+    main()
