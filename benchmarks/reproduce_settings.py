@@ -333,6 +333,14 @@ def add_cifar10_flags(p):
         help="JSON {n: [filters]} for the students and baselines "
         "(default: architectures.FAST_STUDENT_FILTERS)",
     )
+    g.add_argument(
+        "--student-batch-norm",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="batch-normalize the students' and baselines' convolutions "
+        "(ConvTower(batch_norm=True)); auto: "
+        "architectures.FAST_STUDENT_BATCH_NORM",
+    )
 
 
 def cifar10_fast(args):
@@ -376,7 +384,11 @@ def cifar10_configuration(args, teacher_cfg, cfg):
     cfg["views"] = views
     cfg["student_filters"] = filters
     cfg["baseline_filters"] = filters["1"]
-    cfg["student_batch_norm"] = architectures.FAST_STUDENT_BATCH_NORM
+    batch_norm = args.student_batch_norm
+    if batch_norm == "auto":
+        batch_norm = "on" if architectures.FAST_STUDENT_BATCH_NORM else "off"
+    if batch_norm == "on":  # recorded only when on: older ids stay valid
+        cfg["student_batch_norm"] = True
     return teacher_cfg, cfg
 
 
@@ -595,6 +607,9 @@ def argv_for(settings):
             argv += [f"--{key.replace('_', '-')}", str(settings[key])]
     if "baseline_match" in settings:
         argv += ["--match", settings["baseline_match"]]
+    if "student_filters" in settings:  # the fast CIFAR-10 run
+        batch_norm = settings.get("student_batch_norm", False)
+        argv += ["--student-batch-norm", "on" if batch_norm else "off"]
     return argv
 
 

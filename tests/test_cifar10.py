@@ -394,6 +394,34 @@ def test_configuration_records_the_recipe_and_paper_keeps_batch_128(
         settings.configuration(bad, 64)
 
 
+def test_student_batch_norm_is_a_configuration_setting(reproduce):
+    settings = reproduce.settings
+
+    def configuration(*flags):
+        argv = ["--dataset", "cifar10", "--precision", "float32", *flags]
+        args = settings.parser().parse_args(argv)
+        return settings.configuration(args, 50_000)
+
+    teacher_off, off = configuration("--student-batch-norm", "off")
+    teacher_on, on = configuration("--student-batch-norm", "on")
+    # Recorded only when on, so the configurations measured before the
+    # option keep their ids; the teacher is the same either way.
+    assert "student_batch_norm" not in off and on["student_batch_norm"]
+    assert settings.digest(off) != settings.digest(on)
+    assert teacher_off == teacher_on
+    for cfg in (off, on):
+        argv = settings.argv_for(cfg)
+        again = settings.configuration(
+            settings.parser().parse_args(argv), 50_000
+        )
+        assert again[1] == cfg
+    import reproduce_cifar10
+
+    assert reproduce_cifar10.baseline_model(on).get_layer(index=1).batch_norm
+    with pytest.raises(SystemExit):
+        configuration("--student-batch-norm", "yes")
+
+
 def test_the_default_teacher_id_is_stable(reproduce):
     # The checkpoints of a run in progress are keyed by this id: a change
     # to the recipe, widths or teacher name starts the teacher again.
