@@ -609,7 +609,16 @@ def argv_for(settings):
         argv += ["--match", settings["baseline_match"]]
     if "student_filters" in settings:  # the fast CIFAR-10 run
         batch_norm = settings.get("student_batch_norm", False)
-        argv += ["--student-batch-norm", "on" if batch_norm else "off"]
+        argv += [
+            "--views",
+            str(settings["views"]),
+            "--teacher-widths",
+            *map(str, settings["teacher_widths"]),
+            "--student-filters",
+            json.dumps(settings["student_filters"]),
+            "--student-batch-norm",
+            "on" if batch_norm else "off",
+        ]
     return argv
 
 
