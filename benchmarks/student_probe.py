@@ -157,7 +157,8 @@ def main(argv=None):
     record["runs"].append(run)
     record.update(environment())
     out.write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps({k: run[k] for k in list(run)[5:15]}))
+    shown = ("batch_norm", "filters", "params", "macs", "val_accuracy")
+    print(json.dumps({k: run[k] for k in (*shown, "val_mse")}))
     return run
 
 

@@ -214,8 +214,8 @@ def test_classes_are_10x_smaller_and_baselines_matched(batch_norm, params):
         assert t_params / sizes[n][0] >= 10
         assert sizes[n][1] < t_macs
     baseline = architectures.cifar10_fast_baseline(batch_norm=batch_norm)
-    for params, macs in (sizes[1], (baseline.count_params(), _macs(baseline))):
-        assert abs(params / sizes[4][0] - 1) <= 0.05
+    for size, macs in (sizes[1], (baseline.count_params(), _macs(baseline))):
+        assert abs(size / sizes[4][0] - 1) <= 0.05
         assert abs(macs / sizes[4][1] - 1) <= 0.05
     with pytest.raises(ValueError, match="num_students=3"):
         architectures.cifar10_fast_student(3)
