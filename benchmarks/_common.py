@@ -60,3 +60,48 @@ class EpochTimer(_keras_callback()):
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self._start)
+
+
+# The probes' held-out images: the last 5,000 of CIFAR-10's training
+# split (students and teachers alike never train on them; the test split
+# is not read).
+CIFAR10_VALIDATION = 5000
+
+
+def cifar10_probe_split(teacher, data_dir, samples, batch_size=512):
+    """CIFAR-10's training split carved for a student probe.
+
+    Returns `(x, x_val, y_val, clean)`: the first `samples` training
+    images (at most all but the last `CIFAR10_VALIDATION`) in `[0, 1]`,
+    the held-out last images and labels, and the teacher's representation
+    of the held-out images (float32), the students' clean targets.
+    """
+    from teacherclass import datasets
+    from teacherclass import teacher as teacher_lib
+
+    x, y = datasets.load("cifar10", "train", data_dir=data_dir)
+    x = x.astype("float32") / 255
+    x_val, y_val = x[-CIFAR10_VALIDATION:], y[-CIFAR10_VALIDATION:]
+    x = x[: min(samples, len(x) - CIFAR10_VALIDATION)]
+    trunk = teacher_lib.trunk(teacher, "representation")
+    clean = trunk.predict(x_val, batch_size=batch_size, verbose=0)
+    return x, x_val, y_val, clean.astype("float32")
+
+
+def student_scores(tc, x_val, y_val, clean, batch_size=512):
+    """A class's held-out scores, before any head fine-tuning.
+
+    One pass of the students; the teacher's head (what `compose()` puts
+    on them) scores their output. Returns a dict: `val_accuracy`, and
+    `val_mse`, the students' mean squared error to `clean`.
+    """
+    import numpy as np
+
+    students = tc.representation().predict(
+        x_val, batch_size=batch_size, verbose=0
+    )
+    probs = tc.cut.head().predict(students, batch_size=batch_size, verbose=0)
+    return {
+        "val_accuracy": float(np.mean(probs.argmax(-1) == y_val)),
+        "val_mse": float(np.mean((students - clean) ** 2)),
+    }

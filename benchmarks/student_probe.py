@@ -34,20 +34,20 @@ sys.path.insert(0, str(HERE))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import CIFAR10_VALIDATION  # noqa: E402
 from _common import EpochTimer  # noqa: E402
+from _common import cifar10_probe_split  # noqa: E402
 from _common import environment  # noqa: E402
+from _common import student_scores  # noqa: E402
 
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
-from teacherclass import datasets  # noqa: E402
 from teacherclass import flops  # noqa: E402
 from teacherclass import precision  # noqa: E402
-from teacherclass import teacher as teacher_lib  # noqa: E402
 from teacherclass import training  # noqa: E402
 from teacherclass import views as views_lib  # noqa: E402
 
 BATCH = 512
-VALIDATION = 5000
 OUT = HERE / "results" / "student_probe.json"
 
 
@@ -77,13 +77,9 @@ def main(argv=None):
     policy = precision.set_policy(args.precision)
     filters = json.loads(args.filters) if args.filters else None
     teacher = keras.saving.load_model(args.teacher)
-    x, y = datasets.load("cifar10", "train", data_dir=args.data_dir)
-    x = x.astype("float32") / 255
-    x_val, y_val = x[-VALIDATION:], y[-VALIDATION:]
-    x = x[: min(args.samples, len(x) - VALIDATION)]
-    trunk = teacher_lib.trunk(teacher, "representation")
-    clean = trunk.predict(x_val, batch_size=BATCH, verbose=0)
-    clean = clean.astype("float32")
+    x, x_val, y_val, clean = cifar10_probe_split(
+        teacher, args.data_dir, args.samples, BATCH
+    )
     cache_dir = Path(args.cache_dir) / f"{Path(args.teacher).stem}-{len(x)}"
     start = time.perf_counter()
     cache = views_lib.ViewCache.build(cache_dir, teacher, x, args.views)
@@ -117,8 +113,7 @@ def main(argv=None):
         print(f"epoch {epoch + 1}/{args.epochs}: {timer.times[-1]:.0f} s")
     train_seconds = time.perf_counter() - start
     tc._mark_trained(range(tc.num_students))
-    students = tc.representation().predict(x_val, batch_size=BATCH, verbose=0)
-    probs = tc.cut.head().predict(students, batch_size=BATCH, verbose=0)
+    scores = student_scores(tc, x_val, y_val, clean, BATCH)
     composed = tc.compose()
     run = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -126,7 +121,7 @@ def main(argv=None):
         ),
         "teacher": str(args.teacher),
         "samples": len(x),
-        "validation_samples": VALIDATION,
+        "validation_samples": CIFAR10_VALIDATION,
         "epochs": args.epochs,
         "views": args.views,
         "seed": args.seed,
@@ -134,8 +129,7 @@ def main(argv=None):
         "filters": list(tc.students[0].filters),
         "params": composed.count_params(),
         "macs": flops.count_flops(composed) // 2,
-        "val_accuracy": float(np.mean(probs.argmax(-1) == y_val)),
-        "val_mse": float(np.mean((students - clean) ** 2)),
+        **scores,
         "target_variance": float(np.var(clean, axis=0).mean()),
         "views_build_seconds": build_seconds,
         "train_seconds": train_seconds,

@@ -47,19 +47,19 @@ sys.path.insert(0, str(HERE))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import CIFAR10_VALIDATION  # noqa: E402
 from _common import EpochTimer  # noqa: E402
+from _common import cifar10_probe_split  # noqa: E402
 from _common import environment  # noqa: E402
+from _common import student_scores  # noqa: E402
 
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
-from teacherclass import datasets  # noqa: E402
 from teacherclass import precision  # noqa: E402
-from teacherclass import teacher as teacher_lib  # noqa: E402
 from teacherclass import training  # noqa: E402
 from teacherclass import views as views_lib  # noqa: E402
 
 BATCH = 512
-VALIDATION = 5000
 
 
 def new_class(teacher, seed=0):
@@ -164,33 +164,19 @@ def speed(args):
     return result
 
 
-def _scores(tc, x_val, y_val, clean_targets):
-    # One pass of the students; the teacher's head (what compose() puts
-    # on them, before any fine-tuning) scores their output.
-    students = tc.representation().predict(x_val, batch_size=BATCH, verbose=0)
-    probs = tc.cut.head().predict(students, batch_size=BATCH, verbose=0)
-    return {
-        "val_accuracy": float(np.mean(probs.argmax(-1) == y_val)),
-        "val_mse": float(np.mean((students - clean_targets) ** 2)),
-    }
-
-
 def accuracy(args):
     if not args.teacher:
         raise SystemExit("--accuracy needs --teacher, a trained teacher")
     teacher = keras.saving.load_model(args.teacher)
-    x, y = datasets.load("cifar10", "train", data_dir=args.data_dir)
-    x = x.astype("float32") / 255
-    x_val, y_val = x[-VALIDATION:], y[-VALIDATION:]
-    x = x[: min(args.samples, len(x) - VALIDATION)]
-    trunk = teacher_lib.trunk(teacher, "representation")
-    clean = trunk.predict(x_val, batch_size=BATCH, verbose=0).astype("float32")
+    x, x_val, y_val, clean = cifar10_probe_split(
+        teacher, args.data_dir, args.samples, BATCH
+    )
     batch = args.batch_size
     result = {
         "benchmark": "views_accuracy",
         "script": "benchmarks/views_speed.py --accuracy",
         "samples": len(x),
-        "validation_samples": VALIDATION,
+        "validation_samples": CIFAR10_VALIDATION,
         "epochs": args.epochs,
         "views": args.views,
         "batch_size": batch,
@@ -216,7 +202,7 @@ def accuracy(args):
             "way": "augment",
             "train_seconds": time.perf_counter() - start,
             "epoch_seconds": timer.times,
-            **_scores(tc, x_val, y_val, clean),
+            **student_scores(tc, x_val, y_val, clean, BATCH),
         }
         print(augment, flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -246,7 +232,7 @@ def accuracy(args):
                 "build_seconds": build,
                 "train_seconds": time.perf_counter() - start,
                 "epoch_seconds": epoch_seconds,
-                **_scores(tc, x_val, y_val, clean),
+                **student_scores(tc, x_val, y_val, clean, BATCH),
             }
         print(views, flush=True)
         result["runs"] += [augment, views]
