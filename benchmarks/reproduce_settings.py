@@ -651,6 +651,13 @@ def changes(settings):
             "(b), (c): the compact n = 1 student with its bottleneck sized "
             "to the n = 4 class's parameters",
         )
+    if settings.get("student_batch_norm"):
+        made += (
+            "students and baselines (b), (c): each convolution "
+            "batch-normalized before its activation "
+            "(`ConvTower(batch_norm=True)`; the paper's students have no "
+            "batch normalization)",
+        )
     if settings.get("min_student_bottleneck"):
         made += (
             "students' dense bottleneck widened to at least "
@@ -678,6 +685,7 @@ def describe(settings):
         + (f"; augmentation: {s['augment']}" if "augment" in s else "")
         + ("; students augmented" if s.get("augment_students") else "")
         + ("; compact students" if s.get("compact_students") else "")
+        + ("; batch-normalized students" if s.get("student_batch_norm") else "")
         + (
             f"; student bottleneck >= {s['min_student_bottleneck']}"
             if "min_student_bottleneck" in s

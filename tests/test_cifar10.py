@@ -409,6 +409,11 @@ def test_student_batch_norm_is_a_configuration_setting(reproduce):
     assert "student_batch_norm" not in off and on["student_batch_norm"]
     assert settings.digest(off) != settings.digest(on)
     assert teacher_off == teacher_on
+    # Named among the configuration's changes and in its description.
+    assert not any("batch-normalized" in c for c in settings.changes(off))
+    assert any("batch-normalized" in c for c in settings.changes(on))
+    assert "batch-normalized students" in settings.describe(on)
+    assert "batch-normalized" not in settings.describe(off)
     for cfg in (off, on):
         argv = settings.argv_for(cfg)
         again = settings.configuration(
