@@ -1,15 +1,17 @@
 """Which student tower for the fast CIFAR-10 teacher: a validation probe.
 
-Trains an n = 4 class (plain MSE students, Adam 1e-3 with cosine decay,
-batch 512) on cached augmented views (`teacherclass.views`) of the first
+Trains an n = 4 class (plain MSE students, or head-aware ones with
+`--loss head_aware`; Adam 1e-3 with cosine decay, batch 512) on cached
+augmented views (`teacherclass.views`) of the first
 `--samples` CIFAR-10 training images, and scores it on the last 5,000
 training images (the students never see them; the test split is not
 read): the composed model's accuracy through the teacher's head as is
 (no fine-tuning) and the students' MSE to the teacher's representation
 of the clean images. The student is
-`architectures.cifar10_fast_student(4)` with `--batch-norm` and
-`--filters` as given; its parameters and multiply-adds (the composed
-class, `flops.count_flops` / 2) are recorded beside the scores.
+`architectures.cifar10_fast_student(4)` with `--batch-norm` (auto: the
+library's default) and `--filters` as given; its parameters and
+multiply-adds (the composed class, `flops.count_flops` / 2) are recorded
+beside the scores.
 
 Each run is appended to `benchmarks/results/student_probe.json`, with
 the teacher file, flags and timings; the views are cached once in
@@ -17,7 +19,8 @@ the teacher file, flags and timings; the views are cached once in
 
 Run: python benchmarks/student_probe.py --teacher T.keras \
          --data-dir ../shared/data [--epochs 10] [--views 4] \
-         [--batch-norm on] [--filters '[16, 16, 24, 24, 24, 24, 24, 24]']
+         [--batch-norm auto|on|off] [--loss mse|head_aware] \
+         [--filters '[16, 16, 24, 24, 24, 24, 24, 24]']
 """
 
 import argparse
@@ -59,7 +62,16 @@ def parse(argv=None):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--views", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-norm", choices=("on", "off"), default="off")
+    p.add_argument(
+        "--batch-norm", choices=("auto", "on", "off"), default="auto"
+    )
+    p.add_argument(
+        "--loss",
+        choices=("mse", "head_aware"),
+        default="mse",
+        help="the students' objective (`fit_students(loss=...)`); "
+        "head_aware reads the views' cached teacher logits",
+    )
     p.add_argument(
         "--filters",
         default=None,
@@ -87,11 +99,14 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     student = architectures.cifar10_fast_student(
-        4, filters, batch_norm=args.batch_norm == "on"
+        4,
+        filters,
+        batch_norm={"auto": None, "on": True, "off": False}[args.batch_norm],
     )
     tc = TeacherClass(teacher, num_students=4, student=student)
     steps = args.epochs * math.ceil(len(x) / BATCH)
-    trainer = training.for_class(tc)
+    head_aware = args.loss == "head_aware"
+    trainer = training.for_class(tc, loss=args.loss)
     trainer.compile(
         optimizer=keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
@@ -103,7 +118,7 @@ def main(argv=None):
     start = time.perf_counter()
     for epoch in range(args.epochs):
         trainer.fit(
-            cache.dataset(x, epoch, BATCH, args.seed),
+            cache.dataset(x, epoch, BATCH, args.seed, with_logits=head_aware),
             initial_epoch=epoch,
             epochs=epoch + 1,
             verbose=0,
@@ -125,7 +140,8 @@ def main(argv=None):
         "epochs": args.epochs,
         "views": args.views,
         "seed": args.seed,
-        "batch_norm": args.batch_norm == "on",
+        "batch_norm": tc.students[0].batch_norm,
+        "loss": args.loss,
         "filters": list(tc.students[0].filters),
         "params": composed.count_params(),
         "macs": flops.count_flops(composed) // 2,
@@ -151,7 +167,7 @@ def main(argv=None):
     record["runs"].append(run)
     record.update(environment())
     out.write_text(json.dumps(record, indent=1) + "\n")
-    shown = ("batch_norm", "filters", "params", "macs", "val_accuracy")
+    shown = ("batch_norm", "loss", "filters", "params", "macs", "val_accuracy")
     print(json.dumps({k: run[k] for k in (*shown, "val_mse")}))
     return run
 
