@@ -676,7 +676,7 @@ def _run_unit(sitting, kind, seed, what):
             "objective": ("head_aware" if variant == "best" else "mse")
             if n
             else "",
-            "variant": variant if n else None,
+            "variant": variant if n else "",
             "split": "test",
             "seed": seed,
             "wall_seconds_this_sitting": time.perf_counter() - start,

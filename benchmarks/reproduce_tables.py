@@ -94,7 +94,10 @@ def rows(state, settings_id):
     for t in teachers:
         groups.setdefault(("teacher", 0, "", ""), []).append(t)
     for r in runs:
-        variant = r.get("variant", "plain" if r["kind"] == "class" else "")
+        # CIFAR-10's baselines were recorded with `None` before "".
+        variant = r.get("variant")
+        if variant is None:
+            variant = "plain" if r["kind"] == "class" else ""
         key = (r["kind"], r["n"], r["objective"], variant)
         groups.setdefault(key, []).append(r)
 
@@ -241,8 +244,9 @@ def write_markdown(state, path):
         f"Written by `benchmarks/reproduce.py` from `{dataset}.json` "
         f"(updated {state.get('updated', now())}); every number comes "
         "from that file. Accuracy: test split, mean +/- sample std over "
-        "the listed seeds, after the last epoch. Training time: mean wall "
-        "seconds per seed (students + head fine-tuning for a class; the "
+        "the listed seeds (no std for a single seed), after the last "
+        "epoch. Training time: mean wall seconds per seed (students + head "
+        "fine-tuning for a class; the "
         "teacher's own time only on its row), measured on "
         f"{state['machine']['cpu_count']} CPU cores that were shared with "
         "other jobs: times are inflated and only roughly comparable.",
@@ -286,8 +290,7 @@ def write_markdown(state, path):
                 f"| {r['label']} | {r['params']:,} | "
                 f"{'' if ratio is None else f'{ratio:.1f}x'} | "
                 + " | ".join(_compute_text(r))
-                + f" | {r['accuracy_mean']:.2%} +/- "
-                f"{r['accuracy_std']:.2%} | "
+                + f" | {_accuracy_text(r)} | "
                 f"{', '.join(str(s) for s in r['seeds'])} | "
                 f"{r['train_seconds_mean']:.0f} |"
             )
@@ -327,6 +330,13 @@ def write_markdown(state, path):
         ]
     atomic_write(path, "\n".join(lines) + "\n")
     return lines
+
+
+def _accuracy_text(row):
+    """The mean accuracy, +/- the sample std where there are 2+ seeds."""
+    if len(row["seeds"]) < 2:
+        return f"{row['accuracy_mean']:.2%}"
+    return f"{row['accuracy_mean']:.2%} +/- {row['accuracy_std']:.2%}"
 
 
 def _compute_text(row):
