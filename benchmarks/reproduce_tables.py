@@ -94,10 +94,7 @@ def rows(state, settings_id):
     for t in teachers:
         groups.setdefault(("teacher", 0, "", ""), []).append(t)
     for r in runs:
-        # CIFAR-10's baselines were recorded with `None` before "".
-        variant = r.get("variant")
-        if variant is None:
-            variant = "plain" if r["kind"] == "class" else ""
+        variant = r.get("variant", "plain" if r["kind"] == "class" else "")
         key = (r["kind"], r["n"], r["objective"], variant)
         groups.setdefault(key, []).append(r)
 

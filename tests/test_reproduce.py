@@ -279,8 +279,8 @@ def test_render_only_rewrites_outputs_from_the_json(
 
 
 def test_cifar10_baselines_reach_the_summary(tables, tmp_path):
-    # CIFAR-10's first baselines were recorded with variant None (the
-    # other datasets' with ""); the summary keys them the same way.
+    # The summary's (b), (c) columns hold CIFAR-10's baselines (their
+    # first records had variant None, which the columns did not match).
     (tmp_path / "cifar10.json").write_text(
         (RESULTS / "cifar10.json").read_text()
     )
