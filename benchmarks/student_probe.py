@@ -1,17 +1,18 @@
 """Which student tower for the fast CIFAR-10 teacher: a validation probe.
 
-Trains an n = 4 class (plain MSE students, or head-aware ones with
-`--loss head_aware`; Adam 1e-3 with cosine decay, batch 512) on cached
-augmented views (`teacherclass.views`) of the first
-`--samples` CIFAR-10 training images, and scores it on the last 5,000
-training images (the students never see them; the test split is not
-read): the composed model's accuracy through the teacher's head as is
+Trains a class of n students (n = 4 unless `--students`; plain MSE
+students, or head-aware ones with `--loss head_aware`; Adam 1e-3 with
+cosine decay, batch 512) on cached augmented views (`teacherclass.views`)
+of the first `--samples` CIFAR-10 training images, and scores it on the
+last 5,000 training images (the students never see them; the test split
+is not read): the composed model's accuracy through the teacher's head as is
 (no fine-tuning) and the students' MSE to the teacher's representation
 of the clean images. The student is
-`architectures.cifar10_fast_student(4)` with `--batch-norm` (auto: the
-library's default) and `--filters` as given; its parameters and
-multiply-adds (the composed class, `flops.count_flops` / 2) are recorded
-beside the scores.
+`architectures.cifar10_fast_student(n)` with `--batch-norm` (auto: the
+library's default) and `--filters` as given, taking the image or, with
+`--student-input`, the output of the teacher's frozen stem; its
+parameters and multiply-adds (the composed class, `flops.count_flops` /
+2) are recorded beside the scores.
 
 Each run is appended to `benchmarks/results/student_probe.json`, with
 the teacher file, flags and timings; the views are cached once in
@@ -20,7 +21,8 @@ the teacher file, flags and timings; the views are cached once in
 Run: python benchmarks/student_probe.py --teacher T.keras \
          --data-dir ../shared/data [--epochs 10] [--views 4] \
          [--batch-norm auto|on|off] [--loss mse|head_aware] \
-         [--filters '[16, 16, 24, 24, 24, 24, 24, 24]']
+         [--students 4] [--filters '[16, 16, 24, 24, 24, 24, 24, 24]'] \
+         [--student-input whitening_gelu]
 """
 
 import argparse
@@ -73,10 +75,26 @@ def parse(argv=None):
         "head_aware reads the views' cached teacher logits",
     )
     p.add_argument(
+        "--students",
+        type=int,
+        default=4,
+        help="the class size n (filters sized in "
+        "architectures.FAST_STUDENT_FILTERS, or give --filters)",
+    )
+    p.add_argument(
         "--filters",
         default=None,
-        help="JSON list: the n = 4 student's filters (default "
-        "architectures.FAST_STUDENT_FILTERS[4])",
+        help="JSON list: each student's filters (default "
+        "architectures.FAST_STUDENT_FILTERS[n])",
+    )
+    p.add_argument(
+        "--student-input",
+        default=None,
+        help="a teacher layer without trainable weights before it "
+        "(`TeacherClass(student_input=...)`), e.g. whitening_gelu: the "
+        "students take its output (the teacher's frozen, data-computed "
+        "whitening stem, shared by the composed model) instead of the "
+        "image",
     )
     p.add_argument("--precision", default="auto")
     p.add_argument("--cache-dir", default=str(HERE / "cache" / "probe"))
@@ -99,11 +117,19 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     student = architectures.cifar10_fast_student(
-        4,
+        args.students,
         filters,
         batch_norm={"auto": None, "on": True, "off": False}[args.batch_norm],
     )
-    tc = TeacherClass(teacher, num_students=4, student=student)
+    tc = TeacherClass(
+        teacher,
+        num_students=args.students,
+        student=student,
+        student_input=args.student_input,
+    )
+    # The views hold images: the students' input is computed per batch
+    # (the stem is a 2x2 convolution, cheap beside the students).
+    preprocessor = tc.cut.preprocessor()
     steps = args.epochs * math.ceil(len(x) / BATCH)
     head_aware = args.loss == "head_aware"
     trainer = training.for_class(tc, loss=args.loss)
@@ -117,8 +143,15 @@ def main(argv=None):
     epoch_seconds = []
     start = time.perf_counter()
     for epoch in range(args.epochs):
+        batches = cache.dataset(
+            x, epoch, BATCH, args.seed, with_logits=head_aware
+        )
+        if preprocessor is not None:
+            batches = batches.map(
+                lambda b, t: (preprocessor(b, training=False), t)
+            )
         trainer.fit(
-            cache.dataset(x, epoch, BATCH, args.seed, with_logits=head_aware),
+            batches,
             initial_epoch=epoch,
             epochs=epoch + 1,
             verbose=0,
@@ -142,6 +175,8 @@ def main(argv=None):
         "seed": args.seed,
         "batch_norm": tc.students[0].batch_norm,
         "loss": args.loss,
+        "students": tc.num_students,
+        "student_input": tc.student_input,
         "filters": list(tc.students[0].filters),
         "params": composed.count_params(),
         "macs": flops.count_flops(composed) // 2,
@@ -167,7 +202,16 @@ def main(argv=None):
     record["runs"].append(run)
     record.update(environment())
     out.write_text(json.dumps(record, indent=1) + "\n")
-    shown = ("batch_norm", "loss", "filters", "params", "macs", "val_accuracy")
+    shown = (
+        "students",
+        "student_input",
+        "batch_norm",
+        "loss",
+        "filters",
+        "params",
+        "macs",
+        "val_accuracy",
+    )
     print(json.dumps({k: run[k] for k in (*shown, "val_mse")}))
     return run
 
