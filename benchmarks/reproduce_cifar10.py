@@ -50,6 +50,7 @@ from teacherclass import architectures
 from teacherclass import conditioning
 from teacherclass import refinement
 from teacherclass import report as report_lib
+from teacherclass import teacher as teacher_lib
 from teacherclass import training
 from teacherclass import views as views_lib
 from teacherclass.flops import count_flops
@@ -215,8 +216,19 @@ def make_class(teacher, n, cfg, conditioned=False):
             filters=tuple(cfg["student_filters"][str(n)]),
             batch_norm=cfg.get("student_batch_norm", False),
         ),
+        student_input=cfg.get("student_input"),
         **extra,
     )
+
+
+def student_batches(tc, ds):
+    """The views' `(images, targets)` batches as the students take them:
+    through the teacher's frozen stem when `student_input` is set (per
+    batch: the views hold images)."""
+    preprocessor = tc.cut.preprocessor()
+    if preprocessor is None:
+        return ds
+    return ds.map(lambda x, t: (preprocessor(x, training=False), t))
 
 
 def view_conditioning(views, chunks):
@@ -256,7 +268,10 @@ def train_class(
     students.run(
         lambda e: one_epoch(
             trainer,
-            views.dataset(x, e, cfg["batch_size"], seed, with_logits=best),
+            student_batches(
+                tc,
+                views.dataset(x, e, cfg["batch_size"], seed, with_logits=best),
+            ),
             e,
         ),
         budget,
@@ -403,11 +418,22 @@ def baseline_epochs(cfg):
     return cfg["epochs"] + cfg.get("refine_epochs", 0)
 
 
-def baseline_model(cfg):
-    """Baselines (b) and (c)'s classifier (`cifar10_fast_baseline`)."""
+def baseline_model(cfg, teacher=None):
+    """Baselines (b) and (c)'s classifier (`cifar10_fast_baseline`).
+
+    With `cfg["student_input"]`, it takes the image through the same
+    frozen teacher stem as the students (the teacher's own layers, not
+    trained here), as the class's composed model does.
+    """
+    stem = None
+    if cfg.get("student_input"):
+        stem = teacher_lib.cut(
+            teacher, student_input=cfg["student_input"]
+        ).preprocessor()
     return architectures.cifar10_fast_baseline(
         filters=tuple(cfg["baseline_filters"]),
         batch_norm=cfg.get("student_batch_norm", False),
+        stem=stem,
     )
 
 
@@ -416,7 +442,7 @@ def train_baseline(cfg, kind, seed, teacher, views, data, stage_dir, budget):
     (KL at temperature 1); (c) `scratch`: the views' labels. Resumable."""
     x, y, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    model = baseline_model(cfg)
+    model = baseline_model(cfg, teacher)
     if kind == "distill":
         loss = keras.losses.KLDivergence()
         labels = "logits"

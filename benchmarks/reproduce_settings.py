@@ -341,6 +341,15 @@ def add_cifar10_flags(p):
         "(ConvTower(batch_norm=True)); auto: "
         "architectures.FAST_STUDENT_BATCH_NORM",
     )
+    g.add_argument(
+        "--student-input",
+        default=None,
+        choices=(architectures.FAST_STUDENT_STEM,),
+        help="the students and baselines take the output of this frozen "
+        "teacher layer instead of the image (`TeacherClass("
+        "student_input=...)`): the whitening stem's, computed from the "
+        "training images without labels, shared by the composed model",
+    )
 
 
 def cifar10_fast(args):
@@ -389,6 +398,8 @@ def cifar10_configuration(args, teacher_cfg, cfg):
         batch_norm = "on" if architectures.FAST_STUDENT_BATCH_NORM else "off"
     if batch_norm == "on":  # recorded only when on: older ids stay valid
         cfg["student_batch_norm"] = True
+    if args.student_input:  # recorded only when set, as above
+        cfg["student_input"] = args.student_input
     return teacher_cfg, cfg
 
 
@@ -619,6 +630,8 @@ def argv_for(settings):
             "--student-batch-norm",
             "on" if batch_norm else "off",
         ]
+        if settings.get("student_input"):
+            argv += ["--student-input", settings["student_input"]]
     return argv
 
 
@@ -658,6 +671,14 @@ def changes(settings):
             "(`ConvTower(batch_norm=True)`; the paper's students have no "
             "batch normalization)",
         )
+    if settings.get("student_input"):
+        made += (
+            "students, the n = 1 class and baselines (b), (c) take the "
+            f"output of the teacher's frozen `{settings['student_input']}` "
+            "(its normalization and patch-whitening convolution, computed "
+            "from training images without labels), not the image; the "
+            "composed model holds it once, in front of its students",
+        )
     if settings.get("min_student_bottleneck"):
         made += (
             "students' dense bottleneck widened to at least "
@@ -686,6 +707,11 @@ def describe(settings):
         + ("; students augmented" if s.get("augment_students") else "")
         + ("; compact students" if s.get("compact_students") else "")
         + ("; batch-normalized students" if s.get("student_batch_norm") else "")
+        + (
+            f"; students on the teacher's {s['student_input']}"
+            if s.get("student_input")
+            else ""
+        )
         + (
             f"; student bottleneck >= {s['min_student_bottleneck']}"
             if "min_student_bottleneck" in s

@@ -1014,6 +1014,11 @@ FAST_STUDENT_FILTERS = {
 # without (students' MSE 1.12 against 1.60; the targets' variance 1.91),
 # at ~1.7x the epoch time on a bfloat16 CPU (114-124 s against 64-78 s).
 FAST_STUDENT_BATCH_NORM = True
+# The teacher layer students may take instead of the image
+# (`TeacherClass(student_input=FAST_STUDENT_STEM)`): the output of the
+# frozen, data-computed patch whitening (`cifar10_fast_teacher`), no
+# weight of it trained on labels.
+FAST_STUDENT_STEM = "whitening_gelu"
 
 
 def cifar10_fast_student(num_students, filters=None, batch_norm=None):
@@ -1068,13 +1073,19 @@ def cifar10_fast_student(num_students, filters=None, batch_norm=None):
     )
 
 
-def cifar10_fast_baseline(filters=None, num_classes=10, batch_norm=None):
+def cifar10_fast_baseline(
+    filters=None, num_classes=10, batch_norm=None, stem=None
+):
     """Baselines (b) and (c): the n = 1 student tower + Dense(classes).
 
     Args:
         filters: tuple of ints, default `FAST_STUDENT_FILTERS[1]`.
         num_classes: int.
         batch_norm: bool or None, as `cifar10_fast_student`'s.
+        stem: None, or a model from the image to what the tower takes,
+            without trainable weights (the students' input under
+            `student_input`, e.g. `TeacherClass(teacher,
+            student_input=FAST_STUDENT_STEM).cut.preprocessor()`).
 
     Returns:
         An uncompiled functional `keras.Model` ending in a softmax
@@ -1086,8 +1097,15 @@ def cifar10_fast_baseline(filters=None, num_classes=10, batch_norm=None):
     156906
     """
     _check_num_classes(num_classes)
+    if stem is not None and stem.trainable_weights:
+        raise ValueError(
+            "`stem` is the students' frozen input and must have no "
+            "trainable weights. Received: stem with "
+            f"{len(stem.trainable_weights)} trainable weights"
+        )
     inputs = keras.Input((32, 32, 3), name="image")
-    x = cifar10_fast_student(1, filters, batch_norm)(inputs)
+    x = inputs if stem is None else stem(inputs)
+    x = cifar10_fast_student(1, filters, batch_norm)(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(inputs, outputs, name="cifar10_fast_baseline")

@@ -429,6 +429,48 @@ def test_student_batch_norm_is_a_configuration_setting(reproduce):
         configuration("--student-batch-norm", "yes")
 
 
+def test_students_and_baselines_can_take_the_teachers_stem(reproduce, tmp_path):
+    import reproduce_cifar10
+
+    settings = reproduce.settings
+    stem = ("--student-input", architectures.FAST_STUDENT_STEM)
+    args, cfg, tid, sid, _ = _setup(reproduce, tmp_path / "c", *stem)
+    _, plain, plain_tid, plain_sid, _ = _setup(reproduce, tmp_path / "c")
+    # Recorded only when set: the teacher and older ids are unchanged.
+    assert cfg["student_input"] == "whitening_gelu"
+    assert "student_input" not in plain
+    assert tid == plain_tid and sid != plain_sid
+    assert any("frozen `whitening_gelu`" in c for c in settings.changes(cfg))
+    assert "students on the teacher's whitening_gelu" in settings.describe(cfg)
+    again = settings.parser().parse_args(settings.argv_for(cfg))
+    assert settings.configuration(again, 64)[1] == cfg
+    with pytest.raises(SystemExit):
+        settings.parser().parse_args([*TINY, "--student-input", "block1_1"])
+
+    # The students' batches go through the stem (their first convolution
+    # takes its 24 channels, the image has 3): the run would fail without.
+    done, state = _run(reproduce, tmp_path / "a", *stem)
+    assert done
+    records = {r["kind"]: r for r in state.data["runs"].values()}
+    teacher = architectures.cifar10_fast_teacher((4, 8, 8))
+    tc = reproduce_cifar10.make_class(teacher, 4, cfg)
+    assert tc.students[0].input.shape[-1] == 24
+    tc._mark_trained(range(4))
+    composed = tc.compose()
+    assert composed.get_layer("preprocessor").get_layer("whitening")
+    assert records["class"]["params"] == composed.count_params()
+    baseline = reproduce_cifar10.baseline_model(cfg, teacher)
+    assert records["scratch"]["params"] == baseline.count_params()
+    # The stem is the teacher's, frozen: the baseline trains none of it.
+    whitening = teacher.get_layer("whitening").kernel
+    assert any(w is whitening for w in baseline.weights)
+    assert not any(w is whitening for w in baseline.trainable_weights)
+    with pytest.raises(ValueError, match="no trainable weights"):
+        architectures.cifar10_fast_baseline(stem=keras.Sequential([
+            keras.Input((32, 32, 3)), keras.layers.Dense(3)
+        ]))  # fmt: skip
+
+
 def test_the_default_teacher_id_is_stable(reproduce):
     # The checkpoints of a run in progress are keyed by this id: a change
     # to the recipe, widths or teacher name starts the teacher again.
