@@ -480,6 +480,13 @@ def check(args):
         raise ValueError(
             f"--refine-epochs must be >= 0. Received: {args.refine_epochs}"
         )
+    if args.student_input and not cifar10_fast(args):
+        raise ValueError(
+            "--student-input names a layer of the fast CIFAR-10 teacher: "
+            "it is for --dataset cifar10 without --paper. Received: "
+            f"--student-input {args.student_input} --dataset {args.dataset}"
+            + (" --paper" if args.paper else "")
+        )
     if cifar10_fast(args) and not set(args.variant) <= {"plain", "best"}:
         raise ValueError(
             "The fast CIFAR-10 run has the plain and best classes (best "

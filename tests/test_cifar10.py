@@ -446,6 +446,10 @@ def test_students_and_baselines_can_take_the_teachers_stem(reproduce, tmp_path):
     assert settings.configuration(again, 64)[1] == cfg
     with pytest.raises(SystemExit):
         settings.parser().parse_args([*TINY, "--student-input", "block1_1"])
+    for other in (["--dataset", "mnist"], ["--dataset", "cifar10", "--paper"]):
+        args = settings.parser().parse_args([*other, *stem])
+        with pytest.raises(ValueError, match="Received: --student-input"):
+            settings.check(args)
 
     # The students' batches go through the stem (their first convolution
     # takes its 24 channels, the image has 3): the run would fail without.
