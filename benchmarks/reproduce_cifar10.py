@@ -221,16 +221,6 @@ def make_class(teacher, n, cfg, conditioned=False):
     )
 
 
-def student_batches(tc, ds):
-    """The views' `(images, targets)` batches as the students take them:
-    through the teacher's frozen stem when `student_input` is set (per
-    batch: the views hold images)."""
-    preprocessor = tc.cut.preprocessor()
-    if preprocessor is None:
-        return ds
-    return ds.map(lambda x, t: (preprocessor(x, training=False), t))
-
-
 def view_conditioning(views, chunks):
     """Standardizing statistics of the representation over every view."""
     return conditioning.Conditioning.fit(
@@ -268,9 +258,15 @@ def train_class(
     students.run(
         lambda e: one_epoch(
             trainer,
-            student_batches(
-                tc,
-                views.dataset(x, e, cfg["batch_size"], seed, with_logits=best),
+            views.dataset(
+                x,
+                e,
+                cfg["batch_size"],
+                seed,
+                with_logits=best,
+                # The students' input: the teacher's stem under
+                # `student_input`, else the images (None).
+                preprocessor=tc.cut.preprocessor(),
             ),
             e,
         ),

@@ -127,8 +127,8 @@ def main(argv=None):
         student=student,
         student_input=args.student_input,
     )
-    # The views hold images: the students' input is computed per batch
-    # (the stem is a 2x2 convolution, cheap beside the students).
+    # The views hold images: under --student-input the students' input is
+    # computed per batch (a 2x2 convolution, cheap beside the students).
     preprocessor = tc.cut.preprocessor()
     steps = args.epochs * math.ceil(len(x) / BATCH)
     head_aware = args.loss == "head_aware"
@@ -144,12 +144,13 @@ def main(argv=None):
     start = time.perf_counter()
     for epoch in range(args.epochs):
         batches = cache.dataset(
-            x, epoch, BATCH, args.seed, with_logits=head_aware
+            x,
+            epoch,
+            BATCH,
+            args.seed,
+            with_logits=head_aware,
+            preprocessor=preprocessor,
         )
-        if preprocessor is not None:
-            batches = batches.map(
-                lambda b, t: (preprocessor(b, training=False), t)
-            )
         trainer.fit(
             batches,
             initial_epoch=epoch,

@@ -257,7 +257,14 @@ class ViewCache:
         return np.load(self.directory / f"logits_{view}.npy")
 
     def dataset(
-        self, x, epoch, batch_size, seed=0, labels=None, with_logits=False
+        self,
+        x,
+        epoch,
+        batch_size,
+        seed=0,
+        labels=None,
+        with_logits=False,
+        preprocessor=None,
     ):
         """Epoch `epoch`'s shuffled batches of `(images, targets)`.
 
@@ -276,6 +283,12 @@ class ViewCache:
                 with an array of `labels`, `{"labels": ..., "logits":
                 ...}` (`TeacherClass.refine` without running the
                 teacher).
+            preprocessor: None, or a model the view's images go through,
+                per batch, before they are served: the students' input
+                when they take a teacher layer's output
+                (`TeacherClass(student_input=...)`; pass
+                `tc.cut.preprocessor()`). The cache holds images either
+                way.
 
         Returns:
             A batched, prefetched `tf.data.Dataset`.
@@ -303,7 +316,10 @@ class ViewCache:
         max_shift = self.max_shift
 
         def apply(images, shifts, flips, y):
-            return shift_flip(images, shifts, flips, max_shift), y
+            images = shift_flip(images, shifts, flips, max_shift)
+            if preprocessor is not None:
+                images = preprocessor(images, training=False)
+            return images, y
 
         ds = tf.data.Dataset.from_tensor_slices(
             (x, self.shifts[view], self.flips[view], target)

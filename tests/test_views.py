@@ -124,3 +124,20 @@ def test_dataset_with_logits_pairs_each_image_with_its_view(tmp_path):
     assert sorted(features[0][1]) == ["features", "logits"]
     with pytest.raises(ValueError, match="labels='logits', with_logits=True"):
         cache.dataset(x, 0, 5, labels="logits", with_logits=True)
+
+
+def test_dataset_serves_the_students_input_through_a_preprocessor(tmp_path):
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(tmp_path, teacher, x, num_views=1)
+    stem = keras.Model(
+        teacher.inputs, teacher.get_layer("whitening_gelu").output
+    )
+    plain = list(cache.dataset(x, 1, 5, seed=0))
+    through = list(cache.dataset(x, 1, 5, seed=0, preprocessor=stem))
+    assert len(plain) == len(through) == 3
+    for (images, targets), (inputs, same) in zip(plain, through):
+        assert inputs.shape == images.shape[:-1] + (24,)
+        np.testing.assert_allclose(
+            inputs, stem(images, training=False), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_array_equal(same, targets)
