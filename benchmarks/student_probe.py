@@ -196,10 +196,11 @@ def main(argv=None):
         else {
             "benchmark": "student_probe",
             "script": "benchmarks/student_probe.py",
-            "note": __doc__.split("\n\n")[1].replace("\n", " "),
             "runs": [],
         }
     )
+    # The script's current description (older runs record their flags).
+    record["note"] = __doc__.split("\n\n")[1].replace("\n", " ")
     record["runs"].append(run)
     record.update(environment())
     out.write_text(json.dumps(record, indent=1) + "\n")
