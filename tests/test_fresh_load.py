@@ -1,10 +1,12 @@
 """Models from every path load in a fresh process and predict the same.
 
-The plain MSE class (test_model) and raw-text models (test_text) have their
-own fresh-process tests; this one covers the adversarial objective,
-knowledge reuse (a new head, and `representation()`) and segmentation.
-Everything is saved here, then one new Python process loads each `.keras`
-file with `keras.saving.load_model` (safe_mode=True by default) after
+Raw-text models (test_text) have their own fresh-process test; this one
+covers the plain MSE class (the `TeacherClass` itself, which must come
+back with its trained students and compose again, and its fine-tuned
+composed model), the adversarial objective, knowledge reuse (a new head,
+and `representation()`) and segmentation. Everything is saved here, then
+one new Python process loads each `.keras` file with
+`keras.saving.load_model` (safe_mode=True by default) after
 `import teacherclass` and compares its predictions.
 """
 
@@ -15,6 +17,7 @@ import textwrap
 import keras
 import numpy as np
 
+from teacherclass import DenseTower
 from teacherclass import TeacherClass
 from teacherclass import segmentation
 
@@ -28,6 +31,15 @@ def _save(tmp_path, name, model, x):
 def test_every_path_loads_in_a_fresh_process(teacher, data, tmp_path):
     x, y, x_test, _ = data
     saved = []
+
+    plain = TeacherClass(
+        teacher, num_students=2, student=DenseTower(1, hidden=(16,))
+    )
+    plain.fit_students(x, epochs=2, verbose=0)
+    composed = plain.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
+    _save(tmp_path, "class", plain, x_test)
+    _save(tmp_path, "composed", composed, x_test)
+    saved += ["class", "composed"]
 
     adversarial = TeacherClass(teacher, num_students=2)
     adversarial.fit_students(x, epochs=2, loss="adversarial", verbose=0)
@@ -74,6 +86,13 @@ def test_every_path_loads_in_a_fresh_process(teacher, data, tmp_path):
                 model.predict(x, verbose=0), np.load(f"{{d}}/{{name}}_y.npy"),
                 atol=1e-5, err_msg=name)
             print("ok", name)
+        tc = keras.saving.load_model(f"{{d}}/class.keras")
+        assert isinstance(tc, teacherclass.TeacherClass), type(tc)
+        assert tc.trained_students == [0, 1], tc.trained_students
+        np.testing.assert_allclose(
+            tc.compose().predict(np.load(f"{{d}}/class_x.npy"), verbose=0),
+            np.load(f"{{d}}/class_y.npy"), atol=1e-5)
+        print("ok", "compose")
         """
     )
     result = subprocess.run(
@@ -81,5 +100,5 @@ def test_every_path_loads_in_a_fresh_process(teacher, data, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == [
-        word for name in saved for word in ("ok", name)
+        word for name in [*saved, "compose"] for word in ("ok", name)
     ]

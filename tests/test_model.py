@@ -1,7 +1,3 @@
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -337,46 +333,6 @@ def test_text_teacher_gets_text_towers():
 
 
 # --- save and load ------------------------------------------------------------
-
-
-def test_save_and_load_in_a_fresh_process(teacher, data, tmp_path):
-    x, y, x_test, y_test = data
-    tc = _tc(teacher, num_students=2)
-    tc.fit_students(x, epochs=2, verbose=0)
-    composed = tc.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
-    tc.save(tmp_path / "tc.keras")
-    composed.save(tmp_path / "composed.keras")
-    np.save(tmp_path / "x.npy", x_test)
-    np.save(tmp_path / "tc.npy", tc.predict(x_test, verbose=0))
-    np.save(tmp_path / "composed.npy", composed.predict(x_test, verbose=0))
-    script = textwrap.dedent(
-        f"""
-        import os
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        import keras, numpy as np
-        import teacherclass
-        d = {str(tmp_path)!r}
-        x = np.load(d + "/x.npy")
-        tc = keras.saving.load_model(d + "/tc.keras")  # safe_mode=True
-        composed = keras.saving.load_model(d + "/composed.keras")
-        assert isinstance(tc, teacherclass.TeacherClass), type(tc)
-        assert tc.trained_students == [0, 1], tc.trained_students
-        np.testing.assert_allclose(
-            tc.predict(x, verbose=0), np.load(d + "/tc.npy"), atol=1e-6)
-        np.testing.assert_allclose(
-            composed.predict(x, verbose=0), np.load(d + "/composed.npy"),
-            atol=1e-6)
-        np.testing.assert_allclose(
-            tc.compose().predict(x, verbose=0), np.load(d + "/tc.npy"),
-            atol=1e-6)
-        print("ok")
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
 
 
 def test_config_round_trip(teacher):
