@@ -60,15 +60,21 @@ def teacher(data):
 
 
 # The heaviest modules first. `--dist loadfile` hands whole modules to the
-# workers in collection order, so a heavy module collected last runs alone
-# while the other worker idles; first, the light ones fill in around it.
+# workers in collection order (pyproject's `--no-loadscope-reorder`: else
+# pytest-xdist orders them by their number of tests), so a heavy module
+# collected last runs alone while the other worker idles; first, the light
+# ones fill in around it. Ranked by the time each took on 2 workers
+# (2026-12-03, the whole suite, per-test start and stop recorded).
 _HEAVY_FIRST = (
-    "test_notebooks.py",
+    "test_model.py",
     "test_reproduce.py",
-    "test_distribute.py",
+    "test_notebooks.py",
     "test_cli.py",
     "test_cifar10.py",
+    "test_distribute.py",
     "test_head_aware.py",
+    "test_datasets.py",
+    "test_text.py",
 )
 
 
