@@ -686,6 +686,12 @@ def changes(settings):
             "from training images without labels), not the image; the "
             "composed model holds it once, in front of its students",
         )
+    resized = _resized_students(settings)
+    if resized:
+        made += (
+            "students' filters (`--student-filters`) not the sized ones of "
+            "`architectures.FAST_STUDENT_FILTERS`: " + "; ".join(resized),
+        )
     if settings.get("min_student_bottleneck"):
         made += (
             "students' dense bottleneck widened to at least "
@@ -698,6 +704,23 @@ def changes(settings):
             "parameters",
         )
     return made
+
+
+def _resized_students(settings):
+    """The fast CIFAR-10 run's student filters that differ from the
+    library's sized ones, one phrase per class size."""
+    sized = {
+        str(n): list(f) for n, f in architectures.FAST_STUDENT_FILTERS.items()
+    }
+    return [
+        f"n = {n}: {filters}"
+        + (f" (sized: {sized[n]})" if n in sized else " (none sized)")
+        for n, filters in sorted(
+            settings.get("student_filters", {}).items(),
+            key=lambda kv: int(kv[0]),
+        )
+        if sized.get(n) != filters
+    ]
 
 
 def describe(settings):

@@ -1,6 +1,7 @@
 """CIFAR-10 on a CPU budget: fast teacher, sized students, resumable runs."""
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -427,6 +428,36 @@ def test_student_batch_norm_is_a_configuration_setting(reproduce):
     assert reproduce_cifar10.baseline_model(on).get_layer(index=1).batch_norm
     with pytest.raises(SystemExit):
         configuration("--student-batch-norm", "yes")
+
+
+def test_students_filters_other_than_the_sized_ones_are_named(reproduce):
+    settings = reproduce.settings
+
+    def configuration(*flags):
+        argv = ["--dataset", "cifar10", "--precision", "float32", *flags]
+        args = settings.parser().parse_args(argv)
+        return settings.configuration(args, 50_000)[1]
+
+    sized = architectures.FAST_STUDENT_FILTERS
+    assert not any(
+        "--student-filters" in c
+        for c in settings.changes(
+            configuration("--student-filters", json.dumps({"4": sized[4]}))
+        )
+    )
+    cfg = configuration(
+        "--students",
+        "2",
+        "4",
+        "--student-filters",
+        json.dumps({"2": [8] * 8, "4": [12, 16, 24, 24, 24, 24, 24, 24]}),
+    )
+    (named,) = [c for c in settings.changes(cfg) if "--student-filters" in c]
+    assert named.endswith(
+        "n = 2: [8, 8, 8, 8, 8, 8, 8, 8] (none sized); "
+        "n = 4: [12, 16, 24, 24, 24, 24, 24, 24] "
+        f"(sized: {list(sized[4])})"
+    )
 
 
 def test_students_and_baselines_can_take_the_teachers_stem(reproduce, tmp_path):
