@@ -686,7 +686,7 @@ def changes(settings):
             "from training images without labels), not the image; the "
             "composed model holds it once, in front of its students",
         )
-    resized = _resized_students(settings)
+    resized = resized_students(settings)
     if resized:
         made += (
             "students' filters (`--student-filters`) not the sized ones of "
@@ -706,7 +706,7 @@ def changes(settings):
     return made
 
 
-def _resized_students(settings):
+def resized_students(settings):
     """The fast CIFAR-10 run's student filters that differ from the
     library's sized ones, one phrase per class size."""
     sized = {

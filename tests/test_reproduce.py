@@ -290,6 +290,14 @@ def test_cifar10_baselines_reach_the_summary(tables, tmp_path):
     # The committed run: class 66.18%, (b) 77.12%, (c) 76.07%.
     assert "| 66.18% at 12.4x (1) |" in row
     assert "| 77.12% (1) | 76.07% (1) |" in row
+    assert "batch-normalized students" in row and "teacher's" not in row
+    # The settings that tell configurations apart are named in the row.
+    row = next(r for r in summary.splitlines() if "`6212bda404`" in r)
+    assert "students on the teacher's whitening_gelu" in row
+    assert "student filters n = 4: [12, 16, 24, 24, 24, 24, 24, 24]" in row
+    header = next(r for r in summary.splitlines() if r.startswith("| dataset"))
+    assert header.endswith("| n = 8 class | n = 2 class |")
+    assert len(header.split("|")) == len(row.split("|"))
 
 
 def test_plot_series_carry_no_hashes(tables):
