@@ -714,7 +714,7 @@ def resized_students(settings):
     }
     return [
         f"n = {n}: {filters}"
-        + (f" (sized: {sized[n]})" if n in sized else " (none sized)")
+        + (f" (sized: {sized[n]})" if n in sized else " (no sized filters)")
         for n, filters in sorted(
             settings.get("student_filters", {}).items(),
             key=lambda kv: int(kv[0]),

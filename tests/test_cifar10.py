@@ -454,7 +454,7 @@ def test_students_filters_other_than_the_sized_ones_are_named(reproduce):
     )
     (named,) = [c for c in settings.changes(cfg) if "--student-filters" in c]
     assert named.endswith(
-        "n = 2: [8, 8, 8, 8, 8, 8, 8, 8] (none sized); "
+        "n = 2: [8, 8, 8, 8, 8, 8, 8, 8] (no sized filters); "
         "n = 4: [12, 16, 24, 24, 24, 24, 24, 24] "
         f"(sized: {list(sized[4])})"
     )

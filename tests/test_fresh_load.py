@@ -36,9 +36,9 @@ def test_every_path_loads_in_a_fresh_process(teacher, data, tmp_path):
         teacher, num_students=2, student=DenseTower(1, hidden=(16,))
     )
     plain.fit_students(x, epochs=2, verbose=0)
-    composed = plain.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
+    fine_tuned = plain.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
     _save(tmp_path, "class", plain, x_test)
-    _save(tmp_path, "composed", composed, x_test)
+    _save(tmp_path, "composed", fine_tuned, x_test)
     saved += ["class", "composed"]
 
     adversarial = TeacherClass(teacher, num_students=2)
