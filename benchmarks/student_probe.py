@@ -10,7 +10,8 @@ is not read): the composed model's accuracy through the teacher's head as is
 of the clean images. The student is
 `architectures.cifar10_fast_student(n)` with `--batch-norm` (auto: the
 library's default) and `--filters` as given, taking the image or, with
-`--student-input`, the output of the teacher's frozen stem; its
+`--student-input`, the output of the teacher's frozen stem (or, with
+`--freeze-through`, of layers of the teacher frozen for the probe); its
 parameters and multiply-adds (the composed class, `flops.count_flops` /
 2) are recorded beside the scores.
 
@@ -22,7 +23,7 @@ Run: python benchmarks/student_probe.py --teacher T.keras \
          --data-dir ../shared/data [--epochs 10] [--views 4] \
          [--batch-norm auto|on|off] [--loss mse|head_aware] \
          [--students 4] [--filters '[16, 16, 24, 24, 24, 24, 24, 24]'] \
-         [--student-input whitening_gelu]
+         [--student-input whitening_gelu] [--freeze-through LAYER]
 """
 
 import argparse
@@ -96,10 +97,31 @@ def parse(argv=None):
         "whitening stem, shared by the composed model) instead of the "
         "image",
     )
+    p.add_argument(
+        "--freeze-through",
+        default=None,
+        help="a teacher layer: it and every layer before it are frozen "
+        "(trainable=False) before the class is built, so --student-input "
+        "may name a layer after trained ones (e.g. block1_1_gelu: the "
+        "teacher's first convolution block becomes the students' shared, "
+        "frozen trunk, counted in the composed model)",
+    )
     p.add_argument("--precision", default="auto")
     p.add_argument("--cache-dir", default=str(HERE / "cache" / "probe"))
     p.add_argument("--out", default=str(OUT))
     return p.parse_args(argv)
+
+
+def freeze_through(teacher, name):
+    """Sets `trainable=False` on `teacher`'s layers up to `name`."""
+    names = [layer.name for layer in teacher.layers]
+    if name not in names:
+        raise ValueError(
+            f"`--freeze-through` must name one of the teacher's layers: "
+            f"{names}. Received: --freeze-through={name!r}"
+        )
+    for layer in teacher.layers[: names.index(name) + 1]:
+        layer.trainable = False
 
 
 def main(argv=None):
@@ -107,6 +129,8 @@ def main(argv=None):
     policy = precision.set_policy(args.precision)
     filters = json.loads(args.filters) if args.filters else None
     teacher = keras.saving.load_model(args.teacher)
+    if args.freeze_through:
+        freeze_through(teacher, args.freeze_through)
     x, x_val, y_val, clean = cifar10_probe_split(
         teacher, args.data_dir, args.samples, BATCH
     )
@@ -178,6 +202,7 @@ def main(argv=None):
         "loss": args.loss,
         "students": tc.num_students,
         "student_input": tc.student_input,
+        "frozen_through": args.freeze_through,
         "filters": list(tc.students[0].filters),
         "params": composed.count_params(),
         "macs": flops.count_flops(composed) // 2,
@@ -207,6 +232,7 @@ def main(argv=None):
     shown = (
         "students",
         "student_input",
+        "frozen_through",
         "batch_norm",
         "loss",
         "filters",
