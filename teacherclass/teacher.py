@@ -390,10 +390,64 @@ def resolve_student_input(teacher, student_input=None):
             "The layers up to `student_input` are the composed model's "
             "preprocessing, kept in front of the students: they must have "
             "no trainable weights, or the composed model would hold part of "
-            f"the teacher. Received: student_input={student_input!r} with "
-            f"{len(prefix.trainable_weights)} trainable weights before it"
+            "the teacher still in training. To share trained layers as a "
+            "frozen trunk, freeze them first (`layer.trainable = False`, or "
+            "`teacherclass.teacher.freeze_through(teacher, "
+            f"{student_input!r})`). Received: student_input="
+            f"{student_input!r} with {len(prefix.trainable_weights)} "
+            "trainable weights before it"
         )
     return student_input
+
+
+def freeze_through(teacher, layer_name):
+    """Freezes `teacher`'s layers up to and including `layer_name`.
+
+    Sets `trainable = False` on every layer the output of `layer_name`
+    depends on, so that layer can be a class's `student_input`: the
+    students take its output and the composed model holds the frozen
+    layers once, in front of them (counted in its size). Call it on a
+    trained teacher, after `fit_teacher`: a frozen layer no longer trains,
+    and its batch normalization runs in inference mode.
+
+    Args:
+        teacher: a functional `keras.Model`.
+        layer_name: str, the name of one of its layers.
+
+    Returns:
+        The names of the layers frozen, in the teacher's order.
+
+    Raises:
+        ValueError: if `layer_name` is not one of the teacher's layers.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((4,), name="x")
+    >>> h = keras.layers.Dense(8, name="block")(inputs)
+    >>> outputs = keras.layers.Dense(2, name="head")(h)
+    >>> teacher = keras.Model(inputs, outputs)
+    >>> freeze_through(teacher, "block")
+    ['x', 'block']
+    >>> teacher.get_layer("head").trainable
+    True
+    """
+    names = [layer.name for layer in teacher.layers]
+    if not isinstance(layer_name, str) or layer_name not in names:
+        raise ValueError(
+            f"`layer_name` must name one of the teacher's layers: {names}. "
+            f"Received: layer_name={layer_name!r}"
+        )
+    prefix = keras.Model(
+        teacher.inputs, output_of(teacher, teacher.get_layer(layer_name))
+    )
+    frozen = {id(layer) for layer in prefix.layers}
+    done = []
+    for layer in teacher.layers:
+        if id(layer) in frozen:
+            layer.trainable = False
+            done.append(layer.name)
+    return done
 
 
 @dataclasses.dataclass(frozen=True)
