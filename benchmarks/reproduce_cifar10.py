@@ -204,7 +204,19 @@ BEST_RULE = (
 )
 
 
+def shared_input(teacher, cfg):
+    """Freezes the teacher up to `cfg["student_input"]`, if any.
+
+    The students (and baselines) take that layer's output; the layers
+    before it must not train with them. A no-op for the stem (frozen
+    already); for a trained block, call it after the teacher's stage.
+    """
+    if cfg.get("student_input"):
+        teacher_lib.freeze_through(teacher, cfg["student_input"])
+
+
 def make_class(teacher, n, cfg, conditioned=False):
+    shared_input(teacher, cfg)
     extra = {}
     if conditioned:
         extra = {"conditioning": "standardize", "balance_chunks": True}
@@ -423,6 +435,7 @@ def baseline_model(cfg, teacher=None):
     """
     stem = None
     if cfg.get("student_input"):
+        shared_input(teacher, cfg)
         stem = teacher_lib.cut(
             teacher, student_input=cfg["student_input"]
         ).preprocessor()

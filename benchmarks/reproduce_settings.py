@@ -344,11 +344,18 @@ def add_cifar10_flags(p):
     g.add_argument(
         "--student-input",
         default=None,
-        choices=(architectures.FAST_STUDENT_STEM,),
+        choices=(
+            architectures.FAST_STUDENT_STEM,
+            architectures.FAST_STUDENT_TRUNK,
+        ),
         help="the students and baselines take the output of this frozen "
         "teacher layer instead of the image (`TeacherClass("
-        "student_input=...)`): the whitening stem's, computed from the "
-        "training images without labels, shared by the composed model",
+        "student_input=...)`), shared by the composed model: "
+        f"{architectures.FAST_STUDENT_STEM}, the whitening stem's, computed "
+        "from the training images without labels; "
+        f"{architectures.FAST_STUDENT_TRUNK}, the teacher's first convolution "
+        "block, trained on labels and frozen after the teacher "
+        "(`teacher.freeze_through`)",
     )
 
 
@@ -678,13 +685,22 @@ def changes(settings):
             "(`ConvTower(batch_norm=True)`; the paper's students have no "
             "batch normalization)",
         )
-    if settings.get("student_input"):
+    if settings.get("student_input") == architectures.FAST_STUDENT_STEM:
         made += (
             "students, the n = 1 class and baselines (b), (c) take the "
             f"output of the teacher's frozen `{settings['student_input']}` "
             "(its normalization and patch-whitening convolution, computed "
             "from training images without labels), not the image; the "
             "composed model holds it once, in front of its students",
+        )
+    elif settings.get("student_input"):
+        made += (
+            "students, the n = 1 class and baselines (b), (c) take the "
+            f"output of the teacher's `{settings['student_input']}` (its "
+            "normalization, whitening stem and first convolution block, "
+            "trained with the teacher on labels, then frozen), not the "
+            "image; the composed model holds it once, in front of its "
+            "students, and counts it in its parameters and multiply-adds",
         )
     resized = resized_students(settings)
     if resized:

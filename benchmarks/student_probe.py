@@ -50,6 +50,7 @@ from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import flops  # noqa: E402
 from teacherclass import precision  # noqa: E402
+from teacherclass import teacher as teacher_lib  # noqa: E402
 from teacherclass import training  # noqa: E402
 from teacherclass import views as views_lib  # noqa: E402
 
@@ -112,25 +113,13 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def freeze_through(teacher, name):
-    """Sets `trainable=False` on `teacher`'s layers up to `name`."""
-    names = [layer.name for layer in teacher.layers]
-    if name not in names:
-        raise ValueError(
-            f"`--freeze-through` must name one of the teacher's layers: "
-            f"{names}. Received: --freeze-through={name!r}"
-        )
-    for layer in teacher.layers[: names.index(name) + 1]:
-        layer.trainable = False
-
-
 def main(argv=None):
     args = parse(argv)
     policy = precision.set_policy(args.precision)
     filters = json.loads(args.filters) if args.filters else None
     teacher = keras.saving.load_model(args.teacher)
     if args.freeze_through:
-        freeze_through(teacher, args.freeze_through)
+        teacher_lib.freeze_through(teacher, args.freeze_through)
     x, x_val, y_val, clean = cifar10_probe_split(
         teacher, args.data_dir, args.samples, BATCH
     )

@@ -506,6 +506,43 @@ def test_students_and_baselines_can_take_the_teachers_stem(reproduce, tmp_path):
         ]))  # fmt: skip
 
 
+def test_a_trained_block_is_the_students_input_once_frozen(reproduce, tmp_path):
+    import reproduce_cifar10
+
+    from teacherclass import teacher as teacher_lib
+
+    trunk = architectures.FAST_STUDENT_TRUNK
+    settings = reproduce.settings
+    _, cfg, _, sid, _ = _setup(reproduce, tmp_path, "--student-input", trunk)
+    _, stem_cfg, _, stem_sid, _ = _setup(
+        reproduce, tmp_path, "--student-input", architectures.FAST_STUDENT_STEM
+    )
+    assert cfg["student_input"] == trunk and sid != stem_sid
+    (change,) = [c for c in settings.changes(cfg) if f"`{trunk}`" in c]
+    assert "trained with the teacher on labels, then frozen" in change
+    again = settings.parser().parse_args(settings.argv_for(cfg))
+    assert settings.configuration(again, 64)[1] == cfg
+
+    teacher = architectures.cifar10_fast_teacher((4, 8, 8))
+    with pytest.raises(ValueError, match="freeze_through"):
+        TeacherClass(teacher, num_students=4, student_input=trunk)
+    with pytest.raises(ValueError, match="Received: layer_name='nope'"):
+        teacher_lib.freeze_through(teacher, "nope")
+    tc = reproduce_cifar10.make_class(teacher, 4, cfg)
+    # The students take the block's 4 channels at half the resolution.
+    assert tuple(tc.students[0].input.shape[1:]) == (16, 16, 4)
+    conv = teacher.get_layer("block1_1_conv")
+    assert not conv.trainable and teacher.get_layer("block1_2_conv").trainable
+    tc._mark_trained(range(4))
+    composed = tc.compose()
+    # The composed model holds the frozen block once, and counts it.
+    assert any(w is conv.kernel for w in composed.weights)
+    assert not any(w is conv.kernel for w in composed.trainable_weights)
+    baseline = reproduce_cifar10.baseline_model(cfg, teacher)
+    assert any(w is conv.kernel for w in baseline.weights)
+    assert not any(w is conv.kernel for w in baseline.trainable_weights)
+
+
 def test_the_default_teacher_id_is_stable(reproduce):
     # The checkpoints of a run in progress are keyed by this id: a change
     # to the recipe, widths or teacher name starts the teacher again.
