@@ -108,7 +108,11 @@ class TeacherClass(keras.Model):
             sample when the features are cached (students train on its
             output, e.g. token ids) and sits in front of the students in
             the composed model, which so takes what the teacher takes
-            (e.g. raw strings).
+            (e.g. raw strings). The layers of a trained teacher can be
+            the students' shared input: freeze them first
+            (`teacherclass.teacher.freeze_through(teacher, name)`), then
+            build the class; the composed model holds them once and
+            counts them.
         conditioning: None, or the coordinates the students regress the
             representation in (see `conditioning.Conditioning`):
             "standardize" (every feature at unit variance), "pca" (the

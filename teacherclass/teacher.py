@@ -407,8 +407,9 @@ def freeze_through(teacher, layer_name):
     depends on, so that layer can be a class's `student_input`: the
     students take its output and the composed model holds the frozen
     layers once, in front of them (counted in its size). Call it on a
-    trained teacher, after `fit_teacher`: a frozen layer no longer trains,
-    and its batch normalization runs in inference mode.
+    trained teacher, before building the class (`TeacherClass(teacher,
+    student_input=layer_name)`): a frozen layer no longer trains, and its
+    batch normalization runs in inference mode.
 
     Args:
         teacher: a functional `keras.Model`.
