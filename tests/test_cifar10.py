@@ -514,7 +514,7 @@ def test_a_trained_block_is_the_students_input_once_frozen(reproduce, tmp_path):
     trunk = architectures.FAST_STUDENT_TRUNK
     settings = reproduce.settings
     _, cfg, _, sid, _ = _setup(reproduce, tmp_path, "--student-input", trunk)
-    _, stem_cfg, _, stem_sid, _ = _setup(
+    *_, stem_sid, _ = _setup(
         reproduce, tmp_path, "--student-input", architectures.FAST_STUDENT_STEM
     )
     assert cfg["student_input"] == trunk and sid != stem_sid
