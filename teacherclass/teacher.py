@@ -382,9 +382,7 @@ def resolve_student_input(teacher, student_input=None):
             f"teacher's layers: {names}. "
             f"Received: student_input={student_input!r}"
         )
-    prefix = keras.Model(
-        teacher.inputs, output_of(teacher, teacher.get_layer(student_input))
-    )
+    prefix = _prefix(teacher, student_input)
     if prefix.trainable_weights:
         raise ValueError(
             "The layers up to `student_input` are the composed model's "
@@ -439,16 +437,17 @@ def freeze_through(teacher, layer_name):
             f"`layer_name` must name one of the teacher's layers: {names}. "
             f"Received: layer_name={layer_name!r}"
         )
-    prefix = keras.Model(
+    prefix = _prefix(teacher, layer_name)
+    for layer in prefix.layers:
+        layer.trainable = False
+    return [layer.name for layer in prefix.layers]
+
+
+def _prefix(teacher, layer_name):
+    """The teacher's layers up to `layer_name`, as a model sharing them."""
+    return keras.Model(
         teacher.inputs, output_of(teacher, teacher.get_layer(layer_name))
     )
-    frozen = {id(layer) for layer in prefix.layers}
-    done = []
-    for layer in teacher.layers:
-        if id(layer) in frozen:
-            layer.trainable = False
-            done.append(layer.name)
-    return done
 
 
 @dataclasses.dataclass(frozen=True)
