@@ -71,10 +71,11 @@ CIFAR10_VALIDATION = 5000
 def cifar10_probe_split(teacher, data_dir, samples, batch_size=512):
     """CIFAR-10's training split carved for a student probe.
 
-    Returns `(x, x_val, y_val, clean)`: the first `samples` training
-    images (at most all but the last `CIFAR10_VALIDATION`) in `[0, 1]`,
-    the held-out last images and labels, and the teacher's representation
-    of the held-out images (float32), the students' clean targets.
+    Returns `(x, y, x_val, y_val, clean)`: the first `samples` training
+    images (at most all but the last `CIFAR10_VALIDATION`) in `[0, 1]`
+    and their labels, the held-out last images and labels, and the
+    teacher's representation of the held-out images (float32), the
+    students' clean targets.
     """
     from teacherclass import datasets
     from teacherclass import teacher as teacher_lib
@@ -82,10 +83,11 @@ def cifar10_probe_split(teacher, data_dir, samples, batch_size=512):
     x, y = datasets.load("cifar10", "train", data_dir=data_dir)
     x = x.astype("float32") / 255
     x_val, y_val = x[-CIFAR10_VALIDATION:], y[-CIFAR10_VALIDATION:]
-    x = x[: min(samples, len(x) - CIFAR10_VALIDATION)]
+    keep = min(samples, len(x) - CIFAR10_VALIDATION)
+    x, y = x[:keep], y[:keep]
     trunk = teacher_lib.trunk(teacher, "representation")
     clean = trunk.predict(x_val, batch_size=batch_size, verbose=0)
-    return x, x_val, y_val, clean.astype("float32")
+    return x, y, x_val, y_val, clean.astype("float32")
 
 
 def student_scores(tc, x_val, y_val, clean, batch_size=512):

@@ -7,7 +7,10 @@ of the first `--samples` CIFAR-10 training images, and scores it on the
 last 5,000 training images (the students never see them; the test split
 is not read): the composed model's accuracy through the teacher's head as is
 (no fine-tuning) and the students' MSE to the teacher's representation
-of the clean images. The student is
+of the clean images; with `--refine-epochs R`, also the accuracy after R
+epochs of end-to-end refinement of the composed model (students and
+head; a frozen trunk stays frozen) on the views' labels and cached
+teacher logits, as `reproduce.py`'s refined CIFAR-10 class does. The student is
 `architectures.cifar10_fast_student(n)` with `--batch-norm` (auto: the
 library's default) and `--filters` as given, taking the image or, with
 `--student-input`, the output of the teacher's frozen stem (or, with
@@ -23,7 +26,8 @@ Run: python benchmarks/student_probe.py --teacher T.keras \
          --data-dir ../shared/data [--epochs 10] [--views 4] \
          [--batch-norm auto|on|off] [--loss mse|head_aware] \
          [--students 4] [--filters '[16, 16, 24, 24, 24, 24, 24, 24]'] \
-         [--student-input whitening_gelu] [--freeze-through LAYER]
+         [--student-input whitening_gelu] [--freeze-through LAYER] \
+         [--refine-epochs 2]
 """
 
 import argparse
@@ -50,6 +54,7 @@ from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import flops  # noqa: E402
 from teacherclass import precision  # noqa: E402
+from teacherclass import refinement  # noqa: E402
 from teacherclass import teacher as teacher_lib  # noqa: E402
 from teacherclass import training  # noqa: E402
 from teacherclass import views as views_lib  # noqa: E402
@@ -107,10 +112,62 @@ def parse(argv=None):
         "teacher's first convolution block becomes the students' shared, "
         "frozen trunk, counted in the composed model)",
     )
+    p.add_argument(
+        "--refine-epochs",
+        type=int,
+        default=0,
+        help="epochs of end-to-end refinement after the students "
+        "(`refinement.Refinement`, labels plus the views' cached teacher "
+        "logits, Adam 1e-3 with cosine decay): refined_val_accuracy",
+    )
     p.add_argument("--precision", default="auto")
     p.add_argument("--cache-dir", default=str(HERE / "cache" / "probe"))
     p.add_argument("--out", default=str(OUT))
     return p.parse_args(argv)
+
+
+def _adam(epochs, samples):
+    """Adam at 1e-3 with cosine decay to 0 over `epochs`."""
+    steps = epochs * math.ceil(samples / BATCH)
+    return keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
+    )
+
+
+def refine(tc, cache, x, y, epochs, seed, timer):
+    """The composed class refined end to end; returns it and epoch times.
+
+    As `reproduce_cifar10`'s refinement stage: the students and the head
+    (`Refinement.parts`) train on the labels and the cached teacher logits
+    of view e in epoch e; layers frozen before (a shared trunk) stay so.
+    """
+    refined = refinement.Refinement(tc)
+    seconds = []
+    with training.trainable(refined.parts, True):
+        trainer = refined.trainer()
+        trainer.compile(
+            optimizer=_adam(epochs, len(x)),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        for epoch in range(epochs):
+            batches = cache.dataset(
+                x,
+                epoch,
+                BATCH,
+                seed,
+                labels=y.astype("int32"),
+                with_logits=True,
+            )
+            trainer.fit(
+                batches,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                verbose=0,
+                callbacks=[timer],
+            )
+            seconds += timer.times
+            print(f"refine epoch {epoch + 1}/{epochs}: {timer.times[-1]:.0f} s")
+    return refined.finish(), seconds
 
 
 def main(argv=None):
@@ -120,7 +177,7 @@ def main(argv=None):
     teacher = keras.saving.load_model(args.teacher)
     if args.freeze_through:
         teacher_lib.freeze_through(teacher, args.freeze_through)
-    x, x_val, y_val, clean = cifar10_probe_split(
+    x, y, x_val, y_val, clean = cifar10_probe_split(
         teacher, args.data_dir, args.samples, BATCH
     )
     cache_dir = Path(args.cache_dir) / f"{Path(args.teacher).stem}-{len(x)}"
@@ -143,15 +200,9 @@ def main(argv=None):
     # The views hold images: under --student-input the students' input is
     # computed per batch (a 2x2 convolution, cheap beside the students).
     preprocessor = tc.cut.preprocessor()
-    steps = args.epochs * math.ceil(len(x) / BATCH)
     head_aware = args.loss == "head_aware"
     trainer = training.for_class(tc, loss=args.loss)
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
-        ),
-        loss="mse",
-    )
+    trainer.compile(optimizer=_adam(args.epochs, len(x)), loss="mse")
     timer = EpochTimer()
     epoch_seconds = []
     start = time.perf_counter()
@@ -177,6 +228,19 @@ def main(argv=None):
     tc._mark_trained(range(tc.num_students))
     scores = student_scores(tc, x_val, y_val, clean, BATCH)
     composed = tc.compose()
+    refined = {}
+    if args.refine_epochs:
+        model, seconds = refine(
+            tc, cache, x, y, args.refine_epochs, args.seed, timer
+        )
+        predicted = model.predict(x_val, batch_size=BATCH, verbose=0)
+        refined = {
+            "refine_epochs": args.refine_epochs,
+            "refined_val_accuracy": float(
+                np.mean(predicted.argmax(-1) == y_val)
+            ),
+            "refine_epoch_seconds": seconds,
+        }
     run = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
@@ -196,6 +260,7 @@ def main(argv=None):
         "params": composed.count_params(),
         "macs": flops.count_flops(composed) // 2,
         **scores,
+        **refined,
         "target_variance": float(np.var(clean, axis=0).mean()),
         "views_build_seconds": build_seconds,
         "train_seconds": train_seconds,
@@ -229,7 +294,8 @@ def main(argv=None):
         "macs",
         "val_accuracy",
     )
-    print(json.dumps({k: run[k] for k in (*shown, "val_mse")}))
+    shown += ("val_mse", "refined_val_accuracy")
+    print(json.dumps({k: run[k] for k in shown if k in run}))
     return run
 
 

@@ -168,7 +168,7 @@ def accuracy(args):
     if not args.teacher:
         raise SystemExit("--accuracy needs --teacher, a trained teacher")
     teacher = keras.saving.load_model(args.teacher)
-    x, x_val, y_val, clean = cifar10_probe_split(
+    x, _, x_val, y_val, clean = cifar10_probe_split(
         teacher, args.data_dir, args.samples, BATCH
     )
     batch = args.batch_size
