@@ -121,13 +121,12 @@ mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 results = {
     "replicas": mirrored.num_replicas_in_sync,
     "one_adam": case(one, True, "adam"),
-    "one_sgd": case(one, True, "sgd"),
     "mirrored_inside_adam": case(mirrored, True, "adam"),
-    "mirrored_inside_sgd": case(mirrored, True, "sgd"),
     "mirrored_outside_adam": case(mirrored, False, "adam"),
     # The students' step alone (untrained teacher, no fine-tuning): the
-    # reference of the augmented and adversarial cases.
+    # reference of the SGD, augmented and adversarial cases.
     "one_sgd_students": case(one, True, "sgd", full=False),
+    "mirrored_inside_sgd_students": case(mirrored, True, "sgd", full=False),
     # The teacher runs in the train step on each augmented batch.
     "one_sgd_augment": case(one, True, "sgd", shift, full=False),
     "mirrored_inside_sgd_augment": case(
@@ -227,10 +226,10 @@ def test_mirrored_two_devices_matches_one_device(mirrored):
 def test_mirrored_students_loss_is_not_counted_per_replica(mirrored):
     # Keras sums the replicas' gradients: an unscaled student loss doubles
     # the step (Adam hides it, SGD does not) and the logged `loss`.
-    _check_case(mirrored, "mirrored_inside_sgd", "one_sgd")
+    _check_case(mirrored, "mirrored_inside_sgd_students", "one_sgd_students")
     np.testing.assert_allclose(
-        mirrored["mirrored_inside_sgd"]["students_loss"],
-        mirrored["one_sgd"]["students_loss"],
+        mirrored["mirrored_inside_sgd_students"]["students_loss"],
+        mirrored["one_sgd_students"]["students_loss"],
         rtol=1e-4,
     )
 
