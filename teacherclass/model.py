@@ -865,9 +865,11 @@ class TeacherClass(keras.Model):
     def report(self, x=None, y=None, **measure_kwargs):
         """What the class of students costs and keeps against the teacher.
 
-        Without arguments: parameter counts of the teacher, each student,
-        the head and the composed model, and the compression ratio. With
-        data or options, `report.measure` adds FLOPs, CPU latency and
+        Without arguments: parameter counts of the teacher, the shared
+        input (the teacher's layers up to `student_input`, held once by
+        the composed model), each student, the head and the composed
+        model, and the compression ratio. With data or options,
+        `report.measure` adds FLOPs, CPU latency and
         accuracy (and exported artifacts' size and latency).
 
         Args:
@@ -882,10 +884,12 @@ class TeacherClass(keras.Model):
         self._sync_head()
         if x is not None or y is not None or measure_kwargs:
             return report_lib.measure(self, x, y, **measure_kwargs)
+        shared = self.cut.preprocessor()
         return report_lib.CompressionReport.from_counts(
             teacher=self.teacher.count_params(),
             students=[s.count_params() for s in self.students],
             head=self.head.count_params(),
+            shared_input=0 if shared is None else shared.count_params(),
         )
 
     def export(self, path, **export_kwargs):

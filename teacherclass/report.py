@@ -37,12 +37,17 @@ class CompressionReport(dict):
 
     A dict that prints as a table. Keys always present:
     `teacher_params`, `student_params` (a list, one per student),
-    `head_params`, `composed_params` (students + head) and
-    `compression_ratio` (teacher / composed parameters). `measure` adds
-    `models` (one entry per part: "teacher", "student_0", ..., "head",
-    "composed", each with `params`, `flops`, `macs` (multiply-adds per
-    sample), `latency_ms` per batch size, `litert_bytes` (`{"float": n,
-    "int8": n}`, teacher and composed, with `measure(litert=True)`), and
+    `head_params`, `composed_params` (students + head, plus the shared
+    input) and `compression_ratio` (teacher / composed parameters). When
+    the students take a teacher layer's output
+    (`TeacherClass(student_input=...)`), the composed model holds the
+    teacher's layers up to it once, in front of the students:
+    `shared_input_params` counts them. `measure` adds `models` (one
+    entry per part: "teacher", "shared_input" (when there is one),
+    "student_0", ..., "head", "composed", each with `params`, `flops`,
+    `macs` (multiply-adds per sample), `latency_ms` per batch size,
+    `litert_bytes` (`{"float": n, "int8": n}`, teacher and composed,
+    with `measure(litert=True)`), and
     `accuracy` or `mse` when measured), `exports` (one entry per
     artifact: `path`, `format`, `size_bytes`, `latency_ms`, `accuracy`),
     `flops_ratio`, `macs_ratio`, `latency_ratio` (teacher / composed per
@@ -67,25 +72,32 @@ class CompressionReport(dict):
     """
 
     @classmethod
-    def from_counts(cls, teacher, students, head):
+    def from_counts(cls, teacher, students, head, shared_input=0):
         """Builds a report from parameter counts.
 
         Args:
             teacher: int, the teacher's parameters.
             students: list of ints, each student's parameters.
             head: int, the head's parameters.
+            shared_input: int, the parameters of the teacher's layers the
+                composed model holds in front of its students (under
+                `student_input`; frozen, but part of the model). 0: none,
+                and no `shared_input_params` key.
 
         Returns:
             A `CompressionReport`.
         """
-        composed = sum(students) + head
-        return cls(
+        composed = sum(students) + head + shared_input
+        report = cls(
             teacher_params=int(teacher),
             student_params=[int(s) for s in students],
             head_params=int(head),
             composed_params=int(composed),
             compression_ratio=float(teacher) / composed,
         )
+        if shared_input:
+            report["shared_input_params"] = int(shared_input)
+        return report
 
     @classmethod
     def load(cls, path):
@@ -115,6 +127,8 @@ class CompressionReport(dict):
 
     def _names(self):
         names = ["teacher"]
+        if "shared_input_params" in self:
+            names.append("shared_input")
         names += [f"student_{i}" for i in range(len(self["student_params"]))]
         return names + ["head", "composed"]
 
@@ -300,10 +314,14 @@ def accuracy(y_pred, y):
 
 
 def _parts(tc):
-    """The measured parts: teacher, each student, head, composed."""
+    """The measured parts: teacher, the shared input (if any), each
+    student, head (the composed model is added by `measure`)."""
     import keras
 
     parts = {"teacher": tc.teacher}
+    shared = tc.cut.preprocessor()
+    if shared is not None:
+        parts["shared_input"] = shared
     for i, tower in enumerate(tc.students):
         inputs = tc.cut.student_inputs()
         parts[f"student_{i}"] = keras.Model(
@@ -571,6 +589,7 @@ def measure(
             models[f"student_{i}"]["params"] for i in range(len(tc.chunks))
         ],
         head=models["head"]["params"],
+        shared_input=models.get("shared_input", {}).get("params", 0),
     )
     report["models"] = models
     report["flops_ratio"] = models["teacher"]["flops"] / max(

@@ -13,6 +13,7 @@ from teacherclass import TeacherClass
 from teacherclass import export as export_lib
 from teacherclass import flops
 from teacherclass import report as report_lib
+from teacherclass import teacher as teacher_lib
 
 
 def test_flops_of_conv_pool_dense_by_hand():
@@ -137,6 +138,51 @@ def test_count_report_prints_as_before():
     assert lines[-2].split() == ["composed", "100", "accuracy=0.5000"]
     assert lines[-1] == "compression ratio: 10.0x"
     assert report.rows()[1] == ("student 0", 40, "")
+
+
+def test_a_shared_input_is_counted_in_the_composed_model():
+    # Students on the output of a trained teacher layer, frozen: the
+    # composed model holds that layer once, and the report counts it.
+    keras.utils.set_random_seed(0)
+    x, y = blobs(n=64, classes=3, shape=(8,))
+    teacher = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu", name="trunk"),
+            keras.layers.Dense(8, activation="relu", name="rep"),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ]
+    )
+    teacher_lib.freeze_through(teacher, "trunk")
+    tc = TeacherClass(
+        teacher,
+        num_students=2,
+        student=DenseTower(1, hidden=(4,)),
+        student_input="trunk",
+    )
+    tc.fit_students(x, epochs=1, verbose=0)
+    composed = tc.compose()
+    shared = 8 * 16 + 16
+    counted = tc.report()
+    assert counted["shared_input_params"] == shared
+    assert counted["composed_params"] == composed.count_params()
+    assert counted["compression_ratio"] == pytest.approx(
+        teacher.count_params() / composed.count_params()
+    )
+    assert str(counted).splitlines()[2].split() == ["shared", "input", "144"]
+    measured = report_lib.measure(tc, x, y, batch_sizes=(2,), repeats=1)
+    assert measured["shared_input_params"] == shared
+    assert measured["models"]["shared_input"]["params"] == shared
+    assert measured["composed_params"] == composed.count_params()
+    assert measured["models"]["composed"]["macs"] == (
+        measured["models"]["shared_input"]["macs"]
+        + sum(measured["models"][f"student_{i}"]["macs"] for i in (0, 1))
+        + measured["models"]["head"]["macs"]
+    )
+    # Without a shared input the report has no such row.
+    assert "shared_input_params" not in CompressionReport.from_counts(
+        1000, [40, 40], 20
+    )
 
 
 @pytest.mark.parametrize(
