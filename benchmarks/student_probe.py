@@ -10,8 +10,8 @@ is not read): the composed model's accuracy through the teacher's head as is
 of the clean images; with `--refine-epochs R`, also the accuracy after R
 epochs of end-to-end refinement of the composed model (students and
 head; a frozen trunk stays frozen) on the views' labels and cached
-teacher logits, as `reproduce.py`'s refined CIFAR-10 class does. The student is
-`architectures.cifar10_fast_student(n)` with `--batch-norm` (auto: the
+teacher logits, as in `reproduce.py`'s CIFAR-10 `best` class. The student
+is `architectures.cifar10_fast_student(n)` with `--batch-norm` (auto: the
 library's default) and `--filters` as given, taking the image or, with
 `--student-input`, the output of the teacher's frozen stem (or, with
 `--freeze-through`, of layers of the teacher frozen for the probe); its
