@@ -134,6 +134,23 @@ def _adam(epochs, samples):
     )
 
 
+def train_on_views(trainer, epochs, batches, timer, label="epoch"):
+    """`epochs` one-epoch fits of `trainer` on `batches(epoch)` (a view's
+    dataset); prints and returns each epoch's seconds."""
+    seconds = []
+    for epoch in range(epochs):
+        trainer.fit(
+            batches(epoch),
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            verbose=0,
+            callbacks=[timer],
+        )
+        seconds += timer.times
+        print(f"{label} {epoch + 1}/{epochs}: {timer.times[-1]:.0f} s")
+    return seconds
+
+
 def refine(tc, cache, x, y, epochs, seed, timer):
     """The composed class refined end to end; returns it and epoch times.
 
@@ -142,31 +159,21 @@ def refine(tc, cache, x, y, epochs, seed, timer):
     of view e in epoch e; layers frozen before (a shared trunk) stay so.
     """
     refined = refinement.Refinement(tc)
-    seconds = []
     with training.trainable(refined.parts, True):
         trainer = refined.trainer()
         trainer.compile(
             optimizer=_adam(epochs, len(x)),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-        for epoch in range(epochs):
-            batches = cache.dataset(
-                x,
-                epoch,
-                BATCH,
-                seed,
-                labels=y.astype("int32"),
-                with_logits=True,
-            )
-            trainer.fit(
-                batches,
-                initial_epoch=epoch,
-                epochs=epoch + 1,
-                verbose=0,
-                callbacks=[timer],
-            )
-            seconds += timer.times
-            print(f"refine epoch {epoch + 1}/{epochs}: {timer.times[-1]:.0f} s")
+        seconds = train_on_views(
+            trainer,
+            epochs,
+            lambda e: cache.dataset(
+                x, e, BATCH, seed, labels=y.astype("int32"), with_logits=True
+            ),
+            timer,
+            "refine epoch",
+        )
     return refined.finish(), seconds
 
 
@@ -204,26 +211,20 @@ def main(argv=None):
     trainer = training.for_class(tc, loss=args.loss)
     trainer.compile(optimizer=_adam(args.epochs, len(x)), loss="mse")
     timer = EpochTimer()
-    epoch_seconds = []
     start = time.perf_counter()
-    for epoch in range(args.epochs):
-        batches = cache.dataset(
+    epoch_seconds = train_on_views(
+        trainer,
+        args.epochs,
+        lambda e: cache.dataset(
             x,
-            epoch,
+            e,
             BATCH,
             args.seed,
             with_logits=head_aware,
             preprocessor=preprocessor,
-        )
-        trainer.fit(
-            batches,
-            initial_epoch=epoch,
-            epochs=epoch + 1,
-            verbose=0,
-            callbacks=[timer],
-        )
-        epoch_seconds += timer.times
-        print(f"epoch {epoch + 1}/{args.epochs}: {timer.times[-1]:.0f} s")
+        ),
+        timer,
+    )
     train_seconds = time.perf_counter() - start
     tc._mark_trained(range(tc.num_students))
     scores = student_scores(tc, x_val, y_val, clean, BATCH)

@@ -145,31 +145,24 @@ def test_a_shared_input_is_counted_in_the_composed_model():
     # composed model holds that layer once, and the report counts it.
     keras.utils.set_random_seed(0)
     x, y = blobs(n=64, classes=3, shape=(8,))
-    teacher = keras.Sequential(
-        [
-            keras.Input((8,)),
-            keras.layers.Dense(16, activation="relu", name="trunk"),
-            keras.layers.Dense(8, activation="relu", name="rep"),
-            keras.layers.Dense(3, activation="softmax", name="out"),
-        ]
-    )
-    teacher_lib.freeze_through(teacher, "trunk")
+    teacher = mlp_teacher()
+    teacher_lib.freeze_through(teacher, "hidden")
     tc = TeacherClass(
         teacher,
         num_students=2,
         student=DenseTower(1, hidden=(4,)),
-        student_input="trunk",
+        student_input="hidden",
     )
     tc.fit_students(x, epochs=1, verbose=0)
     composed = tc.compose()
-    shared = 8 * 16 + 16
+    shared = 8 * 32 + 32
     counted = tc.report()
     assert counted["shared_input_params"] == shared
     assert counted["composed_params"] == composed.count_params()
     assert counted["compression_ratio"] == pytest.approx(
         teacher.count_params() / composed.count_params()
     )
-    assert str(counted).splitlines()[2].split() == ["shared", "input", "144"]
+    assert str(counted).splitlines()[2].split() == ["shared", "input", "288"]
     measured = report_lib.measure(tc, x, y, batch_sizes=(2,), repeats=1)
     assert measured["shared_input_params"] == shared
     assert measured["models"]["shared_input"]["params"] == shared
