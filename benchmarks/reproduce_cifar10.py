@@ -39,6 +39,7 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from _common import cosine_adam
 from reproduce_state import Budget
 from reproduce_state import BudgetExhausted
 from reproduce_state import Stage
@@ -182,10 +183,7 @@ def adam(cfg, n_train, epochs=None):
     """Adam at 1e-3 with cosine decay to 0 over `epochs` (default the
     configuration's student epochs)."""
     epochs = cfg["epochs"] if epochs is None else epochs
-    steps = epochs * math.ceil(n_train / cfg["batch_size"])
-    return keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
-    )
+    return cosine_adam(epochs, n_train, cfg["batch_size"])
 
 
 # CIFAR-10's "best" class: the ingredients every validation ablation of

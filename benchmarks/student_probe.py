@@ -33,7 +33,6 @@ Run: python benchmarks/student_probe.py --teacher T.keras \
 import argparse
 import datetime
 import json
-import math
 import os
 import sys
 import time
@@ -47,6 +46,7 @@ import numpy as np  # noqa: E402
 from _common import CIFAR10_VALIDATION  # noqa: E402
 from _common import EpochTimer  # noqa: E402
 from _common import cifar10_probe_split  # noqa: E402
+from _common import cosine_adam  # noqa: E402
 from _common import environment  # noqa: E402
 from _common import student_scores  # noqa: E402
 
@@ -126,14 +126,6 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def _adam(epochs, samples):
-    """Adam at 1e-3 with cosine decay to 0 over `epochs`."""
-    steps = epochs * math.ceil(samples / BATCH)
-    return keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps)
-    )
-
-
 def train_on_views(trainer, epochs, batches, timer, label="epoch"):
     """`epochs` one-epoch fits of `trainer` on `batches(epoch)` (a view's
     dataset); prints and returns each epoch's seconds."""
@@ -162,7 +154,7 @@ def refine(tc, cache, x, y, epochs, seed, timer):
     with training.trainable(refined.parts, True):
         trainer = refined.trainer()
         trainer.compile(
-            optimizer=_adam(epochs, len(x)),
+            optimizer=cosine_adam(epochs, len(x), BATCH),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         seconds = train_on_views(
@@ -209,7 +201,9 @@ def main(argv=None):
     preprocessor = tc.cut.preprocessor()
     head_aware = args.loss == "head_aware"
     trainer = training.for_class(tc, loss=args.loss)
-    trainer.compile(optimizer=_adam(args.epochs, len(x)), loss="mse")
+    trainer.compile(
+        optimizer=cosine_adam(args.epochs, len(x), BATCH), loss="mse"
+    )
     timer = EpochTimer()
     start = time.perf_counter()
     epoch_seconds = train_on_views(
