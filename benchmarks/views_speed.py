@@ -8,13 +8,13 @@ Two ways to give the students of the fast CIFAR-10 teacher
   teacher's trunk runs on every augmented batch in the train step;
 - `views`: `teacherclass.views.ViewCache`: the teacher ran once per view
   beforehand (timed too: `views_build_seconds_per_view`), and each epoch
-  reads one cached view (`ViewCache.dataset`).
+  reads one cached view (`fit_students(x, views=cache)`).
 
 Speed (default): one student epoch over `--samples` random 32x32 images,
 batch 512, side by side in alternating rounds (augment, views, augment,
 ...). Each round is one `fit` of 2 epochs through the same mechanism as
-training uses (`fit_students` for augment, the trainer's `fit` for views),
-and the second epoch is timed (the first traces); the ratio is the median
+training uses (`fit_students` with `augment=` or `views=`), and the
+second epoch is timed (the first traces); the ratio is the median
 of the rounds' ratios. Untrained weights: speed only. Writes
 `benchmarks/results/views_speed.json`.
 
@@ -56,7 +56,6 @@ from _common import student_scores  # noqa: E402
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
 from teacherclass import precision  # noqa: E402
-from teacherclass import training  # noqa: E402
 from teacherclass import views as views_lib  # noqa: E402
 
 BATCH = 512
@@ -91,10 +90,18 @@ def fit_augment(tc, x, epochs, batch_size, callbacks=()):
     )
 
 
-def views_trainer(tc, num_samples, epochs, batch_size):
-    trainer = training.for_class(tc)
-    trainer.compile(optimizer=adam(num_samples, epochs, batch_size), loss="mse")
-    return trainer
+def fit_views(tc, x, cache, epochs, batch_size, callbacks=(), initial=0):
+    return tc.fit_students(
+        x,
+        views=cache,
+        batch_size=batch_size,
+        epochs=epochs,
+        initial_epoch=initial,
+        verbose=0,
+        loss="mse",
+        optimizer=adam(len(x), epochs - initial, batch_size),
+        callbacks=list(callbacks),
+    )
 
 
 def speed(args):
@@ -112,12 +119,9 @@ def speed(args):
             fit_augment(new_class(teacher), x, 2, BATCH, [timer])
             augment = timer.times[-1]
             timer = EpochTimer()
-            tc = new_class(teacher)
-            views_trainer(tc, len(x), 2, BATCH).fit(
-                cache.dataset(x, r + 1, BATCH),
-                epochs=2,
-                verbose=0,
-                callbacks=[timer],
+            # Epochs r + 1 and r + 2: each round reads other views.
+            fit_views(
+                new_class(teacher), x, cache, r + 3, BATCH, [timer], r + 1
             )
             views = timer.times[-1]
             rounds.append({"augment_seconds": augment, "views_seconds": views})
@@ -212,20 +216,10 @@ def accuracy(args):
             )
             build = time.perf_counter() - start
             tc = new_class(teacher, seed)
-            trainer = views_trainer(tc, len(x), args.epochs, batch)
             timer = EpochTimer()
-            epoch_seconds = []  # one fit per epoch (each reads its view)
             start = time.perf_counter()
-            for epoch in range(args.epochs):
-                trainer.fit(
-                    cache.dataset(x, epoch, batch, seed),
-                    initial_epoch=epoch,
-                    epochs=epoch + 1,
-                    verbose=0,
-                    callbacks=[timer],
-                )
-                epoch_seconds += timer.times
-            tc._mark_trained(range(tc.num_students))
+            fit_views(tc, x, cache, args.epochs, batch, [timer])
+            epoch_seconds = timer.times
             views = {
                 "seed": seed,
                 "way": "views",

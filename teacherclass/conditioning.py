@@ -345,9 +345,14 @@ class TargetConditioning:
                     targets = targets["features"]
                 yield targets.numpy()
 
+        self.fit_batches(batches(), chunks)
+
+    def fit_batches(self, batches, chunks):
+        """Fits and stores the statistics of an iterable of feature arrays
+        (e.g. every view of a `views.ViewCache`)."""
         self.set(
             Conditioning.fit(
-                batches(), self.kind, chunks=chunks, balance=self.balance
+                batches, self.kind, chunks=chunks, balance=self.balance
             )
         )
 

@@ -8,8 +8,10 @@ head, `refinement` trains the composed model end to end, `student_files`
 writes students as files, `export` and `report` take the composed model.
 """
 
+import math
+
 import keras
-import numpy as np  # noqa: F401  (the docstring example uses it)
+import numpy as np
 
 from teacherclass import baselines
 from teacherclass import chunking
@@ -28,6 +30,7 @@ from teacherclass import teacher as teacher_lib
 from teacherclass import towers as towers_lib
 from teacherclass import training
 from teacherclass import validation
+from teacherclass import views as views_lib
 
 _DEFAULT_BATCH_SIZE = 32
 # `fit` arguments that weigh labels: students learn no labels.
@@ -398,6 +401,7 @@ class TeacherClass(keras.Model):
         cache=None,
         steps_per_execution=1,
         augment=None,
+        views=None,
         **fit_kwargs,
     ):
         """Trains students to regress their chunks of the representation.
@@ -464,6 +468,19 @@ class TeacherClass(keras.Model):
                 non-finite features (made when caching) is not made.
                 Validation data is not augmented. Not combinable with
                 `cache`.
+            views: None, or a complete `views.ViewCache` built on `x`
+                (the array of training inputs) with this class's teacher:
+                the teacher's targets of the clean inputs and of its
+                augmented views, computed once. Epoch `e` reads view `e
+                mod (num_views + 1)` in an order drawn from the cache's
+                seed and `e`, so a fit resumed with `initial_epoch` (and
+                the students' weights) sees what an uninterrupted one
+                would. The teacher does not run; target conditioning, if
+                not fitted, is fitted on every view. Not combinable with
+                `augment`, `cache`, `steps_per_epoch` (one epoch is every
+                input once) or a `BackupAndRestore` callback (it picks the
+                epoch after the views are drawn: resume with
+                `initial_epoch` instead).
             **fit_kwargs: the rest of `keras.Model.fit`'s arguments
                 (`validation_freq`, `steps_per_epoch`, ...), passed
                 through. `class_weight` and `sample_weight` weigh labels,
@@ -478,8 +495,10 @@ class TeacherClass(keras.Model):
 
         Raises:
             ValueError: on bad `students` or `loss`, data that does not
-                fit the teacher, or both `augment` and `cache`.
-            TypeError: if `augment` is not callable.
+                fit the teacher, both `augment` and `cache`, or `views`
+                that do not fit `x`, the teacher or the other arguments.
+            TypeError: if `augment` is not callable, or `views` not a
+                `views.ViewCache`.
             NotImplementedError: for an adversarial objective on a backend
                 other than TensorFlow.
         """
@@ -521,6 +540,37 @@ class TeacherClass(keras.Model):
                 "there is no representation to cache: pass one of them. "
                 f"Received: augment={augment!r}, cache={cache!r}"
             )
+        if views is not None:
+            batches = self._view_batches(
+                views,
+                x,
+                y if use_labels else None,
+                batch_size,
+                epochs,
+                initial_epoch,
+                shuffle,
+                head_aware,
+                augment=augment,
+                cache=cache,
+                callbacks=callbacks,
+                fit_kwargs=fit_kwargs,
+            )
+            return self._fit_trainer(
+                selected,
+                loss,
+                optimizer,
+                steps_per_execution,
+                batches,
+                validation_data,
+                batch_size,
+                head_aware,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=callbacks,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=math.ceil(len(x) / batch_size),
+                **fit_kwargs,
+            )
         teacher_logits = None
         if head_aware:
             self._sync_head()
@@ -551,6 +601,39 @@ class TeacherClass(keras.Model):
                     name="x",
                 )
             self._targets.fit(stats, self.chunks)
+        return self._fit_trainer(
+            selected,
+            loss,
+            optimizer,
+            steps_per_execution,
+            train.batches(batch_size, shuffle=shuffle),
+            validation_data,
+            batch_size,
+            head_aware,
+            augment=augment is not None,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            initial_epoch=initial_epoch,
+            **fit_kwargs,
+        )
+
+    def _fit_trainer(
+        self,
+        selected,
+        loss,
+        optimizer,
+        steps_per_execution,
+        batches,
+        validation_data,
+        batch_size,
+        head_aware,
+        augment=False,
+        **fit_kwargs,
+    ):
+        """`fit_students`' last part: the trainer fit on `batches`."""
+        if head_aware:
+            self._sync_head()
         val = None
         if validation_data is not None:
             val = features.representation(
@@ -559,12 +642,12 @@ class TeacherClass(keras.Model):
                 validation.split_validation_data(validation_data),
                 batch_size,
                 name="validation_data",
-                head=teacher_logits,
+                head=baselines.logits_model(self.head) if head_aware else None,
             ).batches(batch_size)
         towers = [self.students[i] for i in selected]
         with distribute.scope(self._strategy), training.trainable(towers, True):
             trainer = training.for_class(
-                self, selected, loss=loss, augment=augment is not None
+                self, selected, loss=loss, augment=augment
             )
             trainer.compile(
                 optimizer=optimizer,
@@ -572,17 +655,107 @@ class TeacherClass(keras.Model):
                 steps_per_execution=steps_per_execution,
             )
             history = trainer.fit(
-                train.batches(batch_size, shuffle=shuffle),
-                epochs=epochs,
-                verbose=verbose,
-                callbacks=callbacks,
+                batches,
                 validation_data=val,
-                initial_epoch=initial_epoch,
-                shuffle=False,  # `train` reshuffles every epoch itself
+                shuffle=False,  # the batches are shuffled already
                 **fit_kwargs,
             )
         self._mark_trained(selected)
         return history
+
+    def _view_batches(
+        self,
+        views,
+        x,
+        y,
+        batch_size,
+        epochs,
+        initial_epoch,
+        shuffle,
+        head_aware,
+        augment,
+        cache,
+        callbacks,
+        fit_kwargs,
+    ):
+        """`fit_students(views=...)`'s checks and batches (see there)."""
+        if not isinstance(views, views_lib.ViewCache):
+            raise TypeError(
+                "`views` must be a `teacherclass.views.ViewCache` (open one "
+                "with ViewCache(directory) or make one with "
+                f"ViewCache.build). Received: views={views!r}"
+            )
+        for name, value in (
+            ("augment", augment),
+            ("cache", cache),
+            ("steps_per_epoch", fit_kwargs.get("steps_per_epoch")),
+        ):
+            if value is not None:
+                raise ValueError(
+                    f"`views` serves every epoch from the cached views: "
+                    f"pass no `{name}`. Received: {name}={value!r}"
+                )
+        for callback in callbacks or ():
+            if isinstance(callback, keras.callbacks.BackupAndRestore):
+                raise ValueError(
+                    "`views` draws each epoch's view before a "
+                    "`BackupAndRestore` callback picks the epoch to "
+                    "resume from: resume with `initial_epoch` and the "
+                    "students' weights (e.g. from `ModelCheckpoint`). "
+                    f"Received: callbacks containing {callback!r}"
+                )
+        if not views.complete:
+            raise ValueError(
+                f"The view cache in {views.directory} is not complete "
+                f"({views.meta['views_done']} of {views.num_views + 1} "
+                "views): finish it with ViewCache.build. Received: "
+                f"views={views!r}"
+            )
+        views.check_teacher(self.teacher)
+        if not isinstance(x, np.ndarray):
+            raise ValueError(
+                "With `views`, `x` must be the array of training inputs "
+                "the cache was built on. Received: x of type "
+                f"{type(x).__name__}"
+            )
+        if head_aware and not views.meta.get("logits"):
+            raise ValueError(
+                "A head-aware objective scores students against the "
+                "teacher's logits, and this view cache holds none: build "
+                "it with `logits_layer`. Received: views without logits"
+            )
+        width = views.feature_shape
+        layer = views.meta.get("feature_layer", self.cut.feature_layer)
+        if (
+            width != tuple(self.cut.feature_shape[1:])
+            or layer != self.cut.feature_layer
+        ):
+            raise ValueError(
+                f"The view cache holds the teacher's {layer!r} of shape "
+                f"{width}; this class's students regress "
+                f"{self.cut.feature_layer!r} of shape "
+                f"{tuple(self.cut.feature_shape[1:])}. Received: "
+                f"views={views!r}"
+            )
+        if self.conditioning is not None and not self.conditioning_fitted:
+            self._targets.fit_batches(
+                (views.targets(v) for v in range(views.num_views + 1)),
+                self.chunks,
+            )
+        targets = ("features", "logits") if head_aware else ("features",)
+        if y is not None:
+            targets += ("labels",)
+        return views.epochs(
+            x,
+            batch_size,
+            epochs,
+            initial_epoch=initial_epoch,
+            seed=views.meta["seed"],
+            targets=targets,
+            labels=y,
+            preprocessor=self.cut.preprocessor(),
+            shuffle=shuffle,
+        )
 
     def evaluate_students(self, x, batch_size=None, loss="mse", verbose=0):
         """Each student's regression error on `x` against the teacher.

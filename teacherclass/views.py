@@ -30,14 +30,19 @@ Example:
 (2, 1, (6, 3))
 """
 
+import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-_FORMAT = 1
+# 2: the teacher's and the images' digests are part of the settings.
+_FORMAT = 2
+_TARGETS = ("features", "logits", "labels")
+_FILES = {"features": "targets", "logits": "logits"}
 
 
 def shift_flip(x, shifts, flips, max_shift):
@@ -102,7 +107,12 @@ class ViewCache:
     Open an existing cache with `ViewCache(directory)`; make (or finish)
     one with `ViewCache.build`.
 
-    Files in `directory`: `views.json` (sizes, seed, views done),
+    The cache knows the teacher and the images it was built with (digests
+    of the teacher's weights and of a sample of the images): `build`
+    refuses to finish or reuse it for others, and `check_teacher` and
+    `epochs` refuse them.
+
+    Files in `directory`: `views.json` (sizes, seed, digests, views done),
     `draws.npz` (shifts and flips), `targets_{v}.npy` and `logits_{v}.npy`
     (float32, one row per image) for every view `v` done.
 
@@ -128,6 +138,29 @@ class ViewCache:
         with np.load(self.directory / "draws.npz") as f:
             self.shifts = f["shifts"]
             self.flips = f["flips"]
+        self._arrays = {}
+
+    def __repr__(self):
+        return (
+            f"ViewCache({str(self.directory)!r}, num_views={self.num_views}, "
+            f"num_samples={self.num_samples})"
+        )
+
+    def check_teacher(self, teacher):
+        """Raises a ValueError unless `teacher` has the weights the cache
+        was built with (a teacher trained further needs a new cache)."""
+        if teacher_digest(teacher) != self.meta["teacher"]:
+            raise ValueError(
+                f"The view cache in {self.directory} holds the targets of "
+                "another teacher (its weights differ from this one's): "
+                "build a new cache with this teacher. Received: teacher="
+                f"{teacher.name!r}"
+            )
+
+    @property
+    def feature_shape(self):
+        """The shape of one image's representation (no batch axis)."""
+        return tuple(self._array("features", 0).shape[1:])
 
     @property
     def complete(self):
@@ -193,23 +226,28 @@ class ViewCache:
             "max_shift": max_shift,
             "seed": seed,
             "logits": logits_layer is not None,
+            "feature_layer": feature_layer,
+            "teacher": teacher_digest(teacher),
+            "inputs": inputs_digest(x),
         }
         meta_path = directory / "views.json"
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
-            old = {k: meta.get(k) for k in settings}
-            if old != settings:
+            differ = [k for k in settings if meta.get(k) != settings[k]]
+            if differ:
+                old = {k: meta.get(k) for k in differ}
+                new = {k: settings[k] for k in differ}
                 raise ValueError(
-                    f"{directory} holds a view cache made with {old}; "
-                    f"delete it or pass another directory. Received: "
-                    f"{settings}"
+                    f"{directory} holds a view cache made with other "
+                    f"{', '.join(differ)} ({old}); delete it or pass "
+                    f"another directory. Received: {new}"
                 )
         else:
             shifts, flips = draw(len(x), num_views, max_shift, seed)
             tmp = directory / "draws.partial.npz"
             np.savez(tmp, shifts=shifts, flips=flips)
             os.replace(tmp, directory / "draws.npz")
-            meta = {**settings, "views_done": 0}
+            meta = {**settings, "logits_layer": logits_layer, "views_done": 0}
             _write_json(meta_path, meta)
         cache = cls(directory)
         model = _outputs_model(teacher, feature_layer, logits_layer)
@@ -268,6 +306,8 @@ class ViewCache:
     ):
         """Epoch `epoch`'s shuffled batches of `(images, targets)`.
 
+        One epoch of `epochs`, with its targets named the older way.
+
         Args:
             x: the training images the cache was built on.
             epoch: int, picks the view (`view_for_epoch`) and the order.
@@ -283,12 +323,7 @@ class ViewCache:
                 with an array of `labels`, `{"labels": ..., "logits":
                 ...}` (`TeacherClass.refine` without running the
                 teacher).
-            preprocessor: None, or a model the view's images go through,
-                per batch, before they are served: the students' input
-                when they take a teacher layer's output
-                (`TeacherClass(student_input=...)`; pass
-                `tc.cut.preprocessor()`). The cache holds images either
-                way.
+            preprocessor: see `epochs`.
 
         Returns:
             A batched, prefetched `tf.data.Dataset`.
@@ -296,7 +331,6 @@ class ViewCache:
         Raises:
             ValueError: on `with_logits` with `labels="logits"`.
         """
-        view = self.view_for_epoch(epoch)
         logits_only = isinstance(labels, str) and labels == "logits"
         if with_logits and logits_only:
             raise ValueError(
@@ -304,33 +338,202 @@ class ViewCache:
                 "`labels='logits'` already serves them alone. Received: "
                 "labels='logits', with_logits=True"
             )
-        if labels is None:
-            target = self.targets(view)
-        elif logits_only:
-            target = self.logits(view)
+        if logits_only:
+            targets, labels = ("logits",), None
         else:
-            target = np.asarray(labels)
+            targets = ("features",) if labels is None else ("labels",)
         if with_logits:
-            key = "features" if labels is None else "labels"
-            target = {key: target, "logits": self.logits(view)}
+            targets += ("logits",)
+        return self.epochs(
+            x,
+            batch_size,
+            epoch + 1,
+            initial_epoch=epoch,
+            seed=seed,
+            targets=targets,
+            labels=labels,
+            preprocessor=preprocessor,
+        )
+
+    def epochs(
+        self,
+        x,
+        batch_size,
+        epochs,
+        initial_epoch=0,
+        seed=0,
+        targets="features",
+        labels=None,
+        preprocessor=None,
+        shuffle=True,
+    ):
+        """The batches of epochs `initial_epoch .. epochs - 1`, in a row.
+
+        Epoch `e` reads view `view_for_epoch(e)` in an order drawn from
+        `(seed, e)` alone, so a fit resumed at `initial_epoch` sees what
+        an uninterrupted one would. Feed it to `fit` with `epochs`,
+        `initial_epoch` and `steps_per_epoch=ceil(len(x) / batch_size)`:
+        one iterator then spans the epochs. Images, draws and targets are
+        gathered per batch (the target files memory-mapped), so nothing
+        beyond a batch is copied.
+
+        Args:
+            x: the training images the cache was built on (an array).
+            batch_size: int.
+            epochs: int, the epoch to stop before, as `fit`'s.
+            initial_epoch: int, the first epoch served.
+            seed: int, with the epoch, the order's seed.
+            targets: what each image is paired with: "features" (the
+                teacher's representation), "logits" (its logits) or
+                "labels" (`labels`), or a tuple of these names for a dict
+                of them (e.g. `("features", "logits")` for head-aware
+                students).
+            labels: an array of labels, for "labels".
+            preprocessor: None, or a model the view's images go through,
+                per batch, before they are served: the students' input
+                when they take a teacher layer's output
+                (`TeacherClass(student_input=...)`; pass
+                `tc.cut.preprocessor()`). The cache holds images either
+                way.
+            shuffle: bool; False serves every epoch in the images' order.
+
+        Returns:
+            A batched, prefetched `tf.data.Dataset` of `(images,
+            targets)`, `ceil(len(x) / batch_size)` batches per epoch.
+
+        Raises:
+            ValueError: on `x` of another length than the cache's, an
+                unknown target name, "labels" without `labels` (or of
+                another length), or no epoch to serve.
+        """
+        names = (targets,) if isinstance(targets, str) else tuple(targets)
+        unknown = [t for t in names if t not in _TARGETS]
+        if not names or unknown:
+            raise ValueError(
+                f"`targets` must name one or more of {_TARGETS}. "
+                f"Received: targets={targets!r}"
+            )
+        num = len(x)
+        if num != self.num_samples:
+            raise ValueError(
+                f"The cache holds views of {self.num_samples} images; `x` "
+                f"must be those images. Received: x of length {num}"
+            )
+        if inputs_digest(x) != self.meta["inputs"]:
+            raise ValueError(
+                f"The cache holds views of other images than `x` (of the "
+                f"same length, {num}): pass the images it was built on. "
+                f"Received: x with another digest"
+            )
+        if "labels" in names:
+            if labels is None or len(labels) != num:
+                got = None if labels is None else f"length {len(labels)}"
+                raise ValueError(
+                    f"targets={targets!r} pairs each image with its label: "
+                    f"pass `labels`, one per image ({num}). Received: "
+                    f"labels={got}"
+                )
+            labels = np.asarray(labels)
+        if not 0 <= initial_epoch < epochs:
+            raise ValueError(
+                "There is no epoch to serve: `initial_epoch` must be >= 0 "
+                f"and below `epochs`. Received: initial_epoch="
+                f"{initial_epoch}, epochs={epochs}"
+            )
+        single = len(names) == 1
+
+        def gather(epoch, index):
+            view = self.view_for_epoch(int(epoch))
+            out = [x[index], self.shifts[view, index], self.flips[view, index]]
+            for name in names:
+                if name == "labels":
+                    out.append(labels[index])
+                else:
+                    out.append(self._array(name, view)[index])
+            return out
+
+        x_spec = tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype))
+        specs = [
+            x_spec,
+            tf.TensorSpec((None, 2), tf.int8),
+            tf.TensorSpec((None,), tf.bool),
+        ]
+        for name in names:
+            if name == "labels":
+                dtype, shape = labels.dtype, labels.shape[1:]
+            else:
+                dtype, shape = np.float32, self._array(name, 0).shape[1:]
+            specs.append(tf.TensorSpec((None, *shape), tf.as_dtype(dtype)))
         max_shift = self.max_shift
 
-        def apply(images, shifts, flips, y):
-            images = shift_flip(images, shifts, flips, max_shift)
+        def load(epoch, index):
+            out = tf.numpy_function(
+                gather, [epoch, index], [s.dtype for s in specs]
+            )
+            for tensor, spec in zip(out, specs):
+                tensor.set_shape(spec.shape)
+            images = shift_flip(out[0], out[1], out[2], max_shift)
             if preprocessor is not None:
                 images = preprocessor(images, training=False)
-            return images, y
+            found = out[3:]
+            if single:
+                return images, found[0]
+            return images, dict(zip(names, found))
 
-        ds = tf.data.Dataset.from_tensor_slices(
-            (x, self.shifts[view], self.flips[view], target)
+        def one_epoch(epoch):
+            # A Python seed per epoch: the shuffle then draws the order a
+            # single epoch's dataset would (a tensor seed would not).
+            order = tf.data.Dataset.range(num)
+            if shuffle:
+                order = order.shuffle(
+                    num,
+                    seed=seed * 100_003 + epoch,
+                    reshuffle_each_iteration=False,
+                )
+            return order.batch(batch_size).map(lambda i: (epoch, i))
+
+        span = range(initial_epoch, epochs)
+        steps = math.ceil(num / batch_size)
+        ds = tf.data.Dataset.choose_from_datasets(
+            [one_epoch(e) for e in span],
+            tf.data.Dataset.range(len(span)).flat_map(
+                lambda i: tf.data.Dataset.from_tensors(i).repeat(steps)
+            ),
         )
-        ds = ds.shuffle(
-            len(x), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False
+        # Known, so Keras sizes epochs and progress bars.
+        ds = ds.apply(
+            tf.data.experimental.assert_cardinality(len(span) * steps)
         )
-        ds = ds.batch(batch_size).map(
-            apply, num_parallel_calls=tf.data.AUTOTUNE
-        )
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _array(self, name, view):
+        """The memory-mapped targets (or logits) of view `view`."""
+        key = (name, view)
+        if key not in self._arrays:
+            path = self.directory / f"{_FILES[name]}_{view}.npy"
+            self._arrays[key] = np.load(path, mmap_mode="r")
+        return self._arrays[key]
+
+
+def teacher_digest(teacher):
+    """A hash of a model's weights, by variable path (freezing a layer
+    does not change it; training does)."""
+    h = hashlib.sha256()
+    for variable in sorted(teacher.weights, key=lambda v: v.path):
+        h.update(variable.path.encode())
+        h.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def inputs_digest(x, samples=64):
+    """A hash of the images' shape, dtype and `samples` evenly spaced
+    images: cheap, and different for another set of images."""
+    x = np.asarray(x) if not hasattr(x, "shape") else x
+    h = hashlib.sha256(f"{tuple(x.shape)} {x.dtype}".encode())
+    for i in np.linspace(0, len(x) - 1, min(samples, len(x))).astype(int):
+        h.update(np.ascontiguousarray(x[i]).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _write_json(path, data):

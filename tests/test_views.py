@@ -4,7 +4,10 @@ import keras
 import numpy as np
 import pytest
 
+from teacherclass import TeacherClass
 from teacherclass import architectures
+from teacherclass import objectives
+from teacherclass import training
 from teacherclass import views
 
 
@@ -101,8 +104,12 @@ def test_bad_arguments_and_mismatched_caches_are_refused(tmp_path):
     with pytest.raises(ValueError, match="No view cache"):
         views.ViewCache(tmp_path / "none")
     views.ViewCache.build(tmp_path, teacher, x, 1)
-    with pytest.raises(ValueError, match="made with"):
+    with pytest.raises(ValueError, match="other num_views"):
         views.ViewCache.build(tmp_path, teacher, x, 2)
+    with pytest.raises(ValueError, match="other teacher"):
+        views.ViewCache.build(tmp_path, _teacher(), x, 1)
+    with pytest.raises(ValueError, match="other inputs"):
+        views.ViewCache.build(tmp_path, teacher, x[::-1], 1)
 
 
 def test_dataset_with_logits_pairs_each_image_with_its_view(tmp_path):
@@ -141,3 +148,191 @@ def test_dataset_serves_the_students_input_through_a_preprocessor(tmp_path):
             inputs, stem(images, training=False), rtol=1e-5, atol=1e-6
         )
         np.testing.assert_array_equal(same, targets)
+
+
+# ----------------------------------------------------------------------
+# ViewCache.epochs and fit_students(views=...)
+# ----------------------------------------------------------------------
+
+
+def _class(teacher, **kwargs):
+    keras.utils.set_random_seed(1)
+    return TeacherClass(teacher, num_students=2, **kwargs)
+
+
+def _weights(tc):
+    return [np.array(w) for s in tc.students for w in s.weights]
+
+
+def test_epochs_serve_in_a_row_what_each_epoch_alone_would(tmp_path):
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(tmp_path, teacher, x, num_views=2)
+    span = list(cache.epochs(x, 5, epochs=5, initial_epoch=2, seed=3))
+    alone = [b for e in range(2, 5) for b in cache.dataset(x, e, 5, seed=3)]
+    assert len(span) == len(alone) == 9  # ceil(12 / 5) batches per epoch
+    for (a, t), (b, u) in zip(span, alone):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(t, u)
+    labels = np.arange(len(x))
+    (_, first), *_ = cache.epochs(
+        x, 12, 1, targets=("features", "logits", "labels"), labels=labels
+    )
+    assert sorted(first) == ["features", "labels", "logits"]
+    in_order = next(
+        iter(
+            cache.epochs(
+                x, 12, 1, targets="labels", labels=labels, shuffle=False
+            )
+        )
+    )
+    np.testing.assert_array_equal(in_order[1], labels)
+    with pytest.raises(ValueError, match="targets='teacher'"):
+        cache.epochs(x, 5, 1, targets="teacher")
+    with pytest.raises(ValueError, match="labels=None"):
+        cache.epochs(x, 5, 1, targets="labels")
+    with pytest.raises(ValueError, match="x of length 11"):
+        cache.epochs(x[:11], 5, 1)
+    with pytest.raises(ValueError, match="other images than `x`"):
+        cache.epochs(x + 1, 5, 1)
+    with pytest.raises(ValueError, match="initial_epoch=3, epochs=3"):
+        cache.epochs(x, 5, 3, initial_epoch=3)
+
+
+def test_fit_students_on_views_is_the_per_epoch_loop(tmp_path):
+    """One call equals training epoch by epoch on `dataset(x, e)` (what
+    reproduce.py's resumable stages do), and the teacher never runs."""
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(tmp_path, teacher, x, num_views=2, seed=4)
+    tc = _class(teacher)
+    history = tc.fit_students(
+        x,
+        views=cache,
+        epochs=4,
+        batch_size=5,
+        loss="mse",
+        optimizer="adam",
+        verbose=0,
+    )
+    assert len(history.history["loss"]) == 4
+    assert tc.trained_students == [0, 1]
+
+    reference = _class(teacher)
+    trainer = training.for_class(reference)
+    trainer.compile(optimizer="adam", loss="mse")
+    for epoch in range(4):
+        trainer.fit(
+            cache.dataset(x, epoch, 5, seed=4),
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=False,
+            verbose=0,
+        )
+    for got, want in zip(_weights(tc), _weights(reference)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_students_on_views_resumes_at_initial_epoch(tmp_path):
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(tmp_path, teacher, x, num_views=2)
+    whole, resumed = _class(teacher), _class(teacher)
+    whole.fit_students(
+        x,
+        views=cache,
+        epochs=5,
+        batch_size=4,
+        loss="mse",
+        optimizer="sgd",
+        verbose=0,
+    )
+    for start, stop in ((0, 2), (2, 5)):
+        resumed.fit_students(
+            x,
+            views=cache,
+            epochs=stop,
+            initial_epoch=start,
+            batch_size=4,
+            loss="mse",
+            optimizer="sgd",
+            verbose=0,
+        )
+    for got, want in zip(_weights(resumed), _weights(whole)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_students_on_views_conditions_on_every_view(tmp_path):
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(tmp_path, teacher, x, num_views=2)
+    tc = _class(teacher, conditioning="standardize")
+    y = np.arange(len(x)) % 10
+    history = tc.fit_students(
+        x,
+        y,
+        views=cache,
+        epochs=1,
+        batch_size=6,
+        loss=objectives.HeadAware(label_weight=0.5),
+        verbose=0,
+    )
+    assert "student_0_loss" in history.history
+    every_view = np.concatenate([cache.targets(v) for v in range(3)])
+    np.testing.assert_allclose(
+        tc.target_conditioning().mean, every_view.mean(0), rtol=1e-4
+    )
+
+
+def test_fit_students_refuses_views_that_do_not_fit(tmp_path):
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(tmp_path / "a", teacher, x, num_views=1)
+    tc = _class(teacher)
+    cases = [
+        (dict(views="cache"), TypeError, "views='cache'"),
+        (dict(views=cache, cache=str(tmp_path)), ValueError, "cache="),
+        (
+            dict(views=cache, augment=keras.layers.RandomFlip()),
+            ValueError,
+            "augment=",
+        ),
+        (dict(views=cache, steps_per_epoch=2), ValueError, "steps_per_epoch=2"),
+        (
+            dict(
+                views=cache,
+                callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path))],
+            ),
+            ValueError,
+            "BackupAndRestore",
+        ),
+    ]
+    for kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            tc.fit_students(x, verbose=0, **kwargs)
+    with pytest.raises(ValueError, match="x of length 11"):
+        tc.fit_students(x[:11], views=cache, verbose=0)
+    no_logits = views.ViewCache.build(
+        tmp_path / "b", teacher, x, num_views=1, logits_layer=None
+    )
+    with pytest.raises(ValueError, match="holds none"):
+        tc.fit_students(x, views=no_logits, loss="head_aware", verbose=0)
+
+    def stop(view):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        views.ViewCache.build(tmp_path / "c", teacher, x, 2, after_view=stop)
+    with pytest.raises(ValueError, match="not complete"):
+        tc.fit_students(x, views=views.ViewCache(tmp_path / "c"), verbose=0)
+    other_layer = views.ViewCache.build(
+        tmp_path / "d",
+        teacher,
+        x,
+        1,
+        feature_layer="block3_2_gelu",
+        logits_layer=None,
+    )
+    with pytest.raises(ValueError, match="'block3_2_gelu' of shape"):
+        tc.fit_students(x, views=other_layer, loss="mse", verbose=0)
+    # The teacher trained on after the cache was built: stale targets.
+    teacher.get_layer("classifier").kernel.assign(
+        teacher.get_layer("classifier").kernel + 1
+    )
+    with pytest.raises(ValueError, match="another teacher"):
+        tc.fit_students(x, views=cache, loss="mse", verbose=0)
