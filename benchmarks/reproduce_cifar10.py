@@ -600,16 +600,17 @@ def _teacher(sitting, seed):
     path = sitting.cache / f"teacher-{key}.keras"
     if key in sitting.teachers:
         return sitting.teachers[key]
-    if path.exists() and key in state.data["teachers"]:
+    recorded = state.data["teachers"].get(key)
+    stage_dir = sitting.runs / f"teacher-{key}"
+    if path.exists() and recorded is not None:
         teacher = keras.saving.load_model(path)
     else:
+        retrained = recorded is not None and _retraining(
+            sitting, key, recorded, path, stage_dir
+        )
         log(f"[teacher seed {seed}] training ({cfg['teacher_epochs']} epochs)")
         teacher, progress = train_teacher(
-            cfg,
-            seed,
-            sitting.data,
-            sitting.runs / f"teacher-{key}",
-            sitting.budget,
+            cfg, seed, sitting.data, stage_dir, sitting.budget
         )
         tmp = path.with_name(path.stem + ".partial.keras")
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -619,6 +620,10 @@ def _teacher(sitting, seed):
         record.update({"seed": seed, "teacher_id": sitting.teacher_id})
         if sitting.teacher_cfg is not None:
             record["config"] = sitting.teacher_cfg
+        if retrained:
+            # The runs recorded before were trained with the teacher this
+            # record replaces.
+            record["replaces"] = recorded
         atomic_write(path.with_suffix(".json"), json.dumps(record, indent=1))
         state.data["teachers"][key] = record
         state.save()
@@ -630,6 +635,38 @@ def _teacher(sitting, seed):
         )
     sitting.teachers[key] = teacher
     return teacher
+
+
+def _retraining(sitting, key, recorded, path, stage_dir):
+    """Whether a recorded teacher whose file is gone is trained again:
+    False when its finished checkpoints restore it; True with
+    `--retrain-teacher`; otherwise the run stops and says why.
+
+    Its file is gone (a new machine, a cleared cache) and its checkpoints
+    do not hold the finished teacher: training it again gives another
+    teacher (the same configuration and seed, not the same weights on
+    every machine), while the runs recorded with the first one stay
+    recorded and are skipped.
+    """
+    progress = Path(stage_dir) / "progress.json"
+    if progress.exists():
+        done = json.loads(progress.read_text())["epochs_done"]
+        if done == sitting.cfg["teacher_epochs"]:
+            return False  # the checkpoint restores the recorded teacher
+    if not sitting.args.retrain_teacher:
+        raise SystemExit(
+            f"The teacher {key} is recorded in {sitting.state.path} (test "
+            f"accuracy {recorded['test_accuracy']:.4f}) but its file {path} "
+            f"is missing, and so are its finished checkpoints in "
+            f"{stage_dir}. The runs recorded with it were trained with that "
+            "teacher. Put the file back, or pass --retrain-teacher to train "
+            "it again (its new record keeps the old one under 'replaces')."
+        )
+    log(
+        f"[teacher {key}] recorded, but its file is missing: training it "
+        "again (--retrain-teacher); the runs recorded before keep theirs"
+    )
+    return True
 
 
 def _views(sitting, seed, teacher):

@@ -315,6 +315,12 @@ def add_cifar10_flags(p):
         help="augmented views cached per teacher (default: the dataset's)",
     )
     g.add_argument(
+        "--retrain-teacher",
+        action="store_true",
+        help="train a recorded teacher whose file and checkpoints are gone "
+        "again (without it, such a run stops and says so)",
+    )
+    g.add_argument(
         "--runs-dir",
         default=None,
         help="per-epoch checkpoints; default $TEACHERCLASS_RUNS, else "

@@ -616,3 +616,32 @@ def test_cifar10_runs_the_plain_and_best_classes_only(reproduce):
     )
     with pytest.raises(ValueError, match="Received: --variant head_aware"):
         settings.check(args)
+
+
+def test_a_recorded_teacher_is_not_trained_again_silently(reproduce, tmp_path):
+    # A new machine: the recorded teacher's file is gone. Its finished
+    # checkpoints restore it; without them, a run stops rather than train
+    # another teacher under the record the runs were trained with.
+    import shutil
+
+    _, state = _run(reproduce, tmp_path, "--stages", "teacher")
+    (key,) = state.data["teachers"]
+    first = dict(state.data["teachers"][key])
+    teacher_file = tmp_path / "cache" / f"teacher-{key}.keras"
+    teacher_file.unlink()
+    _, state = _run(reproduce, tmp_path, "--stages", "teacher")
+    restored = state.data["teachers"][key]
+    assert "replaces" not in restored
+    assert restored["test_accuracy"] == first["test_accuracy"]
+    teacher_file.unlink()
+    shutil.rmtree(tmp_path / "runs" / f"teacher-{key}")
+    with pytest.raises(SystemExit, match="pass --retrain-teacher"):
+        _run(reproduce, tmp_path, "--stages", "teacher")
+    assert not teacher_file.exists()
+    _, state = _run(
+        reproduce, tmp_path, "--stages", "teacher", "--retrain-teacher"
+    )
+    replaced = state.data["teachers"][key]["replaces"]
+    assert replaced["test_accuracy"] == first["test_accuracy"]
+    assert replaced["train_seconds"] == first["train_seconds"]
+    assert teacher_file.exists()
