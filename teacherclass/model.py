@@ -555,58 +555,45 @@ class TeacherClass(keras.Model):
                 callbacks=callbacks,
                 fit_kwargs=fit_kwargs,
             )
-            return self._fit_trainer(
-                selected,
-                loss,
-                optimizer,
-                steps_per_execution,
-                batches,
-                validation_data,
+            fit_kwargs["steps_per_epoch"] = math.ceil(len(x) / batch_size)
+        else:
+            teacher_logits = None
+            if head_aware:
+                self._sync_head()
+                teacher_logits = baselines.logits_model(self.head)
+            train = features.representation(
+                self.cut,
+                self.chunks,
+                x,
                 batch_size,
-                head_aware,
-                epochs=epochs,
-                verbose=verbose,
-                callbacks=callbacks,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=math.ceil(len(x) / batch_size),
-                **fit_kwargs,
+                cache=cache,
+                augment=augment,
+                head=teacher_logits,
+                y=y,
+                labels=use_labels,
             )
-        teacher_logits = None
-        if head_aware:
-            self._sync_head()
-            teacher_logits = baselines.logits_model(self.head)
-        train = features.representation(
-            self.cut,
-            self.chunks,
-            x,
-            batch_size,
-            cache=cache,
-            augment=augment,
-            head=teacher_logits,
-            y=y,
-            labels=use_labels,
-        )
-        if self.conditioning is not None and not self.conditioning_fitted:
-            stats = train
-            if not isinstance(train, features.Features):
-                # Augmented inputs have no cache: the statistics come from
-                # one pass of the trunk over augmented inputs, the
-                # distribution the students regress. (Clean statistics
-                # make features that are near zero on clean inputs but
-                # not on augmented ones thousands of deviations wide.)
-                stats = features.extract(
-                    self.cut.trunk(),
-                    train.batches(batch_size).map(lambda x, *_: x),
-                    self.chunks,
-                    name="x",
-                )
-            self._targets.fit(stats, self.chunks)
+            if self.conditioning is not None and not self.conditioning_fitted:
+                stats = train
+                if not isinstance(train, features.Features):
+                    # Augmented inputs have no cache: the statistics come from
+                    # one pass of the trunk over augmented inputs, the
+                    # distribution the students regress. (Clean statistics
+                    # make features that are near zero on clean inputs but
+                    # not on augmented ones thousands of deviations wide.)
+                    stats = features.extract(
+                        self.cut.trunk(),
+                        train.batches(batch_size).map(lambda x, *_: x),
+                        self.chunks,
+                        name="x",
+                    )
+                self._targets.fit(stats, self.chunks)
+            batches = train.batches(batch_size, shuffle=shuffle)
         return self._fit_trainer(
             selected,
             loss,
             optimizer,
             steps_per_execution,
-            train.batches(batch_size, shuffle=shuffle),
+            batches,
             validation_data,
             batch_size,
             head_aware,
