@@ -540,6 +540,8 @@ class TeacherClass(keras.Model):
                 "there is no representation to cache: pass one of them. "
                 f"Received: augment={augment!r}, cache={cache!r}"
             )
+        if head_aware:
+            self._sync_head()  # the head the students are scored through
         if views is not None:
             batches = self._view_batches(
                 views,
@@ -559,7 +561,6 @@ class TeacherClass(keras.Model):
         else:
             teacher_logits = None
             if head_aware:
-                self._sync_head()
                 teacher_logits = baselines.logits_model(self.head)
             train = features.representation(
                 self.cut,
@@ -588,39 +589,6 @@ class TeacherClass(keras.Model):
                     )
                 self._targets.fit(stats, self.chunks)
             batches = train.batches(batch_size, shuffle=shuffle)
-        return self._fit_trainer(
-            selected,
-            loss,
-            optimizer,
-            steps_per_execution,
-            batches,
-            validation_data,
-            batch_size,
-            head_aware,
-            augment=augment is not None,
-            epochs=epochs,
-            verbose=verbose,
-            callbacks=callbacks,
-            initial_epoch=initial_epoch,
-            **fit_kwargs,
-        )
-
-    def _fit_trainer(
-        self,
-        selected,
-        loss,
-        optimizer,
-        steps_per_execution,
-        batches,
-        validation_data,
-        batch_size,
-        head_aware,
-        augment=False,
-        **fit_kwargs,
-    ):
-        """`fit_students`' last part: the trainer fit on `batches`."""
-        if head_aware:
-            self._sync_head()
         val = None
         if validation_data is not None:
             val = features.representation(
@@ -634,7 +602,7 @@ class TeacherClass(keras.Model):
         towers = [self.students[i] for i in selected]
         with distribute.scope(self._strategy), training.trainable(towers, True):
             trainer = training.for_class(
-                self, selected, loss=loss, augment=augment
+                self, selected, loss=loss, augment=augment is not None
             )
             trainer.compile(
                 optimizer=optimizer,
@@ -643,7 +611,11 @@ class TeacherClass(keras.Model):
             )
             history = trainer.fit(
                 batches,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=callbacks,
                 validation_data=val,
+                initial_epoch=initial_epoch,
                 shuffle=False,  # the batches are shuffled already
                 **fit_kwargs,
             )

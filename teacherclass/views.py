@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from teacherclass import features
+
 # 2: the teacher's and the images' digests are part of the settings.
 _FORMAT = 2
 _TARGETS = ("features", "logits", "labels")
@@ -517,13 +519,9 @@ class ViewCache:
 
 
 def teacher_digest(teacher):
-    """A hash of a model's weights, by variable path (freezing a layer
-    does not change it; training does)."""
-    h = hashlib.sha256()
-    for variable in sorted(teacher.weights, key=lambda v: v.path):
-        h.update(variable.path.encode())
-        h.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
-    return h.hexdigest()[:16]
+    """A short hash of a model's weights (`features`' head-cache key):
+    freezing a layer does not change it; training does."""
+    return features._weights_digest(teacher)[:16]
 
 
 def inputs_digest(x, samples=64):
