@@ -21,9 +21,9 @@ def seed():
 
 @pytest.fixture(scope="session")
 def keras_home(tmp_path_factory):
-    """A `KERAS_HOME` for this test run; archives extract under it.
+    """A `KERAS_HOME` for this test run, not the developer's `~/.keras`.
 
-    Shared by the pytest-xdist workers of one run (extraction is atomic).
+    Shared by the pytest-xdist workers of one run.
     """
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -31,16 +31,6 @@ def keras_home(tmp_path_factory):
     path = base / "keras_home"
     path.mkdir(exist_ok=True)
     return path
-
-
-@pytest.fixture(scope="session")
-def shared_cache(keras_home):
-    """Where `datasets.load` extracts shared archives, once per session.
-
-    The default cache of a process whose `KERAS_HOME` is `keras_home`, so
-    notebooks run with that `KERAS_HOME` reuse what tests extracted.
-    """
-    return keras_home / "datasets" / "teacherclass"
 
 
 @pytest.fixture(scope="module")

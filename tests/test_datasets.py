@@ -294,38 +294,38 @@ def test_camvid_unmatched_file_names(tmp_path):
 # ---------------------------------------------------------------- archives
 
 
-def test_cifar10_tar_extracted_once_into_cache(tmp_path):
+def test_cifar10_tar_read_in_place(tmp_path):
     tree = _make_cifar_tree(tmp_path / "build", per_class=1)
     data_dir = tmp_path / "data"
     (data_dir / "cifar10").mkdir(parents=True)
     # Wrapped in one top-level folder, as many archives are.
     _tar(tree, data_dir / "cifar10" / "CIFAR-10-jpeg.tar", "cifar-10-images")
-    before = _snapshot(data_dir)
-    cache = tmp_path / "cache"
-    x, y = datasets.load(
-        "cifar10", split="test", data_dir=data_dir, cache_dir=cache
-    )
+    before = _snapshot(tmp_path)
+    x, y = datasets.load("cifar10", split="test", data_dir=data_dir)
     assert x.shape == (10, 32, 32, 3)
     np.testing.assert_array_equal(x[:, 0, 0, 0], 20 * y)
-    assert _snapshot(data_dir) == before  # data_dir is never written
-    extracted = list((cache / "cifar10").iterdir())
-    assert len(extracted) == 1
-    assert extracted[0].name.startswith("CIFAR-10-jpeg-")
-
-    with mock.patch.object(tarfile, "open", side_effect=AssertionError):
-        x2, _ = datasets.load("cifar10", data_dir=data_dir, cache_dir=cache)
-    assert x2.shape == (10, 32, 32, 3)
+    # Nothing is extracted or cached: not in data_dir, not in KERAS_HOME.
+    assert _snapshot(tmp_path) == before
+    folder_x, folder_y = datasets.load("cifar10", "test", data_dir=tree)
+    np.testing.assert_array_equal(x, folder_x)
+    np.testing.assert_array_equal(y, folder_y)
 
 
-def test_imdb_tar_gz_default_cache_is_keras_home(tmp_path):
+def test_compressed_tar_in_any_member_order_reads_like_the_folder(tmp_path):
+    """Members are read in archive order and returned in the layout's."""
     tree = _make_imdb_tree(tmp_path / "build")
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    _tar(tree, data_dir / "aclImdb.tar.gz", mode="w:gz")
-    x, y = datasets.load("imdb_reviews", data_dir=data_dir)
-    assert len(x) == 6 and set(y) == {0, 1}
-    cache = tmp_path / "keras_home" / "datasets" / "teacherclass"
-    assert (cache / "imdb_reviews").is_dir()
+    with tarfile.open(data_dir / "aclImdb.tar.gz", "w:gz") as tar:
+        for path in sorted(tree.rglob("*"), reverse=True):
+            if path.is_file():
+                tar.add(path, arcname=str(path.relative_to(tree)))
+    for split in ("train", "test"):
+        x, y = datasets.load("imdb_reviews", split, data_dir=data_dir)
+        folder_x, folder_y = datasets.load("imdb_reviews", split, data_dir=tree)
+        assert len(x) == 6 and set(y) == {0, 1}
+        assert list(x) == list(folder_x)
+        np.testing.assert_array_equal(y, folder_y)
 
 
 def test_camvid_zip(tmp_path):
@@ -335,9 +335,7 @@ def test_camvid_zip(tmp_path):
     with zipfile.ZipFile(data_dir / "camvid-small.zip", "w") as zf:
         for path in sorted(tree.rglob("*")):
             zf.write(path, path.relative_to(tree))
-    x, y = datasets.load(
-        "camvid", split="val", data_dir=data_dir, cache_dir=tmp_path / "c"
-    )
+    x, y = datasets.load("camvid", split="val", data_dir=data_dir)
     assert x.shape == (2, 6, 8, 3) and y.shape == (2, 6, 8)
 
 
@@ -348,24 +346,29 @@ def test_archive_of_another_dataset_is_not_opened(tmp_path):
     _tar(tree, data_dir / "reviews.tar")  # right content, wrong name
     _tar(tree, data_dir / "camvid.tar")  # right name, wrong content
     _tar(tree, data_dir / "cifar10.tar")
-    with pytest.raises(FileNotFoundError) as info:
-        datasets.load(
-            "imdb_reviews", data_dir=data_dir, cache_dir=tmp_path / "c"
-        )
+    with (
+        mock.patch.object(tarfile, "open", side_effect=AssertionError),
+        pytest.raises(FileNotFoundError) as info,
+    ):
+        datasets.load("imdb_reviews", data_dir=data_dir)
     assert "contains, in any case, 'imdb'" in str(info.value)
-    assert not (tmp_path / "c").exists()
     with pytest.raises(FileNotFoundError, match="no camvid layout"):
-        datasets.load("camvid", data_dir=data_dir, cache_dir=tmp_path / "c")
+        datasets.load("camvid", data_dir=data_dir)
     # aclImdb/train/{neg,pos} looks like class folders, but not ten.
     with pytest.raises(ValueError, match="10 classes.*holds 2 class"):
-        datasets.load("cifar10", data_dir=data_dir, cache_dir=tmp_path / "c")
+        datasets.load("cifar10", data_dir=data_dir)
 
 
 def test_corrupt_archive(tmp_path):
-    (tmp_path / "camvid.tar").write_bytes(b"not a tar file" * 100)
-    with pytest.raises(ValueError, match="Cannot extract the archive"):
-        datasets.load("camvid", data_dir=tmp_path, cache_dir=tmp_path / "c")
-    assert list((tmp_path / "c" / "camvid").iterdir()) == []
+    archive = tmp_path / "camvid.tar"
+    archive.write_bytes(b"not a tar file" * 100)
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError) as info:
+        datasets.load("camvid", data_dir=tmp_path)
+    assert str(info.value).startswith(
+        f"Cannot read the archive {str(archive)!r}: "
+    )
+    assert _snapshot(tmp_path) == before
 
 
 # ---------------------------------------------------------------- failures
@@ -534,10 +537,8 @@ def test_digits_without_sklearn(monkeypatch):
         ("imdb_reviews", "test", 25000, 12500),
     ],
 )
-def test_real_classification_data(name, split, count, per_class, shared_cache):
-    x, y = datasets.load(
-        name, split=split, data_dir=shared_data(), cache_dir=shared_cache
-    )
+def test_real_classification_data(name, split, count, per_class):
+    x, y = datasets.load(name, split=split, data_dir=shared_data())
     assert len(x) == len(y) == count
     assert y.dtype == np.int64
     n_classes = 2 if name == "imdb_reviews" else 10
@@ -557,13 +558,9 @@ def test_real_classification_data(name, split, count, per_class, shared_cache):
 
 
 @pytest.mark.slow
-def test_real_cifar10_from_its_own_folder_and_env_var(
-    shared_cache, monkeypatch
-):
+def test_real_cifar10_from_its_own_folder_and_env_var(monkeypatch):
     shared = shared_data()
-    x, y = datasets.load(
-        "cifar10", "test", data_dir=shared / "cifar10", cache_dir=shared_cache
-    )
+    x, y = datasets.load("cifar10", "test", data_dir=shared / "cifar10")
     assert x.shape == (10000, 32, 32, 3)
     assert 118 < x.mean() < 125  # README: mean pixel 121.5 on test
     monkeypatch.setenv("TEACHERCLASS_DATA", str(shared))
@@ -575,10 +572,8 @@ def test_real_cifar10_from_its_own_folder_and_env_var(
 @pytest.mark.parametrize(
     "split, count", [("train", 367), ("val", 101), ("test", 233)]
 )
-def test_real_camvid(split, count, shared_cache):
-    x, y = datasets.load(
-        "camvid", split=split, data_dir=shared_data(), cache_dir=shared_cache
-    )
+def test_real_camvid(split, count):
+    x, y = datasets.load("camvid", split=split, data_dir=shared_data())
     assert x.shape == (count, 180, 240, 3) and x.dtype == np.uint8
     assert y.shape == (count, 180, 240) and y.dtype == np.uint8
     assert set(np.unique(y)) <= set(range(12))
