@@ -697,6 +697,7 @@ def _views(sitting, seed, teacher):
         cfg["views"],
         seed=seed,
         after_view=after,
+        verbose=0,  # `after` logs each view
     )
 
 

@@ -181,7 +181,9 @@ def main(argv=None):
     )
     cache_dir = Path(args.cache_dir) / f"{Path(args.teacher).stem}-{len(x)}"
     start = time.perf_counter()
-    cache = views_lib.ViewCache.build(cache_dir, teacher, x, args.views)
+    cache = views_lib.ViewCache.build(
+        cache_dir, teacher, x, args.views, verbose=2
+    )
     build_seconds = time.perf_counter() - start
 
     keras.utils.set_random_seed(args.seed)

@@ -112,7 +112,9 @@ def speed(args):
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        cache = views_lib.ViewCache.build(tmp, teacher, x, args.views)
+        cache = views_lib.ViewCache.build(
+            tmp, teacher, x, args.views, verbose=2
+        )
         build = time.perf_counter() - start
         for r in range(args.rounds):
             timer = EpochTimer()
@@ -212,7 +214,7 @@ def accuracy(args):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             cache = views_lib.ViewCache.build(
-                tmp, teacher, x, args.views, seed=seed
+                tmp, teacher, x, args.views, seed=seed, verbose=2
             )
             build = time.perf_counter() - start
             tc = new_class(teacher, seed)

@@ -25,7 +25,9 @@ Example:
 ...     keras.layers.Dense(2, name="logits"),
 ... ])
 >>> x = np.random.rand(6, 8, 8, 3).astype("float32")
->>> views = ViewCache.build(tempfile.mkdtemp(), teacher, x, num_views=2)
+>>> views = ViewCache.build(
+...     tempfile.mkdtemp(), teacher, x, num_views=2, verbose=0
+... )
 >>> views.num_views, views.view_for_epoch(4), views.targets(1).shape
 (2, 1, (6, 3))
 """
@@ -36,6 +38,7 @@ import math
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -182,6 +185,7 @@ class ViewCache:
         feature_layer="representation",
         logits_layer="logits",
         after_view=None,
+        verbose="auto",
     ):
         """Runs the teacher on every view not yet cached; returns the cache.
 
@@ -198,13 +202,16 @@ class ViewCache:
             logits_layer: the logits layer's name, or None to store none.
             after_view: None, or a callable `view -> None` run after each
                 view is written (a budget check may raise from it).
+            verbose: "auto", 0, 1 or 2, as in `Model.predict`: a line per
+                view with a progress bar over its batches (1, "auto"), the
+                line and the view's time (2), or nothing (0).
 
         Returns:
             A `ViewCache`.
 
         Raises:
-            ValueError: on a bad `num_views` or `max_shift`, or a cache in
-                `directory` made with other settings.
+            ValueError: on a bad `num_views`, `max_shift` or `verbose`, or
+                a cache in `directory` made with other settings.
         """
         for name, value, low in (
             ("num_views", num_views, 1),
@@ -219,6 +226,12 @@ class ViewCache:
                     f"`{name}` must be an integer >= {low}. "
                     f"Received: {name}={value!r}"
                 )
+        if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(
+                '`verbose` must be "auto", 0, 1 or 2. '
+                f"Received: verbose={verbose!r}"
+            )
+        verbose = 1 if verbose == "auto" else verbose
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         settings = {
@@ -253,9 +266,14 @@ class ViewCache:
             _write_json(meta_path, meta)
         cache = cls(directory)
         model = _outputs_model(teacher, feature_layer, logits_layer)
+        steps = math.ceil(len(x) / batch_size)
         for view in range(cache.meta["views_done"], num_views + 1):
             outs = [[] for _ in model.outputs]
-            for start in range(0, len(x), batch_size):
+            if verbose:
+                kind = "the clean images" if view == 0 else "shifted, flipped"
+                print(f"View {view}/{num_views} ({kind})")
+                bar = keras.utils.Progbar(steps, verbose=verbose)
+            for step, start in enumerate(range(0, len(x), batch_size)):
                 stop = min(start + batch_size, len(x))
                 images = cache.images(x[start:stop], view, start)
                 results = model(images, training=False)
@@ -263,6 +281,8 @@ class ViewCache:
                     results = [results]
                 for out, r in zip(outs, results):
                     out.append(np.asarray(r, dtype=np.float32))
+                if verbose:
+                    bar.update(step + 1)
             names = ("targets", "logits")[: len(outs)]
             for name, out in zip(names, outs):
                 _write_npy(

@@ -76,7 +76,7 @@ def test_epoch_reads_view_epoch_mod_views_plus_one(tmp_path):
     np.testing.assert_array_equal(images, again)  # the same order again
 
 
-def test_build_resumes_after_a_stop_to_the_same_cache(tmp_path):
+def test_build_resumes_after_a_stop_to_the_same_cache(tmp_path, capsys):
     teacher, x = _teacher(), _x()
 
     def stop_after_view_1(view):
@@ -89,8 +89,17 @@ def test_build_resumes_after_a_stop_to_the_same_cache(tmp_path):
         )
     partial = views.ViewCache(tmp_path / "a")
     assert partial.meta["views_done"] == 2 and not partial.complete
-    resumed = views.ViewCache.build(tmp_path / "a", teacher, x, 3)
-    whole = views.ViewCache.build(tmp_path / "b", teacher, x, 3)
+    capsys.readouterr()
+    # The progress names the views still to run, each with its bar.
+    resumed = views.ViewCache.build(
+        tmp_path / "a", teacher, x, 3, batch_size=5, verbose=1
+    )
+    out = capsys.readouterr().out
+    assert "View 0/3" not in out and "View 1/3" not in out
+    assert "View 2/3 (shifted, flipped)" in out and "View 3/3" in out
+    assert "3/3" in out.split("View 3/3")[1]  # 12 images: 3 batches of 5
+    whole = views.ViewCache.build(tmp_path / "b", teacher, x, 3, verbose=0)
+    assert capsys.readouterr().out == ""
     for view in range(4):
         np.testing.assert_array_equal(
             resumed.targets(view), whole.targets(view)
@@ -101,6 +110,8 @@ def test_bad_arguments_and_mismatched_caches_are_refused(tmp_path):
     teacher, x = _teacher(), _x()
     with pytest.raises(ValueError, match="num_views=0"):
         views.ViewCache.build(tmp_path, teacher, x, 0)
+    with pytest.raises(ValueError, match="Received: verbose=True"):
+        views.ViewCache.build(tmp_path, teacher, x, 1, verbose=True)
     with pytest.raises(ValueError, match="No view cache"):
         views.ViewCache(tmp_path / "none")
     views.ViewCache.build(tmp_path, teacher, x, 1)
