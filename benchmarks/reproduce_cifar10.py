@@ -548,17 +548,27 @@ def run(
     stages = STAGES[: STAGES.index(args.stages) + 1]
     units = []
     for seed in range(args.seeds):
-        units.append(("teacher", seed, None))
-        if "views" in stages:
-            units.append(("views", seed, None))
+        runs_of_seed = []
         if "classes" in stages:
-            units += [
+            runs_of_seed += [
                 ("class", seed, (n, variant))
                 for n in args.students
                 for variant in args.variant
             ]
         if "baselines" in stages:
-            units += [("baseline", seed, k) for k in args.baselines]
+            runs_of_seed += [("baseline", seed, k) for k in args.baselines]
+        if runs_of_seed and all(
+            _run_key(sitting, *unit) in state.data["runs"]
+            for unit in runs_of_seed
+        ):
+            # Neither its teacher nor its views are needed (their files
+            # may be gone: another machine).
+            log(f"[seed {seed}] every run recorded, skipped")
+            continue
+        units.append(("teacher", seed, None))
+        if "views" in stages:
+            units.append(("views", seed, None))
+        units += runs_of_seed
     index = 0
     try:
         for index, (kind, seed, what) in enumerate(units):  # noqa: B007
@@ -582,6 +592,14 @@ def _what(what):
         n, variant = what
         return str(n) if variant == "plain" else f"{n} {variant}"
     return what
+
+
+def _run_key(sitting, kind, seed, what):
+    """The state key of a class or baseline unit."""
+    if kind == "class":
+        n, variant = what
+        return unit_key(sitting.settings_id, "class", n, variant, seed)
+    return unit_key(sitting.settings_id, what, 0, "", seed)
 
 
 def unit_key(settings_id, kind, n, variant, seed):
@@ -719,7 +737,7 @@ def _run_unit(sitting, kind, seed, what):
     settings_id = sitting.settings_id
     n, variant = what if kind == "class" else (0, "")
     name = "class" if kind == "class" else what
-    key = unit_key(settings_id, name, n, variant, seed)
+    key = _run_key(sitting, kind, seed, what)
     if key in state.data["runs"]:
         log(f"[{key}] done, skipped")
         return

@@ -375,6 +375,17 @@ def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
     for pa, pb in zip(a, b):
         for wa, wb in zip(_weights(pa), _weights(pb)):
             np.testing.assert_array_equal(wa, wb)
+    # Another machine: the teacher's file, views and checkpoints are gone.
+    # A seed whose runs are all recorded needs none of them.
+    import shutil
+
+    shutil.rmtree(tmp_path / "b" / "cache")
+    shutil.rmtree(tmp_path / "b" / "runs")
+    capsys.readouterr()
+    done, again = _run(reproduce, tmp_path / "b")
+    assert done and again.data["runs"] == whole.data["runs"]
+    assert "[seed 0] every run recorded, skipped" in capsys.readouterr().out
+    assert not (tmp_path / "b" / "cache").exists()
 
 
 def test_configuration_records_the_recipe_and_paper_keeps_batch_128(
