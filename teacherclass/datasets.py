@@ -17,11 +17,13 @@ hit:
 
 import contextlib
 import gzip
+import lzma
 import os
 import posixpath
 import re
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -331,15 +333,15 @@ class _Archive:
                 members = [
                     (m.filename, m, m.is_dir()) for m in archive.infolist()
                 ]
-            else:
+            else:  # links are files too: reading one reads its target
                 members = [
                     (m.name, m, m.isdir())
                     for m in archive
-                    if m.isreg() or m.isdir()
+                    if m.isreg() or m.isdir() or m.islnk() or m.issym()
                 ]
         for name, member, is_dir in members:
-            rel = posixpath.normpath(name.lstrip("/"))
-            if rel in (".", "") or rel.startswith(".."):
+            rel = _member_path(name, self._zip)
+            if rel is None:
                 continue
             if is_dir:
                 self._dirs.setdefault(rel, set())
@@ -364,7 +366,17 @@ class _Archive:
             else:
                 with tarfile.open(self.path) as archive:
                     yield archive
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        except (PermissionError, FileNotFoundError):
+            raise
+        except (
+            tarfile.TarError,
+            zipfile.BadZipFile,
+            EOFError,
+            OSError,  # gzip.BadGzipFile and other decompression errors
+            zlib.error,
+            lzma.LZMAError,
+            KeyError,  # a link whose target is not in the archive
+        ) as e:
             raise ValueError(
                 f"Cannot read the archive {str(self.path)!r}: {e}"
             ) from e
@@ -395,6 +407,22 @@ class _Archive:
                 else:
                     data[i] = archive.extractfile(members[i]).read()
         return data
+
+
+def _member_path(name, is_zip):
+    """An archive member's path relative to the archive, or None to skip.
+
+    As extraction placed it: a zip member's empty, "." and ".." parts are
+    dropped (`zipfile`'s rule); a tar member leaving the archive's folder
+    is skipped (`tarfile`'s "data" filter refused it).
+    """
+    if is_zip:
+        parts = [p for p in name.split("/") if p not in ("", ".", "..")]
+        return "/".join(parts) or None
+    rel = posixpath.normpath(name.lstrip("/"))
+    if rel in (".", "..") or rel.startswith("../"):
+        return None
+    return rel
 
 
 def _find_idx(tree, base, split):
@@ -450,7 +478,13 @@ _LAYOUT_FINDERS = {
 def _read_idx(data, where):
     """Parses the bytes of an IDX file (gzipped or not) into an array."""
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as e:
+            raise ValueError(
+                f"{where!r} is truncated or corrupt: it cannot be "
+                f"decompressed. Received: {e}"
+            ) from e
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise ValueError(
             f"{where!r} is not an unsigned-byte IDX file: expected the "
@@ -548,8 +582,21 @@ def _read_imdb(tree, base, split):
         paths += [posixpath.join(folder, n) for n in files]
         labels += [label] * len(files)
     x = np.empty(len(paths), dtype=object)  # a str dtype would pad to max
-    x[:] = [data.decode("utf-8") for data in tree.read(paths)]
+    x[:] = [
+        _text(data, tree, rel) for data, rel in zip(tree.read(paths), paths)
+    ]
     return _permuted(x, np.asarray(labels, np.int64))
+
+
+def _text(data, tree, rel):
+    """UTF-8 text with universal newlines, as `Path.read_text` reads it."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{tree.describe(rel)!r} is not UTF-8 text. Received: {e}"
+        ) from e
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _read_camvid(tree, base, split):

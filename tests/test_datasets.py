@@ -200,6 +200,15 @@ def test_idx_truncated(tmp_path):
         datasets.load("mnist", data_dir=tmp_path)
 
 
+def test_idx_gzip_cut_short(tmp_path):
+    _make_idx_dir(tmp_path)
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-12])
+    with pytest.raises(ValueError) as info:
+        datasets.load("mnist", data_dir=tmp_path)
+    assert str(info.value).startswith(f"{str(path)!r} is truncated or corrupt")
+
+
 # ---------------------------------------------------------------- cifar10
 
 
@@ -357,6 +366,44 @@ def test_archive_of_another_dataset_is_not_opened(tmp_path):
     # aclImdb/train/{neg,pos} looks like class folders, but not ten.
     with pytest.raises(ValueError, match="10 classes.*holds 2 class"):
         datasets.load("cifar10", data_dir=data_dir)
+
+
+def test_tar_links_and_zip_dot_dot_names_read_as_extraction_placed_them(
+    tmp_path,
+):
+    tree = _make_cifar_tree(tmp_path / "build", per_class=1, splits=["test"])
+    tar_dir, zip_dir = tmp_path / "tar", tmp_path / "zip"
+    tar_dir.mkdir(), zip_dir.mkdir()
+    with tarfile.open(tar_dir / "cifar10.tar", "w") as tar:
+        tar.add(tree / "test", arcname="test")
+        hard = tar.gettarinfo(tree / "test/cat/0000.png", "test/cat/0001.png")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "test/cat/0000.png"
+        soft = tarfile.TarInfo("test/dog/0001.png")
+        soft.type, soft.linkname = tarfile.SYMTYPE, "0000.png"
+        tar.addfile(hard), tar.addfile(soft)
+    x, y = datasets.load("cifar10", "test", data_dir=tar_dir)
+    counts = [1] * 10
+    for cls in ("cat", "dog"):
+        counts[CIFAR10_CLASSES.index(cls)] = 2
+    assert len(x) == 12 and np.bincount(y).tolist() == counts
+    np.testing.assert_array_equal(x[:, 0, 0, 0], 20 * y)
+    with zipfile.ZipFile(zip_dir / "cifar10.zip", "w") as zf:
+        for path in sorted(tree.rglob("*.png")):
+            zf.write(path, "../" + str(path.relative_to(tree)))
+    x, _ = datasets.load("cifar10", "test", data_dir=zip_dir)
+    assert len(x) == 10
+
+
+def test_imdb_text_has_universal_newlines_and_must_be_utf8(tmp_path):
+    tree = _make_imdb_tree(tmp_path)
+    review = tree / "aclImdb" / "test" / "neg" / "0_2.txt"
+    review.write_bytes(b"one\r\ntwo\rthree")
+    x, _ = datasets.load("imdb_reviews", "test", data_dir=tree)
+    assert "one\ntwo\nthree" in list(x)
+    review.write_bytes(b"caf\xe9")
+    with pytest.raises(ValueError) as info:
+        datasets.load("imdb_reviews", "test", data_dir=tree)
+    assert str(info.value).startswith(f"{str(review)!r} is not UTF-8 text")
 
 
 def test_corrupt_archive(tmp_path):
