@@ -382,7 +382,8 @@ class _Archive:
             ) from e
 
     def describe(self, rel):
-        return os.path.join(str(self.path), rel)  # a path inside it
+        # A path inside it.
+        return os.path.join(str(self.path), rel) if rel else str(self.path)
 
     def dirs(self, rel):
         return sorted(self._dirs.get(rel, ()))
