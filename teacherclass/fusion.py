@@ -16,7 +16,11 @@ computation instead, with the same result:
   convolution per tower and runs dense layers as one batched dense
   (`BatchedDense`, an einsum over stacked kernels);
 - pooling, dropout and activations are per channel, so they run once on
-  the joined channels.
+  the joined channels;
+- a batch-normalized `ConvTower` (`batch_norm=True`) has each norm folded
+  into its convolution (a scaled kernel and a bias, from the moving
+  statistics): the fused model computes what the composed one computes at
+  inference, and is for inference (train the unfused model).
 
 Which mode is fastest depends on the device and the batch size (on a
 2-core CPU a grouped convolution beat separate ones at batch 1 and lost
@@ -190,10 +194,18 @@ def _steps(template):
 
 
 def _weighted_layers(tower):
-    """A built tower's layers with weights, in the order of `_steps`."""
+    """A built tower's layers with weights, in the order of `_steps`.
+
+    A convolution followed by batch normalization comes with the norm
+    folded in (`_FoldedNorm`).
+    """
     if isinstance(tower, towers_lib.ConvTower):
+        convs = [
+            conv if norm is None else _FoldedNorm(conv, norm)
+            for conv, norm in zip(tower._convs, tower._norms)
+        ]
         bottleneck = [tower._bottleneck] if tower._bottleneck else []
-        return [*tower._convs, *bottleneck, tower._output]
+        return [*convs, *bottleneck, tower._output]
     if isinstance(tower, towers_lib.DenseTower):
         return [*tower._hidden, tower._output]
     return [
@@ -202,6 +214,40 @@ def _weighted_layers(tower):
         *tower._hidden,
         tower._output,
     ]
+
+
+class _FoldedNorm:
+    """A convolution and the batch normalization after it, as one
+    convolution with a bias: the weights inference computes with.
+
+    `norm(conv(x))` with the norm's moving statistics is
+    `conv(x) * scale + (bias - mean) * scale + beta`, `scale = gamma /
+    sqrt(variance + epsilon)`: a kernel scaled per output channel and a
+    bias. So a fused batch-normalized tower computes what the tower
+    computes at inference (`training=False`); it does not train its
+    norms.
+    """
+
+    def __init__(self, conv, norm):
+        kernel = ops.convert_to_numpy(conv.kernel).astype("float32")
+        channels = kernel.shape[-1]
+        bias = np.zeros(channels, "float32")
+        if conv.use_bias:
+            bias = ops.convert_to_numpy(conv.bias).astype("float32")
+
+        def value(variable, default):
+            if variable is None:
+                return np.full(channels, default, "float32")
+            return ops.convert_to_numpy(variable).astype("float32")
+
+        gamma, beta = value(norm.gamma, 1.0), value(norm.beta, 0.0)
+        mean = value(norm.moving_mean, 0.0)
+        variance = value(norm.moving_variance, 1.0)
+        scale = gamma / np.sqrt(variance + norm.epsilon)
+        self.weights = [kernel * scale, (bias - mean) * scale + beta]
+
+    def get_weights(self):
+        return list(self.weights)
 
 
 class _Step:

@@ -21,6 +21,12 @@ def _conv_tower(units, name):
     )
 
 
+def _conv_bn_tower(units, name):
+    return towers_lib.ConvTower(
+        units, filters=(4, 6), bottleneck=5, batch_norm=True, name=name
+    )
+
+
 def _text_tower(units, name):
     return towers_lib.TextTower(
         units, vocab_size=20, filters=(4, 6), hidden=(5,), name=name
@@ -30,6 +36,8 @@ def _text_tower(units, name):
 TOWERS = {
     "dense": (_dense_tower, (7,), "float32"),
     "conv": (_conv_tower, (12, 12, 1), "float32"),
+    # Each norm is folded into its convolution.
+    "conv_bn": (_conv_bn_tower, (12, 12, 1), "float32"),
     "text": (_text_tower, (16,), "int32"),
 }
 
@@ -50,7 +58,13 @@ def _composed(kind, units, seed=0):
     model = keras.Model(inputs, keras.layers.Dense(3)(rep), name="composed")
     rng = np.random.default_rng(seed)
     model.set_weights(
-        [rng.normal(0, 0.5, w.shape).astype("float32") for w in model.weights]
+        [
+            rng.normal(0, 0.5, w.shape).astype("float32")
+            # A variance is positive.
+            if "moving_variance" not in w.path
+            else rng.uniform(0.2, 2.0, w.shape).astype("float32")
+            for w in model.weights
+        ]
     )
     return model
 
@@ -65,7 +79,7 @@ def _inputs(model, batch=5, seed=0):
 
 @pytest.mark.parametrize("mode", fusion.FUSED_MODES)
 @pytest.mark.parametrize("units", UNITS, ids=lambda u: f"n{len(u)}")
-@pytest.mark.parametrize("kind", ["dense", "conv"])
+@pytest.mark.parametrize("kind", ["dense", "conv", "conv_bn"])
 def test_fused_equals_unfused(kind, units, mode):
     model = _composed(kind, units)
     x = _inputs(model)
@@ -100,9 +114,12 @@ def test_the_fused_model_shares_the_other_layers():
     assert fused.count_params() == model.count_params() + 12
 
 
-@pytest.mark.parametrize("mode", ["grouped", "einsum"])
-def test_save_and_load_with_safe_mode(mode, tmp_path):
-    model = _composed("conv", (3, 5))
+@pytest.mark.parametrize(
+    "kind, mode",
+    [("conv", "grouped"), ("conv", "einsum"), ("conv_bn", "concat")],
+)
+def test_save_and_load_with_safe_mode(kind, mode, tmp_path):
+    model = _composed(kind, (3, 5))
     x = _inputs(model)
     fused = fusion.fuse(model, mode=mode)
     path = tmp_path / "fused.keras"
