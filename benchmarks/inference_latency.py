@@ -19,11 +19,20 @@ the teacher's multiply-adds) for n = 4 and 8, with untrained weights
 Fashion-MNIST share one architecture, so their rows differ by noise
 only).
 
+`cifar10_n4`: the CIFAR-10 configuration `--cifar10-config` of
+`results/cifar10.json` (default: the latest, `f7628e2217`): the fast
+teacher, its n = 4 class on the teacher's frozen first block, and the
+single classifier of baselines (b) and (c) at the class's size
+(`baseline`), untrained, timed side by side with the others. Write it to
+its own file (`--out`), as the other models' file is written whole.
+
 Run: python benchmarks/inference_latency.py [--digits-run DIR]
      [--rounds 5] [--calls 20] [--models digits,mnist_n4,...]
+     [--out FILE]
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -56,17 +65,19 @@ MODELS = (
     "fashion_mnist_n4",
     "mnist_compact_n4",
     "mnist_compact_n8",
+    "cifar10_n4",
 )
+CIFAR10_CONFIG = "f7628e2217"
 
 
-def _images(name, n=256, seed=0):
+def _images(name, n=256, seed=0, shape=(28, 28, 1)):
     """Real training images in [0, 1] when on disk, else uniform noise."""
     try:
         x, _ = datasets.load(name, "train")
         return x[:n].astype("float32") / (255.0 if x.dtype == np.uint8 else 1)
     except (FileNotFoundError, ValueError, OSError):
         rng = np.random.default_rng(seed)
-        return rng.random((n, 28, 28, 1)).astype("float32")
+        return rng.random((n, *shape)).astype("float32")
 
 
 def _digits(run_dir, epochs):
@@ -102,6 +113,22 @@ def _paper(dataset, n, compact=False):
     # compose() wants trained students: one step on 32 images.
     tc.fit_students(x[:32], epochs=1, batch_size=32, verbose=0)
     return tc.teacher, tc.compose(), x, "untrained (latency only)"
+
+
+def _cifar10(settings_id, n=4):
+    """The CIFAR-10 configuration's teacher, n = 4 class and baseline
+    classifier, untrained: one student step."""
+    import reproduce_cifar10
+
+    state = json.loads((HERE / "results" / "cifar10.json").read_text())
+    cfg = state["settings"][settings_id]
+    x = _images("cifar10", shape=(32, 32, 3))
+    teacher = architectures.cifar10_fast_teacher(tuple(cfg["teacher_widths"]))
+    tc = reproduce_cifar10.make_class(teacher, n, cfg)
+    tc.fit_students(x[:32], epochs=1, batch_size=32, verbose=0)
+    extra = {"baseline": reproduce_cifar10.baseline_model(cfg, teacher)}
+    note = f"untrained (latency only), configuration {settings_id}"
+    return tc.teacher, tc.compose(), x, note, extra
 
 
 class _Keras:
@@ -158,13 +185,18 @@ def _summary(samples):
     }
 
 
-def _measure(name, teacher, composed, x, note, args, workdir):
+def _measure(name, teacher, composed, x, note, args, workdir, extra=None):
+    """`extra`: `{name: model}` timed beside the others (the baseline)."""
     print(f"\n== {name}: {note}", flush=True)
+    extra = extra or {}
     variants = {"teacher": _Keras(teacher), "composed": _Keras(composed)}
     params = {
         "teacher": teacher.count_params(),
         "composed": composed.count_params(),
     }
+    for key, model in extra.items():
+        variants[key] = _Keras(model)
+        params[key] = model.count_params()
     for mode in fusion.FUSED_MODES:
         fused = fusion.fuse(composed, mode=mode)
         variants[f"fused_{mode}"] = _Keras(fused)
@@ -177,6 +209,10 @@ def _measure(name, teacher, composed, x, note, args, workdir):
     variants["composed_int8"] = _litert(
         composed, os.path.join(workdir, f"{name}_composed.tflite"), calibration
     )
+    for key, model in extra.items():
+        variants[f"{key}_int8"] = _litert(
+            model, os.path.join(workdir, f"{name}_{key}.tflite"), calibration
+        )
     variants["fused_grouped_int8"] = _litert(
         fusion.fuse(composed, mode="grouped"),
         os.path.join(workdir, f"{name}_fused.tflite"),
@@ -213,6 +249,12 @@ def _measure(name, teacher, composed, x, note, args, workdir):
         "composed_over_teacher": {
             b: med["composed"][b] / med["teacher"][b] for b in med["composed"]
         },
+        **{
+            f"{key}_over_teacher": {
+                b: med[key][b] / med["teacher"][b] for b in med[key]
+            }
+            for key in extra
+        },
         "best_fused_over_teacher": {
             b: med[f"fused_{best[b]}"][b] / med["teacher"][b]
             for b in med["composed"]
@@ -221,6 +263,9 @@ def _measure(name, teacher, composed, x, note, args, workdir):
         "fastest_mode": best,
         "auto": auto.fusion.as_dict(),
     }
+
+
+_RATIOS = ("composed_over_teacher", "best_fused_over_teacher")
 
 
 def _table(results):
@@ -253,6 +298,11 @@ def _table(results):
                 f"unfused {r['composed_over_teacher'][b]:.2f}, "
                 f"best fused ({r['fastest_mode'][b]}) "
                 f"{r['best_fused_over_teacher'][b]:.2f}"
+                + "".join(
+                    f", {key[: -len('_over_teacher')]} {v[b]:.2f}"
+                    for key, v in r.items()
+                    if key.endswith("_over_teacher") and key not in _RATIOS
+                )
             )
     return "\n".join(lines)
 
@@ -265,6 +315,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cifar10-config", default=CIFAR10_CONFIG)
     parser.add_argument(
         "--out", default=str(HERE / "results" / "inference_latency.json")
     )
@@ -277,14 +328,17 @@ def main():
     results = {}
     with tf.device("/CPU:0"), tempfile.TemporaryDirectory() as workdir:
         for name in names:
+            extra = None
             if name == "digits":
                 built = _digits(args.digits_run, args.digits_epochs)
+            elif name == "cifar10_n4":
+                *built, extra = _cifar10(args.cifar10_config)
             else:
                 dataset, n = name.rsplit("_n", 1)
                 compact = dataset.endswith("_compact")
                 dataset = dataset.removesuffix("_compact")
                 built = _paper(dataset, int(n), compact=compact)
-            results[name] = _measure(name, *built, args, workdir)
+            results[name] = _measure(name, *built, args, workdir, extra)
             print(_table({name: results[name]}), flush=True)
     result = {
         "benchmark": "inference_latency",
@@ -299,9 +353,10 @@ def main():
             "litert": "tf.lite.Interpreter, default threads",
         },
         "note": (
-            "medians over every timed call after warm-up; MNIST and "
-            "Fashion-MNIST models have untrained weights (latency only); "
-            "fusion_gain = unfused / fused latency (< 1 means fusion loses)"
+            "medians over every timed call after warm-up; a model whose "
+            "weights say 'untrained' was not trained (latency only: it "
+            "does not depend on the weights' values); fusion_gain = "
+            "unfused / fused latency (< 1 means fusion loses)"
         ),
         "models": results,
     }
