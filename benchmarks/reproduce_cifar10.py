@@ -40,6 +40,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 from _common import cosine_adam
+from reproduce_runs import measure_side_by_side
 from reproduce_state import Budget
 from reproduce_state import BudgetExhausted
 from reproduce_state import Stage
@@ -55,6 +56,7 @@ from teacherclass import teacher as teacher_lib
 from teacherclass import training
 from teacherclass import views as views_lib
 from teacherclass.flops import count_flops
+from teacherclass.latency import model_latency
 from teacherclass.lookahead import Lookahead
 
 STAGES = ("teacher", "views", "classes", "baselines")
@@ -242,13 +244,25 @@ def view_conditioning(views, chunks):
 
 
 def train_class(
-    cfg, n, seed, teacher, views, data, stage_dir, budget, variant="plain"
+    cfg,
+    n,
+    seed,
+    teacher,
+    views,
+    data,
+    stage_dir,
+    budget,
+    variant="plain",
+    measure_compute=False,
 ):
     """Students on the cached views, then head fine-tuning: resumable.
 
     `variant="best"` (`BEST`): head-aware students on conditioned targets,
     the head fine-tuned, then `cfg["refine_epochs"]` epochs of refinement
-    on the views' labels and cached teacher logits.
+    on the views' labels and cached teacher logits. `measure_compute`:
+    the composed model is timed beside the teacher (`latency_ms`,
+    `litert_bytes`, `teacher_compute`), as `reproduce.py` times the
+    other datasets' classes.
     """
     x, y, x_test, y_test = data
     best = variant == "best"
@@ -364,6 +378,15 @@ def train_class(
         + record["fine_tune_seconds"]
         + record["refine_seconds"]
     )
+    if measure_compute:
+        side = measure_side_by_side(tc, composed)
+        record.update(
+            {
+                "latency_ms": side["composed"]["latency_ms"],
+                "litert_bytes": side["composed"]["litert_bytes"],
+                "teacher_compute": side["teacher"],
+            }
+        )
     return record
 
 
@@ -444,7 +467,17 @@ def baseline_model(cfg, teacher=None):
     )
 
 
-def train_baseline(cfg, kind, seed, teacher, views, data, stage_dir, budget):
+def train_baseline(
+    cfg,
+    kind,
+    seed,
+    teacher,
+    views,
+    data,
+    stage_dir,
+    budget,
+    measure_compute=False,
+):
     """(b) `distill`: soft targets = the views' cached teacher logits
     (KL at temperature 1); (c) `scratch`: the views' labels. Resumable."""
     x, y, x_test, y_test = data
@@ -484,6 +517,11 @@ def train_baseline(cfg, kind, seed, teacher, views, data, stage_dir, budget):
         "train_seconds": float(sum(stage.progress["epoch_seconds"])),
         "epoch_seconds": stage.progress["epoch_seconds"],
         "history": stage.progress["logs"],
+        **(
+            {"latency_ms": model_latency(model, (1, 64))}
+            if measure_compute
+            else {}
+        ),
     }
 
 
@@ -746,13 +784,15 @@ def _run_unit(sitting, kind, seed, what):
     )
     stage_dir = sitting.runs / settings_id / f"{folder}-seed{seed}"
     start = time.perf_counter()
+    measure = sitting.args.measure_compute
     if kind == "class":
         record = train_class(
-            cfg, n, seed, teacher, views, data, stage_dir, budget, variant
-        )
+            cfg, n, seed, teacher, views, data, stage_dir, budget, variant,
+            measure,
+        )  # fmt: skip
     else:
         record = train_baseline(
-            cfg, what, seed, teacher, views, data, stage_dir, budget
+            cfg, what, seed, teacher, views, data, stage_dir, budget, measure
         )
     record.update(
         {

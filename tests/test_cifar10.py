@@ -358,8 +358,14 @@ def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
     done, state = _run(reproduce, tmp_path / "a")
     assert done
     assert "students] resuming after epoch 1/2" in capsys.readouterr().out
-    done, whole = _run(reproduce, tmp_path / "b")
+    # Uninterrupted, and timed (measurement only: the same configuration).
+    done, whole = _run(reproduce, tmp_path / "b", "--measure-compute")
     assert done and len(whole.data["runs"]) == 2
+    for record in whole.data["runs"].values():
+        assert set(record["latency_ms"]) == {"1", "64"}
+        if record["kind"] == "class":  # the teacher timed beside it
+            assert set(record["teacher_compute"]["latency_ms"]) == {"1", "64"}
+    assert not any("latency_ms" in r for r in state.data["runs"].values())
     for key, record in whole.data["runs"].items():
         assert (
             state.data["runs"][key]["test_accuracy"] == record["test_accuracy"]
