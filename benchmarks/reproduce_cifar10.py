@@ -40,7 +40,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 from _common import cosine_adam
-from reproduce_runs import measure_side_by_side
+from reproduce_runs import timed_beside_teacher
 from reproduce_state import Budget
 from reproduce_state import BudgetExhausted
 from reproduce_state import Stage
@@ -379,14 +379,7 @@ def train_class(
         + record["refine_seconds"]
     )
     if measure_compute:
-        side = measure_side_by_side(tc, composed)
-        record.update(
-            {
-                "latency_ms": side["composed"]["latency_ms"],
-                "litert_bytes": side["composed"]["litert_bytes"],
-                "teacher_compute": side["teacher"],
-            }
-        )
+        record.update(timed_beside_teacher(tc, composed))
     return record
 
 
