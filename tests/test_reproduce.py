@@ -862,3 +862,21 @@ def test_a_configuration_with_only_its_teacher_shows_the_teacher(tables):
     assert row["kind"] == "teacher" and row["n"] == 0
     state["settings"]["s"]["teacher_id"] = "other"
     assert tables.rows(state, "s") == []
+
+
+def test_the_teacher_row_averages_the_seeds_the_configuration_ran(tables):
+    """A teacher trained with seeds 0 and 1 (for another configuration)
+    counts only seed 0 in a configuration that ran seed 0 alone."""
+    state = _compute_state()
+    state["teachers"]["t-seed1"] = {
+        **state["teachers"]["t-seed0"],
+        "seed": 1,
+        "test_accuracy": 0.7,
+    }
+    teacher = tables.rows(state, "s")[0]
+    assert teacher["kind"] == "teacher" and teacher["seeds"] == [0]
+    assert teacher["accuracy_mean"] == pytest.approx(0.9)
+    state["runs"]["a1"] = {**state["runs"]["a"], "seed": 1}
+    teacher = tables.rows(state, "s")[0]
+    assert teacher["seeds"] == [0, 1]
+    assert teacher["accuracy_mean"] == pytest.approx(0.8)
