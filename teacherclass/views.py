@@ -43,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from teacherclass import features
+from teacherclass import teacher as teacher_lib
 
 # 2: the teacher's and the images' digests are part of the settings.
 _FORMAT = 2
@@ -97,12 +98,41 @@ def draw(num_samples, num_views, max_shift=4, seed=0):
     return shifts, flips
 
 
-def _outputs_model(teacher, feature_layer, logits_layer):
+def _logits_tensor(teacher, logits_layer):
+    """The tensor `ViewCache.build` stores as logits, or None.
+
+    "auto": the teacher's output before its final softmax or sigmoid (its
+    output itself when linear; none when it ends in another activation),
+    as `fit_students` computes logits without views.
+    """
+    from teacherclass import baselines
+
+    if logits_layer is None:
+        return None
+    if logits_layer == "auto":
+        try:
+            return baselines.logits_model(teacher).outputs[0]
+        except ValueError:
+            return None
+    names = [layer.name for layer in teacher.layers]
+    if not isinstance(logits_layer, str) or logits_layer not in names:
+        raise ValueError(
+            '`logits_layer` must be "auto", None or the name of one of the '
+            f"teacher's layers: {names}. Received: "
+            f"logits_layer={logits_layer!r}"
+        )
+    return teacher_lib.output_of(teacher, teacher.get_layer(logits_layer))
+
+
+def _outputs_model(teacher, feature_layer, logits):
     import keras
 
-    outputs = [teacher.get_layer(feature_layer).output]
-    if logits_layer is not None:
-        outputs.append(teacher.get_layer(logits_layer).output)
+    # In the teacher's graph: `layer.output` is the layer's first call,
+    # another model's for shared layers or a deserialized Sequential.
+    layer = teacher.get_layer(feature_layer)
+    outputs = [teacher_lib.output_of(teacher, layer)]
+    if logits is not None:
+        outputs.append(logits)
     return keras.Model(teacher.inputs, outputs)
 
 
@@ -182,8 +212,8 @@ class ViewCache:
         max_shift=4,
         seed=0,
         batch_size=512,
-        feature_layer="representation",
-        logits_layer="logits",
+        feature_layer=None,
+        logits_layer="auto",
         after_view=None,
         verbose="auto",
     ):
@@ -198,8 +228,15 @@ class ViewCache:
             max_shift: int, the largest shift in pixels.
             seed: int, for the draws.
             batch_size: int, images per teacher call.
-            feature_layer: the representation layer's name.
-            logits_layer: the logits layer's name, or None to store none.
+            feature_layer: the representation layer's name; None: the
+                layer that feeds the teacher's classifier, as
+                `TeacherClass` picks it (the library's architectures
+                name it "representation").
+            logits_layer: the logits layer's name; "auto": the teacher's
+                output before its final softmax or sigmoid (none when
+                it ends in another activation); None: store no logits.
+                Head-aware students and logit-distillation baselines
+                read the logits.
             after_view: None, or a callable `view -> None` run after each
                 view is written (a budget check may raise from it).
             verbose: "auto", 0, 1 or 2, as in `Model.predict`: a line per
@@ -210,8 +247,10 @@ class ViewCache:
             A `ViewCache`.
 
         Raises:
-            ValueError: on a bad `num_views`, `max_shift` or `verbose`, or
-                a cache in `directory` made with other settings.
+            TypeError: if `teacher` is not a `keras.Model`.
+            ValueError: on a bad `num_views`, `max_shift`, `verbose`,
+                `feature_layer` or `logits_layer`, a teacher not built,
+                or a cache in `directory` made with other settings.
         """
         for name, value, low in (
             ("num_views", num_views, 1),
@@ -232,6 +271,11 @@ class ViewCache:
                 f"Received: verbose={verbose!r}"
             )
         verbose = 1 if verbose == "auto" else verbose
+        teacher_lib.check_teacher(teacher)
+        feature_layer = teacher_lib.get_feature_layer(
+            teacher, feature_layer
+        ).name
+        logits = _logits_tensor(teacher, logits_layer)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         settings = {
@@ -240,7 +284,7 @@ class ViewCache:
             "num_samples": int(len(x)),
             "max_shift": max_shift,
             "seed": seed,
-            "logits": logits_layer is not None,
+            "logits": logits is not None,
             "feature_layer": feature_layer,
             "teacher": teacher_digest(teacher),
             "inputs": inputs_digest(x),
@@ -265,7 +309,7 @@ class ViewCache:
             meta = {**settings, "logits_layer": logits_layer, "views_done": 0}
             _write_json(meta_path, meta)
         cache = cls(directory)
-        model = _outputs_model(teacher, feature_layer, logits_layer)
+        model = _outputs_model(teacher, feature_layer, logits)
         steps = math.ceil(len(x) / batch_size)
         for view in range(cache.meta["views_done"], num_views + 1):
             outs = [[] for _ in model.outputs]

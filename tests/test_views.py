@@ -347,3 +347,47 @@ def test_fit_students_refuses_views_that_do_not_fit(tmp_path):
     )
     with pytest.raises(ValueError, match="another teacher"):
         tc.fit_students(x, views=cache, loss="mse", verbose=0)
+
+
+def test_a_teacher_with_its_own_layer_names_needs_no_layer_arguments(
+    tmp_path,
+):
+    """The cache finds the representation as `TeacherClass` does and the
+    logits before a fused softmax; bad names are refused by name."""
+    teacher = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(6, activation="relu", name="features"),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ]
+    )
+    x = _x()
+    cache = views.ViewCache.build(tmp_path / "a", teacher, x, 1, verbose=0)
+    assert cache.meta["feature_layer"] == "features" and cache.meta["logits"]
+    head = teacher.get_layer("out")
+    images = cache.images(x, 1)
+    features = keras.Model(teacher.inputs, head.input)(images)
+    np.testing.assert_allclose(cache.targets(1), features, rtol=1e-6)
+    logits = features @ head.kernel + head.bias
+    np.testing.assert_allclose(cache.logits(1), logits, rtol=1e-5, atol=1e-6)
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, views=cache, epochs=1, batch_size=6, verbose=0)
+    assert tc.trained_students == [0, 1]
+    for kwargs, received in (
+        (
+            dict(feature_layer="representation"),
+            "feature_layer='representation'",
+        ),
+        (dict(logits_layer="logits"), "logits_layer='logits'"),
+    ):
+        with pytest.raises(ValueError, match=f"Received: {received}"):
+            views.ViewCache.build(tmp_path / "b", teacher, x, 1, **kwargs)
+    # A teacher whose output is no probability and not linear: no logits.
+    layers = [*teacher.layers[:-1], keras.layers.Dense(2, activation="relu")]
+    with pytest.raises(ValueError, match="not built"):
+        views.ViewCache.build(tmp_path / "c", keras.Sequential(layers), x, 1)
+    relu_out = keras.Sequential([keras.Input((8, 8, 3)), *layers])
+    cache = views.ViewCache.build(tmp_path / "c", relu_out, x, 1, verbose=0)
+    assert not cache.meta["logits"]
