@@ -95,8 +95,10 @@ class TeacherClass(keras.Model):
         chunks: sequence of chunk widths summing to `d`, instead of
             `num_students`.
         student: how to build each student: None (chosen from the
-            teacher's input: `ConvTower` for images, `TextTower` for token
-            ids, `DenseTower` otherwise), a tower instance used as a
+            teacher's input: `ConvTower` for images, `SegmentationTower`
+            for images whose representation is a feature map of their
+            height and width, `TextTower` for token ids, `DenseTower`
+            otherwise), a tower instance used as a
             template, a tower class, a callable `(index, units) -> layer`,
             or a list with one layer per chunk.
         clip: range the students' joint output is clipped to before the

@@ -540,7 +540,14 @@ class SegmentationTower(Tower):
         convs_per_block: int, convolutions per resolution and side.
         dropout: float, dropout rate before the output convolution.
         activation: activation of the hidden convolutions.
+        batch_norm: bool, normalize each hidden convolution's output
+            (Keras `BatchNormalization`, its moving statistics updated in
+            training) before the activation, as in `ConvTower`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: if `filters` is empty or holds a non-positive entry,
+            or `batch_norm` is not a bool.
 
     Example:
 
@@ -579,18 +586,34 @@ class SegmentationTower(Tower):
         self.convs_per_block = convs_per_block
         self.dropout = dropout
         self.activation = _activation(activation)
+        self.batch_norm = batch_norm
 
     def _conv(self, filters, name, shape):
+        """A convolution's layers (with its norm and activation when
+        batch-normalized) and its output shape."""
         conv = keras.layers.Conv2D(
             filters,
             self.kernel_size,
             padding="same",
-            activation=self.activation,
+            # With a norm after it, the activation follows the norm and
+            # a bias would only duplicate the norm's offset.
+            activation=None if self.batch_norm else self.activation,
+            use_bias=not self.batch_norm,
             dtype=self.dtype_policy,
             name=name,
         )
         conv.build(shape)
-        return conv, conv.compute_output_shape(shape)
+        shape = conv.compute_output_shape(shape)
+        if not self.batch_norm:
+            return [conv], shape
+        norm = keras.layers.BatchNormalization(
+            dtype=self.dtype_policy, name=f"{name}_norm"
+        )
+        norm.build(shape)
+        activation = keras.layers.Activation(
+            self.activation, dtype=self.dtype_policy, name=f"{name}_act"
+        )
+        return [conv, norm, activation], shape
 
     def build(self, input_shape):
         shape = _image_shape(input_shape, "SegmentationTower")
@@ -598,8 +621,8 @@ class SegmentationTower(Tower):
         for level, f in enumerate(self.filters):
             block = []
             for j in range(self.convs_per_block):
-                conv, shape = self._conv(f, f"down_{level}_{j}", shape)
-                block.append(conv)
+                layers, shape = self._conv(f, f"down_{level}_{j}", shape)
+                block.extend(layers)
             self._down.append(block)
         self._up = []
         for level in reversed(range(len(self.filters) - 1)):
@@ -608,8 +631,8 @@ class SegmentationTower(Tower):
             shape = shape[:3] + (shape[-1] + f,)
             block = []
             for j in range(self.convs_per_block):
-                conv, shape = self._conv(f, f"up_{level}_{j}", shape)
-                block.append(conv)
+                layers, shape = self._conv(f, f"up_{level}_{j}", shape)
+                block.extend(layers)
             self._up.append(block)
         self._pool = keras.layers.MaxPooling2D(
             2, padding="same", dtype=self.dtype_policy
@@ -632,15 +655,15 @@ class SegmentationTower(Tower):
         for level, block in enumerate(self._down):
             if level:
                 x = self._pool(x)
-            for conv in block:
-                x = conv(x)
+            for layer in block:
+                x = layer(x, training=training)
             skips.append(x)
         for block, skip in zip(self._up, reversed(skips[:-1])):
             x = self._upsample(x)
             height, width = ops.shape(skip)[1], ops.shape(skip)[2]
             x = ops.concatenate([x[:, :height, :width, :], skip], axis=-1)
-            for conv in block:
-                x = conv(x)
+            for layer in block:
+                x = layer(x, training=training)
         x = self._dropout(x, training=training)
         return self._output(x)
 
@@ -656,6 +679,7 @@ class SegmentationTower(Tower):
                 "convs_per_block": self.convs_per_block,
                 "dropout": self.dropout,
                 "activation": keras.activations.serialize(self.activation),
+                "batch_norm": self.batch_norm,
             }
         )
         return config

@@ -224,13 +224,27 @@ _TOKENS = np.random.default_rng(0).integers(0, 50, (2, 20)).astype("int32")
             (2, 10, 14, 3),
         ),
         (
+            towers.SegmentationTower,
+            {"units": 2, "filters": (4, 8), "batch_norm": True},
+            {"input_shape": (2, 10, 14, 3)},
+            (2, 10, 14, 2),
+        ),
+        (
             towers.DenseTower,
             {"units": 2, "hidden": (4,), "activation": scaled_tanh},
             {"input_shape": (3, 5)},
             (3, 2),
         ),
     ],
-    ids=["conv", "conv_same", "dense", "text", "segmentation", "custom_act"],
+    ids=[
+        "conv",
+        "conv_same",
+        "dense",
+        "text",
+        "segmentation",
+        "segmentation_bn",
+        "custom_act",
+    ],
 )
 def test_keras_layer_harness(
     layer_cls, init_kwargs, call, expected_output_shape
@@ -381,3 +395,38 @@ def test_conv_tower_with_batch_norm_normalizes_and_round_trips(tmp_path):
 def test_conv_tower_batch_norm_must_be_a_bool():
     with pytest.raises(ValueError, match="Received: batch_norm='yes'"):
         towers.ConvTower(3, batch_norm="yes")
+
+
+def test_segmentation_tower_with_batch_norm_normalizes_and_round_trips(
+    tmp_path,
+):
+    x = np.random.default_rng(0).random((4, 6, 10, 3)).astype("float32") * 9
+    tower = towers.SegmentationTower(2, filters=(4, 8), batch_norm=True)
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, tower(inputs))
+    # A norm after each hidden convolution (down 0, down 1, up 0), no bias.
+    norms = [w.path for w in tower.weights if w.path.endswith("moving_mean")]
+    assert [p.split("/")[-2] for p in norms] == [
+        "down_0_0_norm",
+        "down_1_0_norm",
+        "up_0_0_norm",
+    ]
+    assert not any(w.path.endswith("down_0_0/bias") for w in tower.weights)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in tower.weights]
+    model(x, training=True)  # training updates the moving statistics
+    moved = [
+        w.path
+        for w, b in zip(tower.weights, before)
+        if not np.allclose(keras.ops.convert_to_numpy(w), b)
+    ]
+    assert moved and all("moving" in p for p in moved)
+    path = tmp_path / "bn_segmentation.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.layers[-1].batch_norm is True
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
+    assert towers.SegmentationTower(3).get_config()["batch_norm"] is False
+    with pytest.raises(ValueError, match="Received: batch_norm=1"):
+        towers.SegmentationTower(3, batch_norm=1)
