@@ -79,21 +79,21 @@ def rows(state, settings_id):
     A configuration whose teacher is recorded but no run yet (a CIFAR-10
     run between sittings) has its teacher's row alone. Otherwise the
     teacher's row averages the seeds the configuration ran, not every
-    seed its teacher was trained with for other configurations.
+    seed its teacher was trained with for other configurations (every
+    seed where none of them is recorded).
     """
     runs = [
         r for r in state["runs"].values() if r["settings_id"] == settings_id
     ]
     settings = state.get("settings", {}).get(settings_id, {})
     teacher_id = runs[0]["teacher_id"] if runs else settings.get("teacher_id")
-    seeds = {r["seed"] for r in runs}
     teachers = [
         t
         for t in state["teachers"].values()
-        if teacher_id is not None
-        and t.get("teacher_id") == teacher_id
-        and (not seeds or t["seed"] in seeds)
+        if teacher_id is not None and t.get("teacher_id") == teacher_id
     ]
+    seeds = {r["seed"] for r in runs}
+    teachers = [t for t in teachers if t["seed"] in seeds] or teachers
     if not runs and not teachers:
         return []
     groups = {}

@@ -96,8 +96,8 @@ def logits_model(model, share_weights=False):
 
     Raises:
         ValueError: if the output activation is neither a probability
-            (softmax, sigmoid) nor linear, or is fused and
-            `share_weights=True`.
+            (softmax, sigmoid) nor linear, is fused and
+            `share_weights=True`, or ends a nested model.
 
     Example:
 
@@ -110,6 +110,17 @@ def logits_model(model, share_weights=False):
     """
     _check_functional("model", model)
     layer = teacher_lib.producer(model.outputs[0])
+    inner = layer
+    while isinstance(inner, keras.Model):  # a nested model: look inside
+        inner = teacher_lib.producer(inner.outputs[0])
+    if inner is not layer and output_activation(inner) not in _LINEAR:
+        raise ValueError(
+            f"The model's output layer {layer.name!r} is a nested model "
+            f"ending in {output_activation(inner)!r}, whose logits are out "
+            "of reach inside it. Build the model flat (the nested model's "
+            "layers applied in the outer graph). Received: "
+            f"model={model.name!r}"
+        )
     name = output_activation(layer)
     if name in _LINEAR:
         return model

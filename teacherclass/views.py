@@ -99,29 +99,37 @@ def draw(num_samples, num_views, max_shift=4, seed=0):
 
 
 def _logits_tensor(teacher, logits_layer):
-    """The tensor `ViewCache.build` stores as logits, or None.
+    """The tensor `ViewCache.build` stores as logits and its layer's name,
+    or `(None, None)`.
 
     "auto": the teacher's output before its final softmax or sigmoid (its
-    output itself when linear; none when it ends in another activation),
-    as `fit_students` computes logits without views.
+    output itself when linear; none when it ends in another activation or
+    in a nested model's), as `fit_students` computes logits without views.
     """
     from teacherclass import baselines
 
     if logits_layer is None:
-        return None
+        return None, None
     if logits_layer == "auto":
         try:
-            return baselines.logits_model(teacher).outputs[0]
+            tensor = baselines.logits_model(teacher).outputs[0]
         except ValueError:
-            return None
-    names = [layer.name for layer in teacher.layers]
-    if not isinstance(logits_layer, str) or logits_layer not in names:
-        raise ValueError(
-            '`logits_layer` must be "auto", None or the name of one of the '
-            f"teacher's layers: {names}. Received: "
-            f"logits_layer={logits_layer!r}"
-        )
-    return teacher_lib.output_of(teacher, teacher.get_layer(logits_layer))
+            return None, None
+    else:
+        names = [
+            layer.name
+            for layer in teacher.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+        ]
+        if not isinstance(logits_layer, str) or logits_layer not in names:
+            raise ValueError(
+                '`logits_layer` must be "auto", None or the name of one of '
+                f"the teacher's layers: {names}. Received: "
+                f"logits_layer={logits_layer!r}"
+            )
+        layer = teacher.get_layer(logits_layer)
+        tensor = teacher_lib.output_of(teacher, layer)
+    return tensor, teacher_lib.producer(tensor).name
 
 
 def _outputs_model(teacher, feature_layer, logits):
@@ -249,8 +257,10 @@ class ViewCache:
         Raises:
             TypeError: if `teacher` is not a `keras.Model`.
             ValueError: on a bad `num_views`, `max_shift`, `verbose`,
-                `feature_layer` or `logits_layer`, a teacher not built,
-                or a cache in `directory` made with other settings.
+                `feature_layer` or `logits_layer`, a teacher not built or
+                with several inputs or outputs, or a cache in `directory`
+                made with other settings (the stored logits' layer
+                among them).
         """
         for name, value, low in (
             ("num_views", num_views, 1),
@@ -275,7 +285,7 @@ class ViewCache:
         feature_layer = teacher_lib.get_feature_layer(
             teacher, feature_layer
         ).name
-        logits = _logits_tensor(teacher, logits_layer)
+        logits, logits_name = _logits_tensor(teacher, logits_layer)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         settings = {
@@ -285,6 +295,10 @@ class ViewCache:
             "max_shift": max_shift,
             "seed": seed,
             "logits": logits is not None,
+            # The layer whose output is stored ("logits" in the library's
+            # architectures; "<name>_logits" for a fused softmax's linear
+            # copy): a resumed build must store the same.
+            "logits_layer": logits_name,
             "feature_layer": feature_layer,
             "teacher": teacher_digest(teacher),
             "inputs": inputs_digest(x),
@@ -306,7 +320,7 @@ class ViewCache:
             tmp = directory / "draws.partial.npz"
             np.savez(tmp, shifts=shifts, flips=flips)
             os.replace(tmp, directory / "draws.npz")
-            meta = {**settings, "logits_layer": logits_layer, "views_done": 0}
+            meta = {**settings, "views_done": 0}
             _write_json(meta_path, meta)
         cache = cls(directory)
         model = _outputs_model(teacher, feature_layer, logits)

@@ -205,6 +205,20 @@ def test_logits_model_keeps_a_linear_model_and_rejects_others():
     )
     with pytest.raises(ValueError, match="output activation 'relu'"):
         baselines.logits_model(relu)
+    # A nested model ending in softmax: its logits are out of reach (its
+    # probabilities were taken for logits before); a linear one is kept.
+    nested = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.Sequential(
+                [keras.Input((4,)), keras.layers.Dense(3, activation="softmax")]
+            ),
+        ]
+    )
+    with pytest.raises(ValueError, match="nested model ending in 'softmax'"):
+        baselines.logits_model(nested)
+    nested_linear = keras.Sequential([keras.Input((4,)), linear])
+    assert baselines.logits_model(nested_linear) is nested_linear
 
 
 def test_single_student_classifier_matches_the_class_budget():

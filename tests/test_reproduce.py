@@ -880,3 +880,7 @@ def test_the_teacher_row_averages_the_seeds_the_configuration_ran(tables):
     teacher = tables.rows(state, "s")[0]
     assert teacher["seeds"] == [0, 1]
     assert teacher["accuracy_mean"] == pytest.approx(0.8)
+    # Runs of a seed whose teacher is not recorded: every teacher seed.
+    for run in state["runs"].values():
+        run["seed"] = 5
+    assert tables.rows(state, "s")[0]["seeds"] == [0, 1]

@@ -114,7 +114,8 @@ def test_bad_arguments_and_mismatched_caches_are_refused(tmp_path):
         views.ViewCache.build(tmp_path, teacher, x, 1, verbose=True)
     with pytest.raises(ValueError, match="No view cache"):
         views.ViewCache(tmp_path / "none")
-    views.ViewCache.build(tmp_path, teacher, x, 1)
+    views.ViewCache.build(tmp_path, teacher, x, 1, logits_layer="logits")
+    views.ViewCache.build(tmp_path, teacher, x, 1)  # "auto" finds "logits"
     with pytest.raises(ValueError, match="other num_views"):
         views.ViewCache.build(tmp_path, teacher, x, 2)
     with pytest.raises(ValueError, match="other teacher"):
@@ -366,6 +367,13 @@ def test_a_teacher_with_its_own_layer_names_needs_no_layer_arguments(
     x = _x()
     cache = views.ViewCache.build(tmp_path / "a", teacher, x, 1, verbose=0)
     assert cache.meta["feature_layer"] == "features" and cache.meta["logits"]
+    # The fused softmax's linear copy is what is stored; a resumed build
+    # storing another layer's output is refused.
+    assert cache.meta["logits_layer"] == "out_logits"
+    with pytest.raises(ValueError, match="other logits_layer"):
+        views.ViewCache.build(
+            tmp_path / "a", teacher, x, 1, logits_layer="features"
+        )
     head = teacher.get_layer("out")
     images = cache.images(x, 1)
     features = keras.Model(teacher.inputs, head.input)(images)
@@ -390,4 +398,9 @@ def test_a_teacher_with_its_own_layer_names_needs_no_layer_arguments(
         views.ViewCache.build(tmp_path / "c", keras.Sequential(layers), x, 1)
     relu_out = keras.Sequential([keras.Input((8, 8, 3)), *layers])
     cache = views.ViewCache.build(tmp_path / "c", relu_out, x, 1, verbose=0)
-    assert not cache.meta["logits"]
+    assert not cache.meta["logits"] and cache.meta["logits_layer"] is None
+    input_name = relu_out.inputs[0]._keras_history.operation.name
+    with pytest.raises(ValueError, match=f"logits_layer='{input_name}'"):
+        views.ViewCache.build(
+            tmp_path / "d", relu_out, x, 1, logits_layer=input_name
+        )
