@@ -382,14 +382,18 @@ def test_conv_tower_with_batch_norm_normalizes_and_round_trips(tmp_path):
     model(x, training=True)  # training updates the moving statistics
     after = keras.ops.convert_to_numpy(tower._norms[0].moving_mean)
     assert not np.allclose(before, after)
-    path = tmp_path / "bn_tower.keras"
+    _assert_batch_norm_round_trips(model, x, tmp_path / "bn_tower.keras")
+    assert towers.ConvTower(3).get_config()["batch_norm"] is False
+
+
+def _assert_batch_norm_round_trips(model, x, path):
+    """Saved and loaded, the tower keeps its flag and its predictions."""
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert loaded.layers[-1].batch_norm is True
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
     )
-    assert towers.ConvTower(3).get_config()["batch_norm"] is False
 
 
 def test_conv_tower_batch_norm_must_be_a_bool():
@@ -421,12 +425,7 @@ def test_segmentation_tower_with_batch_norm_normalizes_and_round_trips(
     ]
     assert moved and all("moving" in p for p in moved)
     path = tmp_path / "bn_segmentation.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert loaded.layers[-1].batch_norm is True
-    np.testing.assert_allclose(
-        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
-    )
+    _assert_batch_norm_round_trips(model, x, path)
     assert towers.SegmentationTower(3).get_config()["batch_norm"] is False
     with pytest.raises(ValueError, match="Received: batch_norm=1"):
         towers.SegmentationTower(3, batch_norm=1)
