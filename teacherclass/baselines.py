@@ -46,14 +46,8 @@ PROBABILITIES = ("softmax", "sigmoid")
 _LINEAR = (None, "linear")
 
 
-def output_activation(layer):
-    """The name of the activation a layer ends with ("softmax", ...)."""
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    activation = getattr(layer, "activation", None)
-    if activation is None or isinstance(activation, str):
-        return activation
-    return getattr(activation, "__name__", None)
+# The name of the activation a layer ends with ("softmax", ...).
+output_activation = teacher_lib.activation_name
 
 
 def _check_functional(arg, model):
@@ -110,9 +104,7 @@ def logits_model(model, share_weights=False):
     """
     _check_functional("model", model)
     layer = teacher_lib.producer(model.outputs[0])
-    inner = layer
-    while isinstance(inner, keras.Model):  # a nested model: look inside
-        inner = teacher_lib.producer(inner.outputs[0])
+    inner = teacher_lib.final_layer(model)
     if inner is not layer and output_activation(inner) not in _LINEAR:
         raise ValueError(
             f"The model's output layer {layer.name!r} is a nested model "

@@ -258,16 +258,27 @@ def feature_range(layer):
     return _ACTIVATION_RANGES.get(name)
 
 
-def _output_activation(teacher):
-    layer = producer(teacher.outputs[0])
-    while isinstance(layer, keras.Model):  # a nested head: look inside
-        layer = producer(layer.outputs[0])
+def activation_name(layer):
+    """The name of the activation a layer ends with ("softmax", ...), or
+    None for a layer with none."""
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
     activation = getattr(layer, "activation", None)
-    if isinstance(activation, str):
+    if activation is None or isinstance(activation, str):
         return activation
     return getattr(activation, "__name__", None)
+
+
+def final_layer(model):
+    """The layer that produces `model`'s output, inside nested models."""
+    layer = producer(model.outputs[0])
+    while isinstance(layer, keras.Model):  # a nested head: look inside
+        layer = producer(layer.outputs[0])
+    return layer
+
+
+def _output_activation(teacher):
+    return activation_name(final_layer(teacher))
 
 
 def _label_shape(y):

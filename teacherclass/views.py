@@ -133,8 +133,6 @@ def _logits_tensor(teacher, logits_layer):
 
 
 def _outputs_model(teacher, feature_layer, logits):
-    import keras
-
     # In the teacher's graph: `layer.output` is the layer's first call,
     # another model's for shared layers or a deserialized Sequential.
     layer = teacher.get_layer(feature_layer)
