@@ -317,7 +317,7 @@ def main(argv=None):
             unit_objective = variants.objective_of(
                 variants.ingredients(variant), base_objective
             )
-        for seed in range(args.seeds):
+        for seed in settings.seeds(args):
             # "best" is keyed by the objective asked for; the one it
             # trains with (chosen below) is recorded in the run.
             objective = unit_objective

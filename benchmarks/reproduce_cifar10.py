@@ -41,6 +41,7 @@ import keras
 import tensorflow as tf
 from _common import cosine_adam
 from reproduce_runs import timed_beside_teacher
+from reproduce_settings import seeds
 from reproduce_state import Budget
 from reproduce_state import BudgetExhausted
 from reproduce_state import Stage
@@ -578,7 +579,7 @@ def run(
     )
     stages = STAGES[: STAGES.index(args.stages) + 1]
     units = []
-    for seed in range(args.seeds):
+    for seed in seeds(args):
         runs_of_seed = []
         if "classes" in stages:
             runs_of_seed += [

@@ -137,7 +137,17 @@ def parser():
         help="class sizes, run in the order given",
     )
     p.add_argument(
-        "--seeds", type=int, default=3, help="seeds 0 .. N-1 per config"
+        "--seeds",
+        type=int,
+        default=3,
+        help="seeds --first-seed .. --first-seed+N-1 per config",
+    )
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first seed (default 0): with --seeds 1, runs one seed "
+        "alone, e.g. one whose teacher this machine holds",
     )
     p.add_argument("--paper", action="store_true")
     p.add_argument(
@@ -448,6 +458,11 @@ def check(args):
             )
     if args.seeds < 1:
         raise ValueError(f"--seeds must be positive. Received: {args.seeds}")
+    if args.first_seed < 0:
+        raise ValueError(
+            "--first-seed must be 0 or more. "
+            f"Received: --first-seed {args.first_seed}"
+        )
     if args.min_student_bottleneck is not None and (
         args.min_student_bottleneck < 0
         or (
@@ -585,6 +600,11 @@ def configuration(args, n_train):
     if cifar10_fast(args):
         return cifar10_configuration(args, teacher_cfg, cfg)
     return teacher_cfg, cfg
+
+
+def seeds(args):
+    """The seeds a run covers: --first-seed .. --first-seed + --seeds - 1."""
+    return range(args.first_seed, args.first_seed + args.seeds)
 
 
 def digest(config):

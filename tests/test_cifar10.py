@@ -635,6 +635,17 @@ def test_cifar10_runs_the_plain_and_best_classes_only(reproduce):
         settings.check(args)
 
 
+def test_first_seed_trains_only_the_seeds_asked_for(reproduce, tmp_path):
+    # --first-seed 2 --seeds 1: seed 2 alone (another machine holds the
+    # teachers of seeds 0 and 1).
+    _, state = _run(
+        reproduce, tmp_path, "--stages", "teacher", "--first-seed", "2"
+    )
+    (key,) = state.data["teachers"]
+    assert key.endswith("-seed2")
+    assert state.data["teachers"][key]["seed"] == 2
+
+
 def test_a_recorded_teacher_is_not_trained_again_silently(reproduce, tmp_path):
     # A new machine: the recorded teacher's file is gone. Its finished
     # checkpoints restore it; without them, a run stops rather than train

@@ -137,6 +137,15 @@ def test_writes_results_and_a_rerun_skips_finished_work(
 def test_bad_arguments(reproduce, tmp_path):
     with pytest.raises(ValueError, match="--epochs must be positive"):
         reproduce.main(_argv(tmp_path, "--epochs", "0"))
+    with pytest.raises(ValueError, match="Received: --first-seed -1"):
+        reproduce.main(_argv(tmp_path, "--first-seed", "-1"))
+
+
+def test_first_seed_runs_the_seeds_from_it(reproduce, tmp_path):
+    state = reproduce.main(_argv(tmp_path, "--paper", "--first-seed", "2"))
+    seeds = sorted(r["seed"] for r in state["runs"].values())
+    assert seeds == [2, 2]
+    assert [t["seed"] for t in state["teachers"].values()] == [2]
 
 
 def test_shift_augmentation_and_cosine_teacher(reproduce, tmp_path):
