@@ -444,12 +444,26 @@ def _best_ingredients(state, settings_id, row):
     return {}
 
 
-def _summary_cell(row):
+def _summary_row(by_key, column):
+    """A column's row, and its mark: a class of n != 4 (the n = 4 class
+    has a best column of its own) without a plain run shows its best
+    variant's, marked so."""
+    kind, n, variant = column
+    row = by_key.get(column)
+    if row is None and kind == "class" and n != 4 and variant == "plain":
+        row = by_key.get((kind, n, "best"))
+        return row, "best" if row is not None else ""
+    return row, ""
+
+
+def _summary_cell(row, mark=""):
     if row is None:
         return "not run"
     cell = f"{row['accuracy_mean']:.2%}"
     if row["kind"] == "class" and row.get("compression_ratio"):
         cell += f" at {row['compression_ratio']:.1f}x"
+    if mark:
+        cell += f", {mark}"
     return cell + f" ({len(row['seeds'])})"
 
 
@@ -513,7 +527,8 @@ def write_summary(out_dir):
         "classes use MSE students; *best* switches on the ingredients that "
         "beat plain on the validation split (`<dataset>.md` names them). "
         "(a), (b), (c) are the baselines at the n = 4 class's size and "
-        "budget.",
+        "budget. A class of n = 1, 2 or 8 without a plain run shows its "
+        "best variant, marked *best*.",
         "",
         "| dataset | configuration | teacher | n = 4 class | n = 4 class, "
         "best | (a) n = 1 | (b) logit distillation | (c) from scratch | "
@@ -544,7 +559,9 @@ def write_summary(out_dir):
                     )
                     if plain_mse:
                         by_key.setdefault(objective_free, r)
-                cells = [_summary_cell(by_key.get(c)) for c in columns]
+                cells = [
+                    _summary_cell(*_summary_row(by_key, c)) for c in columns
+                ]
                 measured = True
                 lines.append(
                     f"| {dataset} | `{settings_id}` ({_summary_config(cfg)})"

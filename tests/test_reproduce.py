@@ -307,6 +307,18 @@ def test_cifar10_baselines_reach_the_summary(tables, tmp_path):
     header = next(r for r in summary.splitlines() if r.startswith("| dataset"))
     assert header.endswith("| n = 8 class | n = 2 class |")
     assert len(header.split("|")) == len(row.split("|"))
+    # A class of n != 4 run only as the best variant shows it, marked:
+    # the committed seed-2 runs, n = 1 in f7628e2217, n = 2 in 8b8feb3efe.
+    cells = next(r for r in summary.splitlines() if "`f7628e2217`" in r)
+    cells = cells.split(") | ", 1)[1].split(" | ")
+    assert cells[2:6] == [
+        "78.32% at 10.4x (3)",
+        "81.92% at 10.6x, best (1)",
+        "81.91% (3)",
+        "81.42% (3)",
+    ]
+    row = next(r for r in summary.splitlines() if "`8b8feb3efe`" in r)
+    assert row.endswith("| not run | 80.78% at 10.4x, best (1) |")
 
 
 def test_plot_series_carry_no_hashes(tables):
