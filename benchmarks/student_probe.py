@@ -169,6 +169,15 @@ def refine(tc, cache, x, y, epochs, seed, timer):
     return refined.finish(), seconds
 
 
+def _from_root(path):
+    """`path` relative to the repository's root when inside it, else as
+    given."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(HERE.parent):
+        return str(resolved.relative_to(HERE.parent))
+    return str(path)
+
+
 def main(argv=None):
     args = parse(argv)
     policy = precision.set_policy(args.precision)
@@ -242,7 +251,8 @@ def main(argv=None):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
-        "teacher": str(args.teacher),
+        # As a path from the repository's root, wherever the run started.
+        "teacher": _from_root(args.teacher),
         "samples": len(x),
         "validation_samples": CIFAR10_VALIDATION,
         "epochs": args.epochs,
