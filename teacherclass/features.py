@@ -329,11 +329,15 @@ def _reader(shuffle_seed=None, shards=_DEFAULT_SHARDS):
         datasets = datasets.shuffle(
             shards, seed=shuffle_seed, reshuffle_each_iteration=True
         )
+        # Deterministic: read in parallel but served in turn, one block
+        # from each shard, so shards mix from the first batch and a seed
+        # gives the same orders again (out of order, the shards read
+        # first filled the first batches under load).
         return datasets.interleave(
             lambda d: d,
             cycle_length=shards,
             num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=False,
+            deterministic=True,
         )
 
     return read

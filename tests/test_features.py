@@ -189,6 +189,9 @@ def test_disk_cache_shards_and_streams_with_a_bounded_buffer(tmp_path):
     assert not np.array_equal(first, second)
     index = (first[:, 0] * 1600 / 4).astype(int)
     assert index[:32].max() - index[:32].min() > 200
+    # A seed gives the same orders again.
+    again = feats.batches(400, shuffle=True, seed=0)
+    np.testing.assert_array_equal(next(iter(again))[0].numpy(), first)
 
 
 def test_memory_cache_shuffles_over_every_sample():
