@@ -137,17 +137,25 @@ def default_feature_layer(teacher):
     return layer.name
 
 
+def named_layer(teacher, argument, name, also=""):
+    """The teacher's layer named `name` (not an input layer), for the
+    argument `argument`; a `ValueError` naming both otherwise. `also`:
+    the argument's other accepted values, for the message."""
+    names = [layer.name for layer in _layers(teacher)]
+    if not isinstance(name, str) or name not in names:
+        raise ValueError(
+            f"`{argument}` must be {also}the name of one of the teacher's "
+            f"layers: {names}. Received: {argument}={name!r}"
+        )
+    return teacher.get_layer(name)
+
+
 def get_feature_layer(teacher, feature_layer=None):
     """Resolves `feature_layer` (a name or None) to a layer of the teacher."""
     if feature_layer is None:
         feature_layer = default_feature_layer(teacher)
-    names = [layer.name for layer in _layers(teacher)]
-    if not isinstance(feature_layer, str) or feature_layer not in names:
-        raise ValueError(
-            "`feature_layer` must be the name of one of the teacher's "
-            f"layers: {names}. Received: feature_layer={feature_layer!r}"
-        )
-    layer = teacher.get_layer(feature_layer)
+    layer = named_layer(teacher, "feature_layer", feature_layer)
+    names = [each.name for each in _layers(teacher)]
     if layer is _layers(teacher)[-1]:
         raise ValueError(
             "`feature_layer` is the teacher's output layer, which leaves no "
@@ -277,10 +285,6 @@ def final_layer(model):
     return layer
 
 
-def _output_activation(teacher):
-    return activation_name(final_layer(teacher))
-
-
 def _label_shape(y):
     """The shape of one label, from an array or a dataset's spec."""
     import tensorflow as tf
@@ -310,7 +314,7 @@ def default_compile_args(teacher, y=None):
         A dict of `compile` keyword arguments.
     """
     output = teacher.outputs[0]
-    activation = _output_activation(teacher)
+    activation = activation_name(final_layer(teacher))
     width = output.shape[-1]
     if width == 1:
         loss = keras.losses.BinaryCrossentropy(

@@ -116,18 +116,9 @@ def _logits_tensor(teacher, logits_layer):
         except ValueError:
             return None, None
     else:
-        names = [
-            layer.name
-            for layer in teacher.layers
-            if not isinstance(layer, keras.layers.InputLayer)
-        ]
-        if not isinstance(logits_layer, str) or logits_layer not in names:
-            raise ValueError(
-                '`logits_layer` must be "auto", None or the name of one of '
-                f"the teacher's layers: {names}. Received: "
-                f"logits_layer={logits_layer!r}"
-            )
-        layer = teacher.get_layer(logits_layer)
+        layer = teacher_lib.named_layer(
+            teacher, "logits_layer", logits_layer, also='"auto", None or '
+        )
         tensor = teacher_lib.output_of(teacher, layer)
     return tensor, teacher_lib.producer(tensor).name
 
