@@ -363,15 +363,18 @@ def add_cifar10_flags(p):
         choices=(
             architectures.FAST_STUDENT_STEM,
             architectures.FAST_STUDENT_TRUNK,
+            architectures.FAST_STUDENT_BLOCK1,
         ),
         help="the students and baselines take the output of this frozen "
         "teacher layer instead of the image (`TeacherClass("
         "student_input=...)`), shared by the composed model: "
         f"{architectures.FAST_STUDENT_STEM}, the whitening stem's, computed "
         "from the training images without labels; "
-        f"{architectures.FAST_STUDENT_TRUNK}, the teacher's first convolution "
-        "block, trained on labels and frozen after the teacher "
-        "(`teacher.freeze_through`)",
+        f"{architectures.FAST_STUDENT_TRUNK}, the teacher's first "
+        "convolution, trained on labels and frozen after the teacher "
+        "(`teacher.freeze_through`); "
+        f"{architectures.FAST_STUDENT_BLOCK1}, its whole first block (both "
+        "convolutions), frozen the same way",
     )
 
 
@@ -720,10 +723,15 @@ def changes(settings):
             "composed model holds it once, in front of its students",
         )
     elif settings.get("student_input"):
+        trunk = (
+            "whole first block (both its convolutions)"
+            if settings["student_input"] == architectures.FAST_STUDENT_BLOCK1
+            else "first convolution block"
+        )
         made += (
             "students, the n = 1 class and baselines (b), (c) take the "
             f"output of the teacher's `{settings['student_input']}` (its "
-            "normalization, whitening stem and first convolution block, "
+            f"normalization, whitening stem and {trunk}, "
             "trained with the teacher on labels, then frozen), not the "
             "image; the composed model holds it once, in front of its "
             "students, and counts it in its parameters and multiply-adds",
