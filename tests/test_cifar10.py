@@ -560,6 +560,35 @@ def test_a_trained_block_is_the_students_input_once_frozen(reproduce, tmp_path):
     assert not any(w is conv.kernel for w in baseline.trainable_weights)
 
 
+def test_the_whole_first_block_is_a_deeper_trunk(reproduce, tmp_path):
+    import reproduce_cifar10
+
+    block1 = architectures.FAST_STUDENT_BLOCK1
+    settings = reproduce.settings
+    _, cfg, _, sid, _ = _setup(reproduce, tmp_path, "--student-input", block1)
+    *_, trunk_sid, _ = _setup(
+        reproduce, tmp_path, "--student-input", architectures.FAST_STUDENT_TRUNK
+    )
+    assert cfg["student_input"] == block1 and sid != trunk_sid
+    (change,) = [c for c in settings.changes(cfg) if f"`{block1}`" in c]
+    assert "whole first block (both its convolutions)" in change
+    again = settings.parser().parse_args(settings.argv_for(cfg))
+    assert settings.configuration(again, 64)[1] == cfg
+
+    teacher = architectures.cifar10_fast_teacher((4, 8, 8))
+    tc = reproduce_cifar10.make_class(teacher, 4, cfg)
+    assert tuple(tc.students[0].input.shape[1:]) == (16, 16, 4)
+    conv = teacher.get_layer("block1_2_conv")
+    assert not conv.trainable and teacher.get_layer("block2_1_conv").trainable
+    tc._mark_trained(range(4))
+    composed = tc.compose()
+    # Both of the block's convolutions are in the composed model, frozen.
+    for name in ("block1_1_conv", "block1_2_conv"):
+        kernel = teacher.get_layer(name).kernel
+        assert any(w is kernel for w in composed.weights)
+        assert not any(w is kernel for w in composed.trainable_weights)
+
+
 def test_the_default_teacher_id_is_stable(reproduce):
     # The checkpoints of a run in progress are keyed by this id: a change
     # to the recipe, widths or teacher name starts the teacher again.
