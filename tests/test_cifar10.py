@@ -523,12 +523,29 @@ def test_students_and_baselines_can_take_the_teachers_stem(reproduce, tmp_path):
         ]))  # fmt: skip
 
 
-def test_a_trained_block_is_the_students_input_once_frozen(reproduce, tmp_path):
+@pytest.mark.parametrize(
+    "trunk, phrase, frozen, trainable",
+    [
+        (
+            architectures.FAST_STUDENT_TRUNK,
+            "first convolution block, trained with the teacher on labels, "
+            "then frozen",
+            ("block1_1_conv",),
+            "block1_2_conv",
+        ),
+        (
+            architectures.FAST_STUDENT_BLOCK1,
+            "whole first block (both its convolutions)",
+            ("block1_1_conv", "block1_2_conv"),
+            "block2_1_conv",
+        ),
+    ],
+)
+def test_a_trained_block_is_the_students_input_once_frozen(
+    reproduce, tmp_path, trunk, phrase, frozen, trainable
+):
     import reproduce_cifar10
 
-    from teacherclass import teacher as teacher_lib
-
-    trunk = architectures.FAST_STUDENT_TRUNK
     settings = reproduce.settings
     _, cfg, _, sid, _ = _setup(reproduce, tmp_path, "--student-input", trunk)
     *_, stem_sid, _ = _setup(
@@ -536,57 +553,40 @@ def test_a_trained_block_is_the_students_input_once_frozen(reproduce, tmp_path):
     )
     assert cfg["student_input"] == trunk and sid != stem_sid
     (change,) = [c for c in settings.changes(cfg) if f"`{trunk}`" in c]
-    assert "trained with the teacher on labels, then frozen" in change
+    assert phrase in change
     again = settings.parser().parse_args(settings.argv_for(cfg))
     assert settings.configuration(again, 64)[1] == cfg
 
     teacher = architectures.cifar10_fast_teacher((4, 8, 8))
-    with pytest.raises(ValueError, match="freeze_through"):
-        TeacherClass(teacher, num_students=4, student_input=trunk)
-    with pytest.raises(ValueError, match="Received: layer_name='nope'"):
-        teacher_lib.freeze_through(teacher, "nope")
     tc = reproduce_cifar10.make_class(teacher, 4, cfg)
     # The students take the block's 4 channels at half the resolution.
     assert tuple(tc.students[0].input.shape[1:]) == (16, 16, 4)
-    conv = teacher.get_layer("block1_1_conv")
-    assert not conv.trainable and teacher.get_layer("block1_2_conv").trainable
+    assert teacher.get_layer(trainable).trainable
     tc._mark_trained(range(4))
     composed = tc.compose()
-    # The composed model holds the frozen block once, and counts it.
-    assert any(w is conv.kernel for w in composed.weights)
-    assert not any(w is conv.kernel for w in composed.trainable_weights)
     baseline = reproduce_cifar10.baseline_model(cfg, teacher)
-    assert any(w is conv.kernel for w in baseline.weights)
-    assert not any(w is conv.kernel for w in baseline.trainable_weights)
+    # The composed model and the baseline hold the frozen block once,
+    # and count it.
+    for name in frozen:
+        conv = teacher.get_layer(name)
+        assert not conv.trainable
+        for model in (composed, baseline):
+            assert any(w is conv.kernel for w in model.weights)
+            assert not any(w is conv.kernel for w in model.trainable_weights)
 
 
-def test_the_whole_first_block_is_a_deeper_trunk(reproduce, tmp_path):
-    import reproduce_cifar10
-
-    block1 = architectures.FAST_STUDENT_BLOCK1
-    settings = reproduce.settings
-    _, cfg, _, sid, _ = _setup(reproduce, tmp_path, "--student-input", block1)
-    *_, trunk_sid, _ = _setup(
-        reproduce, tmp_path, "--student-input", architectures.FAST_STUDENT_TRUNK
-    )
-    assert cfg["student_input"] == block1 and sid != trunk_sid
-    (change,) = [c for c in settings.changes(cfg) if f"`{block1}`" in c]
-    assert "whole first block (both its convolutions)" in change
-    again = settings.parser().parse_args(settings.argv_for(cfg))
-    assert settings.configuration(again, 64)[1] == cfg
+def test_a_trained_block_must_be_frozen_to_be_the_students_input():
+    from teacherclass import teacher as teacher_lib
 
     teacher = architectures.cifar10_fast_teacher((4, 8, 8))
-    tc = reproduce_cifar10.make_class(teacher, 4, cfg)
-    assert tuple(tc.students[0].input.shape[1:]) == (16, 16, 4)
-    conv = teacher.get_layer("block1_2_conv")
-    assert not conv.trainable and teacher.get_layer("block2_1_conv").trainable
-    tc._mark_trained(range(4))
-    composed = tc.compose()
-    # Both of the block's convolutions are in the composed model, frozen.
-    for name in ("block1_1_conv", "block1_2_conv"):
-        kernel = teacher.get_layer(name).kernel
-        assert any(w is kernel for w in composed.weights)
-        assert not any(w is kernel for w in composed.trainable_weights)
+    with pytest.raises(ValueError, match="freeze_through"):
+        TeacherClass(
+            teacher,
+            num_students=4,
+            student_input=architectures.FAST_STUDENT_TRUNK,
+        )
+    with pytest.raises(ValueError, match="Received: layer_name='nope'"):
+        teacher_lib.freeze_through(teacher, "nope")
 
 
 def test_the_default_teacher_id_is_stable(reproduce):
