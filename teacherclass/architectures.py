@@ -1029,13 +1029,9 @@ FAST_STUDENT_STEM = "whitening_gelu"
 FAST_STUDENT_TRUNK = "block1_1_gelu"
 # Deeper: the output of the teacher's whole first block (the above, then
 # Conv3x3 -> BN -> GELU; 51,360 weights, 16x16x64), frozen the same way.
-# On the validation probe (seed 2's teacher, head-aware students, 2 epochs
-# of refinement), at ~190k parameters (10.3-10.4x fewer) and 38.1M
-# multiply-adds with the trunk: n = 4 (filters 16, 16, then 20) 81.36%
-# against 78.78% on FAST_STUDENT_TRUNK; n = 1 84.66% against 83.44%.
-# On the test split (configuration 724f352bb7, seed 2, the `best` class):
-# n = 4 79.65% against 78.10%, n = 1 83.42% against 81.92%; n = 4 still
-# below (b) 82.65% and (c) 82.30%.
+# Its towers need smaller filters to stay at 10x; probes and test rows:
+# docs/howto/cifar10.md, "A deeper shared trunk" (student_probe.json,
+# configuration 724f352bb7 in cifar10.json).
 FAST_STUDENT_BLOCK1 = "block1_2_gelu"
 
 

@@ -155,12 +155,13 @@ def get_feature_layer(teacher, feature_layer=None):
     if feature_layer is None:
         feature_layer = default_feature_layer(teacher)
     layer = named_layer(teacher, "feature_layer", feature_layer)
-    names = [each.name for each in _layers(teacher)]
-    if layer is _layers(teacher)[-1]:
+    layers = _layers(teacher)
+    if layer is layers[-1]:
         raise ValueError(
             "`feature_layer` is the teacher's output layer, which leaves no "
             "head to compose with. Choose an earlier layer from "
-            f"{names}. Received: feature_layer={feature_layer!r}"
+            f"{[each.name for each in layers[:-1]]}. "
+            f"Received: feature_layer={feature_layer!r}"
         )
     return layer
 

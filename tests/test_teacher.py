@@ -37,8 +37,13 @@ def test_unknown_feature_layer_lists_names():
 
 
 def test_output_layer_is_not_a_feature_layer():
-    with pytest.raises(ValueError, match="leaves no head"):
+    with pytest.raises(ValueError, match="leaves no head") as info:
         teacher_lib.get_feature_layer(mlp_teacher(), "out")
+    # The choices offered are the layers before it.
+    message = str(info.value)
+    assert "from ['hidden', 'rep', 'drop']. Received: feature_layer='out'" in (
+        message
+    )
 
 
 def test_unbuilt_teacher():
