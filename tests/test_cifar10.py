@@ -702,3 +702,58 @@ def test_a_recorded_teacher_is_not_trained_again_silently(reproduce, tmp_path):
     assert replaced["test_accuracy"] == first["test_accuracy"]
     assert replaced["train_seconds"] == first["train_seconds"]
     assert teacher_file.exists()
+
+
+@pytest.fixture(scope="module")
+def teacher_tta():
+    spec = importlib.util.spec_from_file_location(
+        "teacher_tta", BENCHMARKS / "teacher_tta.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tta_levels_average_mirrors_and_reflected_shifts(teacher_tta):
+    x = np.arange(2 * 3 * 4, dtype="float32").reshape(2, 3, 4, 1)
+
+    def first_row(images):  # "logits": the first row's 4 pixels
+        return images[:, 0, :, 0]
+
+    row, below = x[:, 0, :, 0], x[:, 1, :, 0]
+    np.testing.assert_array_equal(teacher_tta.tta_logits(first_row, x, 0), row)
+    mirrored = 0.5 * (row + row[:, ::-1])
+    np.testing.assert_allclose(
+        teacher_tta.tta_logits(first_row, x, 1), mirrored
+    )
+    # Shifted down-right, the first row is the reflected second row,
+    # columns (1, 0, 1, 2); shifted up-left, columns (1, 2, 3, 2).
+    down_right = below[:, [1, 0, 1, 2]]
+    up_left = below[:, [1, 2, 3, 2]]
+    expected = 0.5 * mirrored + 0.25 * sum(
+        0.5 * (s + s[:, ::-1]) for s in (down_right, up_left)
+    )
+    np.testing.assert_allclose(
+        teacher_tta.tta_logits(first_row, x, 2), expected
+    )
+    with pytest.raises(ValueError, match="Received: level=3"):
+        teacher_tta.tta_logits(first_row, x, 3)
+
+
+def test_tta_level_0_is_the_recorded_accuracy(teacher_tta, tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    logits = keras.layers.Dense(3, name="logits")(
+        keras.layers.Flatten()(inputs)
+    )
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    x = np.random.default_rng(0).random((64, 8, 8, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    expected = float((model.predict(x, verbose=0).argmax(-1) == y).mean())
+    path = tmp_path / "teacher-x-seed0.keras"
+    model.save(path)
+    path.with_suffix(".json").write_text(json.dumps({"test_accuracy": 0.5}))
+    record = teacher_tta.score(path, x, y)
+    assert record["recorded_test_accuracy"] == 0.5
+    assert record["test_accuracy_tta0"] == pytest.approx(expected)
+    assert 0 <= record["test_accuracy_tta2"] <= 1
