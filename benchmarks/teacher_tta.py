@@ -42,32 +42,31 @@ LEVELS = (0, 1, 2)
 
 
 def _mirror(logits, x):
-    """Level 1: the mean of the logits of `x` and of its mirror image."""
+    """The mean of the logits of `x` and of its mirror image."""
     return 0.5 * (logits(x) + logits(x[:, :, ::-1]))
 
 
-def tta_logits(logits, x, level):
-    """The logits of images `x` under airbench's test-time augmentation.
+def tta_levels(logits, x):
+    """The logits of images `x` at each of airbench's test-time
+    augmentation levels, from six passes over `x` in all.
 
     Args:
-        logits: callable, images `(N, 32, 32, C)` -> logits `(N, classes)`.
+        logits: callable, images `(N, H, W, C)` -> logits `(N, classes)`.
         x: float array of images.
-        level: 0 (none), 1 (mirror) or 2 (mirror and 1-pixel shifts).
 
     Returns:
-        A float array `(N, classes)`.
+        A list of 3 float arrays `(N, classes)`: level 0 (the image
+        alone), 1 (with its mirror), 2 (level 1 averaged with the level 1
+        of the image shifted one pixel up-left and down-right,
+        reflect-padded: 0.5, 0.25, 0.25).
     """
-    if level == 0:
-        return logits(x)
-    mirrored = _mirror(logits, x)
-    if level == 1:
-        return mirrored
-    if level != 2:
-        raise ValueError(f"`level` must be 0, 1 or 2. Received: level={level}")
+    alone, mirror = logits(x), logits(x[:, :, ::-1])
+    mirrored = 0.5 * (alone + mirror)
     h, w = x.shape[1:3]
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
     shifted = [padded[:, :h, :w], padded[:, 2 : h + 2, 2 : w + 2]]
-    return 0.5 * mirrored + 0.25 * sum(_mirror(logits, s) for s in shifted)
+    level2 = 0.5 * mirrored + 0.25 * sum(_mirror(logits, s) for s in shifted)
+    return [alone, mirrored, level2]
 
 
 def score(path, x_test, y_test):
@@ -81,10 +80,8 @@ def score(path, x_test, y_test):
         )
 
     accuracy = {
-        f"test_accuracy_tta{level}": float(
-            (tta_logits(logits, x_test, level).argmax(-1) == y_test).mean()
-        )
-        for level in LEVELS
+        f"test_accuracy_tta{level}": float((z.argmax(-1) == y_test).mean())
+        for level, z in enumerate(tta_levels(logits, x_test))
     }
     sidecar = path.with_suffix(".json")
     recorded = (

@@ -721,11 +721,10 @@ def test_tta_levels_average_mirrors_and_reflected_shifts(teacher_tta):
         return images[:, 0, :, 0]
 
     row, below = x[:, 0, :, 0], x[:, 1, :, 0]
-    np.testing.assert_array_equal(teacher_tta.tta_logits(first_row, x, 0), row)
+    alone, mirror, shifts = teacher_tta.tta_levels(first_row, x)
+    np.testing.assert_array_equal(alone, row)
     mirrored = 0.5 * (row + row[:, ::-1])
-    np.testing.assert_allclose(
-        teacher_tta.tta_logits(first_row, x, 1), mirrored
-    )
+    np.testing.assert_allclose(mirror, mirrored)
     # Shifted down-right, the first row is the reflected second row,
     # columns (1, 0, 1, 2); shifted up-left, columns (1, 2, 3, 2).
     down_right = below[:, [1, 0, 1, 2]]
@@ -733,11 +732,7 @@ def test_tta_levels_average_mirrors_and_reflected_shifts(teacher_tta):
     expected = 0.5 * mirrored + 0.25 * sum(
         0.5 * (s + s[:, ::-1]) for s in (down_right, up_left)
     )
-    np.testing.assert_allclose(
-        teacher_tta.tta_logits(first_row, x, 2), expected
-    )
-    with pytest.raises(ValueError, match="Received: level=3"):
-        teacher_tta.tta_logits(first_row, x, 3)
+    np.testing.assert_allclose(shifts, expected)
 
 
 def test_tta_level_0_is_the_recorded_accuracy(teacher_tta, tmp_path):
