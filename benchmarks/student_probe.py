@@ -52,6 +52,7 @@ from _common import student_scores  # noqa: E402
 
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
+from teacherclass import conditioning as conditioning_lib  # noqa: E402
 from teacherclass import flops  # noqa: E402
 from teacherclass import precision  # noqa: E402
 from teacherclass import refinement  # noqa: E402
@@ -120,6 +121,23 @@ def parse(argv=None):
         "(`refinement.Refinement`, labels plus the views' cached teacher "
         "logits, Adam 1e-3 with cosine decay): refined_val_accuracy",
     )
+    p.add_argument(
+        "--conditioning",
+        choices=("none", "standardize"),
+        default="none",
+        help="the students' target coordinates (`TeacherClass("
+        "conditioning=...)`), fitted on the clean and augmented views "
+        "as in reproduce.py's best class",
+    )
+    p.add_argument(
+        "--chunk-order",
+        choices=("contiguous", *conditioning_lib.ORDERS),
+        default="contiguous",
+        help="with --conditioning: how the coordinates are dealt to the "
+        "chunks (`TeacherClass(chunk_order=...)`): contiguous, variance "
+        "(an equal share of the variance per chunk, reproduce.py's best "
+        "class) or correlation (correlated features in one chunk)",
+    )
     p.add_argument("--precision", default="auto")
     p.add_argument("--cache-dir", default=str(HERE / "cache" / "probe"))
     p.add_argument("--out", default=str(OUT))
@@ -169,6 +187,36 @@ def refine(tc, cache, x, y, epochs, seed, timer):
     return refined.finish(), seconds
 
 
+def fit_conditioning(cache, tc):
+    """`tc`'s target conditioning fitted on every cached view (as
+    `reproduce_cifar10.view_conditioning`), and a record of the share of
+    the features' squared correlations that its chunks hold."""
+    views = range(cache.num_views + 1)
+    fitted = conditioning_lib.Conditioning.fit(
+        (cache.targets(v) for v in views),
+        tc.conditioning,
+        chunks=tc.chunks,
+        order=tc.chunk_order,
+    )
+    count, total, outer = conditioning_lib._moments(
+        cache.targets(v) for v in views
+    )
+    mean = total / count
+    covariance = outer / count - np.outer(mean, mean)
+    # Target j is feature `features[j]` ("standardize": a scaled
+    # permutation).
+    features = np.argmax(np.abs(fitted.matrix), axis=0)
+    share = conditioning_lib.within_chunk_share
+    return fitted, {
+        "conditioning": tc.conditioning,
+        "chunk_order": tc.chunk_order or "contiguous",
+        "within_chunk_share": share(covariance, features, tc.chunks),
+        "contiguous_within_chunk_share": share(
+            covariance, np.arange(len(features)), tc.chunks
+        ),
+    }
+
+
 def _from_root(path):
     """`path` relative to the repository's root when inside it, else as
     given."""
@@ -201,12 +249,22 @@ def main(argv=None):
         filters,
         batch_norm={"auto": None, "on": True, "off": False}[args.batch_norm],
     )
+    conditioned = args.conditioning != "none"
     tc = TeacherClass(
         teacher,
         num_students=args.students,
         student=student,
         student_input=args.student_input,
+        **(
+            {"conditioning": args.conditioning, "chunk_order": args.chunk_order}
+            if conditioned
+            else {}
+        ),
     )
+    ordering = {}
+    if conditioned:
+        fitted, ordering = fit_conditioning(cache, tc)
+        tc.set_target_conditioning(fitted)
     # The views hold images: under --student-input the students' input is
     # computed per batch (a 2x2 convolution, cheap beside the students).
     preprocessor = tc.cut.preprocessor()
@@ -266,6 +324,7 @@ def main(argv=None):
         "filters": list(tc.students[0].filters),
         "params": composed.count_params(),
         "macs": flops.count_flops(composed) // 2,
+        **ordering,
         **scores,
         **refined,
         "target_variance": float(np.var(clean, axis=0).mean()),

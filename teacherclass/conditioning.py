@@ -12,10 +12,14 @@ it can be moved to other coordinates `t = (f - mean) @ A`:
 - "whiten": `A = V diag(1 / sqrt(eigenvalue))`, decorrelated and at unit
   variance;
 
-and, with `balance=True`, the coordinates are permuted so every chunk
+and the coordinates may be dealt to the chunks in another order
+(`ORDERS`): "variance" (`balance=True`) permutes them so every chunk
 holds about the same share of the targets' total variance (greedy: the
 largest variance first, to the chunk with the least variance that still
-has room).
+has room); "correlation" puts strongly correlated coordinates in one
+chunk (`correlated_order`), so each student regresses features that
+share their causes rather than a slice of all of them ("standardize"
+only: the other kinds' coordinates are uncorrelated).
 
 The statistics come from the training cache (one pass, float64). The
 change is undone exactly inside the composed model without an extra
@@ -31,9 +35,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from teacherclass import chunking
 from teacherclass import compose as compose_lib
 
 KINDS = ("standardize", "pca", "whiten")
+ORDERS = ("variance", "correlation")
 
 # Features whose standard deviation is below this (dead ReLUs, constants)
 # keep a unit scale: dividing by ~0 would make their targets explode.
@@ -52,7 +58,13 @@ class Conditioning:
         matrix: float array `(d, d)`, `A` in `t = (f - mean) @ A`.
         kind: str, one of `KINDS`, for reports.
         balance: bool, whether the coordinates were permuted to balance
-            the chunks' variance.
+            the chunks' variance (`order="variance"`).
+        order: None or one of `ORDERS`, how the coordinates were dealt
+            to the chunks (None: in order).
+
+    Attributes:
+        order: None, "variance" or "correlation".
+        balance: bool, `order == "variance"`.
 
     Example:
 
@@ -65,7 +77,9 @@ class Conditioning:
     True
     """
 
-    def __init__(self, mean, matrix, kind="standardize", balance=False):
+    def __init__(
+        self, mean, matrix, kind="standardize", balance=False, order=None
+    ):
         self.mean = np.asarray(mean, dtype=np.float64)
         self.matrix = np.asarray(matrix, dtype=np.float64)
         d = self.mean.shape[0]
@@ -75,11 +89,23 @@ class Conditioning:
                 f"Received: matrix.shape={self.matrix.shape}"
             )
         self.kind = kind
-        self.balance = balance
+        self.order = resolve_order(balance, order, "balance", "order")
         self.inverse_matrix = np.linalg.inv(self.matrix)
 
+    @property
+    def balance(self):
+        """Whether the chunks were balanced by variance."""
+        return self.order == "variance"
+
     @classmethod
-    def fit(cls, features, kind="standardize", chunks=None, balance=False):
+    def fit(
+        cls,
+        features,
+        kind="standardize",
+        chunks=None,
+        balance=False,
+        order=None,
+    ):
         """Statistics from features, `(n, ..., d)` array or batch iterable.
 
         Args:
@@ -87,24 +113,38 @@ class Conditioning:
                 or an iterable of such batches (e.g. the cache's batches).
                 Positions of feature maps count as samples.
             kind: one of "standardize", "pca", "whiten".
-            chunks: tuple of chunk widths, needed with `balance=True`.
+            chunks: tuple of chunk widths, needed with an `order`.
             balance: bool, permute the coordinates so each chunk holds a
-                near-equal share of the total variance.
+                near-equal share of the total variance (the same as
+                `order="variance"`).
+            order: None or one of `ORDERS`: "variance" as `balance`;
+                "correlation" permutes the coordinates so the chunks
+                hold groups of strongly correlated ones
+                (`correlated_order`; "standardize" only).
 
         Returns:
             A `Conditioning`.
 
         Raises:
-            ValueError: on an unknown `kind`, `balance` without `chunks`,
-                or no sample.
+            ValueError: on an unknown `kind` or `order`, an `order`
+                without `chunks`, "correlation" with another kind than
+                "standardize", or no sample.
         """
         if kind not in KINDS:
             raise ValueError(
                 f"`kind` must be one of {KINDS}. Received: kind={kind!r}"
             )
-        if balance and chunks is None:
+        order = resolve_order(balance, order, "balance", "order")
+        if order is not None and chunks is None:
             raise ValueError(
-                "`balance=True` needs the chunk widths. Received: chunks=None"
+                f"Dealing the coordinates to chunks by {order!r} needs the "
+                "chunk widths. Received: chunks=None"
+            )
+        if order == "correlation" and kind != "standardize":
+            raise ValueError(
+                "order='correlation' groups correlated coordinates, and "
+                f"{kind!r} coordinates are uncorrelated: use it with "
+                f"'standardize'. Received: kind={kind!r}"
             )
         count, total, outer = _moments(features)
         mean = total / count
@@ -116,9 +156,9 @@ class Conditioning:
             variance = np.diag(covariance) / std**2
         else:
             eigenvalues, vectors = np.linalg.eigh(covariance)
-            order = np.argsort(eigenvalues)[::-1]
-            eigenvalues = np.clip(eigenvalues[order], 0.0, None)
-            vectors = vectors[:, order]
+            rank = np.argsort(eigenvalues)[::-1]
+            eigenvalues = np.clip(eigenvalues[rank], 0.0, None)
+            vectors = vectors[:, rank]
             if kind == "pca":
                 matrix = vectors
                 variance = eigenvalues
@@ -127,9 +167,11 @@ class Conditioning:
                 scale = np.where(scale < _MIN_STD, 1.0, scale)
                 matrix = vectors / scale
                 variance = eigenvalues / scale**2
-        if balance:
+        if order == "variance":
             matrix = matrix[:, balanced_order(variance, chunks)]
-        return cls(mean, matrix, kind=kind, balance=balance)
+        elif order == "correlation":
+            matrix = matrix[:, correlated_order(covariance, chunks)]
+        return cls(mean, matrix, kind=kind, order=order)
 
     @property
     def diagonal(self):
@@ -235,7 +277,7 @@ class Conditioning:
             "mean": self.mean.tolist(),
             "matrix": self.matrix.tolist(),
             "kind": self.kind,
-            "balance": self.balance,
+            "order": self.order,
         }
 
 
@@ -251,30 +293,41 @@ class TargetConditioning:
     Args:
         model: the `keras.Model` to add the weights to.
         kind: None or one of `KINDS`.
-        balance: bool, see `Conditioning.fit`.
+        order: None or one of `ORDERS`, see `Conditioning.fit`.
         width: int, the representation's width d.
         head: the head the conditioning folds into.
         clip: the feature clip `(low, high)`, or None.
         feature_clip: the `compose.FeatureClip` layer of `clip`, or None.
 
     Raises:
-        ValueError: on an unknown `kind`, `balance` without a `kind`, or a
+        ValueError: on an unknown `kind`, an `order` without a `kind`, or a
             head that `Conditioning.fold` cannot rewrite.
     """
 
-    def __init__(self, model, kind, balance, width, head, clip, feature_clip):
+    def __init__(self, model, kind, order, width, head, clip, feature_clip):
         if kind is not None and kind not in KINDS:
             raise ValueError(
                 f"`conditioning` must be None or one of {KINDS}. "
                 f"Received: conditioning={kind!r}"
             )
-        if balance and kind is None:
+        if order is not None and kind is None:
+            argument = (
+                "balance_chunks=True"
+                if order == "variance"
+                else f"chunk_order={order!r}"
+            )
             raise ValueError(
-                "`balance_chunks=True` orders the conditioned coordinates: "
-                "pass a `conditioning` too. Received: conditioning=None"
+                f"`{argument}` orders the conditioned coordinates: pass a "
+                "`conditioning` too. Received: conditioning=None"
             )
         self.kind = kind
-        self.balance = balance
+        if order == "correlation" and kind not in (None, "standardize"):
+            raise ValueError(
+                "`chunk_order='correlation'` groups correlated features, "
+                f"and {kind!r} coordinates are uncorrelated: use it with "
+                f"conditioning='standardize'. Received: conditioning={kind!r}"
+            )
+        self.order = order
         self.head = head
         self.clip = clip
         self.feature_clip = feature_clip
@@ -309,7 +362,7 @@ class TargetConditioning:
             self._mean.numpy(),
             self._matrix.numpy(),
             kind=self.kind,
-            balance=self.balance,
+            order=self.order,
         )
 
     def set(self, fitted):
@@ -336,7 +389,7 @@ class TargetConditioning:
         Args:
             train: a `features.Features` (its `pairs` yield the targets,
                 or a dict with them under "features").
-            chunks: tuple of chunk widths, for `balance`.
+            chunks: tuple of chunk widths, for `order`.
         """
 
         def batches():
@@ -352,7 +405,7 @@ class TargetConditioning:
         (e.g. every view of a `views.ViewCache`)."""
         self.set(
             Conditioning.fit(
-                batches, self.kind, chunks=chunks, balance=self.balance
+                batches, self.kind, chunks=chunks, order=self.order
             )
         )
 
@@ -406,6 +459,130 @@ class TargetConditioning:
         if self.kind == "standardize" and self.feature_clip:
             rep = self.feature_clip(rep)
         return rep
+
+
+def resolve_order(balance, order, balance_name, order_name):
+    """The chunk order of a `balance` flag and an `order`, or None.
+
+    `balance=True` is `order="variance"`; "contiguous" and None are no
+    order. `balance_name` and `order_name` name the arguments in errors.
+
+    Raises:
+        ValueError: on an unknown order, or `balance=True` with another
+            order.
+
+    Example:
+
+    >>> resolve_order(True, None, "balance", "order")
+    'variance'
+    """
+    if order not in (None, "contiguous", *ORDERS):
+        raise ValueError(
+            f"`{order_name}` must be None, 'contiguous' or one of {ORDERS}. "
+            f"Received: {order_name}={order!r}"
+        )
+    order = None if order == "contiguous" else order
+    if balance and order not in (None, "variance"):
+        raise ValueError(
+            f"`{balance_name}=True` is {order_name}='variance'; it cannot "
+            f"be combined with another order. Received: {balance_name}="
+            f"{balance!r}, {order_name}={order!r}"
+        )
+    return "variance" if balance else order
+
+
+def correlated_order(covariance, chunks):
+    """A permutation of coordinates grouping correlated ones in a chunk.
+
+    Partitions the coordinates into chunks of the given widths so that
+    the squared correlation summed over pairs within a chunk is large: a
+    start from the covariance's leading eigenvector of squared
+    correlations (coordinates by their loading, cut into the chunks),
+    then the swap of two coordinates between chunks that gains the most,
+    until none gains (at most 10 swaps per coordinate). Deterministic.
+    Constant coordinates (zero variance) correlate with nothing.
+
+    Args:
+        covariance: array `(d, d)`, the coordinates' covariance.
+        chunks: tuple of chunk widths summing to d.
+
+    Returns:
+        An int array `order`: chunk i holds coordinates
+        `order[start_i:stop_i]`.
+
+    Example:
+
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=(1000, 2))
+    >>> f = z[:, [0, 1, 0, 1]] + 0.1 * rng.normal(size=(1000, 4))
+    >>> order = correlated_order(np.cov(f.T), (2, 2))
+    >>> sorted(sorted(chunk.tolist()) for chunk in np.split(order, 2))
+    [[0, 2], [1, 3]]
+    """
+    covariance = np.asarray(covariance, dtype=np.float64)
+    d = covariance.shape[0]
+    if covariance.shape != (d, d) or sum(chunks) != d:
+        raise ValueError(
+            f"`chunks` must sum to the covariance's width {d}. Received: "
+            f"chunks={tuple(chunks)}, covariance.shape={covariance.shape}"
+        )
+    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    live = std >= _MIN_STD
+    std = np.where(live, std, 1.0)
+    affinity = (covariance / np.outer(std, std)) ** 2
+    affinity[~live] = 0.0
+    affinity[:, ~live] = 0.0
+    np.fill_diagonal(affinity, 0.0)
+    leading = np.linalg.eigh(affinity)[1][:, -1]
+    start = np.argsort(-np.abs(leading), kind="stable")
+    group = np.repeat(np.arange(len(chunks)), chunks)[np.argsort(start)]
+    # sums[i, g]: coordinate i's affinity to the members of chunk g.
+    sums = affinity @ np.eye(len(chunks))[group]
+    rows = np.arange(d)
+    for _ in range(10 * d):
+        to = (sums - sums[rows, group][:, None])[:, group]
+        gain = to + to.T - 2 * affinity
+        gain[group[:, None] == group[None, :]] = -np.inf
+        i, j = np.unravel_index(np.argmax(gain), gain.shape)
+        if not gain[i, j] > 1e-12:
+            break
+        a, b = group[i], group[j]
+        sums[:, a] += affinity[:, j] - affinity[:, i]
+        sums[:, b] += affinity[:, i] - affinity[:, j]
+        group[i], group[j] = b, a
+    return np.concatenate(
+        [np.flatnonzero(group == g) for g in range(len(chunks))]
+    )
+
+
+def within_chunk_share(covariance, order, chunks):
+    """The share of the squared correlations that lie within chunks.
+
+    Over pairs of distinct coordinates: about `1 / n` for n equal chunks
+    of unrelated coordinates, 1 when no pair across chunks correlates.
+
+    Args:
+        covariance: array `(d, d)`, the coordinates' covariance.
+        order: int array, chunk i holds `order[start_i:stop_i]`.
+        chunks: tuple of chunk widths.
+
+    Returns:
+        A float in [0, 1] (0 when nothing correlates).
+    """
+    covariance = np.asarray(covariance, dtype=np.float64)
+    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    std = np.where(std >= _MIN_STD, std, np.inf)
+    affinity = (covariance / np.outer(std, std)) ** 2
+    np.fill_diagonal(affinity, 0.0)
+    total = affinity.sum()
+    if not total:
+        return 0.0
+    order = np.asarray(order)
+    inside = sum(
+        affinity[np.ix_(order[a:b], order[a:b])].sum()
+        for a, b in chunking.bounds(chunks)
+    )
+    return float(inside / total)
 
 
 def balanced_order(variance, chunks):

@@ -134,7 +134,15 @@ class TeacherClass(keras.Model):
             features, so no per-coordinate range holds).
         balance_chunks: bool, with `conditioning`: order the coordinates
             so that every chunk holds about the same share of the
-            targets' variance.
+            targets' variance (`chunk_order="variance"`).
+        chunk_order: None (or "contiguous"), "variance" or
+            "correlation", with `conditioning`: how the conditioned
+            coordinates are dealt to the chunks. "variance" is
+            `balance_chunks=True`; "correlation" (with "standardize")
+            puts strongly correlated features in one chunk
+            (`conditioning.correlated_order`), so each student regresses
+            a group of features that share their causes rather than a
+            slice of all of them.
         **kwargs: base `keras.Model` arguments (`name`, ...).
 
     Raises:
@@ -170,6 +178,7 @@ class TeacherClass(keras.Model):
         student_input=None,
         conditioning=None,
         balance_chunks=False,
+        chunk_order=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -206,12 +215,15 @@ class TeacherClass(keras.Model):
             name="students_trained",
         )
         self.conditioning = conditioning
-        self.balance_chunks = bool(balance_chunks)
+        self.chunk_order = conditioning_lib.resolve_order(
+            balance_chunks, chunk_order, "balance_chunks", "chunk_order"
+        )
+        self.balance_chunks = self.chunk_order == "variance"
         # Not a Keras object either: its statistics are this model's weights.
         self._targets = conditioning_lib.TargetConditioning(
             self,
             conditioning,
-            self.balance_chunks,
+            self.chunk_order,
             feature_shape[-1],
             self.head,
             self.clip,
@@ -1059,6 +1071,7 @@ class TeacherClass(keras.Model):
                 "student_input": self.student_input,
                 "conditioning": self.conditioning,
                 "balance_chunks": self.balance_chunks,
+                "chunk_order": self.chunk_order,
             }
         )
         return config

@@ -59,14 +59,20 @@ def _save_conditioning(tc, directory):
         mean=fitted.mean.astype("float32"),
         matrix=fitted.matrix.astype("float32"),
         kind=fitted.kind,
-        balance=fitted.balance,
+        order=fitted.order or "",
     )
 
 
 def _load_conditioning(path):
     with np.load(path) as f:
+        # Files written before chunk orders other than "variance" hold a
+        # `balance` flag instead of an `order`.
+        if "order" in f:
+            order = {"balance": False, "order": str(f["order"]) or None}
+        else:
+            order = {"balance": bool(f["balance"])}
         return conditioning_lib.Conditioning(
-            f["mean"], f["matrix"], str(f["kind"]), bool(f["balance"])
+            f["mean"], f["matrix"], str(f["kind"]), **order
         )
 
 

@@ -125,3 +125,60 @@ def test_config_round_trip():
     again = Conditioning(**c.get_config())
     np.testing.assert_array_equal(again.matrix, c.matrix)
     assert again.kind == "whiten" and again.balance
+
+
+def _grouped_features(n=2000, groups=3, size=4, seed=0):
+    """Features in `groups` planted groups of `size` (each a noisy copy of
+    one factor), shuffled; returns them and each feature's group."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, groups))
+    f = np.repeat(z, size, axis=1) + 0.3 * rng.normal(size=(n, groups * size))
+    scales = rng.uniform(0.1, 10.0, size=groups * size)
+    perm = rng.permutation(groups * size)
+    truth = np.repeat(np.arange(groups), size)[perm]
+    return (f * scales)[:, perm].astype("float32"), truth
+
+
+def test_correlated_order_recovers_planted_groups():
+    f, truth = _grouped_features()
+    covariance = np.cov(f, rowvar=False)
+    order = conditioning.correlated_order(covariance, (4, 4, 4))
+    assert sorted(order.tolist()) == list(range(12))
+    found = [set(truth[order[i : i + 4]].tolist()) for i in (0, 4, 8)]
+    assert all(len(groups) == 1 for groups in found)
+    assert conditioning.within_chunk_share(covariance, order, (4, 4, 4)) > 0.95
+    in_place = conditioning.within_chunk_share(
+        covariance, np.arange(12), (4, 4, 4)
+    )
+    assert in_place < 0.6
+
+
+def test_correlation_order_standardizes_and_groups(tmp_path):
+    f, truth = _grouped_features()
+    c = Conditioning.fit(f, "standardize", (4, 4, 4), order="correlation")
+    assert c.order == "correlation" and not c.balance and c.diagonal
+    t = c.transform(f)
+    np.testing.assert_allclose(t.std(0), 1.0, atol=1e-2)
+    np.testing.assert_allclose(c.inverse(t), f, rtol=1e-4, atol=1e-3)
+    # Target j is feature `features[j]`; every chunk holds one group.
+    features = np.argmax(np.abs(c.matrix), axis=0)
+    assert all(len(set(truth[features[i : i + 4]])) == 1 for i in (0, 4, 8))
+    again = Conditioning(**c.get_config())
+    assert again.order == "correlation"
+    np.testing.assert_array_equal(again.matrix, c.matrix)
+
+
+def test_chunk_order_errors():
+    f, _ = _grouped_features()
+    with pytest.raises(ValueError, match="Received: kind='pca'"):
+        Conditioning.fit(f, "pca", (4, 4, 4), order="correlation")
+    with pytest.raises(ValueError, match="Received: order='size'"):
+        Conditioning.fit(f, "standardize", (4, 4, 4), order="size")
+    with pytest.raises(ValueError, match="Received: chunks=None"):
+        Conditioning.fit(f, "standardize", order="correlation")
+    with pytest.raises(
+        ValueError, match="Received: balance=True, order='correlation'"
+    ):
+        Conditioning.fit(f, "standardize", (4, 4, 4), True, "correlation")
+    with pytest.raises(ValueError, match="must sum to the covariance's"):
+        conditioning.correlated_order(np.eye(12), (4, 4))

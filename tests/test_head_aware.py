@@ -316,6 +316,48 @@ def test_conditioning_arguments_are_checked(teacher):
         TeacherClass(teacher, conditioning="zca")
     with pytest.raises(ValueError, match="conditioning=None"):
         TeacherClass(teacher, balance_chunks=True)
+    with pytest.raises(ValueError, match="chunk_order='correlation'"):
+        TeacherClass(teacher, chunk_order="correlation")
+    with pytest.raises(ValueError, match="Received: conditioning='pca'"):
+        TeacherClass(teacher, conditioning="pca", chunk_order="correlation")
+    with pytest.raises(ValueError, match="Received: chunk_order='random'"):
+        TeacherClass(teacher, conditioning="pca", chunk_order="random")
+
+
+def test_correlation_chunks_fold_exactly_and_load_back(teacher, data, tmp_path):
+    """A class on correlation-ordered chunks composes to students ->
+    inverse change -> head, and its order survives `.keras` and student
+    files."""
+    x, y = data
+    tc = TeacherClass(
+        teacher,
+        num_students=2,
+        conditioning="standardize",
+        chunk_order="correlation",
+    )
+    tc.fit_students(x, epochs=1, verbose=0)
+    fitted = tc.target_conditioning()
+    assert fitted.order == "correlation"
+    rep = tc.representation().predict(x[:32], verbose=0)
+    expected = tc.head.predict(np.maximum(fitted.inverse(rep), 0.0), verbose=0)
+    got = tc.compose().predict(x[:32], verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    tc.save(str(tmp_path / "tc.keras"))
+    again = keras.saving.load_model(str(tmp_path / "tc.keras"))
+    assert again.chunk_order == "correlation" and not again.balance_chunks
+    assert again.conditioning_digest() == tc.conditioning_digest()
+    tc.save_students(str(tmp_path / "students"))
+    gathered = TeacherClass(
+        teacher,
+        num_students=2,
+        conditioning="standardize",
+        chunk_order="correlation",
+    )
+    gathered.load_students(str(tmp_path / "students"))
+    assert gathered.target_conditioning().order == "correlation"
+    np.testing.assert_allclose(
+        gathered.compose().predict(x[:32], verbose=0), got, atol=1e-5
+    )
 
 
 def test_refine_keeps_accuracy_and_saves(teacher, data, tmp_path):
