@@ -107,17 +107,21 @@ def cifar10_probe_split(teacher, data_dir, samples, batch_size=512):
 def student_scores(tc, x_val, y_val, clean, batch_size=512):
     """A class's held-out scores, before any head fine-tuning.
 
-    One pass of the students; the teacher's head (what `compose()` puts
-    on them) scores their output. Returns a dict: `val_accuracy`, and
-    `val_mse`, the students' mean squared error to `clean`.
+    The composed model's accuracy (the teacher's head on the students'
+    output; under target conditioning, the head folded to read targets)
+    and the students' mean squared error to their targets (`clean`, the
+    teacher's representation, in the class's target coordinates). Returns
+    a dict: `val_accuracy`, `val_mse`.
     """
     import numpy as np
 
     students = tc.representation().predict(
         x_val, batch_size=batch_size, verbose=0
     )
-    probs = tc.cut.head().predict(students, batch_size=batch_size, verbose=0)
+    fitted = tc.target_conditioning()
+    targets = clean if fitted is None else fitted.transform(clean)
+    probs = tc.compose().predict(x_val, batch_size=batch_size, verbose=0)
     return {
         "val_accuracy": float(np.mean(probs.argmax(-1) == y_val)),
-        "val_mse": float(np.mean((students - clean) ** 2)),
+        "val_mse": float(np.mean((students - targets) ** 2)),
     }
