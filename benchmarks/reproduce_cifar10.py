@@ -220,7 +220,10 @@ def make_class(teacher, n, cfg, conditioned=False):
     shared_input(teacher, cfg)
     extra = {}
     if conditioned:
-        extra = {"conditioning": "standardize", "balance_chunks": True}
+        extra = {
+            "conditioning": "standardize",
+            "chunk_order": cfg.get("chunk_order", "variance"),
+        }
     return TeacherClass(
         teacher,
         num_students=n,
@@ -234,13 +237,14 @@ def make_class(teacher, n, cfg, conditioned=False):
     )
 
 
-def view_conditioning(views, chunks):
-    """Standardizing statistics of the representation over every view."""
+def view_conditioning(views, chunks, order="variance"):
+    """Standardizing statistics of the representation over every view,
+    the coordinates dealt to `chunks` by `order`."""
     return conditioning.Conditioning.fit(
         (views.targets(v) for v in range(views.num_views + 1)),
         "standardize",
         chunks=chunks,
-        balance=True,
+        order=order,
     )
 
 
@@ -270,7 +274,9 @@ def train_class(
     keras.utils.set_random_seed(seed)
     tc = make_class(teacher, n, cfg, conditioned=best)
     if best:
-        tc.set_target_conditioning(view_conditioning(views, tc.chunks))
+        tc.set_target_conditioning(
+            view_conditioning(views, tc.chunks, tc.chunk_order)
+        )
     trainer = training.for_class(tc, loss="head_aware" if best else "mse")
     trainer.compile(optimizer=adam(cfg, len(x)), loss="mse")
     built_optimizer(trainer)
@@ -319,7 +325,8 @@ def train_class(
         record["best_choice"] = {"rule": BEST_RULE, "ingredients": ingredients}
         record["conditioning"] = {
             "conditioning": "standardize",
-            "balance_chunks": True,
+            "balance_chunks": tc.balance_chunks,
+            "chunk_order": tc.chunk_order,
             "statistics": f"the clean and {views.num_views} augmented views",
         }
     head_seconds = []

@@ -376,6 +376,15 @@ def add_cifar10_flags(p):
         f"{architectures.FAST_STUDENT_BLOCK1}, its whole first block (both "
         "convolutions), frozen the same way",
     )
+    g.add_argument(
+        "--chunk-order",
+        default="variance",
+        choices=("variance", "correlation"),
+        help="the best class's chunks of standardized targets "
+        "(`TeacherClass(chunk_order=...)`): variance, an equal share of "
+        "the variance each (as on the other datasets); correlation, "
+        "strongly correlated features in one chunk",
+    )
 
 
 def cifar10_fast(args):
@@ -426,6 +435,8 @@ def cifar10_configuration(args, teacher_cfg, cfg):
         cfg["student_batch_norm"] = True
     if args.student_input:  # recorded only when set, as above
         cfg["student_input"] = args.student_input
+    if args.chunk_order != "variance":  # as above
+        cfg["chunk_order"] = args.chunk_order
     return teacher_cfg, cfg
 
 
@@ -516,6 +527,13 @@ def check(args):
             "--student-input names a layer of the fast CIFAR-10 teacher: "
             "it is for --dataset cifar10 without --paper. Received: "
             f"--student-input {args.student_input} --dataset {args.dataset}"
+            + (" --paper" if args.paper else "")
+        )
+    if args.chunk_order != "variance" and not cifar10_fast(args):
+        raise ValueError(
+            "--chunk-order orders the fast CIFAR-10 best class's targets: "
+            "it is for --dataset cifar10 without --paper. Received: "
+            f"--chunk-order {args.chunk_order} --dataset {args.dataset}"
             + (" --paper" if args.paper else "")
         )
     if cifar10_fast(args) and not set(args.variant) <= {"plain", "best"}:
@@ -675,6 +693,8 @@ def argv_for(settings):
         ]
         if settings.get("student_input"):
             argv += ["--student-input", settings["student_input"]]
+        if settings.get("chunk_order"):
+            argv += ["--chunk-order", settings["chunk_order"]]
     return argv
 
 
@@ -736,6 +756,13 @@ def changes(settings):
             "image; the composed model holds it once, in front of its "
             "students, and counts it in its parameters and multiply-adds",
         )
+    if settings.get("chunk_order") == "correlation":
+        made += (
+            "the best class's standardized targets dealt to the chunks by "
+            'correlation (`TeacherClass(chunk_order="correlation")`: '
+            "strongly correlated features share a student), not an equal "
+            "share of the variance each",
+        )
     resized = resized_students(settings)
     if resized:
         made += (
@@ -792,6 +819,7 @@ def describe(settings):
             if s.get("student_input")
             else ""
         )
+        + (f"; chunks by {s['chunk_order']}" if s.get("chunk_order") else "")
         + (
             f"; student bottleneck >= {s['min_student_bottleneck']}"
             if "min_student_bottleneck" in s

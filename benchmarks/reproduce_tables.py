@@ -489,6 +489,11 @@ def _summary_config(cfg):
             else ""
         )
         + (
+            f"; chunks by {cfg['chunk_order']}"
+            if cfg.get("chunk_order")
+            else ""
+        )
+        + (
             "; student filters " + ", ".join(resized_students(cfg))
             if resized_students(cfg)
             else ""

@@ -655,6 +655,30 @@ def test_best_class_refines_on_cached_logits_and_resumes(
         np.testing.assert_array_equal(wa, wb)
 
 
+def test_best_class_can_deal_its_chunks_by_correlation(reproduce, tmp_path):
+    settings = reproduce.settings
+    best = ("--variant", "best", "--refine-epochs", "1", "--baselines")
+    order = ("--chunk-order", "correlation")
+    _, cfg, tid, sid, _ = _setup(reproduce, tmp_path / "c", *best, *order)
+    _, plain, plain_tid, plain_sid, _ = _setup(reproduce, tmp_path / "c", *best)
+    # Recorded only when not the default: older ids are unchanged.
+    assert cfg["chunk_order"] == "correlation" and "chunk_order" not in plain
+    assert tid == plain_tid and sid != plain_sid
+    assert any("by correlation" in c for c in settings.changes(cfg))
+    assert "; chunks by correlation" in settings.describe(cfg)
+    again = settings.parser().parse_args(settings.argv_for(cfg))
+    assert settings.configuration(again, 64)[1] == cfg
+    args = settings.parser().parse_args(["--dataset", "mnist", *order])
+    with pytest.raises(ValueError, match="Received: --chunk-order correlation"):
+        settings.check(args)
+
+    done, state = _run(reproduce, tmp_path / "a", *best, *order)
+    assert done
+    (record,) = state.data["runs"].values()
+    assert record["conditioning"]["chunk_order"] == "correlation"
+    assert not record["conditioning"]["balance_chunks"]
+
+
 def test_cifar10_runs_the_plain_and_best_classes_only(reproduce):
     settings = reproduce.settings
     args = settings.parser().parse_args(
