@@ -779,3 +779,29 @@ def test_tta_scores_a_saved_teacher_and_reads_its_record(teacher_tta, tmp_path):
     for level, scores in ((0, z), (1, z + z_mirror)):
         expected = float((scores.argmax(-1) == y).mean())
         assert record[f"test_accuracy_tta{level}"] == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def chunk_classes():
+    spec = importlib.util.spec_from_file_location(
+        "chunk_classes", BENCHMARKS / "chunk_classes.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chunk_classes_shares_each_class_evidence(chunk_classes):
+    # Features 0, 1 vote for class "a", 2 for "b", 3 for "c"; feature 1
+    # varies twice as much as feature 0.
+    covariance = np.diag([1.0, 4.0, 1.0, 1.0])
+    kernel = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 2.0, -1.0], [0, 0, 3.0]])
+    shares = chunk_classes.chunk_classes(
+        covariance, kernel, np.array([1, 3, 0, 2]), (2, 2), ("a", "b", "c")
+    )
+    # Chunk 0 (features 1, 3): 2/3 of a's evidence (1 * 2 of 1 + 2), all
+    # of c's; chunk 1 (0, 2): the rest of a's and all of b's.
+    assert shares == [
+        {"c": 1.0, "a": 0.667, "b": 0.0},
+        {"b": 1.0, "a": 0.333, "c": 0.0},
+    ]
