@@ -40,6 +40,11 @@ from teacherclass import compose as compose_lib
 
 KINDS = ("standardize", "pca", "whiten")
 ORDERS = ("variance", "correlation")
+_ORDER_WORDS = {
+    None: "in order",
+    "variance": "by variance",
+    "correlation": "by correlation",
+}
 
 # Features whose standard deviation is below this (dead ReLUs, constants)
 # keep a unit scale: dividing by ~0 would make their targets explode.
@@ -376,6 +381,14 @@ class TargetConditioning:
                 f"This class conditions its targets with {self.kind!r} "
                 f"over {self.width} features. Received: a {fitted.kind!r} "
                 f"conditioning of width {fitted.mean.shape[0]}"
+            )
+        if fitted.order != self.order:
+            raise ValueError(
+                "This class deals its targets to the chunks "
+                f"{_ORDER_WORDS[self.order]}; these statistics deal them "
+                f"{_ORDER_WORDS[fitted.order]}, so the students would "
+                "regress other targets. Received: a conditioning with "
+                f"order={fitted.order!r}"
             )
         self._mean.assign(fitted.mean.astype("float32"))
         self._matrix.assign(fitted.matrix.astype("float32"))

@@ -182,3 +182,15 @@ def test_chunk_order_errors():
         Conditioning.fit(f, "standardize", (4, 4, 4), True, "correlation")
     with pytest.raises(ValueError, match="must sum to the covariance's"):
         conditioning.correlated_order(np.eye(12), (4, 4))
+
+
+def test_student_files_of_the_balance_flag_still_load(tmp_path):
+    # conditioning.npz before chunk orders: a `balance` flag.
+    from teacherclass import student_files
+
+    c = Conditioning.fit(_features(), "standardize", (3, 3), balance=True)
+    path = tmp_path / "conditioning.npz"
+    np.savez(path, mean=c.mean, matrix=c.matrix, kind=c.kind, balance=True)
+    loaded = student_files._load_conditioning(path)
+    assert loaded.order == "variance" and loaded.balance
+    assert loaded.digest() == c.digest()

@@ -358,6 +358,13 @@ def test_correlation_chunks_fold_exactly_and_load_back(teacher, data, tmp_path):
     np.testing.assert_allclose(
         gathered.compose().predict(x[:32], verbose=0), got, atol=1e-5
     )
+    # Students of one order do not load into a class of another.
+    other = TeacherClass(
+        teacher, num_students=2, conditioning="standardize", balance_chunks=True
+    )
+    with pytest.raises(ValueError, match="Received: a conditioning with "):
+        other.load_students(str(tmp_path / "students"))
+    assert not other.conditioning_fitted
 
 
 def test_refine_keeps_accuracy_and_saves(teacher, data, tmp_path):
