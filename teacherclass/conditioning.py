@@ -509,10 +509,10 @@ def correlated_order(covariance, chunks):
 
     Partitions the coordinates into chunks of the given widths so that
     the squared correlation summed over pairs within a chunk is large: a
-    start from the covariance's leading eigenvector of squared
-    correlations (coordinates by their loading, cut into the chunks),
-    then the swap of two coordinates between chunks that gains the most,
-    until none gains (at most 10 swaps per coordinate). Deterministic.
+    start from the leading eigenvector of the squared correlations
+    (coordinates by their loading, cut into the chunks), then the swap
+    of two coordinates between chunks that gains the most, until none
+    gains (at most 10 swaps per coordinate). Deterministic.
     Constant coordinates (zero variance) correlate with nothing.
 
     Args:
@@ -539,13 +539,7 @@ def correlated_order(covariance, chunks):
             f"`chunks` must sum to the covariance's width {d}. Received: "
             f"chunks={tuple(chunks)}, covariance.shape={covariance.shape}"
         )
-    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    live = std >= _MIN_STD
-    std = np.where(live, std, 1.0)
-    affinity = (covariance / np.outer(std, std)) ** 2
-    affinity[~live] = 0.0
-    affinity[:, ~live] = 0.0
-    np.fill_diagonal(affinity, 0.0)
+    affinity = _squared_correlation(covariance)
     leading = np.linalg.eigh(affinity)[1][:, -1]
     start = np.argsort(-np.abs(leading), kind="stable")
     group = np.repeat(np.arange(len(chunks)), chunks)[np.argsort(start)]
@@ -582,11 +576,7 @@ def within_chunk_share(covariance, order, chunks):
     Returns:
         A float in [0, 1] (0 when nothing correlates).
     """
-    covariance = np.asarray(covariance, dtype=np.float64)
-    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    std = np.where(std >= _MIN_STD, std, np.inf)
-    affinity = (covariance / np.outer(std, std)) ** 2
-    np.fill_diagonal(affinity, 0.0)
+    affinity = _squared_correlation(covariance)
     total = affinity.sum()
     if not total:
         return 0.0
@@ -596,6 +586,17 @@ def within_chunk_share(covariance, order, chunks):
         for a, b in chunking.bounds(chunks)
     )
     return float(inside / total)
+
+
+def _squared_correlation(covariance):
+    """Squared correlations of distinct coordinates (0 on the diagonal
+    and for constant coordinates, which correlate with nothing)."""
+    covariance = np.asarray(covariance, dtype=np.float64)
+    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    std = np.where(std >= _MIN_STD, std, np.inf)
+    affinity = (covariance / np.outer(std, std)) ** 2
+    np.fill_diagonal(affinity, 0.0)
+    return affinity
 
 
 def balanced_order(variance, chunks):
