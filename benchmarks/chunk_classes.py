@@ -88,9 +88,8 @@ def main(argv=None):
     cache.check_teacher(teacher)
     kernel = np.asarray(teacher.get_layer(args.classifier).kernel.numpy())
     views = range(cache.num_views + 1)
-    covariance = np.cov(
-        np.concatenate([cache.targets(v) for v in views]).astype("float64"),
-        rowvar=False,
+    _, covariance = conditioning.mean_and_covariance(
+        cache.targets(v) for v in views
     )
     width = covariance.shape[0]
     chunks = chunking.contiguous(width, args.students)

@@ -49,6 +49,7 @@ from _common import cifar10_probe_split  # noqa: E402
 from _common import cosine_adam  # noqa: E402
 from _common import environment  # noqa: E402
 from _common import student_scores  # noqa: E402
+from reproduce_cifar10 import view_conditioning  # noqa: E402
 
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
@@ -188,21 +189,13 @@ def refine(tc, cache, x, y, epochs, seed, timer):
 
 
 def fit_conditioning(cache, tc):
-    """`tc`'s target conditioning fitted on every cached view (as
-    `reproduce_cifar10.view_conditioning`), and a record of the share of
+    """`tc`'s standardized targets fitted on every cached view as
+    `reproduce.py`'s best class fits them, and a record of the share of
     the features' squared correlations that its chunks hold."""
-    views = range(cache.num_views + 1)
-    fitted = conditioning_lib.Conditioning.fit(
-        (cache.targets(v) for v in views),
-        tc.conditioning,
-        chunks=tc.chunks,
-        order=tc.chunk_order,
+    fitted = view_conditioning(cache, tc.chunks, tc.chunk_order)
+    _, covariance = conditioning_lib.mean_and_covariance(
+        cache.targets(v) for v in range(cache.num_views + 1)
     )
-    count, total, outer = conditioning_lib._moments(
-        cache.targets(v) for v in views
-    )
-    mean = total / count
-    covariance = outer / count - np.outer(mean, mean)
     # Target j is feature `features[j]` ("standardize": a scaled
     # permutation).
     features = np.argmax(np.abs(fitted.matrix), axis=0)

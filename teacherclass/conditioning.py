@@ -151,9 +151,7 @@ class Conditioning:
                 f"{kind!r} coordinates are uncorrelated: use it with "
                 f"'standardize'. Received: kind={kind!r}"
             )
-        count, total, outer = _moments(features)
-        mean = total / count
-        covariance = outer / count - np.outer(mean, mean)
+        mean, covariance = mean_and_covariance(features)
         if kind == "standardize":
             std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
             std = np.where(std < _MIN_STD, 1.0, std)
@@ -632,6 +630,22 @@ def balanced_order(variance, chunks):
         members[i].append(int(j))
         totals[i] += variance[j]
     return np.array([j for m in members for j in m], dtype=np.int64)
+
+
+def mean_and_covariance(features):
+    """The features' mean `(d,)` and covariance `(d, d)`, in float64.
+
+    Args:
+        features: a float array whose last axis is the representation,
+            or an iterable of such batches; positions of feature maps
+            count as samples.
+
+    Raises:
+        ValueError: if there is no sample.
+    """
+    count, total, outer = _moments(features)
+    mean = total / count
+    return mean, outer / count - np.outer(mean, mean)
 
 
 def _moments(features):
