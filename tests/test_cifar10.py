@@ -16,14 +16,20 @@ from teacherclass.flops import count_flops
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def reproduce():
+def _benchmark(name):
+    """The script `benchmarks/<name>.py`, imported as a module (each puts
+    benchmarks/ on sys.path)."""
     spec = importlib.util.spec_from_file_location(
-        "reproduce", BENCHMARKS / "reproduce.py"
+        name, BENCHMARKS / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path
+    spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    return _benchmark("reproduce")
 
 
 def _macs(model):
@@ -730,12 +736,7 @@ def test_a_recorded_teacher_is_not_trained_again_silently(reproduce, tmp_path):
 
 @pytest.fixture(scope="module")
 def teacher_tta():
-    spec = importlib.util.spec_from_file_location(
-        "teacher_tta", BENCHMARKS / "teacher_tta.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("teacher_tta")
 
 
 def test_tta_levels_average_mirrors_and_reflected_shifts(teacher_tta):
@@ -783,12 +784,7 @@ def test_tta_scores_a_saved_teacher_and_reads_its_record(teacher_tta, tmp_path):
 
 @pytest.fixture(scope="module")
 def chunk_classes():
-    spec = importlib.util.spec_from_file_location(
-        "chunk_classes", BENCHMARKS / "chunk_classes.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("chunk_classes")
 
 
 def test_chunk_classes_shares_each_class_evidence(chunk_classes):
