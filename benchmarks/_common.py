@@ -120,7 +120,10 @@ def student_scores(tc, x_val, y_val, clean, batch_size=512):
     )
     fitted = tc.target_conditioning()
     targets = clean if fitted is None else fitted.transform(clean)
-    probs = tc.compose().predict(x_val, batch_size=batch_size, verbose=0)
+    # The students' output is clipped as the composed model clips it;
+    # the head reading it is the composed model's (folded, if conditioned).
+    head, _ = tc.target_head()
+    probs = head.predict(students, batch_size=batch_size, verbose=0)
     return {
         "val_accuracy": float(np.mean(probs.argmax(-1) == y_val)),
         "val_mse": float(np.mean((students - targets) ** 2)),
