@@ -360,7 +360,11 @@ def run_class(
     keras.utils.set_random_seed(seed)
     extra = {}
     if ingredients.get("conditioning"):
-        extra = {"conditioning": "standardize", "balance_chunks": True}
+        # Variance-balanced chunks unless the configuration says otherwise.
+        extra = {
+            "conditioning": "standardize",
+            "chunk_order": cfg.get("chunk_order", "variance"),
+        }
     tc = TeacherClass(teacher, num_students=n, student=student(cfg, n), **extra)
     augment_students = cfg.get("augment_students") or ingredients.get(
         "augment_students"

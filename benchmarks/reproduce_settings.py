@@ -193,6 +193,15 @@ def parser():
         "(equal budgets)",
     )
     p.add_argument(
+        "--chunk-order",
+        default="variance",
+        choices=("variance", "correlation"),
+        help="how the conditioned and best classes deal their standardized "
+        "targets to the chunks (`TeacherClass(chunk_order=...)`): "
+        "variance, an equal share of the variance each; correlation, "
+        "strongly correlated features in one chunk",
+    )
+    p.add_argument(
         "--match",
         choices=MATCHES,
         default="params",
@@ -376,15 +385,6 @@ def add_cifar10_flags(p):
         f"{architectures.FAST_STUDENT_BLOCK1}, its whole first block (both "
         "convolutions), frozen the same way",
     )
-    g.add_argument(
-        "--chunk-order",
-        default="variance",
-        choices=("variance", "correlation"),
-        help="the best class's chunks of standardized targets "
-        "(`TeacherClass(chunk_order=...)`): variance, an equal share of "
-        "the variance each (as on the other datasets); correlation, "
-        "strongly correlated features in one chunk",
-    )
 
 
 def cifar10_fast(args):
@@ -435,8 +435,6 @@ def cifar10_configuration(args, teacher_cfg, cfg):
         cfg["student_batch_norm"] = True
     if args.student_input:  # recorded only when set, as above
         cfg["student_input"] = args.student_input
-    if args.chunk_order != "variance":  # as above
-        cfg["chunk_order"] = args.chunk_order
     return teacher_cfg, cfg
 
 
@@ -529,12 +527,14 @@ def check(args):
             f"--student-input {args.student_input} --dataset {args.dataset}"
             + (" --paper" if args.paper else "")
         )
-    if args.chunk_order != "variance" and not cifar10_fast(args):
+    if args.chunk_order != "variance" and not {"conditioned", "best"} & set(
+        args.variant
+    ):
         raise ValueError(
-            "--chunk-order orders the fast CIFAR-10 best class's targets: "
-            "it is for --dataset cifar10 without --paper. Received: "
-            f"--chunk-order {args.chunk_order} --dataset {args.dataset}"
-            + (" --paper" if args.paper else "")
+            "--chunk-order deals the standardized targets of the "
+            "conditioned and best classes to their chunks: pass --variant "
+            "conditioned or best. Received: --chunk-order "
+            f"{args.chunk_order} --variant {' '.join(args.variant)}"
         )
     if cifar10_fast(args) and not set(args.variant) <= {"plain", "best"}:
         raise ValueError(
@@ -618,6 +618,8 @@ def configuration(args, n_train):
         cfg["refine_epochs"] = args.refine_epochs
     if args.match != "params":
         cfg["baseline_match"] = args.match
+    if args.chunk_order != "variance":
+        cfg["chunk_order"] = args.chunk_order
     if cifar10_fast(args):
         return cifar10_configuration(args, teacher_cfg, cfg)
     return teacher_cfg, cfg
@@ -693,8 +695,8 @@ def argv_for(settings):
         ]
         if settings.get("student_input"):
             argv += ["--student-input", settings["student_input"]]
-        if settings.get("chunk_order"):
-            argv += ["--chunk-order", settings["chunk_order"]]
+    if settings.get("chunk_order"):
+        argv += ["--chunk-order", settings["chunk_order"]]
     return argv
 
 
@@ -758,7 +760,8 @@ def changes(settings):
         )
     if settings.get("chunk_order") == "correlation":
         made += (
-            "the best class's standardized targets dealt to the chunks by "
+            "the conditioned and best classes' standardized targets dealt "
+            "to the chunks by "
             'correlation (`TeacherClass(chunk_order="correlation")`: '
             "strongly correlated features share a student), not an equal "
             "share of the variance each",

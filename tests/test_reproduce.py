@@ -611,6 +611,36 @@ def test_every_supported_variant_runs_on_the_validation_split(
         print("skipped (library API missing, see reason):", skipped)
 
 
+def test_conditioned_class_can_deal_its_chunks_by_correlation(
+    reproduce, tmp_path
+):
+    order = ("--chunk-order", "correlation")
+    state = reproduce.main(
+        _smoke_argv(tmp_path, ["conditioned"], "--baselines", *order)
+    )
+    ((settings_id, recorded),) = state["settings"].items()
+    assert recorded["chunk_order"] == "correlation"
+    (run,) = state["runs"].values()
+    assert run["variant"] == "conditioned" and run["val_accuracy"] > 0
+    assert run["conditioning"] == {
+        "conditioning": "standardize",
+        "chunk_order": "correlation",
+    }
+    settings = reproduce.settings
+    again = settings.parser().parse_args(settings.argv_for(recorded))
+    assert settings.digest(settings.configuration(again, 200)[1]) == (
+        settings_id
+    )
+    assert "; chunks by correlation" in settings.describe(recorded)
+    # Only the conditioned and best classes have standardized targets.
+    args = settings.parser().parse_args(["--dataset", "digits", *order])
+    with pytest.raises(
+        ValueError,
+        match="Received: --chunk-order correlation --variant plain",
+    ):
+        settings.check(args)
+
+
 def test_refined_variant_wiring_with_a_stand_in(
     reproduce, tmp_path, monkeypatch
 ):
