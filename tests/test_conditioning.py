@@ -1,3 +1,6 @@
+import importlib.util
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -151,6 +154,55 @@ def test_correlated_order_recovers_planted_groups():
         covariance, np.arange(12), (4, 4, 4)
     )
     assert in_place < 0.6
+
+
+def _speed_benchmark():
+    """benchmarks/correlated_order_speed.py, which keeps the first
+    (exhaustive) `correlated_order` as `reference_order`."""
+    path = Path(__file__).parents[1] / "benchmarks/correlated_order_speed.py"
+    spec = importlib.util.spec_from_file_location("order_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "d, chunks, seed",
+    [(96, (24,) * 4, 0), (120, (50, 40, 30), 1), (160, (20,) * 8, 2)],
+)
+def test_correlated_order_makes_the_exhaustive_search_swaps(d, chunks, seed):
+    # The pruned search finds the best swap of all d * d pairs at every
+    # step: the same partition as scoring them all.
+    bench = _speed_benchmark()
+    covariance = bench.synthetic_covariance(d, seed=seed, samples=500)
+    order = conditioning.correlated_order(covariance, chunks)
+    reference = bench.reference_order(covariance, chunks)
+    assert bench.partition(order, chunks) == bench.partition(reference, chunks)
+    share = conditioning.within_chunk_share(covariance, order, chunks)
+    assert share > conditioning.within_chunk_share(
+        covariance, np.arange(d), chunks
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_best_swap_is_the_best_of_all_pairs(seed):
+    # Large affinities make the best movers poor partners: the best pair
+    # lies beyond the first `top` movers scored.
+    rng = np.random.default_rng(seed)
+    d = 100
+    affinity = rng.uniform(0.0, 0.5, size=(d, d))
+    affinity = (affinity + affinity.T) / 2
+    move = rng.normal(size=(d, 2))
+    group = rng.permutation(np.repeat([0, 1], d // 2))
+    a, b = np.flatnonzero(group == 0), np.flatnonzero(group == 1)
+    leaders = (a[np.argsort(-move[a, 1])[:20]], b[np.argsort(-move[b, 0])[:20]])
+    affinity[np.ix_(*leaders)] = affinity[np.ix_(*leaders[::-1])] = 5.0
+    gain, i, j = conditioning._best_swap(affinity, move, group, 0, 1)
+    every = move[a, 1][:, None] + move[b, 0][None, :]
+    every -= 2 * affinity[np.ix_(a, b)]
+    assert gain == pytest.approx(every.max())
+    assert group[i] == 0 and group[j] == 1
+    assert move[i, 1] + move[j, 0] - 2 * affinity[i, j] == pytest.approx(gain)
 
 
 def test_correlation_order_standardizes_and_groups(tmp_path):
