@@ -550,9 +550,12 @@ def correlated_order(covariance, chunks):
         # move[i, g]: what moving coordinate i alone to chunk g would add.
         move = sums - sums[rows, group][:, None]
         gain, i, j = max(
-            _best_swap(affinity, move, group, a, b)
-            for a in range(len(chunks))
-            for b in range(a + 1, len(chunks))
+            (
+                _best_swap(affinity, move, group, a, b)
+                for a in range(len(chunks))
+                for b in range(a + 1, len(chunks))
+            ),
+            default=(-np.inf, -1, -1),  # one chunk: nothing to swap
         )
         if not gain > 1e-12:
             break
@@ -569,8 +572,9 @@ def _leading_eigenvector(affinity, iterations=500, tol=1e-12):
     """The leading eigenvector of a non-negative symmetric matrix.
 
     By power iteration from the uniform vector, its entries non-negative
-    (Perron-Frobenius): a few products with the matrix where a full
-    eigendecomposition costs minutes at d = 4096. Where the two leading
+    (Perron-Frobenius): a few products with the matrix, where a full
+    eigendecomposition took over a minute at d = 4096 on 2 CPU cores
+    (`benchmarks/correlated_order_speed.py`). Where the two leading
     eigenvalues are close it stops after `iterations` in their span,
     which does as well as a start for the swaps.
     """
@@ -600,15 +604,13 @@ def _best_swap(affinity, move, group, a, b, top=16):
     Returns:
         `(gain, i, j)`; `(-inf, -1, -1)` when a chunk is empty.
     """
-    members = np.flatnonzero(group == a), np.flatnonzero(group == b)
-    if not all(m.size for m in members):
+    i, j = np.flatnonzero(group == a), np.flatnonzero(group == b)
+    if not (i.size and j.size):
         return -np.inf, -1, -1
     # Each side's movers, best first (ties: the lower index first).
-    (i, gi), (j, gj) = (
-        (m[order], gains[order])
-        for m, gains in zip(members, (move[members[0], b], move[members[1], a]))
-        for order in [np.argsort(-gains, kind="stable")]
-    )
+    gi, gj = move[i, b], move[j, a]
+    by_i, by_j = np.argsort(-gi, kind="stable"), np.argsort(-gj, kind="stable")
+    i, gi, j, gj = i[by_i], gi[by_i], j[by_j], gj[by_j]
     while True:
         ki, kj = min(top, i.size), min(top, j.size)
         block = gi[:ki, None] + gj[None, :kj]

@@ -184,6 +184,12 @@ def test_correlated_order_makes_the_exhaustive_search_swaps(d, chunks, seed):
     )
 
 
+def test_correlated_order_of_one_chunk_keeps_every_coordinate():
+    covariance = np.cov(_grouped_features()[0], rowvar=False)
+    order = conditioning.correlated_order(covariance, (12,))
+    assert sorted(order.tolist()) == list(range(12))
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_best_swap_is_the_best_of_all_pairs(seed):
     # Large affinities make the best movers poor partners: the best pair
