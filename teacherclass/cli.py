@@ -72,7 +72,17 @@ _SETTINGS = (
     "batch_size",
     "seed",
     "precision",
+    "conditioning",
+    "chunk_order",
+    "refine_epochs",
 )
+# Settings added after the first runs were written: a config.json without
+# them ran at these values.
+_LATER_SETTINGS = {
+    "conditioning": "none",
+    "chunk_order": "contiguous",
+    "refine_epochs": 0,
+}
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -213,6 +223,32 @@ def _add_run(commands, verbose):
         help="epochs of head fine-tuning after composing",
     )
     run.add_argument(
+        "--conditioning",
+        choices=("none", "standardize", "pca", "whiten"),
+        default="none",
+        help="the coordinates the students regress the representation in "
+        "(`TeacherClass(conditioning=...)`): none, every feature at unit "
+        "variance, the covariance's eigenvectors, or both",
+    )
+    run.add_argument(
+        "--chunk-order",
+        choices=("contiguous", "variance", "correlation"),
+        default="contiguous",
+        help="how the conditioned coordinates are dealt to the students "
+        "(`TeacherClass(chunk_order=...)`, needs --conditioning): in "
+        "order, an equal share of the variance each, or strongly "
+        "correlated features to one student (with standardize)",
+    )
+    run.add_argument(
+        "--refine-epochs",
+        metavar="N",
+        type=int,
+        default=0,
+        help="epochs of end-to-end refinement of the composed model after "
+        "composing (`TeacherClass.refine`: students and head on labels "
+        "and the teacher's logits)",
+    )
+    run.add_argument(
         "--batch-size",
         metavar="N",
         type=int,
@@ -318,12 +354,26 @@ def _check_counts(args):
                 f"{_flag(name)} must be positive. "
                 f"Received: {_flag(name)}={value}"
             )
-    for name in ("fine_tune_epochs", "seed"):
+    for name in ("fine_tune_epochs", "refine_epochs", "seed"):
         value = getattr(args, name)
         if value < 0:
             raise CommandError(
                 f"{_flag(name)} must be >= 0. Received: {_flag(name)}={value}"
             )
+    order = args.chunk_order
+    if order != "contiguous" and args.conditioning == "none":
+        raise CommandError(
+            "--chunk-order deals conditioned coordinates: pass "
+            "--conditioning too. Received: "
+            f"--chunk-order={order} --conditioning=none"
+        )
+    if order == "correlation" and args.conditioning != "standardize":
+        raise CommandError(
+            "--chunk-order=correlation groups standardized features (pca "
+            "and whiten coordinates are uncorrelated): pass --conditioning="
+            f"standardize. Received: --chunk-order={order} "
+            f"--conditioning={args.conditioning}"
+        )
 
 
 # ----------------------------------------------------------------------
@@ -603,6 +653,7 @@ def _resume_settings(args):
             f"run`; it has no config.json. Received: --resume={run_dir}"
         )
     config = _read_json(path, "--resume")
+    config = {**_LATER_SETTINGS, **config}
     missing = [k for k in _SETTINGS if k not in config]
     if missing:
         raise CommandError(
@@ -671,7 +722,17 @@ def _run(args, state):
         teacher, student = _architectures(args.dataset, args.students)
         if resuming and os.path.isfile(teacher_path):
             teacher = _load_keras(teacher_path, "RUN_DIR", compile=True)
-        tc = TeacherClass(teacher, num_students=args.students, student=student)
+        tc = TeacherClass(
+            teacher,
+            num_students=args.students,
+            student=student,
+            conditioning=None
+            if args.conditioning == "none"
+            else args.conditioning,
+            chunk_order=None
+            if args.chunk_order == "contiguous"
+            else args.chunk_order,
+        )
     except ValueError as e:
         raise CommandError(
             f"--students={args.students} does not fit the teacher: {e}"
@@ -689,9 +750,14 @@ def _run(args, state):
         _write_json(os.path.join(run_dir, "config.json"), config)
         state["run_dir"] = run_dir  # resumable from here on
     resumed = f" (resumed; saved: {', '.join(_saved(run_dir))})"
+    recipe = ""
+    if args.conditioning != "none":
+        recipe += f"; targets {args.conditioning}, dealt {args.chunk_order}"
+    if args.refine_epochs:
+        recipe += f"; {args.refine_epochs} refinement epoch(s)"
     print(
         f"{args.dataset}: {len(x)} train / {len(x_test)} test samples; "
-        f"{args.students} students of widths {list(tc.chunks)}; "
+        f"{args.students} students of widths {list(tc.chunks)}{recipe}; "
         f"precision {policy}; run directory {run_dir}"
         + (resumed if resuming else "")
     )
@@ -702,6 +768,7 @@ def _stages(args, run_dir, tc, train, test):
     """The run's stages; each saves its product, which a resume reuses."""
     import keras
 
+    from teacherclass import fusion
     from teacherclass import report as report_lib
 
     (x, y), (x_test, y_test) = train, test
@@ -765,15 +832,30 @@ def _stages(args, run_dir, tc, train, test):
         composed = _load_keras(composed_path, "RUN_DIR")
     else:
         _phase("compose")
+        refine = args.refine_epochs > 0
         composed = tc.compose(
             fine_tune=args.fine_tune_epochs > 0,
             x=x,
             y=y,
-            fuse="auto",
+            fuse="none" if refine else "auto",
             epochs=args.fine_tune_epochs,
             batch_size=args.batch_size,
             verbose=args.progress,
         )
+        if refine:
+            _phase(f"refine ({args.refine_epochs} epochs, end to end)")
+            history = keras.callbacks.History()
+            refined = tc.refine(
+                x,
+                y,
+                epochs=args.refine_epochs,
+                batch_size=args.batch_size,
+                verbose=args.progress,
+                callbacks=[history],
+            )
+            composed = fusion.fuse(refined, mode="auto")
+            histories["refine"] = _history(history)
+            _write_json(histories_path, histories)
         info = composed.fusion
         print(
             f"towers fused: {info.mode}"

@@ -165,6 +165,36 @@ def test_run_digits_meets_the_target(capsys, tmp_path):
     assert (run_dir / "report.json").is_file()
 
 
+def test_run_with_conditioning_correlation_and_refinement(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["run", "--teacher-epochs", "8", "--epochs", "8", "--progress", "0"]
+    argv += ["--conditioning", "standardize", "--chunk-order", "correlation"]
+    argv += ["--refine-epochs", "2", "--run-dir", str(run_dir)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "; targets standardize, dealt correlation; 2 refinement" in out
+    assert "== refine (2 epochs, end to end)" in out
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["conditioning"] == "standardize"
+    assert config["chunk_order"] == "correlation"
+    assert config["refine_epochs"] == 2
+    histories = json.loads((run_dir / "histories.json").read_text())
+    assert len(histories["refine"]["loss"]) == 2
+    saved = json.loads((run_dir / "students" / "student_0.json").read_text())
+    assert saved["conditioning"] == "standardize"
+    assert (run_dir / "students" / "conditioning.npz").is_file()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["models"]["composed"]["accuracy"] > 0.8
+    # Resumed after its students: they load under the same conditioning.
+    for name in ("composed.keras", "report.json"):
+        (run_dir / name).unlink()
+    assert cli.main(["run", "--resume", str(run_dir), "--progress", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "students: loaded from students/" in out
+    assert "== refine (2 epochs, end to end)" in out
+    assert (run_dir / "report.json").is_file()
+
+
 def test_module_and_help():
     result = subprocess.run(
         [sys.executable, "-m", "teacherclass", "run", "--help"],

@@ -112,6 +112,26 @@ ROWS = {
         ["--fine-tune-epochs=-1"],
     ),
     "seed -1": (["run", "--seed", "-1"], 1, ["--seed=-1"]),
+    "refine -1": (
+        ["run", "--refine-epochs", "-1"],
+        1,
+        ["--refine-epochs=-1"],
+    ),
+    "chunk order unconditioned": (
+        ["run", "--chunk-order", "variance"],
+        1,
+        ["--chunk-order=variance", "--conditioning=none"],
+    ),
+    "correlation of pca": (
+        ["run", "--conditioning", "pca", "--chunk-order", "correlation"],
+        1,
+        ["--chunk-order=correlation", "--conditioning=pca"],
+    ),
+    "unknown conditioning": (
+        ["run", "--conditioning", "zca"],
+        2,
+        ["argument --conditioning", "'zca'"],
+    ),
     "unknown dataset": (
         ["run", "--dataset", "imagenet"],
         2,
