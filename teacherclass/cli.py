@@ -346,6 +346,11 @@ def _flag(name):
     return "--" + name.replace("_", "-")
 
 
+def _conditioning(flag):
+    """`TeacherClass`'s `conditioning` of the `--conditioning` flag."""
+    return None if flag == "none" else flag
+
+
 def _check_counts(args):
     for name in ("students", "teacher_epochs", "epochs", "batch_size"):
         value = getattr(args, name)
@@ -726,12 +731,8 @@ def _run(args, state):
             teacher,
             num_students=args.students,
             student=student,
-            conditioning=None
-            if args.conditioning == "none"
-            else args.conditioning,
-            chunk_order=None
-            if args.chunk_order == "contiguous"
-            else args.chunk_order,
+            conditioning=_conditioning(args.conditioning),
+            chunk_order=args.chunk_order,  # "contiguous" is the default
         )
     except ValueError as e:
         raise CommandError(
