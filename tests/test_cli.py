@@ -379,10 +379,17 @@ def test_resume_finishes_an_interrupted_run(quick_run, tmp_path, capsys):
         remove=["students", "composed.keras", "report.json", "figures"],
     )
     teacher = (run_dir / "teacher.keras").read_bytes()
+    # Written before --conditioning, --chunk-order, --refine-epochs: it
+    # resumes as it ran, without them.
+    config = json.loads((run_dir / "config.json").read_text())
+    for key in ("conditioning", "chunk_order", "refine_epochs"):
+        del config[key]
+    (run_dir / "config.json").write_text(json.dumps(config))
     argv = ["run", "--resume", str(run_dir), "--progress", "0"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "resumed; saved: config.json, teacher.keras" in out
+    assert "targets" not in out and "== refine" not in out
     assert "teacher: loaded from teacher.keras" in out
     assert "== representation and students (2 epochs)" in out
     assert (run_dir / "teacher.keras").read_bytes() == teacher
