@@ -197,6 +197,7 @@ def main(argv=None):
     """
     args = settings.parser().parse_args(argv)
     settings.check(args)
+    settings.check_variants(args)
     out_dir = Path(args.out_dir)
     plot_dir = Path(args.plot_dir) if args.plot_dir else ROOT / "docs/results"
     if args.backfill_compute:

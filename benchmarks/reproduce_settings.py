@@ -527,15 +527,6 @@ def check(args):
             f"--student-input {args.student_input} --dataset {args.dataset}"
             + (" --paper" if args.paper else "")
         )
-    if args.chunk_order != "variance" and not {"conditioned", "best"} & set(
-        args.variant
-    ):
-        raise ValueError(
-            "--chunk-order deals the standardized targets of the "
-            "conditioned and best classes to their chunks: pass --variant "
-            "conditioned or best. Received: --chunk-order "
-            f"{args.chunk_order} --variant {' '.join(args.variant)}"
-        )
     if cifar10_fast(args) and not set(args.variant) <= {"plain", "best"}:
         raise ValueError(
             "The fast CIFAR-10 run has the plain and best classes (best "
@@ -556,6 +547,23 @@ def check(args):
             "augmentation (--augment), which is none here. Received: "
             f"--variant augmented --augment {args.augment} --dataset "
             f"{args.dataset}" + (" --paper" if args.paper else "")
+        )
+
+
+def check_variants(args):
+    """Raises ValueError when no class asked for uses a setting given.
+
+    Apart from `check`: the flags of a recorded configuration
+    (`argv_for`) name no variant.
+    """
+    if args.chunk_order != "variance" and not {"conditioned", "best"} & set(
+        args.variant
+    ):
+        raise ValueError(
+            "--chunk-order deals the standardized targets of the "
+            "conditioned and best classes to their chunks: pass --variant "
+            "conditioned or best. Received: --chunk-order "
+            f"{args.chunk_order} --variant {' '.join(args.variant)}"
         )
 
 

@@ -638,7 +638,7 @@ def test_conditioned_class_can_deal_its_chunks_by_correlation(
         ValueError,
         match="Received: --chunk-order correlation --variant plain",
     ):
-        settings.check(args)
+        settings.check_variants(args)
 
 
 def test_refined_variant_wiring_with_a_stand_in(
