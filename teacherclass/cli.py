@@ -365,6 +365,10 @@ def _check_counts(args):
             raise CommandError(
                 f"{_flag(name)} must be >= 0. Received: {_flag(name)}={value}"
             )
+
+
+def _check_recipe(args):
+    """`--chunk-order` needs the conditioning it orders."""
     order = args.chunk_order
     if order != "contiguous" and args.conditioning == "none":
         raise CommandError(
@@ -704,6 +708,7 @@ def _run(args, state):
         state["run_dir"] = args.run_dir
     else:
         _check_counts(args)
+        _check_recipe(args)
     data_dir, source = _data_dir(args.dataset, args.data_dir)
     run_dir = args.run_dir or os.path.join(
         "runs", f"{args.dataset}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -572,9 +572,8 @@ def _leading_eigenvector(affinity, iterations=500, tol=1e-12):
     """The leading eigenvector of a non-negative symmetric matrix.
 
     By power iteration from the uniform vector, its entries non-negative
-    (Perron-Frobenius): a few products with the matrix, where a full
-    eigendecomposition took over a minute at d = 4096 on 2 CPU cores
-    (`benchmarks/correlated_order_speed.py`). Where the two leading
+    (Perron-Frobenius): a few products with the matrix instead of a full
+    eigendecomposition, whose cost grows as d^3. Where the two leading
     eigenvalues are close it stops after `iterations` in their span,
     which does as well as a start for the swaps.
     """
