@@ -211,6 +211,39 @@ def test_best_swap_is_the_best_of_all_pairs(seed):
     assert move[i, 1] + move[j, 0] - 2 * affinity[i, j] == pytest.approx(gain)
 
 
+def _share_benchmark():
+    """benchmarks/chunk_order_share.py."""
+    path = Path(__file__).parents[1] / "benchmarks/chunk_order_share.py"
+    spec = importlib.util.spec_from_file_location("order_share", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_effective_rank_counts_independent_directions():
+    effective_rank = _share_benchmark().effective_rank
+    assert effective_rank(np.eye(4)) == pytest.approx(4.0)
+    # Two copies of one direction and a constant coordinate: one.
+    one = np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
+    assert effective_rank(one) == pytest.approx(1.0)
+    assert effective_rank(np.zeros((3, 3))) == 0.0
+
+
+def test_chunk_order_share_reports_each_order():
+    bench = _share_benchmark()
+    f, _ = _grouped_features()
+    covariance = np.cov(f, rowvar=False)
+    report = bench.order_report(f, covariance, (4, 4, 4))
+    assert set(report) == {"contiguous", *conditioning.ORDERS}
+    by_correlation = report["correlation"]
+    # Each chunk holds one planted group: one noisy direction each (1.35
+    # at this noise), where chunks mixing 3 groups need about 3.
+    assert by_correlation["within_chunk_share"] > 0.95
+    assert all(r < 1.5 for r in by_correlation["chunk_effective_ranks"])
+    assert report["contiguous"]["within_chunk_share"] < 0.6
+    assert all(r > 2.5 for r in report["contiguous"]["chunk_effective_ranks"])
+
+
 def test_correlation_order_standardizes_and_groups(tmp_path):
     f, truth = _grouped_features()
     c = Conditioning.fit(f, "standardize", (4, 4, 4), order="correlation")
