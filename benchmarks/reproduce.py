@@ -266,7 +266,11 @@ def main(argv=None):
         if key not in state.data["teachers"]:
             sidecar = path.with_suffix(".json")
             if path.exists() and sidecar.exists():
-                record = json.loads(sidecar.read_text())
+                # The sidecar keeps `train_teacher`'s names ("test_" for
+                # the held-out part, whichever split that was).
+                record = runs.relabel(
+                    json.loads(sidecar.read_text()), args.split
+                )
                 print(f"[teacher seed {seed}] reusing {path}", flush=True)
             else:
                 print(f"[teacher seed {seed}] training", flush=True)

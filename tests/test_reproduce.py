@@ -530,6 +530,23 @@ def _smoke_argv(tmp_path, variants, *extra):
     ]
 
 
+def test_a_new_results_folder_reuses_a_cached_validation_teacher(
+    reproduce, tmp_path
+):
+    # The teacher's file and sidecar stay in the cache; a run writing to
+    # another results folder reuses them, relabelled for its split.
+    argv = _smoke_argv(tmp_path, ["plain"])
+    first = reproduce.main(argv)
+    (teacher,) = first["teachers"].values()
+    out = argv.index("--out-dir") + 1
+    argv[out] = str(tmp_path / "other")
+    again = reproduce.main(argv)
+    (reused,) = again["teachers"].values()
+    assert reused["val_accuracy"] == teacher["val_accuracy"]
+    assert "test_accuracy" not in reused
+    assert reused["train_seconds"] == teacher["train_seconds"]
+
+
 def test_every_supported_variant_runs_on_the_validation_split(
     reproduce, tmp_path, monkeypatch
 ):
