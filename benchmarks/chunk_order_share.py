@@ -110,17 +110,7 @@ def main(argv=None):
     features = features.reshape(-1, features.shape[-1]).astype(np.float64)
     _, covariance = conditioning.mean_and_covariance(features)
     width = covariance.shape[0]
-    classes = {}
-    for n in args.students:
-        chunks = chunking.contiguous(width, n)
-        classes[str(n)] = order_report(features, covariance, chunks)
-        for name, row in classes[str(n)].items():
-            print(
-                f"n={n} {name}: within-chunk share "
-                f"{row['within_chunk_share']:.3f}, effective ranks "
-                f"{row['chunk_effective_ranks']}"
-            )
-    run = {
+    teacher_row = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
@@ -130,8 +120,17 @@ def main(argv=None):
         "samples": int(len(x)),
         "width": int(width),
         "effective_rank": round(effective_rank(covariance), 2),
-        "classes": classes,
     }
+    rows = []
+    for n in args.students:
+        chunks = chunking.contiguous(width, n)
+        for name, row in order_report(features, covariance, chunks).items():
+            print(
+                f"n={n} {name}: within-chunk share "
+                f"{row['within_chunk_share']:.3f}, effective ranks "
+                f"{row['chunk_effective_ranks']}"
+            )
+            rows.append({**teacher_row, "students": n, "order": name, **row})
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.exists() else {}
     record.update(
@@ -142,14 +141,16 @@ def main(argv=None):
             **environment(),
         }
     )
+    # One row per class size and order; a teacher measured again
+    # replaces its rows.
     record["runs"] = [
         r
         for r in record.get("runs", [])
         if (r["dataset"], r["teacher"]) != (args.dataset, args.teacher)
-    ] + [run]
+    ] + rows
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")
-    return run
+    return rows
 
 
 if __name__ == "__main__":

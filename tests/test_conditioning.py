@@ -1,10 +1,12 @@
 import importlib.util
+import json
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from teacherclass import architectures
 from teacherclass import conditioning
 from teacherclass.conditioning import Conditioning
 
@@ -285,3 +287,32 @@ def test_student_files_of_the_balance_flag_still_load(tmp_path):
     loaded = student_files._load_conditioning(path)
     assert loaded.order == "variance" and loaded.balance
     assert loaded.digest() == c.digest()
+
+
+def test_chunk_order_share_writes_a_row_per_order(tmp_path):
+    # An untrained digits teacher: its features correlate all the same.
+    bench = _share_benchmark()
+    teacher = architectures.for_dataset("digits").teacher()
+    path = tmp_path / "teacher.keras"
+    teacher.save(path)
+    out = tmp_path / "share.json"
+    argv = ["--dataset", "digits", "--teacher", str(path), "--out", str(out)]
+    rows = bench.main([*argv, "--samples", "300", "--students", "2", "4"])
+    assert [(r["students"], r["order"]) for r in rows] == [
+        (n, order)
+        for n in (2, 4)
+        for order in ("contiguous", "variance", "correlation")
+    ]
+    assert {r["samples"] for r in rows} == {270}  # 10% held out
+    by = {(r["students"], r["order"]): r for r in rows}
+    for n in (2, 4):
+        assert len(by[n, "correlation"]["chunk_effective_ranks"]) == n
+        assert (
+            by[n, "correlation"]["within_chunk_share"]
+            >= by[n, "contiguous"]["within_chunk_share"]
+        )
+    # Measured again: its rows replace the first ones.
+    bench.main([*argv, "--samples", "300"])
+    saved = json.loads(out.read_text())
+    assert saved["benchmark"] == "chunk_order_share"
+    assert [r["students"] for r in saved["runs"]] == [4, 4, 4]
