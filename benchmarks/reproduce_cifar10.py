@@ -40,6 +40,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 from _common import cosine_adam
+from reproduce_runs import relabel
 from reproduce_runs import timed_beside_teacher
 from reproduce_settings import seeds
 from reproduce_state import Budget
@@ -551,6 +552,17 @@ class Sitting:
     teacher_cfg: dict | None = None
     teachers: dict = dataclasses.field(default_factory=dict)
 
+    @property
+    def split(self):
+        """What the runs score on: "validation" (the held-out end of the
+        training data) under `--split validation`, else "test"."""
+        return self.cfg.get("split", "test")
+
+    @property
+    def metric(self):
+        """The accuracy's key in the records of this split."""
+        return "val_accuracy" if self.split == "validation" else "test_accuracy"
+
 
 def run(
     args,
@@ -677,6 +689,7 @@ def _teacher(sitting, seed):
         record.update({"seed": seed, "teacher_id": sitting.teacher_id})
         if sitting.teacher_cfg is not None:
             record["config"] = sitting.teacher_cfg
+        record = relabel(record, sitting.split)
         if retrained:
             # The runs recorded before were trained with the teacher this
             # record replaces.
@@ -685,8 +698,8 @@ def _teacher(sitting, seed):
         state.data["teachers"][key] = record
         state.save()
         log(
-            f"[teacher seed {seed}] test accuracy "
-            f"{record['test_accuracy']:.4f}, {record['params']:,} params, "
+            f"[teacher seed {seed}] {sitting.metric.replace('_', ' ')} "
+            f"{record[sitting.metric]:.4f}, {record['params']:,} params, "
             f"{record['macs'] / 1e6:.0f}M MACs, "
             f"{record['train_seconds'] / 60:.0f} min"
         )
@@ -712,8 +725,9 @@ def _retraining(sitting, key, recorded, path, stage_dir):
             return False  # the checkpoint restores the recorded teacher
     if not sitting.args.retrain_teacher:
         raise SystemExit(
-            f"The teacher {key} is recorded in {sitting.state.path} (test "
-            f"accuracy {recorded['test_accuracy']:.4f}) but its file {path} "
+            f"The teacher {key} is recorded in {sitting.state.path} "
+            f"({sitting.metric.replace('_', ' ')} "
+            f"{recorded[sitting.metric]:.4f}) but its file {path} "
             f"is missing, and so are its finished checkpoints in "
             f"{stage_dir}. The runs recorded with it were trained with that "
             "teacher. Put the file back, or pass --retrain-teacher to train "
@@ -807,15 +821,17 @@ def _run_unit(sitting, kind, seed, what):
             if n
             else "",
             "variant": variant if n else "",
-            "split": "test",
+            "split": sitting.split,
             "seed": seed,
             "wall_seconds_this_sitting": time.perf_counter() - start,
             **unit_info(),
         }
     )
+    record = relabel(record, sitting.split)
     state.data["runs"][key] = record
     state.save()
     log(
-        f"[{key}] test accuracy {record['test_accuracy']:.4f}, "
+        f"[{key}] {sitting.metric.replace('_', ' ')} "
+        f"{record[sitting.metric]:.4f}, "
         f"{record['params']:,} params, {record['macs'] / 1e6:.1f}M MACs"
     )

@@ -682,6 +682,20 @@ def test_best_class_can_deal_its_chunks_by_correlation(reproduce, tmp_path):
     assert not record["conditioning"]["balance_chunks"]
 
 
+def test_validation_runs_are_recorded_as_validation(reproduce, tmp_path):
+    # --split validation scores on the held-out end of the training data:
+    # its records say so (they said "test" before).
+    done, state = _run(reproduce, tmp_path, "--split", "validation")
+    assert done
+    (teacher,) = state.data["teachers"].values()
+    assert "val_accuracy" in teacher and "test_accuracy" not in teacher
+    assert len(state.data["runs"]) == 2  # the class and the baseline
+    for record in state.data["runs"].values():
+        assert record["split"] == "validation"
+        assert 0 <= record["val_accuracy"] <= 1
+        assert not [k for k in record if k.startswith("test_")]
+
+
 def test_cifar10_runs_the_plain_and_best_classes_only(reproduce):
     settings = reproduce.settings
     args = settings.parser().parse_args(
