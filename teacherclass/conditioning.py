@@ -31,6 +31,8 @@ coordinates when `A` is diagonal up to a permutation ("standardize"); a
 rotation mixes features, so "pca" and "whiten" compose without a clip.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -174,6 +176,8 @@ class Conditioning:
             matrix = matrix[:, balanced_order(variance, chunks)]
         elif order == "correlation":
             matrix = matrix[:, correlated_order(covariance, chunks)]
+        if chunks is not None:
+            _warn_constant_chunks(matrix, covariance, chunks, order)
         return cls(mean, matrix, kind=kind, order=order)
 
     @property
@@ -470,6 +474,23 @@ class TargetConditioning:
         if self.kind == "standardize" and self.feature_clip:
             rep = self.feature_clip(rep)
         return rep
+
+
+def _warn_constant_chunks(matrix, covariance, chunks, order):
+    """Warns for each chunk whose targets are all constant: its student
+    would regress constants (a chunk by correlation can gather the
+    teacher's dead ReLUs, which correlate with nothing)."""
+    variance = (matrix * (covariance @ matrix)).sum(axis=0)  # of targets
+    for i, (start, stop) in enumerate(chunking.bounds(chunks)):
+        if np.all(variance[start:stop] < _MIN_STD**2):
+            warnings.warn(
+                f"Chunk {i} of {len(chunks)} (targets {start}-{stop - 1}) "
+                "holds only constant features (e.g. ReLUs that never fire "
+                "on these samples): its student has nothing to learn. "
+                "order='variance' deals constant features to every chunk. "
+                f"Received: order={order!r}",
+                stacklevel=3,
+            )
 
 
 def resolve_order(balance, order, balance_name, order_name):

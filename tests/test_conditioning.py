@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import keras
@@ -316,3 +317,17 @@ def test_chunk_order_share_writes_a_row_per_order(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["benchmark"] == "chunk_order_share"
     assert [r["students"] for r in saved["runs"]] == [4, 4, 4]
+
+
+def test_a_chunk_of_constant_features_is_warned_about():
+    # Three groups fill three chunks; the search leaves the 4 constant
+    # features (dead ReLUs) to the fourth, whose student learns nothing.
+    f, _ = _grouped_features()
+    f = np.concatenate([np.zeros((len(f), 4), "float32"), f], axis=1)
+    chunks = (4, 4, 4, 4)
+    with pytest.warns(UserWarning, match=r"Chunk 3 of 4 \(targets 12-15\)"):
+        c = Conditioning.fit(f, "standardize", chunks, order="correlation")
+    assert sorted(np.argmax(np.abs(c.matrix[:, 12:]), axis=0)) == [0, 1, 2, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Conditioning.fit(f, "standardize", chunks, order="variance")
