@@ -487,7 +487,8 @@ def _warn_constant_chunks(matrix, covariance, chunks, order):
                 f"Chunk {i} of {len(chunks)} (targets {start}-{stop - 1}) "
                 "holds only constant features (e.g. ReLUs that never fire "
                 "on these samples): its student has nothing to learn. "
-                "order='variance' deals constant features to every chunk. "
+                "order='variance' gives every chunk an equal share of the "
+                "variance, so none holds constants alone. "
                 f"Received: order={order!r}",
                 stacklevel=3,
             )
