@@ -11,7 +11,8 @@ and reports, per order, the share of the features' squared correlations
 that lies within chunks (`conditioning.within_chunk_share`: about 1 / n
 for unrelated features) and each chunk's effective rank (the exponential
 of the entropy of its correlation matrix's normalized eigenvalues: how
-many independent directions a student must learn). Written to ask
+many independent directions a student must learn), and how many of
+the teacher's features are constant on these samples. Written to ask
 whether the share predicts where chunks by correlation pay (CIFAR-10)
 and where not (IMDB); the accuracies themselves are in the datasets'
 results files.
@@ -43,6 +44,7 @@ from teacherclass import teacher as teacher_lib  # noqa: E402
 
 OUT = HERE / "results" / "chunk_order_share.json"
 BATCH = 512
+CONSTANT_STD = 1e-6  # as `conditioning`: below it a feature is constant
 
 
 def effective_rank(covariance):
@@ -51,7 +53,7 @@ def effective_rank(covariance):
     coordinates; constant coordinates count for nothing."""
     covariance = np.asarray(covariance, dtype=np.float64)
     std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    live = std > 1e-6
+    live = std >= CONSTANT_STD
     if not live.any():
         return 0.0
     correlation = covariance[np.ix_(live, live)] / np.outer(
@@ -120,6 +122,9 @@ def main(argv=None):
         "samples": int(len(x)),
         "width": int(width),
         "effective_rank": round(effective_rank(covariance), 2),
+        # Features constant on these samples (dead ReLUs): they
+        # correlate with nothing.
+        "constant_features": int(np.sum(np.diag(covariance) < CONSTANT_STD**2)),
     }
     rows = []
     for n in args.students:

@@ -319,6 +319,28 @@ def test_chunk_order_share_writes_a_row_per_order(tmp_path):
     assert [r["students"] for r in saved["runs"]] == [4, 4, 4]
 
 
+def test_chunk_order_share_counts_the_constant_features(tmp_path):
+    # A representation of 8 ReLUs, 3 of them dead (no weights, a
+    # negative bias): constant on every sample.
+    inputs = keras.Input((8, 8, 1))
+    rep = keras.layers.Dense(8, activation="relu", name="representation")
+    outputs = keras.layers.Dense(10, activation="softmax")(
+        rep(keras.layers.Flatten()(inputs))
+    )
+    teacher = keras.Model(inputs, outputs)
+    kernel, bias = rep.get_weights()
+    kernel[:, :3], bias[:3] = 0.0, -1.0
+    rep.set_weights([kernel, bias])
+    path = tmp_path / "teacher.keras"
+    teacher.save(path)
+    argv = ["--dataset", "digits", "--teacher", str(path), "--samples", "300"]
+    rows = _share_benchmark().main(
+        [*argv, "--students", "2", "--out", str(tmp_path / "share.json")]
+    )
+    assert {r["constant_features"] for r in rows} == {3}
+    assert {r["width"] for r in rows} == {8}
+
+
 def test_a_chunk_of_constant_features_is_warned_about():
     # Three groups fill three chunks; the search leaves the 4 constant
     # features (dead ReLUs) to the fourth, whose student learns nothing.
