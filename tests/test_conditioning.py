@@ -159,14 +159,19 @@ def test_correlated_order_recovers_planted_groups():
     assert in_place < 0.6
 
 
-def _speed_benchmark():
-    """benchmarks/correlated_order_speed.py, which keeps the first
-    (exhaustive) `correlated_order` as `reference_order`."""
-    path = Path(__file__).parents[1] / "benchmarks/correlated_order_speed.py"
-    spec = importlib.util.spec_from_file_location("order_speed", path)
+def _benchmark(name):
+    """The script `benchmarks/<name>.py`, imported as a module."""
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _speed_benchmark():
+    """benchmarks/correlated_order_speed.py, which keeps the first
+    (exhaustive) `correlated_order` as `reference_order`."""
+    return _benchmark("correlated_order_speed")
 
 
 @pytest.mark.parametrize(
@@ -214,17 +219,8 @@ def test_best_swap_is_the_best_of_all_pairs(seed):
     assert move[i, 1] + move[j, 0] - 2 * affinity[i, j] == pytest.approx(gain)
 
 
-def _share_benchmark():
-    """benchmarks/chunk_order_share.py."""
-    path = Path(__file__).parents[1] / "benchmarks/chunk_order_share.py"
-    spec = importlib.util.spec_from_file_location("order_share", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_effective_rank_counts_independent_directions():
-    effective_rank = _share_benchmark().effective_rank
+    effective_rank = _benchmark("chunk_order_share").effective_rank
     assert effective_rank(np.eye(4)) == pytest.approx(4.0)
     # Two copies of one direction and a constant coordinate: one.
     one = np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
@@ -233,7 +229,7 @@ def test_effective_rank_counts_independent_directions():
 
 
 def test_chunk_order_share_reports_each_order():
-    bench = _share_benchmark()
+    bench = _benchmark("chunk_order_share")
     f, _ = _grouped_features()
     covariance = np.cov(f, rowvar=False)
     report = bench.order_report(f, covariance, (4, 4, 4))
@@ -292,7 +288,7 @@ def test_student_files_of_the_balance_flag_still_load(tmp_path):
 
 def test_chunk_order_share_writes_a_row_per_order(tmp_path):
     # An untrained digits teacher: its features correlate all the same.
-    bench = _share_benchmark()
+    bench = _benchmark("chunk_order_share")
     teacher = architectures.for_dataset("digits").teacher()
     path = tmp_path / "teacher.keras"
     teacher.save(path)
@@ -334,7 +330,7 @@ def test_chunk_order_share_counts_the_constant_features(tmp_path):
     path = tmp_path / "teacher.keras"
     teacher.save(path)
     argv = ["--dataset", "digits", "--teacher", str(path), "--samples", "300"]
-    rows = _share_benchmark().main(
+    rows = _benchmark("chunk_order_share").main(
         [*argv, "--students", "2", "--out", str(tmp_path / "share.json")]
     )
     assert {r["constant_features"] for r in rows} == {3}
