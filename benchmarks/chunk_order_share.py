@@ -44,7 +44,9 @@ from teacherclass import teacher as teacher_lib  # noqa: E402
 
 OUT = HERE / "results" / "chunk_order_share.json"
 BATCH = 512
-CONSTANT_STD = 1e-6  # as `conditioning`: below it a feature is constant
+# Below it a feature is constant: the library's own threshold, which the
+# constant-chunk warning of `Conditioning.fit` uses.
+CONSTANT_STD = conditioning._MIN_STD
 
 
 def effective_rank(covariance):
