@@ -5,6 +5,7 @@ checks every tower goes through: the project's own `run_layer_test` and
 Keras' own harness (`run_keras_layer_test`).
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -25,6 +26,17 @@ def shared_data():
     if not path.is_dir():
         pytest.skip(f"no shared data folder at {path}")
     return path
+
+
+def load_script(path, name=None):
+    """A script of the repository (`path` relative to its root, e.g.
+    "benchmarks/reproduce.py"), imported as a module named `name` (default:
+    the file's stem). Benchmark scripts put benchmarks/ on sys.path."""
+    path = Path(__file__).resolve().parents[1] / path
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def blobs(n=256, classes=3, shape=(8,), seed=0, spread=0.3):

@@ -7,6 +7,7 @@ is the global average pooling output that feeds the classifier.
 import keras
 import numpy as np
 import pytest
+from helpers import load_script
 
 from teacherclass import ConvTower
 from teacherclass import TeacherClass
@@ -67,13 +68,8 @@ def test_mobilenet_v2_teacher_end_to_end(make, gap, tmp_path):
 
 
 def test_imagenet_example_teacher_uses_gap_as_representation():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "imagenet.py"
-    spec = importlib.util.spec_from_file_location("imagenet_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)  # defines functions; downloads nothing
+    # Defines functions; downloads nothing.
+    example = load_script("examples/imagenet.py", "imagenet_example")
     teacher, base = example.teacher_model(32, 3, weights=None)
     tc = TeacherClass(teacher, num_students=2, student=ConvTower(1))
     assert tc.feature_layer == "representation"

@@ -1,30 +1,21 @@
 """CIFAR-10 on a CPU budget: fast teacher, sized students, resumable runs."""
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from helpers import load_script
 
 from teacherclass import TeacherClass
 from teacherclass import architectures
 from teacherclass.flops import count_flops
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 def _benchmark(name):
-    """The script `benchmarks/<name>.py`, imported as a module (each puts
-    benchmarks/ on sys.path)."""
-    spec = importlib.util.spec_from_file_location(
-        name, BENCHMARKS / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The script `benchmarks/<name>.py`, imported as a module."""
+    return load_script(f"benchmarks/{name}.py")
 
 
 @pytest.fixture(scope="module")

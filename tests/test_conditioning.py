@@ -1,11 +1,10 @@
-import importlib.util
 import json
 import warnings
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from helpers import load_script
 
 from teacherclass import architectures
 from teacherclass import conditioning
@@ -161,11 +160,7 @@ def test_correlated_order_recovers_planted_groups():
 
 def _benchmark(name):
     """The script `benchmarks/<name>.py`, imported as a module."""
-    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"benchmarks/{name}.py")
 
 
 def _speed_benchmark():

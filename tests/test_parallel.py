@@ -1,6 +1,5 @@
 """Students trained as separate processes, then composed."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from helpers import load_script
 
 import teacherclass  # noqa: F401  (registers the layers load_model needs)
 
@@ -18,10 +18,7 @@ EXAMPLE = (
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("parallel", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/parallel_students.py", "parallel")
 
 
 def test_split_gives_every_student_one_process():

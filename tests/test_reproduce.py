@@ -1,21 +1,17 @@
-import importlib.util
 import json
 import string
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPT = BENCHMARKS / "reproduce.py"
 RESULTS = BENCHMARKS / "results"
 
 
 @pytest.fixture(scope="module")
 def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path
-    return module
+    return load_script("benchmarks/reproduce.py")
 
 
 @pytest.fixture(scope="module")
