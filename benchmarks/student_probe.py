@@ -16,7 +16,9 @@ library's default) and `--filters` as given, taking the image or, with
 `--student-input`, the output of the teacher's frozen stem (or, with
 `--freeze-through`, of layers of the teacher frozen for the probe); its
 parameters and multiply-adds (the composed class, `flops.count_flops` /
-2) are recorded beside the scores.
+2) are recorded beside the scores. With `--filters-by-rank` (and
+`--conditioning`), each student's filters follow the effective rank of
+its chunk's features, at no more parameters than equal filters.
 
 Each run is appended to `benchmarks/results/student_probe.json`, with
 the teacher file, flags and timings; the views are cached once in
@@ -27,7 +29,8 @@ Run: python benchmarks/student_probe.py --teacher T.keras \
          [--batch-norm auto|on|off] [--loss mse|head_aware] \
          [--students 4] [--filters '[16, 16, 24, 24, 24, 24, 24, 24]'] \
          [--student-input whitening_gelu] [--freeze-through LAYER] \
-         [--refine-epochs 2]
+         [--refine-epochs 2] [--conditioning standardize \
+         --chunk-order correlation [--filters-by-rank]]
 """
 
 import argparse
@@ -49,10 +52,12 @@ from _common import cifar10_probe_split  # noqa: E402
 from _common import cosine_adam  # noqa: E402
 from _common import environment  # noqa: E402
 from _common import student_scores  # noqa: E402
+from chunk_order_share import effective_rank  # noqa: E402
 from reproduce_cifar10 import view_conditioning  # noqa: E402
 
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
+from teacherclass import chunking  # noqa: E402
 from teacherclass import conditioning as conditioning_lib  # noqa: E402
 from teacherclass import flops  # noqa: E402
 from teacherclass import precision  # noqa: E402
@@ -139,6 +144,17 @@ def parse(argv=None):
         "(an equal share of the variance per chunk, reproduce.py's best "
         "class) or correlation (correlated features in one chunk)",
     )
+    p.add_argument(
+        "--filters-by-rank",
+        action="store_true",
+        help="with --conditioning: student i's filters scaled by "
+        "sqrt(r_i / mean r), r_i the effective rank of its chunk's "
+        "features (`chunk_order_share.effective_rank`), then all by one "
+        "factor, the largest that keeps the class's students within the "
+        "parameters of equal filters: a student's parameters grow about "
+        "as its filters squared, so each gets them about in proportion "
+        "to the independent directions it must produce",
+    )
     p.add_argument("--precision", default="auto")
     p.add_argument("--cache-dir", default=str(HERE / "cache" / "probe"))
     p.add_argument("--out", default=str(OUT))
@@ -191,7 +207,8 @@ def refine(tc, cache, x, y, epochs, seed, timer):
 def fit_conditioning(cache, tc):
     """`tc`'s standardized targets fitted on every cached view as
     `reproduce.py`'s best class fits them, and a record of the share of
-    the features' squared correlations that its chunks hold."""
+    the features' squared correlations that its chunks hold and of each
+    chunk's effective rank."""
     fitted = view_conditioning(cache, tc.chunks, tc.chunk_order)
     _, covariance = conditioning_lib.mean_and_covariance(
         cache.targets(v) for v in range(cache.num_views + 1)
@@ -200,6 +217,10 @@ def fit_conditioning(cache, tc):
     # permutation).
     features = np.argmax(np.abs(fitted.matrix), axis=0)
     share = conditioning_lib.within_chunk_share
+    ranks = [
+        effective_rank(covariance[np.ix_(features[a:b], features[a:b])])
+        for a, b in chunking.bounds(tc.chunks)
+    ]
     return fitted, {
         "conditioning": tc.conditioning,
         "chunk_order": tc.chunk_order or "contiguous",
@@ -207,7 +228,61 @@ def fit_conditioning(cache, tc):
         "contiguous_within_chunk_share": share(
             covariance, np.arange(len(features)), tc.chunks
         ),
+        "chunk_effective_ranks": ranks,
     }
+
+
+def rank_sized_filters(filters, ranks, parameters):
+    """Per-student filters: `filters` scaled by `sqrt(r_i / mean r)` and
+    one common factor, the largest (to 1e-3) for which
+    `parameters(list_of_filters)` stays within that of equal filters."""
+    scale = np.sqrt(np.asarray(ranks) / np.mean(ranks))
+
+    def sized(factor):
+        return [
+            [max(1, int(round(f * factor * s))) for f in filters] for s in scale
+        ]
+
+    budget = parameters([list(filters)] * len(ranks))
+    low, high = 0.25, 2.0
+    while high - low > 1e-3:
+        middle = (low + high) / 2
+        if parameters(sized(middle)) <= budget:
+            low = middle
+        else:
+            high = middle
+    return sized(low)
+
+
+def rank_sized_class(teacher, args, tc, ranks):
+    """A class like `tc` whose students' filters follow their chunks'
+    effective ranks (`rank_sized_filters`), at no more parameters."""
+    template = tc.students[0]
+
+    def students(filters):
+        return [
+            architectures.cifar10_fast_student(
+                args.students, f, batch_norm=template.batch_norm
+            )
+            for f in filters
+        ]
+
+    def build(filters):
+        return TeacherClass(
+            teacher,
+            num_students=args.students,
+            student=students(filters),
+            student_input=args.student_input,
+            conditioning=args.conditioning,
+            chunk_order=args.chunk_order,
+        )
+
+    def parameters(filters):
+        return sum(s.count_params() for s in build(filters).students)
+
+    filters = rank_sized_filters(template.filters, ranks, parameters)
+    keras.utils.set_random_seed(args.seed)  # as the equal class was built
+    return build(filters)
 
 
 def _from_root(path):
@@ -257,7 +332,17 @@ def main(argv=None):
     ordering = {}
     if conditioned:
         fitted, ordering = fit_conditioning(cache, tc)
+        if args.filters_by_rank:
+            tc = rank_sized_class(
+                teacher, args, tc, ordering["chunk_effective_ranks"]
+            )
         tc.set_target_conditioning(fitted)
+    elif args.filters_by_rank:
+        raise ValueError(
+            "--filters-by-rank sizes the students by their chunks' "
+            "features: pass --conditioning standardize. Received: "
+            "--conditioning none"
+        )
     # The views hold images: under --student-input the students' input is
     # computed per batch (a 2x2 convolution, cheap beside the students).
     preprocessor = tc.cut.preprocessor()
@@ -315,6 +400,11 @@ def main(argv=None):
         "student_input": tc.student_input,
         "frozen_through": args.freeze_through,
         "filters": list(tc.students[0].filters),
+        **(
+            {"student_filters": [list(s.filters) for s in tc.students]}
+            if args.filters_by_rank
+            else {}
+        ),
         "params": composed.count_params(),
         "macs": flops.count_flops(composed) // 2,
         **ordering,

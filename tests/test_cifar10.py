@@ -803,3 +803,19 @@ def test_chunk_classes_shares_each_class_evidence(chunk_classes):
         {"c": 1.0, "a": 0.667, "b": 0.0},
         {"b": 1.0, "a": 0.333, "c": 0.0},
     ]
+
+
+def test_rank_sized_filters_follow_ranks_within_the_same_parameters():
+    probe = _benchmark("student_probe")
+
+    def parameters(filters):  # a stand-in: quadratic in the widths
+        return sum(f * f for student in filters for f in student)
+
+    sized = probe.rank_sized_filters([10, 20], [1.0, 4.0, 4.0], parameters)
+    equal = parameters([[10, 20]] * 3)
+    assert parameters(sized) <= equal
+    assert parameters(sized) > 0.97 * equal
+    # sqrt(4 / 1) = 2: the rank-4 students get twice the filters.
+    assert sized[1] == sized[2]
+    assert sized[1][1] == pytest.approx(2 * sized[0][1], abs=1)
+    assert sized[0][1] < 20 < sized[1][1]
