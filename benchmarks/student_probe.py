@@ -158,7 +158,14 @@ def parse(argv=None):
     p.add_argument("--precision", default="auto")
     p.add_argument("--cache-dir", default=str(HERE / "cache" / "probe"))
     p.add_argument("--out", default=str(OUT))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.filters_by_rank and args.conditioning == "none":
+        p.error(
+            "--filters-by-rank sizes the students by their chunks' "
+            "features, which --conditioning standardize deals: pass it. "
+            "Received: --conditioning none"
+        )
+    return args
 
 
 def train_on_views(trainer, epochs, batches, timer, label="epoch"):
@@ -337,12 +344,6 @@ def main(argv=None):
                 teacher, args, tc, ordering["chunk_effective_ranks"]
             )
         tc.set_target_conditioning(fitted)
-    elif args.filters_by_rank:
-        raise ValueError(
-            "--filters-by-rank sizes the students by their chunks' "
-            "features: pass --conditioning standardize. Received: "
-            "--conditioning none"
-        )
     # The views hold images: under --student-input the students' input is
     # computed per batch (a 2x2 convolution, cheap beside the students).
     preprocessor = tc.cut.preprocessor()

@@ -819,3 +819,15 @@ def test_rank_sized_filters_follow_ranks_within_the_same_parameters():
     assert sized[1] == sized[2]
     assert sized[1][1] == pytest.approx(2 * sized[0][1], abs=1)
     assert sized[0][1] < 20 < sized[1][1]
+
+
+def test_filters_by_rank_without_conditioning_is_refused(capsys):
+    probe = _benchmark("student_probe")
+    required = ["--teacher", "t.keras", "--data-dir", "data"]
+    with pytest.raises(SystemExit):
+        probe.parse([*required, "--filters-by-rank"])
+    assert "Received: --conditioning none" in capsys.readouterr().err
+    args = probe.parse(
+        [*required, "--filters-by-rank", "--conditioning", "standardize"]
+    )
+    assert args.filters_by_rank
