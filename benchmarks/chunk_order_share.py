@@ -67,6 +67,15 @@ def effective_rank(covariance):
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
+def chunk_ranks(covariance, order, chunks):
+    """Each chunk's `effective_rank`: chunk i holds the features
+    `order[start_i:stop_i]` of `covariance`."""
+    return [
+        effective_rank(covariance[np.ix_(order[a:b], order[a:b])])
+        for a, b in chunking.bounds(chunks)
+    ]
+
+
 def order_report(features, covariance, chunks):
     """Per order (contiguous and `conditioning.ORDERS`): the within-chunk
     share of squared correlations and each chunk's effective rank."""
@@ -85,8 +94,7 @@ def order_report(features, covariance, chunks):
                 covariance, order, chunks
             ),
             "chunk_effective_ranks": [
-                round(effective_rank(covariance[np.ix_(idx, idx)]), 2)
-                for idx in (order[a:b] for a, b in chunking.bounds(chunks))
+                round(r, 2) for r in chunk_ranks(covariance, order, chunks)
             ],
         }
     return report

@@ -52,12 +52,11 @@ from _common import cifar10_probe_split  # noqa: E402
 from _common import cosine_adam  # noqa: E402
 from _common import environment  # noqa: E402
 from _common import student_scores  # noqa: E402
-from chunk_order_share import effective_rank  # noqa: E402
+from chunk_order_share import chunk_ranks  # noqa: E402
 from reproduce_cifar10 import view_conditioning  # noqa: E402
 
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
-from teacherclass import chunking  # noqa: E402
 from teacherclass import conditioning as conditioning_lib  # noqa: E402
 from teacherclass import flops  # noqa: E402
 from teacherclass import precision  # noqa: E402
@@ -149,7 +148,7 @@ def parse(argv=None):
         action="store_true",
         help="with --conditioning: student i's filters scaled by "
         "sqrt(r_i / mean r), r_i the effective rank of its chunk's "
-        "features (`chunk_order_share.effective_rank`), then all by one "
+        "features (`chunk_order_share.chunk_ranks`), then all by one "
         "factor, the largest that keeps the class's students within the "
         "parameters of equal filters: a student's parameters grow about "
         "as its filters squared, so each gets them about in proportion "
@@ -224,10 +223,6 @@ def fit_conditioning(cache, tc):
     # permutation).
     features = np.argmax(np.abs(fitted.matrix), axis=0)
     share = conditioning_lib.within_chunk_share
-    ranks = [
-        effective_rank(covariance[np.ix_(features[a:b], features[a:b])])
-        for a, b in chunking.bounds(tc.chunks)
-    ]
     return fitted, {
         "conditioning": tc.conditioning,
         "chunk_order": tc.chunk_order or "contiguous",
@@ -235,7 +230,7 @@ def fit_conditioning(cache, tc):
         "contiguous_within_chunk_share": share(
             covariance, np.arange(len(features)), tc.chunks
         ),
-        "chunk_effective_ranks": ranks,
+        "chunk_effective_ranks": chunk_ranks(covariance, features, tc.chunks),
     }
 
 
