@@ -19,6 +19,11 @@ parameters and multiply-adds (the composed class, `flops.count_flops` /
 2) are recorded beside the scores. With `--filters-by-rank` (and
 `--conditioning`), each student's filters follow the effective rank of
 its chunk's features, at no more parameters than equal filters.
+With `--baseline distill|scratch`, it trains no class but `reproduce.py`'s
+baseline (b) or (c) (`cifar10_fast_baseline` with `--filters`, through
+the same frozen `--student-input`) on the same views for `--epochs` plus
+`--refine-epochs` (their equal budget there) and scores it on the same
+held-out images (`val_accuracy`).
 
 Each run is appended to `benchmarks/results/student_probe.json`, with
 the teacher file, flags and timings; the views are cached once in
@@ -30,7 +35,8 @@ Run: python benchmarks/student_probe.py --teacher T.keras \
          [--students 4] [--filters '[16, 16, 24, 24, 24, 24, 24, 24]'] \
          [--student-input whitening_gelu] [--freeze-through LAYER] \
          [--refine-epochs 2] [--conditioning standardize \
-         --chunk-order correlation [--filters-by-rank]]
+         --chunk-order correlation [--filters-by-rank]] \
+         [--baseline distill|scratch]
 """
 
 import argparse
@@ -38,6 +44,7 @@ import datetime
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +60,9 @@ from _common import cosine_adam  # noqa: E402
 from _common import environment  # noqa: E402
 from _common import student_scores  # noqa: E402
 from chunk_order_share import chunk_ranks  # noqa: E402
+from reproduce_cifar10 import train_baseline  # noqa: E402
 from reproduce_cifar10 import view_conditioning  # noqa: E402
+from reproduce_state import Budget  # noqa: E402
 
 from teacherclass import TeacherClass  # noqa: E402
 from teacherclass import architectures  # noqa: E402
@@ -66,6 +75,7 @@ from teacherclass import training  # noqa: E402
 from teacherclass import views as views_lib  # noqa: E402
 
 BATCH = 512
+BATCH_NORM = {"auto": None, "on": True, "off": False}
 OUT = HERE / "results" / "student_probe.json"
 
 
@@ -154,6 +164,16 @@ def parse(argv=None):
         "as its filters squared, so each gets them about in proportion "
         "to the independent directions it must produce",
     )
+    p.add_argument(
+        "--baseline",
+        choices=("distill", "scratch"),
+        default=None,
+        help="train reproduce.py's baseline instead of a class: (b) "
+        "distill (the views' cached teacher logits as soft targets) or "
+        "(c) scratch (the labels), a single cifar10_fast_baseline with "
+        "--filters (default FAST_STUDENT_FILTERS[1]) for --epochs plus "
+        "--refine-epochs",
+    )
     p.add_argument("--precision", default="auto")
     p.add_argument("--cache-dir", default=str(HERE / "cache" / "probe"))
     p.add_argument("--out", default=str(OUT))
@@ -164,6 +184,16 @@ def parse(argv=None):
             "features, which --conditioning standardize deals: pass it. "
             "Received: --conditioning none"
         )
+    if args.baseline:
+        for flag, value, default in (
+            ("--loss", args.loss, "mse"),
+            ("--conditioning", args.conditioning, "none"),
+        ):
+            if value != default:
+                p.error(
+                    f"--baseline trains no students, so {flag} does not "
+                    f"apply. Received: {flag} {value}"
+                )
     return args
 
 
@@ -296,28 +326,14 @@ def _from_root(path):
     return str(path)
 
 
-def main(argv=None):
-    args = parse(argv)
-    policy = precision.set_policy(args.precision)
-    filters = json.loads(args.filters) if args.filters else None
-    teacher = keras.saving.load_model(args.teacher)
-    if args.freeze_through:
-        teacher_lib.freeze_through(teacher, args.freeze_through)
-    x, y, x_val, y_val, clean = cifar10_probe_split(
-        teacher, args.data_dir, args.samples, BATCH
-    )
-    cache_dir = Path(args.cache_dir) / f"{Path(args.teacher).stem}-{len(x)}"
-    start = time.perf_counter()
-    cache = views_lib.ViewCache.build(
-        cache_dir, teacher, x, args.views, verbose=2
-    )
-    build_seconds = time.perf_counter() - start
-
+def probe_class(args, teacher, cache, split, filters):
+    """Trains and scores the class; returns its part of the record."""
+    x, y, x_val, y_val, clean = split
     keras.utils.set_random_seed(args.seed)
     student = architectures.cifar10_fast_student(
         args.students,
         filters,
-        batch_norm={"auto": None, "on": True, "off": False}[args.batch_norm],
+        batch_norm=BATCH_NORM[args.batch_norm],
     )
     conditioned = args.conditioning != "none"
     tc = TeacherClass(
@@ -379,17 +395,7 @@ def main(argv=None):
             ),
             "refine_epoch_seconds": seconds,
         }
-    run = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
-        # As a path from the repository's root, wherever the run started.
-        "teacher": _from_root(args.teacher),
-        "samples": len(x),
-        "validation_samples": CIFAR10_VALIDATION,
-        "epochs": args.epochs,
-        "views": args.views,
-        "seed": args.seed,
+    return {
         "batch_norm": tc.students[0].batch_norm,
         "loss": args.loss,
         "students": tc.num_students,
@@ -407,9 +413,86 @@ def main(argv=None):
         **scores,
         **refined,
         "target_variance": float(np.var(clean, axis=0).mean()),
-        "views_build_seconds": build_seconds,
         "train_seconds": train_seconds,
         "epoch_seconds": epoch_seconds,
+    }
+
+
+def probe_baseline(args, teacher, cache, split, filters):
+    """Trains `reproduce.py`'s baseline `args.baseline` on the views and
+    scores it on the held-out images; returns its part of the record."""
+    x, y, x_val, y_val, _ = split
+    cfg = {
+        "student_input": args.student_input,
+        "baseline_filters": filters or architectures.FAST_STUDENT_FILTERS[1],
+        "student_batch_norm": BATCH_NORM[args.batch_norm],
+        "epochs": args.epochs,
+        "refine_epochs": args.refine_epochs,
+        "batch_size": BATCH,
+    }
+    # The stage's per-epoch checkpoints: a probe does not resume.
+    with tempfile.TemporaryDirectory() as stage_dir:
+        result = train_baseline(
+            cfg,
+            args.baseline,
+            args.seed,
+            teacher,
+            cache,
+            (x, y, x_val, y_val),
+            stage_dir,
+            Budget(),
+        )
+    return {
+        "baseline": args.baseline,
+        "baseline_epochs": args.epochs + args.refine_epochs,
+        "batch_norm": (
+            architectures.FAST_STUDENT_BATCH_NORM
+            if cfg["student_batch_norm"] is None
+            else cfg["student_batch_norm"]
+        ),
+        "student_input": args.student_input,
+        "frozen_through": args.freeze_through,
+        "filters": list(cfg["baseline_filters"]),
+        "params": result["params"],
+        "macs": result["macs"],
+        "val_accuracy": result["test_accuracy"],
+        "train_seconds": result["train_seconds"],
+        "epoch_seconds": result["epoch_seconds"],
+    }
+
+
+def main(argv=None):
+    args = parse(argv)
+    policy = precision.set_policy(args.precision)
+    filters = json.loads(args.filters) if args.filters else None
+    teacher = keras.saving.load_model(args.teacher)
+    if args.freeze_through:
+        teacher_lib.freeze_through(teacher, args.freeze_through)
+    x, y, x_val, y_val, clean = cifar10_probe_split(
+        teacher, args.data_dir, args.samples, BATCH
+    )
+    cache_dir = Path(args.cache_dir) / f"{Path(args.teacher).stem}-{len(x)}"
+    start = time.perf_counter()
+    cache = views_lib.ViewCache.build(
+        cache_dir, teacher, x, args.views, verbose=2
+    )
+    build_seconds = time.perf_counter() - start
+
+    split = (x, y, x_val, y_val, clean)
+    probe = probe_baseline if args.baseline else probe_class
+    run = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        # As a path from the repository's root, wherever the run started.
+        "teacher": _from_root(args.teacher),
+        "samples": len(x),
+        "validation_samples": CIFAR10_VALIDATION,
+        "epochs": args.epochs,
+        "views": args.views,
+        "seed": args.seed,
+        **probe(args, teacher, cache, split, filters),
+        "views_build_seconds": build_seconds,
         "precision": policy,
         "load_average": list(os.getloadavg()),
     }
@@ -429,6 +512,7 @@ def main(argv=None):
     record.update(environment())
     out.write_text(json.dumps(record, indent=1) + "\n")
     shown = (
+        "baseline",
         "students",
         "student_input",
         "frozen_through",

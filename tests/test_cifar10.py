@@ -831,3 +831,45 @@ def test_filters_by_rank_without_conditioning_is_refused(capsys):
         [*required, "--filters-by-rank", "--conditioning", "standardize"]
     )
     assert args.filters_by_rank
+
+
+def test_student_probe_trains_a_baseline_on_the_views(tmp_path, capsys):
+    from teacherclass import views
+
+    probe = _benchmark("student_probe")  # puts benchmarks/ on the path
+    import reproduce_cifar10
+
+    required = ["--teacher", "t.keras", "--data-dir", "data"]
+    flags = [
+        *required, "--baseline", "distill", "--epochs", "2",
+        "--refine-epochs", "1", "--filters", json.dumps([4] * 8),
+        "--student-input", "whitening_gelu", "--batch-norm", "on",
+    ]  # fmt: skip
+    args = probe.parse(flags)
+    teacher = architectures.cifar10_fast_teacher((4, 8, 8))
+    x, y, x_val, y_val = _data()
+    cache = views.ViewCache.build(tmp_path / "views", teacher, x, 1)
+    record = probe.probe_baseline(
+        args, teacher, cache, (x, y, x_val, y_val, None), [4] * 8
+    )
+    # reproduce.py's baseline, through the same frozen stem, for the
+    # students' epochs plus the refinement's.
+    cfg = {
+        "student_input": "whitening_gelu",
+        "baseline_filters": [4] * 8,
+        "student_batch_norm": True,
+    }
+    expected = reproduce_cifar10.baseline_model(cfg, teacher)
+    assert record["params"] == expected.count_params()
+    assert record["baseline"] == "distill"
+    assert record["baseline_epochs"] == 3
+    assert len(record["epoch_seconds"]) == 3
+    assert 0 <= record["val_accuracy"] <= 1
+    # No students train: their flags are refused.
+    for flag, value in (
+        ("--loss", "head_aware"),
+        ("--conditioning", "standardize"),
+    ):
+        with pytest.raises(SystemExit):
+            probe.parse([*flags, flag, value])
+        assert f"Received: {flag} {value}" in capsys.readouterr().err
