@@ -1045,8 +1045,13 @@ def export(args):
             f"{output} exists; pass --overwrite to replace it. "
             f"Received: --output={output}"
         )
-    _import_tensorflow(getattr(args, "verbose", False))
     from teacherclass import export as export_lib
+
+    try:  # before anything loads: --overwrite replaces an export only
+        export_lib.check_replaceable(output, args.format, "--output")
+    except FileExistsError as e:
+        raise CommandError(str(e)) from None
+    _import_tensorflow(getattr(args, "verbose", False))
     from teacherclass import report as report_lib
 
     composed = _load_keras(

@@ -206,7 +206,9 @@ def export(
         ValueError: on an unknown `format` or `quantize`, quantization
             without LiteRT or without `representative_data`, or a LiteRT
             `path` without the ".tflite" suffix.
-        FileExistsError: if `path` exists and `overwrite` is False.
+        FileExistsError: if `path` exists and `overwrite` is False, or
+            it is not an artifact of `format` (`check_replaceable`): a
+            folder of other files is never deleted.
         TypeError: if `model` is not a keras.Model.
 
     Example:
@@ -219,7 +221,7 @@ def export(
     >>> load(out)(np.ones((3, 4), "float32")).shape
     (3, 2)
     """
-    path = os.fspath(path)
+    path = given = os.fspath(path)
     validation.check_export_args(path, format, quantize, FORMATS, QUANTIZATIONS)
     validation.check_int("num_calibration_samples", num_calibration_samples)
     if os.path.lexists(path) and not overwrite:
@@ -227,6 +229,7 @@ def export(
             f"{path} exists; pass overwrite=True to replace it. "
             f"Received: path={path!r}"
         )
+    check_replaceable(path, format)
     model = _composed(model)
     kwargs = {}
     if format == "litert":
@@ -234,7 +237,8 @@ def export(
         kwargs = _litert_kwargs(
             quantize, representative_data, num_calibration_samples
         )
-    parent = os.path.dirname(os.path.abspath(path))
+    path = os.path.abspath(path)  # "." or "out/" name a folder too
+    parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     # Written beside its destination, then moved: a failed export never
     # leaves a half-written artifact, nor destroys the one it replaces.
@@ -243,15 +247,75 @@ def export(
         staged = os.path.join(staging, os.path.basename(path))
         keras_format = "tf_saved_model" if format == "saved_model" else format
         model.export(staged, format=keras_format, verbose=verbose, **kwargs)
-        if os.path.lexists(path):
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.remove(path)
-        os.replace(staged, path)
+        _replace(staged, path, os.path.join(staging, "previous"))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return path
+    return given
+
+
+def check_replaceable(path, format, argument="path"):
+    """Refuses an existing `path` that an export of `format` may not
+    replace.
+
+    `overwrite=True` replaces an earlier artifact of the same format: a
+    SavedModel folder (it holds "saved_model.pb") or an empty folder for
+    "saved_model", a TFLite file (its identifier "TFL3") for "litert".
+    Anything else at `path`, such as a folder of the user's files, is an
+    error, not a deletion.
+
+    Args:
+        path: the export's destination.
+        format: "saved_model" or "litert".
+        argument: str, how the error names `path` (the command line's
+            "--output").
+
+    Raises:
+        FileExistsError: if `path` exists and is not such an artifact.
+
+    Example:
+
+    >>> import tempfile
+    >>> check_replaceable(tempfile.mkdtemp(), "saved_model")  # empty: fine
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return
+    if format == "saved_model":
+        replaceable = os.path.isdir(path) and (
+            not os.listdir(path)
+            or os.path.isfile(os.path.join(path, "saved_model.pb"))
+        )
+        what = "a SavedModel folder (with saved_model.pb) or an empty folder"
+    else:
+        replaceable = os.path.isfile(path) and _is_tflite(path)
+        what = "a TFLite file"
+    if os.path.islink(path) or not replaceable:
+        raise FileExistsError(
+            f"{path} exists and is not {what}: an export replaces only an "
+            "earlier export, never other files. Choose another path. "
+            # A command-line flag shows the path as typed.
+            f"Received: {argument}="
+            + (path if argument.startswith("--") else repr(path))
+        )
+
+
+def _is_tflite(path):
+    with open(path, "rb") as f:
+        return f.read(8)[4:8] == b"TFL3"
+
+
+def _replace(staged, path, backup):
+    """Moves `staged` to `path`; an existing `path` is moved to `backup`
+    first and put back if the move fails."""
+    if not os.path.lexists(path):
+        os.replace(staged, path)
+        return
+    os.replace(path, backup)
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        os.replace(backup, path)
+        raise
 
 
 class Artifact:

@@ -292,6 +292,33 @@ ROWS = {
         1,
         ["pass --overwrite", "--output={tmp}/run/exports/composed.tflite"],
     ),
+    "export over the run folder": (
+        [
+            "export",
+            "{tmp}/run",
+            "--format",
+            "saved_model",
+            "--output",
+            "{tmp}/run",
+            "--overwrite",
+        ],
+        1,
+        [
+            "{tmp}/run exists and is not a SavedModel folder",
+            "--output={tmp}/run",
+        ],
+    ),
+    "export over a file that is not an export": (
+        [
+            "export",
+            "{tmp}/run",
+            "--output",
+            "{tmp}/run/exports/composed.tflite",
+            "--overwrite",
+        ],
+        1,
+        ["is not a TFLite file", "--output={tmp}/run/exports/composed.tflite"],
+    ),
     "no command": ([], 2, ["the following arguments are required"]),
 }
 

@@ -118,16 +118,65 @@ def _small_model(dtype=None):
 def test_existing_path_is_kept_unless_overwrite(tmp_path):
     model = _small_model()
     path = tmp_path / "m.tflite"
-    path.write_bytes(b"keep me")
+    export_lib.export(model, path, format="litert")
+    before = path.read_bytes()
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
-        export_lib.export(model, path, format="litert")
-    assert path.read_bytes() == b"keep me"
-    export_lib.export(model, path, format="litert", overwrite=True)
-    assert path.read_bytes() != b"keep me"
+        export_lib.export(_small_model(), path, format="litert")
+    assert path.read_bytes() == before
+    export_lib.export(_small_model(), path, format="litert", overwrite=True)
+    assert path.read_bytes() != before
     # A SavedModel directory is replaced whole.
     export_lib.export(model, tmp_path / "sm")
     export_lib.export(model, tmp_path / "sm", overwrite=True)
     assert export_lib.load(tmp_path / "sm").format == "saved_model"
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".export")]
+
+
+@pytest.mark.parametrize(
+    "name, format, what",
+    [
+        ("mine", "saved_model", "is not a SavedModel folder"),
+        (".", "saved_model", "is not a SavedModel folder"),
+        ("notes.tflite", "litert", "is not a TFLite file"),
+        ("mine.tflite", "litert", "is not a TFLite file"),
+    ],
+)
+def test_overwrite_replaces_only_an_earlier_export(
+    name, format, what, tmp_path, monkeypatch
+):
+    # The user's files: a folder and a file that no export wrote.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.tflite").mkdir()
+    for folder in (tmp_path, tmp_path / "mine.tflite"):
+        (folder / "notes.txt").write_text("keep me")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    (tmp_path / "notes.tflite").write_text("keep me")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(FileExistsError, match=what) as error:
+        export_lib.export(_small_model(), name, format=format, overwrite=True)
+    assert f"Received: path={name!r}" in str(error.value)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_failed_replacement_puts_the_old_export_back(tmp_path, monkeypatch):
+    path = tmp_path / "m.tflite"
+    export_lib.export(_small_model(), path, format="litert")
+    before = path.read_bytes()
+    moves = []
+    real_replace = os.replace
+
+    def failing_second_move(src, dst):
+        moves.append((src, dst))
+        if len(moves) == 2:  # the new artifact onto `path`
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(export_lib.os, "replace", failing_second_move)
+    with pytest.raises(OSError, match="disk full"):
+        export_lib.export(_small_model(), path, format="litert", overwrite=True)
+    assert path.read_bytes() == before
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".export")]
 
 
