@@ -4,6 +4,12 @@ Chunks are contiguous ranges of the representation's last axis (units of a
 vector, channels of a feature map), in order, covering every feature once.
 """
 
+import numpy as np
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
 
 def contiguous(width, num_students):
     """Splits `width` features into `num_students` near-equal chunks.
@@ -26,15 +32,12 @@ def contiguous(width, num_students):
     >>> contiguous(256, 3)
     (86, 85, 85)
     """
-    if (
-        not isinstance(num_students, int)
-        or isinstance(num_students, bool)
-        or not 1 <= num_students <= width
-    ):
+    if not _is_int(num_students) or not 1 <= num_students <= width:
         raise ValueError(
             "`num_students` must be an integer between 1 and the feature "
             f"width {width}. Received: num_students={num_students!r}"
         )
+    num_students = int(num_students)
     base, extra = divmod(width, num_students)
     return tuple(base + (i < extra) for i in range(num_students))
 
@@ -56,13 +59,18 @@ def resolve(width, num_students=None, chunks=None):
     """
     if chunks is None:
         return contiguous(width, 4 if num_students is None else num_students)
-    chunks = tuple(chunks)
-    if not chunks or any(
-        not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in chunks
-    ):
+    try:
+        chunks = tuple(chunks)
+    except TypeError:
+        raise ValueError(
+            "`chunks` must be a sequence of chunk widths, one per student "
+            f"(or pass `num_students`). Received: chunks={chunks!r}"
+        ) from None
+    if not chunks or any(not _is_int(c) or c < 1 for c in chunks):
         raise ValueError(
             f"`chunks` must be positive integers. Received: chunks={chunks}"
         )
+    chunks = tuple(int(c) for c in chunks)
     if sum(chunks) != width:
         raise ValueError(
             f"`chunks` must sum to the feature width {width}; they sum to "

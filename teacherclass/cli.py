@@ -839,14 +839,21 @@ def _stages(args, run_dir, tc, train, test):
     else:
         _phase("compose")
         refine = args.refine_epochs > 0
+        fine_tune = args.fine_tune_epochs > 0
         composed = tc.compose(
-            fine_tune=args.fine_tune_epochs > 0,
-            x=x,
-            y=y,
+            fine_tune=fine_tune,
             fuse="none" if refine else "auto",
-            epochs=args.fine_tune_epochs,
-            batch_size=args.batch_size,
-            verbose=args.progress,
+            **(
+                {
+                    "x": x,
+                    "y": y,
+                    "epochs": args.fine_tune_epochs,
+                    "batch_size": args.batch_size,
+                    "verbose": args.progress,
+                }
+                if fine_tune
+                else {}
+            ),
         )
         if refine:
             _phase(f"refine ({args.refine_epochs} epochs, end to end)")

@@ -155,12 +155,6 @@ def _litert_kwargs(quantize, representative_data, num_samples):
         return {}
     import tensorflow as tf
 
-    if representative_data is None:
-        raise ValueError(
-            "Int8 quantization calibrates on a sample of the training "
-            "data: pass `representative_data` (e.g. x_train). "
-            "Received: representative_data=None"
-        )
     samples = calibration_samples(representative_data, num_samples)
     return {
         "optimizations": [tf.lite.Optimize.DEFAULT],
@@ -224,6 +218,12 @@ def export(
     path = given = os.fspath(path)
     validation.check_export_args(path, format, quantize, FORMATS, QUANTIZATIONS)
     validation.check_int("num_calibration_samples", num_calibration_samples)
+    if quantize is not None and representative_data is None:
+        raise ValueError(
+            "Int8 quantization calibrates on a sample of the training "
+            "data: pass `representative_data` (e.g. x_train). "
+            "Received: representative_data=None"
+        )
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(
             f"{path} exists; pass overwrite=True to replace it. "

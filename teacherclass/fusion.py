@@ -99,8 +99,8 @@ class BatchedDense(keras.layers.Layer):
 
     def __init__(self, groups, units, activation=None, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        towers_lib._check_positive("groups", groups)
-        towers_lib._check_positive("units", units)
+        groups = towers_lib._check_positive("groups", groups)
+        units = towers_lib._check_positive("units", units)
         self.groups = groups
         self.units = units
         self.activation = keras.activations.get(activation)

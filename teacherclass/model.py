@@ -540,6 +540,13 @@ class TeacherClass(keras.Model):
         validation.check_callable(
             "augment", augment, "a callable such as a Keras preprocessing layer"
         )
+        if "validation_split" in fit_kwargs:
+            raise ValueError(
+                "Students train on a pipeline of the teacher's features, "
+                "which cannot be split: pass `validation_data` instead. "
+                "Received: validation_split="
+                f"{fit_kwargs['validation_split']!r}"
+            )
         for name in _LABEL_WEIGHTS:
             if fit_kwargs.get(name) is not None:
                 raise ValueError(
@@ -825,8 +832,9 @@ class TeacherClass(keras.Model):
 
         Raises:
             ValueError: if a student was never trained nor loaded,
-                `fine_tune=True` comes without `x`, `head` does not take
-                the representation, or `fuse` is unknown.
+                `fine_tune=True` comes without `x`, data or `fit`
+                arguments come without `fine_tune=True`, `head` does not
+                take the representation, or `fuse` is unknown.
         """
         fusion.check_mode(fuse, name="fuse")
         self._check_composable()
@@ -834,6 +842,17 @@ class TeacherClass(keras.Model):
             raise ValueError(
                 "compose(fine_tune=True) trains the head on labelled data: "
                 "pass `x` and `y`. Received: x=None"
+            )
+        unused = [
+            name for name, value in (("x", x), ("y", y)) if value is not None
+        ] + sorted(fit_kwargs)
+        if not fine_tune and unused:
+            raise ValueError(
+                "compose() trains nothing unless fine_tune=True, so "
+                f"{', '.join(unused)} would be ignored: pass "
+                "fine_tune=True to train the head on them, or leave them "
+                f"out. Received: fine_tune={fine_tune!r} with "
+                f"{', '.join(unused)}"
             )
         if fine_tune:
             validation.check_labelled_fit(

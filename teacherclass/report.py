@@ -532,7 +532,9 @@ def measure(
         A `CompressionReport` with `models` and `exports` filled in.
 
     Raises:
-        ValueError: on non-positive `batch_sizes`.
+        ValueError: on non-positive `batch_sizes`, or `y` without `x`, of
+            another length or shape, or with classes the teacher does not
+            output (`validation.check_scoring_labels`).
 
     Example:
 
@@ -552,6 +554,7 @@ def measure(
     ['composed', 'head', 'student_0', 'student_1', 'teacher']
     """
     batch_sizes = validation.check_batch_sizes(batch_sizes)
+    validation.check_scoring_labels(x, y, tc.teacher.outputs[0].shape[1:])
     composed = composed if composed is not None else tc.compose()
     parts = _parts(tc)
     parts["composed"] = composed

@@ -112,37 +112,74 @@ def save_students(tc, directory, students=None, overwrite=False):
     return list(selected)
 
 
+def _check_meta(tc, i, saved, directory):
+    """Refuses a saved student `i` made for another class."""
+    expected = _meta(tc, i)
+    keys = ["chunk", "feature_layer", "teacher_trunk_digest"]
+    keys.append("conditioning")
+    if tc.conditioning_fitted:
+        keys.append("conditioning_digest")
+    for key in keys:
+        if saved.get(key) != expected[key]:
+            raise ValueError(
+                f"Student {i} in {os.fspath(directory)!r} does not "
+                f"match this class: its {key} is {saved.get(key)!r}, "
+                f"expected {expected[key]!r}."
+            )
+
+
+def _holdings(directory, num_students):
+    """A hint when `directory` holds students beyond this class's."""
+    if not os.path.isdir(directory):
+        return ""
+    beyond = sorted(
+        int(name[len("student_") : -len(".json")])
+        for name in os.listdir(directory)
+        if name.startswith("student_")
+        and name.endswith(".json")
+        and name[len("student_") : -len(".json")].isdigit()
+        and int(name[len("student_") : -len(".json")]) >= num_students
+    )
+    if not beyond:
+        return ""
+    return (
+        f" {os.fspath(directory)!r} also holds student_"
+        f"{', student_'.join(map(str, beyond))}, beyond this class's "
+        f"{num_students}: saved from a class of another size?"
+    )
+
+
 def load_students(tc, directory, students=None):
     """Loads students into `tc` (see `TeacherClass.load_students`).
 
     Every listed student is checked before any weight is set.
     """
     selected = validation.check_students(students, tc.num_students)
+
+    def path(i, ext):
+        return os.path.join(directory, f"student_{i}.{ext}")
+
+    present = [i for i in selected if os.path.exists(path(i, "json"))]
+    # The students that are there first: one of another split says so,
+    # rather than a later student being "missing".
+    saved = {}
+    for i in present:
+        with open(path(i, "json")) as f:
+            saved[i] = json.load(f)
+        _check_meta(tc, i, saved[i], directory)
     for i in selected:
         for ext in ("keras", "json"):
-            path = os.path.join(directory, f"student_{i}.{ext}")
-            if not os.path.exists(path):
+            if not os.path.exists(path(i, ext)):
                 raise FileNotFoundError(
-                    f"Student {i} is missing: no {path}. Train it with "
-                    f"fit_students(x, students=[{i}]) and save_students."
+                    f"Student {i} is missing: no {path(i, ext)}. Train it "
+                    f"with fit_students(x, students=[{i}]) and "
+                    f"save_students.{_holdings(directory, tc.num_students)}"
                     f" Received: directory={os.fspath(directory)!r}"
                 )
     loaded = {}
     for i in selected:
-        with open(os.path.join(directory, f"student_{i}.json")) as f:
-            saved = json.load(f)
-        expected = _meta(tc, i)
-        keys = ["chunk", "feature_layer", "teacher_trunk_digest"]
-        keys.append("conditioning")
-        if tc.conditioning_fitted:
-            keys.append("conditioning_digest")
-        for key in keys:
-            if saved.get(key) != expected[key]:
-                raise ValueError(
-                    f"Student {i} in {os.fspath(directory)!r} does not "
-                    f"match this class: its {key} is {saved.get(key)!r}, "
-                    f"expected {expected[key]!r}."
-                )
+        # Again: the conditioning a student before it brought is now set.
+        _check_meta(tc, i, saved[i], directory)
         model = saving.load_model(os.path.join(directory, f"student_{i}.keras"))
         tower = model.layers[-1]
         if tower.get_config() != tc.students[i].get_config():
@@ -152,10 +189,12 @@ def load_students(tc, directory, students=None):
                 f"{tower.get_config().get('units')}) than this class's."
             )
         loaded[i] = tower.get_weights()
-        digest = saved.get("conditioning_digest")
+        digest = saved[i].get("conditioning_digest")
         if digest is not None and not tc.conditioning_fitted:
-            path = os.path.join(directory, _CONDITIONING)
-            fitted = _load_conditioning(path) if os.path.exists(path) else None
+            stats = os.path.join(directory, _CONDITIONING)
+            fitted = (
+                _load_conditioning(stats) if os.path.exists(stats) else None
+            )
             if fitted is None or fitted.digest() != digest:
                 raise ValueError(
                     f"Student {i} in {os.fspath(directory)!r} regressed "

@@ -57,11 +57,27 @@ def check_teacher(teacher):
     except (AttributeError, ValueError):
         inputs = outputs = None
     if not inputs or not outputs:
+        functional = isinstance(teacher, keras.Sequential) or (
+            type(teacher).__name__ == "Functional"
+        )
+        if functional:
+            why = (
+                "Build it first, e.g. `teacher.build(shape)`. Received: "
+                f"teacher={teacher.name!r} (not built)"
+            )
+        else:
+            # A subclassed model has no graph of layers, built or not.
+            why = (
+                "A subclassed model has no such graph, built or not: wrap "
+                "its layers in a Functional model (`keras.Model(inputs, "
+                "outputs)`). Received: teacher="
+                f"{teacher.name!r} (a subclassed "
+                f"{type(teacher).__name__})"
+            )
         raise ValueError(
             "`teacher` must be a built model with a functional graph: a "
             "Functional model, or a Sequential model that starts with "
-            "keras.Input(...). Build it first, e.g. `teacher.build(shape)`. "
-            f"Received: teacher={teacher.name!r} (not built)"
+            f"keras.Input(...). {why}"
         )
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(

@@ -9,37 +9,55 @@ template; the rest of the arguments set its width and depth.
 import inspect
 
 import keras
+import numpy as np
 from keras import ops
 
 _PACKAGE = "teacherclass"
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _check_positive(name, value, allow_zero=False):
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
+    """Checks a count; returns it as a Python int (NumPy ints welcome)."""
+    ok = _is_int(value) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = "a non-negative" if allow_zero else "a positive"
         raise ValueError(
             f"`{name}` must be {bound} integer. Received: {name}={value!r}"
         )
+    return int(value)
 
 
 def _check_positive_tuple(name, values):
-    values = tuple(values)
+    """Checks a sequence of counts; returns it as a tuple of ints."""
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(
+            f"`{name}` must be a sequence of positive integers, one per "
+            f"layer, e.g. ({values!r},). Received: {name}={values!r}"
+        ) from None
     for value in values:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not _is_int(value) or value < 1:
             raise ValueError(
                 f"`{name}` must hold positive integers. "
                 f"Received: {name}={values!r}"
             )
-    return values
+    return tuple(int(v) for v in values)
 
 
 def _check_rate(name, value):
-    if not 0.0 <= value < 1.0:
+    """Checks a rate in [0, 1); returns it as a float."""
+    number = isinstance(value, (int, float, np.number)) and not isinstance(
+        value, bool
+    )
+    if not number or not 0.0 <= value < 1.0:
         raise ValueError(
-            f"`{name}` must be in [0, 1). Received: {name}={value!r}"
+            f"`{name}` must be a number in [0, 1). Received: {name}={value!r}"
         )
+    return float(value)
 
 
 def _image_shape(input_shape, tower):
@@ -95,7 +113,7 @@ class Tower(keras.layers.Layer):
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
-        _check_positive("units", units)
+        units = _check_positive("units", units)
         self.units = units
 
     def compute_output_shape(self, input_shape):
@@ -170,16 +188,16 @@ class ConvTower(Tower):
                 "`batch_norm` must be True or False. "
                 f"Received: batch_norm={batch_norm!r}"
             )
-        _check_positive("kernel_size", kernel_size)
-        _check_positive("convs_per_block", convs_per_block)
+        kernel_size = _check_positive("kernel_size", kernel_size)
+        convs_per_block = _check_positive("convs_per_block", convs_per_block)
         if padding not in ("valid", "same"):
             raise ValueError(
                 "`padding` must be 'valid' or 'same'. "
                 f"Received: padding={padding!r}"
             )
         if bottleneck is not None:
-            _check_positive("bottleneck", bottleneck)
-        _check_rate("dropout", dropout)
+            bottleneck = _check_positive("bottleneck", bottleneck)
+        dropout = _check_rate("dropout", dropout)
         self.kernel_size = kernel_size
         self.convs_per_block = convs_per_block
         self.padding = padding
@@ -342,7 +360,7 @@ class DenseTower(Tower):
     ):
         super().__init__(units, **kwargs)
         self.hidden = _check_positive_tuple("hidden", hidden)
-        _check_rate("dropout", dropout)
+        dropout = _check_rate("dropout", dropout)
         self.activation = _activation(activation)
         self.dropout = dropout
 
@@ -428,11 +446,11 @@ class TextTower(Tower):
         **kwargs,
     ):
         super().__init__(units, **kwargs)
-        _check_positive("vocab_size", vocab_size)
-        _check_positive("embedding_dim", embedding_dim)
-        _check_positive("kernel_size", kernel_size)
-        _check_positive("pool_size", pool_size)
-        _check_rate("dropout", dropout)
+        vocab_size = _check_positive("vocab_size", vocab_size)
+        embedding_dim = _check_positive("embedding_dim", embedding_dim)
+        kernel_size = _check_positive("kernel_size", kernel_size)
+        pool_size = _check_positive("pool_size", pool_size)
+        dropout = _check_rate("dropout", dropout)
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.filters = _check_positive_tuple("filters", filters)
@@ -579,9 +597,9 @@ class SegmentationTower(Tower):
                 "`filters` must hold at least one positive integer. "
                 f"Received: filters={filters!r}"
             )
-        _check_positive("kernel_size", kernel_size)
-        _check_positive("convs_per_block", convs_per_block)
-        _check_rate("dropout", dropout)
+        kernel_size = _check_positive("kernel_size", kernel_size)
+        convs_per_block = _check_positive("convs_per_block", convs_per_block)
+        dropout = _check_rate("dropout", dropout)
         self.kernel_size = kernel_size
         self.convs_per_block = convs_per_block
         self.dropout = dropout
@@ -820,7 +838,8 @@ def make_students(student, chunks, teacher, inputs, feature_shape):
 
     Raises:
         ValueError: on a list of the wrong length or holding non-layers,
-            or a tower whose output is not its chunk's shape.
+            one layer given (or made) for two students, or a tower whose
+            output is not its chunk's shape.
     """
     n = len(chunks)
     if isinstance(student, (list, tuple)):
@@ -844,6 +863,18 @@ def make_students(student, chunks, teacher, inputs, feature_shape):
             )
             for i, width in enumerate(chunks)
         ]
+    first = {}
+    for i, tower in enumerate(layers):
+        j = first.setdefault(id(tower), i)
+        if j != i:
+            # One layer twice would be one student with two chunks: its
+            # weights shared, every chunk regressed by the same output.
+            raise ValueError(
+                f"Each student needs its own layer: students {j} and {i} "
+                "are the same layer object. Build one per chunk (or pass "
+                "a tower class or `(index, units) -> layer` that makes a "
+                f"new one each call). Received: student {i}={tower!r}"
+            )
     for i, (tower, width) in enumerate(zip(layers, chunks)):
         expected = feature_shape[1:-1] + (width,)
         got = tuple(tower(inputs).shape[1:])

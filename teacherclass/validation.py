@@ -298,9 +298,10 @@ def check_fit_kwargs(fit_kwargs):
     """Checks the counts among `fit`'s keyword arguments.
 
     `epochs` (default 1) and `validation_freq` must be >= 1, `batch_size`
-    and `steps_per_epoch` None or >= 1, `initial_epoch` >= 0. Keras'
-    `fit` would train nothing on `epochs=0` and replace `batch_size=0`
-    by its default; here both are errors.
+    and `steps_per_epoch` None or >= 1, `initial_epoch` >= 0 and below
+    `epochs`. Keras' `fit` would train nothing on `epochs=0` or
+    `initial_epoch >= epochs` and replace `batch_size=0` by its default;
+    here all are errors.
 
     Args:
         fit_kwargs: dict of keyword arguments for `fit`.
@@ -314,7 +315,17 @@ def check_fit_kwargs(fit_kwargs):
         if name in fit_kwargs:
             check_int(name, fit_kwargs[name], allow_none=True)
     if "initial_epoch" in fit_kwargs:
-        check_int("initial_epoch", fit_kwargs["initial_epoch"], minimum=0)
+        initial = check_int(
+            "initial_epoch", fit_kwargs["initial_epoch"], minimum=0
+        )
+        epochs = fit_kwargs.get("epochs", 1)
+        if initial >= epochs:
+            raise ValueError(
+                "`initial_epoch` must be below `epochs`: `fit` trains "
+                "epochs initial_epoch + 1 to epochs, so this trains "
+                f"nothing. Received: initial_epoch={initial}, "
+                f"epochs={epochs}"
+            )
     if "validation_freq" in fit_kwargs:
         check_int("validation_freq", fit_kwargs["validation_freq"])
 
@@ -347,6 +358,59 @@ def _check_inputs(name, x, input_dtype):
         return
     check_dtype(name, array.dtype, input_dtype, kind=array_dtype_kind(array))
     check_finite(name, array)
+
+
+def check_scoring_labels(x, y, output_shape):
+    """Checks the labels a model is scored on (`report.measure`).
+
+    Args:
+        x: the inputs (an array), or None.
+        y: the labels, or None: for a model output `(n, ..., width)`,
+            class indices `(n, ...)` or `(n, ..., 1)`, or one-hot
+            `(n, ..., width)`, one per sample of `x`.
+        output_shape: the model output's shape without the batch axis.
+
+    Raises:
+        ValueError: on `y` without `x`, a label count other than the
+            samples', another shape, or class labels outside
+            `[0, width)`, naming `y` and what it holds.
+
+    Example:
+
+    >>> check_scoring_labels(np.zeros((4, 2)), [0, 1, 1, 0], (3,))
+    >>> try:
+    ...     check_scoring_labels(np.zeros((4, 2)), [0, 1], (3,))
+    ... except ValueError as e:
+    ...     print(str(e).split(". ")[-1])
+    Received: y with shape (2,)
+    """
+    if y is None:
+        return
+    if x is None:
+        raise ValueError(
+            "`y` labels the inputs `x`, which are missing: pass both to "
+            "score accuracy. Received: x=None"
+        )
+    y = np.asarray(y)
+    *inner, width = (len(x), *tuple(output_shape))
+    shapes = [tuple(inner), (*inner, 1)]
+    if width > 1:
+        shapes.append((*inner, width))
+    if y.shape not in shapes:
+        raise ValueError(
+            f"`y` must hold one label per sample of `x` ({len(x)}): class "
+            f"indices {shapes[0]} or {shapes[1]}"
+            + (f", or one-hot {shapes[2]}" if len(shapes) > 2 else "")
+            + f". Received: y with shape {y.shape}"
+        )
+    if y.shape != shapes[-1] or width == 1:  # class indices
+        low, high = y.min().item(), y.max().item()
+        if low < 0 or high >= max(width, 2):
+            raise ValueError(
+                f"`y` holds class labels outside [0, {max(width, 2)}), "
+                f"the model's {width} output(s). Received: y with "
+                f"min={low!r}, max={high!r}"
+            )
 
 
 def check_labelled_data(x, y, input_dtype, width, x_name="x", y_name="y"):

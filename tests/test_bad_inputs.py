@@ -85,6 +85,32 @@ ROWS = [
         r"chunks=\(8, 4\)",
     ),
     (
+        "tc-chunks-not-a-sequence",
+        lambda e: TeacherClass(e.teacher, chunks=16),
+        ValueError,
+        "chunks=16",
+    ),
+    (
+        "tc-one-layer-for-two-students",
+        lambda e: TeacherClass(
+            e.teacher, num_students=2, student=[DenseTower(8)] * 2
+        ),
+        ValueError,
+        "student 1=",
+    ),
+    (
+        "tower-hidden-not-a-sequence",
+        lambda e: DenseTower(8, hidden=64),
+        ValueError,
+        "hidden=64",
+    ),
+    (
+        "tower-dropout",
+        lambda e: DenseTower(8, dropout=None),
+        ValueError,
+        "dropout=None",
+    ),
+    (
         "tc-clip",
         lambda e: TeacherClass(e.teacher, clip="relu"),
         ValueError,
@@ -148,6 +174,24 @@ ROWS = [
         lambda e: e.fresh().fit_students(e.x, epochs=0),
         ValueError,
         "epochs=0",
+    ),
+    (
+        "fs-initial_epoch",
+        lambda e: e.fresh().fit_students(e.x, epochs=2, initial_epoch=2),
+        ValueError,
+        "initial_epoch=2, epochs=2",
+    ),
+    (
+        "ft-initial_epoch",
+        lambda e: e.fresh().fit_teacher(e.x, e.y, initial_epoch=1),
+        ValueError,
+        "initial_epoch=1, epochs=1",
+    ),
+    (
+        "fs-validation_split",
+        lambda e: e.fresh().fit_students(e.x, validation_split=0.2),
+        ValueError,
+        "validation_split=0.2",
     ),
     (
         "fs-batch_size",
@@ -229,6 +273,12 @@ ROWS = [
         "x=None",
     ),
     (
+        "compose-data-without-fine_tune",
+        lambda e: e.tc.compose(x=e.x, y=e.y, epochs=2),
+        ValueError,
+        "fine_tune=False with x, y, epochs",
+    ),
+    (
         "compose-head",
         lambda e: e.tc.compose(head="dense"),
         TypeError,
@@ -304,6 +354,32 @@ ROWS = [
         lambda e: export.export(e.composed, e.target, format="litert"),
         FileExistsError,
         "path=",
+    ),
+    (
+        "export-overwrite-a-file-not-exported",
+        lambda e: export.export(
+            e.composed, e.target, format="litert", overwrite=True
+        ),
+        FileExistsError,
+        "path=",
+    ),
+    (
+        "report-y-length",
+        lambda e: e.tc.report(e.x, e.y[:10]),
+        ValueError,
+        "y with shape",
+    ),
+    (
+        "report-y-classes",
+        lambda e: e.tc.report(e.x, e.y + 5),
+        ValueError,
+        "y with min=",
+    ),
+    (
+        "report-y-without-x",
+        lambda e: e.tc.report(y=e.y),
+        ValueError,
+        "x=None",
     ),
     (
         "export-suffix",

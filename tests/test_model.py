@@ -384,6 +384,21 @@ def test_load_students_errors(teacher, data, tmp_path):
     other = _tc(teacher, num_students=3)
     with pytest.raises(ValueError, match="Student 0 .* its chunk is"):
         other.load_students(tmp_path, students=[0])
+    # All students: the one of another split is named, not a missing one.
+    with pytest.raises(ValueError, match="Student 0 .* its chunk is"):
+        other.load_students(tmp_path)
+    # Another split whose first chunk is the same (0, 8): student 1 differs.
+    tc.fit_students(x, students=[1], epochs=1, verbose=0)
+    tc.save_students(tmp_path / "two")
+    halves = _tc(teacher, chunks=(8, 4, 4))
+    with pytest.raises(ValueError, match="Student 1 .* its chunk is"):
+        halves.load_students(tmp_path / "two")
+    (tmp_path / "two" / "student_1.json").unlink()
+    (tmp_path / "two" / "student_1.keras").unlink()
+    one = _tc(teacher, chunks=(8, 8))
+    (tmp_path / "two" / "student_5.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="also holds student_5"):
+        one.load_students(tmp_path / "two")
     # Another teacher (different weights).
     retrained = keras.models.clone_model(teacher)
     with pytest.raises(ValueError, match="teacher_trunk_digest"):

@@ -54,6 +54,23 @@ def test_unbuilt_teacher():
         teacher_lib.check_teacher(keras.layers.Dense(3))
 
 
+def test_a_subclassed_teacher_is_told_to_become_functional():
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__(name="sub")
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Sub()
+    model(np.zeros((1, 4)))  # built: building again would not help
+    with pytest.raises(ValueError, match="wrap its layers") as info:
+        teacher_lib.check_teacher(model)
+    assert "Build it first" not in str(info.value)
+    assert "Received: teacher='sub' (a subclassed Sub)" in str(info.value)
+
+
 def test_clone_head_copies_weights_not_layers():
     teacher = mlp_teacher()
     layer = teacher.get_layer("rep")

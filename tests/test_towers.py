@@ -103,6 +103,27 @@ def test_conv_tower_bad_arguments(kwargs, message):
         towers.ConvTower(**kwargs)
 
 
+def test_numpy_integers_are_counts_and_save_as_ints(tmp_path):
+    # Widths computed with NumPy (np.int64) are counts like Python ints.
+    teacher = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(2)]
+    )
+    tower = towers.DenseTower(np.int64(8), hidden=np.array([4]), dropout=0)
+    assert (tower.units, tower.hidden) == (8, (4,))
+    assert all(type(v) is int for v in (tower.units, *tower.hidden))
+    assert type(tower.dropout) is float
+    tc = TeacherClass(
+        teacher, num_students=np.int64(2), student=towers.DenseTower
+    )
+    assert tc.chunks == (8, 8) and type(tc.chunks[0]) is int
+    tc = TeacherClass(teacher, chunks=np.array([12, 4]), student=tower)
+    assert tc.chunks == (12, 4) and type(tc.chunks[0]) is int
+    tc.save(tmp_path / "tc.keras")  # the configs hold plain ints
+    loaded = keras.saving.load_model(tmp_path / "tc.keras")
+    assert loaded.chunks == (12, 4)
+    assert loaded.students[0].hidden == (4,)
+
+
 def test_conv_tower_rejects_vectors():
     with pytest.raises(ValueError, match=r"Received: input_shape=\(None, 8\)"):
         towers.ConvTower(units=3).build((None, 8))
