@@ -634,7 +634,12 @@ class TeacherClass(keras.Model):
                 batches,
                 epochs=epochs,
                 verbose=verbose,
-                callbacks=callbacks,
+                # First: a checkpoint the user's callbacks write at an
+                # epoch's end records these students as trained.
+                callbacks=[
+                    training.MarkTrained(self, selected),
+                    *(callbacks or ()),
+                ],
                 validation_data=val,
                 initial_epoch=initial_epoch,
                 shuffle=False,  # the batches are shuffled already

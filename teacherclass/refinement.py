@@ -73,12 +73,17 @@ class Refinement:
         """`logits`, about to be trained.
 
         A fused output layer's linear copy takes the head's current
-        weights (the head may have been tuned through `composed`), and
-        `finish` copies them back.
+        weights the first time (the head may have been tuned through
+        `composed`), and `finish` copies them back. Called again (a
+        trainer per epoch), the copy keeps what it learned and the head
+        catches up with it.
         """
         fused = self._fused_output()
         if fused is not None:
-            fused[0].set_weights(fused[1].get_weights())
+            if self._logits_trained:
+                fused[1].set_weights(fused[0].get_weights())
+            else:
+                fused[0].set_weights(fused[1].get_weights())
         self._logits_trained = True
         return self.logits
 

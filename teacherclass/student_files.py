@@ -40,20 +40,35 @@ def _meta(tc, i):
 _CONDITIONING = "conditioning.npz"
 
 
-def _save_conditioning(tc, directory):
+def _save_conditioning(tc, directory, selected, overwrite):
+    """Writes the class's target statistics beside its students.
+
+    Other statistics already there are replaced only under `overwrite`
+    and when every student saved with them is being replaced too.
+    """
     fitted = tc.target_conditioning()
     if fitted is None:
         return
     path = os.path.join(directory, _CONDITIONING)
     if os.path.exists(path):
         saved = _load_conditioning(path)
-        if saved.digest() != fitted.digest():
-            raise ValueError(
-                f"{path} holds other target statistics than this class's: "
-                "students in one directory must regress the same targets. "
-                f"Received: directory={os.fspath(directory)!r}"
+        if saved.digest() == fitted.digest():
+            return
+        kept = sorted(set(_saved_indices(directory)) - set(selected))
+        if not overwrite or kept:
+            why = (
+                f"students {kept} there regressed them: save every "
+                "student again with overwrite=True, or choose another "
+                "directory"
+                if kept
+                else "pass overwrite=True to replace them with the students"
             )
-        return
+            raise ValueError(
+                f"{path} holds other target statistics than this class's "
+                f"(students in one directory must regress the same "
+                f"targets): {why}. Received: directory="
+                f"{os.fspath(directory)!r}"
+            )
     np.savez(
         path,
         mean=fitted.mean.astype("float32"),
@@ -102,7 +117,7 @@ def save_students(tc, directory, students=None, overwrite=False):
                 f"Received: directory={os.fspath(directory)!r}"
             )
     os.makedirs(directory, exist_ok=True)
-    _save_conditioning(tc, directory)
+    _save_conditioning(tc, directory, selected, overwrite)
     for i in selected:
         inputs = tc.cut.student_inputs()
         model = keras.Model(inputs, tc.students[i](inputs), name=f"student_{i}")
@@ -128,18 +143,26 @@ def _check_meta(tc, i, saved, directory):
             )
 
 
+def _same_tower(tower):
+    """What makes two towers the same: their configuration less the
+    layer's name (made up by Keras for a tower built by a callable)."""
+    config = dict(tower.get_config())
+    config.pop("name", None)
+    return type(tower), config
+
+
+def _saved_indices(directory):
+    """The indices of the students saved in `directory`."""
+    if not os.path.isdir(directory):
+        return []
+    names = (n[len("student_") : -len(".json")] for n in os.listdir(directory)
+             if n.startswith("student_") and n.endswith(".json"))  # fmt: skip
+    return sorted(int(n) for n in names if n.isdigit())
+
+
 def _holdings(directory, num_students):
     """A hint when `directory` holds students beyond this class's."""
-    if not os.path.isdir(directory):
-        return ""
-    beyond = sorted(
-        int(name[len("student_") : -len(".json")])
-        for name in os.listdir(directory)
-        if name.startswith("student_")
-        and name.endswith(".json")
-        and name[len("student_") : -len(".json")].isdigit()
-        and int(name[len("student_") : -len(".json")]) >= num_students
-    )
+    beyond = [i for i in _saved_indices(directory) if i >= num_students]
     if not beyond:
         return ""
     return (
@@ -182,7 +205,7 @@ def load_students(tc, directory, students=None):
         _check_meta(tc, i, saved[i], directory)
         model = saving.load_model(os.path.join(directory, f"student_{i}.keras"))
         tower = model.layers[-1]
-        if tower.get_config() != tc.students[i].get_config():
+        if _same_tower(tower) != _same_tower(tc.students[i]):
             raise ValueError(
                 f"Student {i} in {os.fspath(directory)!r} is a different "
                 f"tower ({tower.__class__.__name__}, units="

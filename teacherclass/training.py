@@ -511,17 +511,55 @@ def _per_replica(loss):
     return loss
 
 
+class MarkTrained(keras.callbacks.Callback):
+    """Marks a class's students trained at the end of each epoch.
+
+    `fit_students` puts it before the user's callbacks, so a
+    `ModelCheckpoint` (or a Keras Tuner trial's best-epoch weights) saved
+    at an epoch's end holds students that `compose` accepts.
+
+    Args:
+        tc: the `TeacherClass`.
+        students: the indices being trained.
+    """
+
+    def __init__(self, tc, students):
+        super().__init__()
+        self.tc = tc
+        self.students = list(students)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.tc._mark_trained(self.students)
+
+
 @contextlib.contextmanager
 def trainable(layers, flag):
-    """Sets `trainable` on `layers` for a while (a context manager)."""
-    saved = [(layer, layer.trainable) for layer in layers]
+    """Sets `trainable` on `layers` for a while (a context manager).
+
+    On exit every layer inside them gets its own flag back, not only
+    `layers` themselves: setting a model's `trainable` sets all its
+    layers', which would unfreeze the layers a user froze (a teacher's
+    shared trunk, `teacher.freeze_through`).
+    """
+    saved = [(inner, inner.trainable) for layer in layers for inner in
+             _layer_tree(layer)]  # fmt: skip
     for layer in layers:
         layer.trainable = flag
     try:
         yield
     finally:
+        # Outer layers first: each setter cascades to the inner ones,
+        # whose own flags come after.
         for layer, value in saved:
             layer.trainable = value
+
+
+def _layer_tree(layer):
+    """`layer` and every layer inside it, outer ones first."""
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return [layer]
+    return list(flatten(include_self=True, recursive=True))
 
 
 def for_class(tc, students=None, loss="mse", augment=False, **kwargs):

@@ -12,6 +12,8 @@ the trials that no other trial beats on both accuracy and parameters
 Needs the `tuner` extra: `pip install teacherclass[tuner]`.
 """
 
+import hashlib
+import os
 import time
 
 import numpy as np
@@ -94,8 +96,9 @@ class StudentHyperModel(keras_tuner.HyperModel):
         batch_size: int, default batch size for `fit_students`.
         cache: a disk cache path for `fit_students`, shared by every trial
             (the teacher and data do not change), so the teacher runs once
-            per sample for the whole search. None: a temporary directory,
-            made on the first trial (`cache_dir`).
+            per sample for the whole search. None: a folder per teacher
+            and training set in a temporary directory made on the first
+            trial (`cache_dir`).
         latency_batch: int, samples per call when timing the composed
             model.
         name: the hypermodel's name.
@@ -193,6 +196,26 @@ class StudentHyperModel(keras_tuner.HyperModel):
             self._cache_dir = tempfile.mkdtemp(prefix="teacherclass-tuning-")
         return self._cache_dir
 
+    def _trial_cache(self, x):
+        """`cache`, or a folder of `cache_dir` for this teacher and data.
+
+        Without a `cache`, each teacher (its weights) and training set
+        gets its own folder of the temporary directory: a later search on
+        other data, or after the teacher trained on, makes a new cache
+        rather than failing every trial on the old one.
+        """
+        if self.cache is not None:
+            return self.cache
+        from teacherclass import features
+
+        key = hashlib.sha256(features._weights_digest(self.teacher).encode())
+        if isinstance(x, np.ndarray):
+            key.update(f"{x.dtype}{x.shape}".encode())
+            key.update(np.ascontiguousarray(x).tobytes())
+        else:  # a dataset: one cache per object
+            key.update(f"{type(x).__name__}{id(x)}".encode())
+        return os.path.join(self.cache_dir, key.hexdigest()[:16])
+
     def build(self, hp):
         """A `TeacherClass` with the students `hp` describes.
 
@@ -261,7 +284,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 "over_budget": 1.0,
             }
         kwargs.setdefault("batch_size", self.batch_size)
-        kwargs.setdefault("cache", self.cache_dir)
+        kwargs.setdefault("cache", self._trial_cache(x))
         model.fit_students(x, **kwargs)
         composed = model.compose()
         results = composed.evaluate(

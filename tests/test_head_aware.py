@@ -579,3 +579,22 @@ def test_refinement_keeps_a_head_tuned_through_composed(teacher, data):
     copy.set_weights([w * 2.0 for w in tuned])  # as refinement would
     refined.finish()
     np.testing.assert_array_equal(out.get_weights()[0], tuned[0] * 2.0)
+
+
+def test_a_second_trainer_keeps_what_the_copy_learned(teacher, data):
+    """One trainer per epoch (a resumable run): the fused output's
+    linear copy keeps its training, and the head catches up."""
+    from teacherclass import refinement
+
+    x, _ = data
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    refined = refinement.Refinement(tc)
+    out = refined.head.get_layer("out")
+    copy = refined.trainer().student.layers[-1].layers[-1]
+    learned = [w * 3.0 for w in copy.get_weights()]
+    copy.set_weights(learned)  # as an epoch of refinement would
+    again = refined.trainer().student.layers[-1].layers[-1]
+    assert again is copy
+    np.testing.assert_array_equal(copy.get_weights()[0], learned[0])
+    np.testing.assert_array_equal(out.get_weights()[0], learned[0])

@@ -291,11 +291,21 @@ def test_backup_and_restore_resumes(teacher, data, tmp_path):
             if epoch == 1:
                 raise RuntimeError("preempted")
 
+    class InterruptFirstEpoch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("preempted")
+
     tc = _tc(teacher)
+    with pytest.raises(RuntimeError, match="preempted"):
+        tc.fit_students(
+            x, epochs=4, verbose=0, callbacks=[InterruptFirstEpoch()]
+        )
+    assert tc.trained_students == []  # no epoch ended: nothing marked
     backup = keras.callbacks.BackupAndRestore(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="preempted"):
         tc.fit_students(x, epochs=4, verbose=0, callbacks=[backup, Interrupt()])
-    assert tc.trained_students == []  # an interrupted fit marks nothing
+    # Two epochs ended: the students are marked, as a checkpoint of them.
+    assert tc.trained_students == [0, 1, 2, 3]
     history = tc.fit_students(x, epochs=4, verbose=0, callbacks=[backup])
     assert len(history.history["loss"]) == 2  # epochs 3 and 4 only
     assert tc.trained_students == [0, 1, 2, 3]
@@ -703,3 +713,92 @@ def test_validation_data_of_one(teacher, data):
         _tc(teacher).fit_students(
             data[0], validation_data=(data[2],), verbose=0
         )
+
+
+def test_compose_keeps_the_layers_the_user_froze(data, tmp_path):
+    from teacherclass.teacher import freeze_through
+
+    x, y = data[0], data[1]
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(16, activation="relu", name="stem")(inputs)
+    h = keras.layers.Dense(16, activation="relu", name="rep")(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    teacher = keras.Model(inputs, outputs)
+    teacher.compile("adam", "sparse_categorical_crossentropy")
+    teacher.fit(x, y, epochs=1, verbose=0)
+    freeze_through(teacher, "stem")
+    tc = _tc(teacher, num_students=2, student_input="stem")
+    tc.fit_students(x, epochs=1, verbose=0)
+    tc.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
+    assert not teacher.get_layer("stem").trainable
+    assert teacher.get_layer("rep").trainable  # as it was
+    tc.save(tmp_path / "tc.keras")  # refused with an unfrozen stem
+    keras.saving.load_model(tmp_path / "tc.keras")
+
+
+def test_a_checkpoint_of_the_first_fit_composes(teacher, data, tmp_path):
+    x = data[0]
+    tc = _tc(teacher, num_students=2)
+    checkpoint = keras.callbacks.ModelCheckpoint(tmp_path / "ck.keras")
+    tc.fit_students(x, epochs=1, verbose=0, callbacks=[checkpoint])
+    # (Weights alone: test_training's ModelCheckpoint test.)
+    saved = keras.saving.load_model(tmp_path / "ck.keras")
+    assert saved.trained_students == [0, 1]
+    np.testing.assert_allclose(
+        saved.compose().predict(x[:8], verbose=0),
+        tc.compose().predict(x[:8], verbose=0),
+        rtol=1e-6,
+    )
+
+
+def test_students_made_by_a_callable_load_in_another_process(
+    teacher, data, tmp_path
+):
+    # Each class built here makes new towers, so Keras names them anew
+    # (dense_tower, dense_tower_4, ...), as in another process.
+    x = data[0]
+
+    def make(i, units):
+        return DenseTower(units, hidden=(8,))
+
+    for i in (0, 1):
+        job = TeacherClass(teacher, num_students=2, student=make)
+        job.fit_students(x, students=[i], epochs=1, verbose=0)
+        job.save_students(tmp_path)
+    loaded = TeacherClass(teacher, num_students=2, student=make)
+    assert loaded.load_students(tmp_path) == [0, 1]
+    wider = TeacherClass(
+        teacher, num_students=2, student=lambda i, u: DenseTower(u, hidden=(9,))
+    )
+    with pytest.raises(ValueError, match="different tower"):
+        wider.load_students(tmp_path)
+
+
+def test_save_students_replaces_statistics_only_with_every_student(
+    teacher, data, tmp_path
+):
+    x = data[0]
+    first = _tc(teacher, num_students=2, conditioning="standardize")
+    first.fit_students(x, epochs=1, verbose=0)
+    first.save_students(tmp_path, students=[0])
+    # The same pipeline on other data: other target statistics.
+    second = _tc(teacher, num_students=2, conditioning="standardize")
+    second.fit_students(x[:64] * 2.0, epochs=1, verbose=0)
+    assert second.conditioning_digest() != first.conditioning_digest()
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"students \[0\] there regressed"):
+            second.save_students(tmp_path, students=[1], overwrite=overwrite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "conditioning.npz", "student_0.json", "student_0.keras"
+    ]  # fmt: skip
+    assert second.save_students(tmp_path, overwrite=True) == [0, 1]
+    loaded = _tc(teacher, num_students=2, conditioning="standardize")
+    assert loaded.load_students(tmp_path) == [0, 1]
+    assert loaded.conditioning_digest() == second.conditioning_digest()
+    # Statistics left alone in a folder: replaced only under overwrite.
+    for name in ("student_0", "student_1"):
+        for ext in (".json", ".keras"):
+            (tmp_path / (name + ext)).unlink()
+    with pytest.raises(ValueError, match="pass overwrite=True"):
+        first.save_students(tmp_path)
+    assert first.save_students(tmp_path, overwrite=True) == [0, 1]

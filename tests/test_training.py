@@ -153,8 +153,14 @@ def test_model_checkpoint_weights_load_into_the_class(teacher, data, tmp_path):
             other.students[i].get_weights(), tc.students[i].get_weights()
         ):
             np.testing.assert_array_equal(a, b)
-    # Written during the fit: the students are not yet marked trained.
-    assert other.trained_students == []
+    # Written at an epoch's end, with the students marked trained
+    # (`training.MarkTrained`): the class composes.
+    assert other.trained_students == [0, 1]
+    np.testing.assert_allclose(
+        other.compose().predict(data[0][:8], verbose=0),
+        tc.compose().predict(data[0][:8], verbose=0),
+        rtol=1e-6,
+    )
 
 
 def test_early_stopping_stops_the_students(teacher, data):

@@ -60,12 +60,32 @@ def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
         assert set(row["hyperparameters"]) == {"num_students", "units"}
     assert Counting.epochs == 4  # 2 trials x 2 epochs
     # Both trials read one representation cache: the teacher ran once.
-    meta = os.path.join(hypermodel.cache_dir, "teacherclass-cache.json")
+    (folder,) = os.listdir(hypermodel.cache_dir)
+    meta = os.path.join(hypermodel.cache_dir, folder, "teacherclass-cache.json")
     assert hypermodel.cache is None and os.path.exists(meta)
     front = tuning.pareto_front(tuner)
     assert 1 <= len(front) <= 2
     best = tuner.get_best_models(1)[0]  # reloads the saved students
     assert best.predict(x[:4], verbose=0).shape == (4, 3)
+    # The best epoch's weights were saved with the students marked
+    # trained: the reloaded class composes.
+    assert best.trained_students == list(range(best.num_students))
+    assert best.compose().predict(x[:4], verbose=0).shape == (4, 3)
+
+    # The same hypermodel searches other data: a cache of its own.
+    again = keras_tuner.RandomSearch(
+        hypermodel,
+        objective=keras_tuner.Objective("val_accuracy", "max"),
+        max_trials=1,
+        seed=0,
+        directory=tmp_path,
+        project_name="other_data",
+    )
+    again.search(x[64:], y[64:], validation_data=(x[:64], y[:64]), epochs=1,
+                 verbose=0)  # fmt: skip
+    assert len(tuning.trial_results(again)) == 1
+    assert len(hypermodel.trials) == 3
+    assert len(os.listdir(hypermodel.cache_dir)) == 2
 
 
 def test_over_budget_trials_are_not_trained(teacher):
