@@ -409,7 +409,9 @@ def distill_into(
             distillation_losses=distillation_loss,
             student_loss_weight=float(alpha),
         )
-        label_args = teacher_lib.default_compile_args(student_logits, labels)
+        label_args = teacher_lib.label_compile_args(
+            teacher, student_logits, labels
+        )
         distiller.compile(
             optimizer=optimizer,
             loss=label_args["loss"],

@@ -59,6 +59,16 @@ _PRODUCTS = (
     "composed.keras",
     "report.json",
 )
+# Everything `run`, `report --figures` and `export` write in a run
+# directory (and their ".partial" leftovers): --overwrite replaces a
+# directory holding these only.
+_RUN_ENTRIES = (
+    *_PRODUCTS,
+    "refined_students",
+    "histories.json",
+    "figures",
+    "exports",
+)
 # `run` options that --resume takes from the run's config.json instead.
 _SETTINGS = (
     "dataset",
@@ -416,6 +426,13 @@ def _stderr_hidden():
                 sys.stderr.write(sink.read().decode(errors="replace"))
 
 
+def _quiet(args):
+    """`_stderr_hidden()` unless `--verbose`."""
+    if getattr(args, "verbose", False):
+        return contextlib.nullcontext()
+    return _stderr_hidden()
+
+
 def _import_tensorflow(verbose):
     """Imports TensorFlow and Keras; hides their logs unless `verbose`."""
     if not verbose:
@@ -497,7 +514,9 @@ def _data_dir(dataset, data_dir):
             f"with the official files of {dataset}. Received: "
             f"{source}={data_dir} (not a folder)"
         )
-    return data_dir, source
+    # Absolute: config.json keeps it for --resume and export, which may
+    # run from another folder.
+    return os.path.abspath(data_dir), source
 
 
 def _load(dataset, data_dir, split, source="--data-dir"):
@@ -540,6 +559,18 @@ def _check_run_dir(path, overwrite):
                 "run directory; refusing to replace it. Received: "
                 f"--run-dir={path}"
             )
+        ours = {
+            *_RUN_ENTRIES,
+            *(_partial_name(name) for name in _RUN_ENTRIES),
+        }
+        foreign = sorted(set(entries) - ours)
+        if foreign:
+            raise CommandError(
+                f"--run-dir {path} holds files a run does not write "
+                f"({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); refusing to "
+                f"replace it. Received: --run-dir={path}"
+            )
 
 
 def _create_run_dir(path):
@@ -561,11 +592,16 @@ def _resume_hint(run_dir):
     return f"`teacherclass run --resume {run_dir}`"
 
 
+def _partial_name(path):
+    """Where `_writing` writes `path` before renaming it."""
+    base, ext = os.path.splitext(path)
+    return f"{base}.partial{ext}"
+
+
 @contextlib.contextmanager
 def _writing(path):
     """Yields a temporary path beside `path`, renamed to it when done."""
-    base, ext = os.path.splitext(path)
-    partial = f"{base}.partial{ext}"
+    partial = _partial_name(path)
     for stale in (partial,):
         if os.path.isdir(stale):
             shutil.rmtree(stale)
@@ -833,10 +869,17 @@ def _stages(args, run_dir, tc, train, test):
             )
 
     composed_path = os.path.join(run_dir, "composed.keras")
+    # Refinement trains the students in place: the report measures them
+    # as refined, on a resumed run too.
+    refined_path = os.path.join(run_dir, "refined_students")
     if os.path.isfile(composed_path):
         _phase("compose: loaded from composed.keras")
         composed = _load_keras(composed_path, "RUN_DIR")
+        if os.path.isdir(refined_path):
+            tc.load_students(refined_path)
     else:
+        if os.path.isdir(refined_path):  # of a composed model now gone
+            shutil.rmtree(refined_path)
         _phase("compose")
         refine = args.refine_epochs > 0
         fine_tune = args.fine_tune_epochs > 0
@@ -869,6 +912,8 @@ def _stages(args, run_dir, tc, train, test):
             composed = fusion.fuse(refined, mode="auto")
             histories["refine"] = _history(history)
             _write_json(histories_path, histories)
+            with _writing(refined_path) as partial:
+                tc.save_students(partial)
         info = composed.fusion
         print(
             f"towers fused: {info.mode}"
@@ -1071,14 +1116,15 @@ def export(args):
             print("calibrating int8 ranges on training data", flush=True)
             x, _ = _load(config["dataset"], data_dir, "train")
         start = time.perf_counter()
-        export_lib.export(
-            composed,
-            output,
-            format=args.format,
-            quantize="int8" if args.int8 else None,
-            representative_data=x,
-            overwrite=args.overwrite,
-        )
+        with _quiet(args):  # the converter's C++ log lines
+            export_lib.export(
+                composed,
+                output,
+                format=args.format,
+                quantize="int8" if args.int8 else None,
+                representative_data=x,
+                overwrite=args.overwrite,
+            )
     except KeyboardInterrupt:
         if not existed:
             _remove(output)  # a partial artifact
@@ -1088,10 +1134,12 @@ def export(args):
         ) from None
     print(f"exported to {output} ({time.perf_counter() - start:.0f} s)")
     x_test, y_test = _load(config["dataset"], data_dir, "test")
-    entry = report_lib.measure_export(
-        output, x_test, y_test, rep.get("batch_sizes", (1, 64)), repeats=10
-    )
-    rep.setdefault("exports", {})[os.path.basename(output)] = entry
+    with _quiet(args):  # LiteRT's interpreter logs its delegate
+        entry = report_lib.measure_export(
+            output, x_test, y_test, rep.get("batch_sizes", (1, 64)), repeats=10
+        )
+    key = _export_key(args.run_dir, output)
+    rep.setdefault("exports", {})[key] = entry
     with _writing(os.path.join(args.run_dir, "report.json")) as partial:
         rep.save(partial)
     composed_accuracy = rep.get("models", {}).get("composed", {})
@@ -1102,10 +1150,21 @@ def export(args):
         else ""
     )
     print(
-        f"{os.path.basename(output)}: {entry['size_bytes']:,} bytes, "
+        f"{key}: {entry['size_bytes']:,} bytes, "
         f"test accuracy {entry['accuracy']:.4f}{versus}"
     )
     return entry
+
+
+def _export_key(run_dir, output):
+    """An export's name in report.json: its file name in the run's
+    exports/ folder, else its absolute path (two exports elsewhere may
+    share a file name)."""
+    exports = os.path.abspath(os.path.join(run_dir, "exports"))
+    path = os.path.abspath(output)
+    if os.path.dirname(path) == exports:
+        return os.path.basename(path)
+    return path
 
 
 _INTERRUPTED_HINTS = {

@@ -280,8 +280,8 @@ def refine(
             if cached:
                 trainer = refinement.trainer(temperature, alpha)
                 labels = x.map(lambda a, t: (a, t["labels"]))
-                label_args = teacher_lib.default_compile_args(
-                    refinement.logits, labels
+                label_args = teacher_lib.label_compile_args(
+                    tc.teacher, refinement.logits, labels
                 )
                 trainer.compile(
                     optimizer=optimizer,

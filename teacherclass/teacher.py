@@ -357,6 +357,25 @@ def default_compile_args(teacher, y=None):
     return {"optimizer": "adam", "loss": loss, "metrics": ["accuracy"]}
 
 
+def label_compile_args(teacher, model, y=None):
+    """`default_compile_args(model, y)` that honour the teacher's void.
+
+    A teacher compiled with a sparse cross-entropy that ignores a label
+    value (`ignore_class`, a segmentation's void) passes it on: `model`
+    (trained on the same labels, e.g. refined) ignores it too.
+    """
+    args = default_compile_args(model, y)
+    ignore = getattr(getattr(teacher, "loss", None), "ignore_class", None)
+    loss = args["loss"]
+    if ignore is not None and isinstance(
+        loss, keras.losses.SparseCategoricalCrossentropy
+    ):
+        args["loss"] = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=loss.get_config()["from_logits"], ignore_class=ignore
+        )
+    return args
+
+
 def weights_digest(model):
     """A short hash of a model's weights, to tell two teachers apart."""
     import hashlib

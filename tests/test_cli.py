@@ -185,6 +185,19 @@ def test_run_with_conditioning_correlation_and_refinement(tmp_path, capsys):
     assert (run_dir / "students" / "conditioning.npz").is_file()
     report = json.loads((run_dir / "report.json").read_text())
     assert report["models"]["composed"]["accuracy"] > 0.8
+    # Refinement trained the students in place: saved as refined, and a
+    # run resumed after its composed model reports them as they are.
+    assert (run_dir / "refined_students" / "student_0.keras").is_file()
+    (run_dir / "report.json").unlink()
+    assert cli.main(["run", "--resume", str(run_dir), "--progress", "0"]) == 0
+    assert "compose: loaded from composed.keras" in capsys.readouterr().out
+    resumed = json.loads((run_dir / "report.json").read_text())
+    students = [m for m in report["models"] if m.startswith("student_")]
+    assert students
+    for name in students:
+        assert resumed["models"][name]["mse"] == pytest.approx(
+            report["models"][name]["mse"], rel=1e-5
+        )
     # Resumed after its students: they load under the same conditioning.
     for name in ("composed.keras", "report.json"):
         (run_dir / name).unlink()
@@ -432,3 +445,20 @@ def test_ctrl_c_in_export_leaves_no_partial_file(
     assert err.count("\n") == 1 and "run the same command again" in err
     assert not output.exists()
     assert _files(run_dir) == before
+
+
+def test_exports_outside_the_run_are_named_by_their_path(tmp_path):
+    run = tmp_path / "run"
+    inside = run / "exports" / "composed.tflite"
+    assert cli._export_key(str(run), str(inside)) == "composed.tflite"
+    # Two exports elsewhere with one file name keep two entries.
+    a, b = tmp_path / "a" / "m.tflite", tmp_path / "b" / "m.tflite"
+    assert cli._export_key(str(run), str(a)) == str(a)
+    assert cli._export_key(str(run), str(a)) != cli._export_key(str(run), b)
+
+
+def test_a_relative_data_dir_is_kept_absolute(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    data_dir, source = cli._data_dir("mnist", "data")
+    assert data_dir == str(tmp_path / "data") and source == "--data-dir"

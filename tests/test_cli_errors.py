@@ -67,6 +67,9 @@ def _user_files(root):
     # Not runs.
     _write(root / "file.txt", "a file")
     _write(root / "mine" / "notes.txt", "my notes")
+    # A folder with a config.json that is not only a run.
+    _write(root / "project" / "config.json", _SETTINGS)
+    _write(root / "project" / "notes.txt", "my notes")
     (root / "empty").mkdir()
     _write(root / "badjson" / "config.json", "{not json")
     _write(root / "badjson" / "report.json", "{not json")
@@ -179,6 +182,14 @@ ROWS = {
         ["run", "--run-dir", "{tmp}/file.txt"],
         1,
         ["--run-dir={tmp}/file.txt", "(a file)"],
+    ),
+    "overwrite a run folder holding other files": (
+        ["run", "--run-dir", "{tmp}/project", "--overwrite"],
+        1,
+        [
+            "holds files a run does not write (notes.txt)",
+            "--run-dir={tmp}/project",
+        ],
     ),
     "overwrite a folder that is not a run": (
         ["run", "--run-dir", "{tmp}/mine", "--overwrite"],

@@ -115,3 +115,25 @@ def test_default_compile_args_follow_the_output():
     args = teacher_lib.default_compile_args(logits)
     assert isinstance(args["loss"], keras.losses.BinaryCrossentropy)
     assert args["loss"].get_config()["from_logits"]
+
+
+def test_label_loss_keeps_the_teachers_void():
+    from teacherclass import segmentation
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Conv2D(4, 1, activation="softmax")(inputs)
+    teacher = keras.Model(inputs, outputs)
+    teacher.compile(**segmentation.compile_args(4, ignore_class=4))
+    logits = keras.Model(inputs, keras.layers.Conv2D(4, 1)(inputs))
+    loss = teacher_lib.label_compile_args(teacher, logits)["loss"]
+    assert loss.get_config()["ignore_class"] == 4
+    assert loss.get_config()["from_logits"]
+    # Label 4 (void) costs nothing, as for the teacher.
+    y = np.full((2, 8, 8), 4)
+    y[0, 0, 0] = 1
+    pred = np.zeros((2, 8, 8, 4), "float32")
+    assert float(loss(y, pred)) == pytest.approx(np.log(4.0), rel=1e-5)
+    # A teacher without a void: the plain loss.
+    teacher.compile(loss="sparse_categorical_crossentropy")
+    plain = teacher_lib.label_compile_args(teacher, logits)["loss"]
+    assert plain.get_config()["ignore_class"] is None
