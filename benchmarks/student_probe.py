@@ -480,7 +480,8 @@ def main(argv=None):
 
     split = (x, y, x_val, y_val, clean)
     probe = probe_baseline if args.baseline else probe_class
-    run = {
+    measured = probe(args, teacher, cache, split, filters)
+    run = {  # dated when measured
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
@@ -491,7 +492,7 @@ def main(argv=None):
         "epochs": args.epochs,
         "views": args.views,
         "seed": args.seed,
-        **probe(args, teacher, cache, split, filters),
+        **measured,
         "views_build_seconds": build_seconds,
         "precision": policy,
         "load_average": list(os.getloadavg()),
