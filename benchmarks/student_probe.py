@@ -60,6 +60,7 @@ from _common import cosine_adam  # noqa: E402
 from _common import environment  # noqa: E402
 from _common import student_scores  # noqa: E402
 from chunk_order_share import chunk_ranks  # noqa: E402
+from reproduce_cifar10 import baseline_epochs  # noqa: E402
 from reproduce_cifar10 import train_baseline  # noqa: E402
 from reproduce_cifar10 import view_conditioning  # noqa: E402
 from reproduce_state import Budget  # noqa: E402
@@ -444,7 +445,7 @@ def probe_baseline(args, teacher, cache, split, filters):
         )
     return {
         "baseline": args.baseline,
-        "baseline_epochs": args.epochs + args.refine_epochs,
+        "baseline_epochs": baseline_epochs(cfg),
         "batch_norm": (
             architectures.FAST_STUDENT_BATCH_NORM
             if cfg["student_batch_norm"] is None

@@ -4,11 +4,7 @@ Chunks are contiguous ranges of the representation's last axis (units of a
 vector, channels of a feature map), in order, covering every feature once.
 """
 
-import numpy as np
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+from teacherclass import validation
 
 
 def contiguous(width, num_students):
@@ -32,7 +28,7 @@ def contiguous(width, num_students):
     >>> contiguous(256, 3)
     (86, 85, 85)
     """
-    if not _is_int(num_students) or not 1 <= num_students <= width:
+    if not validation.is_int(num_students) or not 1 <= num_students <= width:
         raise ValueError(
             "`num_students` must be an integer between 1 and the feature "
             f"width {width}. Received: num_students={num_students!r}"
@@ -66,7 +62,7 @@ def resolve(width, num_students=None, chunks=None):
             "`chunks` must be a sequence of chunk widths, one per student "
             f"(or pass `num_students`). Received: chunks={chunks!r}"
         ) from None
-    if not chunks or any(not _is_int(c) or c < 1 for c in chunks):
+    if not chunks or any(not validation.is_int(c) or c < 1 for c in chunks):
         raise ValueError(
             f"`chunks` must be positive integers. Received: chunks={chunks}"
         )

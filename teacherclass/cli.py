@@ -882,22 +882,19 @@ def _stages(args, run_dir, tc, train, test):
             shutil.rmtree(refined_path)
         _phase("compose")
         refine = args.refine_epochs > 0
-        fine_tune = args.fine_tune_epochs > 0
-        composed = tc.compose(
-            fine_tune=fine_tune,
-            fuse="none" if refine else "auto",
-            **(
-                {
-                    "x": x,
-                    "y": y,
-                    "epochs": args.fine_tune_epochs,
-                    "batch_size": args.batch_size,
-                    "verbose": args.progress,
-                }
-                if fine_tune
-                else {}
-            ),
-        )
+        fuse = "none" if refine else "auto"
+        if args.fine_tune_epochs > 0:
+            composed = tc.compose(
+                fine_tune=True,
+                x=x,
+                y=y,
+                fuse=fuse,
+                epochs=args.fine_tune_epochs,
+                batch_size=args.batch_size,
+                verbose=args.progress,
+            )
+        else:
+            composed = tc.compose(fuse=fuse)
         if refine:
             _phase(f"refine ({args.refine_epochs} epochs, end to end)")
             history = keras.callbacks.History()

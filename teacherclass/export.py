@@ -243,13 +243,16 @@ def export(
     # Written beside its destination, then moved: a failed export never
     # leaves a half-written artifact, nor destroys the one it replaces.
     staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
+    staged = os.path.join(staging, os.path.basename(path))
+    backup = staged + ".old"
     try:
-        staged = os.path.join(staging, os.path.basename(path))
         keras_format = "tf_saved_model" if format == "saved_model" else format
         model.export(staged, format=keras_format, verbose=verbose, **kwargs)
-        _replace(staged, path, os.path.join(staging, "previous"))
+        _replace(staged, path, backup)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        # Kept only if it still holds the old export (`_replace` failed).
+        if not os.path.lexists(backup):
+            shutil.rmtree(staging, ignore_errors=True)
     return given
 
 
@@ -306,16 +309,32 @@ def _is_tflite(path):
 
 def _replace(staged, path, backup):
     """Moves `staged` to `path`; an existing `path` is moved to `backup`
-    first and put back if the move fails."""
+    first, put back if the move fails, and deleted once it succeeded.
+    Were the put-back to fail too, the error names `backup`, which the
+    caller keeps."""
     if not os.path.lexists(path):
         os.replace(staged, path)
         return
     os.replace(path, backup)
     try:
         os.replace(staged, path)
-    except BaseException:
-        os.replace(backup, path)
+    except BaseException as error:
+        try:
+            os.replace(backup, path)
+        except OSError as restore:
+            raise OSError(
+                f"The export could not replace {path} ({error}), nor be "
+                f"undone ({restore}): the old export is kept at {backup}."
+            ) from error
         raise
+    _remove(backup)
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 class Artifact:

@@ -369,7 +369,7 @@ class TeacherClass(keras.Model):
             "augment", augment, "a callable such as a Keras preprocessing layer"
         )
         if augment is not None:
-            if "validation_split" in fit_kwargs:
+            if fit_kwargs.get("validation_split"):  # 0.0 and None: no split
                 raise ValueError(
                     "`augment` feeds the teacher a tf.data pipeline, which "
                     "cannot be split: pass `validation_data` instead. "
@@ -540,7 +540,7 @@ class TeacherClass(keras.Model):
         validation.check_callable(
             "augment", augment, "a callable such as a Keras preprocessing layer"
         )
-        if "validation_split" in fit_kwargs:
+        if fit_kwargs.get("validation_split"):  # 0.0 and None: no split
             raise ValueError(
                 "Students train on a pipeline of the teacher's features, "
                 "which cannot be split: pass `validation_data` instead. "

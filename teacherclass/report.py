@@ -554,7 +554,12 @@ def measure(
     ['composed', 'head', 'student_0', 'student_1', 'teacher']
     """
     batch_sizes = validation.check_batch_sizes(batch_sizes)
-    validation.check_scoring_labels(x, y, tc.teacher.outputs[0].shape[1:])
+    validation.check_scoring_labels(
+        x,
+        y,
+        tc.teacher.outputs[0].shape[1:],
+        getattr(getattr(tc.teacher, "loss", None), "ignore_class", None),
+    )
     composed = composed if composed is not None else tc.compose()
     parts = _parts(tc)
     parts["composed"] = composed

@@ -127,13 +127,9 @@ def save_students(tc, directory, students=None, overwrite=False):
     return list(selected)
 
 
-def _check_meta(tc, i, saved, directory):
-    """Refuses a saved student `i` made for another class."""
-    expected = _meta(tc, i)
-    keys = ["chunk", "feature_layer", "teacher_trunk_digest"]
-    keys.append("conditioning")
-    if tc.conditioning_fitted:
-        keys.append("conditioning_digest")
+def _check_meta(i, saved, expected, keys, directory):
+    """Refuses a saved student `i` made for another class: `saved`'s
+    `keys` must be as `expected` (`_meta`)."""
     for key in keys:
         if saved.get(key) != expected[key]:
             raise ValueError(
@@ -185,11 +181,15 @@ def load_students(tc, directory, students=None):
     present = [i for i in selected if os.path.exists(path(i, "json"))]
     # The students that are there first: one of another split says so,
     # rather than a later student being "missing".
+    keys = ["chunk", "feature_layer", "teacher_trunk_digest", "conditioning"]
+    fitted = tc.conditioning_fitted
+    if fitted:
+        keys.append("conditioning_digest")
     saved = {}
     for i in present:
         with open(path(i, "json")) as f:
             saved[i] = json.load(f)
-        _check_meta(tc, i, saved[i], directory)
+        _check_meta(i, saved[i], _meta(tc, i), keys, directory)
     for i in selected:
         for ext in ("keras", "json"):
             if not os.path.exists(path(i, ext)):
@@ -201,8 +201,10 @@ def load_students(tc, directory, students=None):
                 )
     loaded = {}
     for i in selected:
-        # Again: the conditioning a student before it brought is now set.
-        _check_meta(tc, i, saved[i], directory)
+        if not fitted and tc.conditioning_fitted:
+            # The statistics a student before this one brought: the same.
+            expected = {"conditioning_digest": tc.conditioning_digest()}
+            _check_meta(i, saved[i], expected, expected, directory)
         model = saving.load_model(os.path.join(directory, f"student_{i}.keras"))
         tower = model.layers[-1]
         if _same_tower(tower) != _same_tower(tc.students[i]):

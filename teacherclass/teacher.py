@@ -57,10 +57,9 @@ def check_teacher(teacher):
     except (AttributeError, ValueError):
         inputs = outputs = None
     if not inputs or not outputs:
-        functional = isinstance(teacher, keras.Sequential) or (
-            type(teacher).__name__ == "Functional"
-        )
-        if functional:
+        # (A Functional model always has its graph: not built, only a
+        # Sequential model lacks one.)
+        if isinstance(teacher, keras.Sequential):
             why = (
                 "Build it first, e.g. `teacher.build(shape)`. Received: "
                 f"teacher={teacher.name!r} (not built)"

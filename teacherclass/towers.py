@@ -12,16 +12,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from teacherclass import validation
+
 _PACKAGE = "teacherclass"
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_positive(name, value, allow_zero=False):
     """Checks a count; returns it as a Python int (NumPy ints welcome)."""
-    ok = _is_int(value) and (value >= 0 if allow_zero else value > 0)
+    ok = validation.is_int(value) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = "a non-negative" if allow_zero else "a positive"
         raise ValueError(
@@ -40,7 +38,7 @@ def _check_positive_tuple(name, values):
             f"layer, e.g. ({values!r},). Received: {name}={values!r}"
         ) from None
     for value in values:
-        if not _is_int(value) or value < 1:
+        if not validation.is_int(value) or value < 1:
             raise ValueError(
                 f"`{name}` must hold positive integers. "
                 f"Received: {name}={values!r}"

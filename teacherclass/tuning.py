@@ -164,6 +164,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         self.batch_size = batch_size
         self.cache = cache
         self._cache_dir = None
+        self._last_trial_cache = None  # (x, teacher digest, folder)
         self.latency_batch = latency_batch
         spec = teacher.inputs[0]
         self._images = len(spec.shape) in (3, 4) and "int" not in str(
@@ -206,15 +207,27 @@ class StudentHyperModel(keras_tuner.HyperModel):
         """
         if self.cache is not None:
             return self.cache
-        from teacherclass import features
-
-        key = hashlib.sha256(features._weights_digest(self.teacher).encode())
+        digest = self._teacher_digest()
+        if self._last_trial_cache is not None:
+            last_x, last_digest, folder = self._last_trial_cache
+            # The trials of one search: the same data, the same teacher.
+            if last_x is x and last_digest == digest:
+                return folder
+        key = hashlib.sha256(digest.encode())
         if isinstance(x, np.ndarray):
             key.update(f"{x.dtype}{x.shape}".encode())
-            key.update(np.ascontiguousarray(x).tobytes())
-        else:  # a dataset: one cache per object
+            key.update(memoryview(np.ascontiguousarray(x)).cast("B"))
+        else:  # a dataset: one cache per object (held below, so its id
+            # is not reused while it is the last one)
             key.update(f"{type(x).__name__}{id(x)}".encode())
-        return os.path.join(self.cache_dir, key.hexdigest()[:16])
+        folder = os.path.join(self.cache_dir, key.hexdigest()[:16])
+        self._last_trial_cache = (x, digest, folder)
+        return folder
+
+    def _teacher_digest(self):
+        from teacherclass import features
+
+        return features._weights_digest(self.teacher)
 
     def build(self, hp):
         """A `TeacherClass` with the students `hp` describes.
@@ -284,7 +297,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 "over_budget": 1.0,
             }
         kwargs.setdefault("batch_size", self.batch_size)
-        kwargs.setdefault("cache", self._trial_cache(x))
+        if "cache" not in kwargs:
+            kwargs["cache"] = self._trial_cache(x)
         model.fit_students(x, **kwargs)
         composed = model.compose()
         results = composed.evaluate(

@@ -12,6 +12,11 @@ import numpy as np
 _INT = (int, np.integer)
 
 
+def is_int(value):
+    """Whether `value` is an integer, Python's or NumPy's (not a bool)."""
+    return isinstance(value, _INT) and not isinstance(value, bool)
+
+
 def check_int(name, value, minimum=1, allow_none=False):
     """Checks an integer argument such as `epochs` or `batch_size`.
 
@@ -360,7 +365,7 @@ def _check_inputs(name, x, input_dtype):
     check_finite(name, array)
 
 
-def check_scoring_labels(x, y, output_shape):
+def check_scoring_labels(x, y, output_shape, ignore_class=None):
     """Checks the labels a model is scored on (`report.measure`).
 
     Args:
@@ -369,6 +374,8 @@ def check_scoring_labels(x, y, output_shape):
             class indices `(n, ...)` or `(n, ..., 1)`, or one-hot
             `(n, ..., width)`, one per sample of `x`.
         output_shape: the model output's shape without the batch axis.
+        ignore_class: int or None, a label value that marks no class
+            (a segmentation's void, the teacher's loss `ignore_class`).
 
     Raises:
         ValueError: on `y` without `x`, a label count other than the
@@ -403,7 +410,10 @@ def check_scoring_labels(x, y, output_shape):
             + (f", or one-hot {shapes[2]}" if len(shapes) > 2 else "")
             + f". Received: y with shape {y.shape}"
         )
-    if y.shape != shapes[-1] or width == 1:  # class indices
+    indices = y.shape != shapes[-1] or width == 1
+    if indices and ignore_class is not None:
+        y = y[y != ignore_class]
+    if indices and y.size:
         low, high = y.min().item(), y.max().item()
         if low < 0 or high >= max(width, 2):
             raise ValueError(

@@ -179,6 +179,21 @@ def test_a_failed_replacement_puts_the_old_export_back(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".export")]
 
+    # Were the put-back to fail too, the old export stays, and is named.
+    def failing_moves_back(src, dst):
+        moves.append((src, dst))
+        if len(moves) > 1:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    moves.clear()
+    monkeypatch.setattr(export_lib.os, "replace", failing_moves_back)
+    with pytest.raises(OSError, match="the old export is kept at") as info:
+        export_lib.export(_small_model(), path, format="litert", overwrite=True)
+    kept = str(info.value).rsplit(" kept at ", 1)[1].rstrip(".")
+    with open(kept, "rb") as f:
+        assert f.read() == before
+
 
 def test_mixed_precision_model_exports_in_float32(tmp_path):
     model = _small_model(dtype="mixed_bfloat16")

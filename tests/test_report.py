@@ -368,3 +368,16 @@ def test_measure_records_macs_paired_latency_and_litert():
     assert set(r["latency_ratio"]) == {"1"}
     text = str(r)
     assert "MACs" in text and "LiteRT int8" in text and "latency" in text
+
+
+def test_scoring_labels_may_hold_the_teachers_void():
+    from teacherclass import validation
+
+    x = np.zeros((2, 4, 4, 3))
+    y = np.full((2, 4, 4), 11)  # CamVid's void beside 11 classes
+    y[0, 0, 0] = 3
+    validation.check_scoring_labels(x, y, (4, 4, 11), ignore_class=11)
+    with pytest.raises(ValueError, match="max=11"):
+        validation.check_scoring_labels(x, y, (4, 4, 11))
+    # Only void: nothing to range-check.
+    validation.check_scoring_labels(x, np.full((2, 4, 4), 11), (4, 4, 11), 11)
