@@ -20,6 +20,17 @@ def teacher():
     return trained_mlp_teacher(x, y, epochs=20, width=8)
 
 
+def _random_search(hypermodel, directory, max_trials):
+    return keras_tuner.RandomSearch(
+        hypermodel,
+        objective=keras_tuner.Objective("val_accuracy", "max"),
+        max_trials=max_trials,
+        seed=0,
+        directory=directory.parent,
+        project_name=directory.name,
+    )
+
+
 def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
     x, y = blobs(n=192, classes=3, shape=(8,))
 
@@ -35,14 +46,7 @@ def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
     )
     assert isinstance(hypermodel, keras_tuner.HyperModel)
     assert isinstance(hypermodel, tuning.StudentHyperModel)
-    tuner = keras_tuner.RandomSearch(
-        hypermodel,
-        objective=keras_tuner.Objective("val_accuracy", "max"),
-        max_trials=2,
-        seed=0,
-        directory=tmp_path,
-        project_name="students",
-    )
+    tuner = _random_search(hypermodel, tmp_path / "students", max_trials=2)
     tuner.search(
         x[:128],
         y[:128],
@@ -73,14 +77,7 @@ def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
     assert best.compose().predict(x[:4], verbose=0).shape == (4, 3)
 
     # The same hypermodel searches other data: a cache of its own.
-    again = keras_tuner.RandomSearch(
-        hypermodel,
-        objective=keras_tuner.Objective("val_accuracy", "max"),
-        max_trials=1,
-        seed=0,
-        directory=tmp_path,
-        project_name="other_data",
-    )
+    again = _random_search(hypermodel, tmp_path / "other_data", max_trials=1)
     again.search(x[64:], y[64:], validation_data=(x[:64], y[:64]), epochs=1,
                  verbose=0)  # fmt: skip
     assert len(tuning.trial_results(again)) == 1
