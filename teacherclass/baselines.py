@@ -397,12 +397,13 @@ def distill_into(
     distillation_loss = logits_distillation(
         teacher_logits.outputs[0].shape[-1], temperature
     )
-    # The Distiller freezes every layer of the teacher it is given, which
-    # the logits view shares with `teacher`.
-    flags = [(layer, layer.trainable) for layer in teacher._flatten_layers()]
     # Where the labels are, for the loss's form: `y`, or a dataset `x`.
     labels = y if y is not None or hasattr(x, "shape") else x
-    try:
+    from teacherclass import training
+
+    # The Distiller freezes every layer of the teacher it is given, which
+    # the logits view shares with `teacher`.
+    with training.flags_kept([teacher]):
         distiller = keras.distillation.Distiller(
             teacher=teacher_logits,
             student=student_logits,
@@ -425,9 +426,6 @@ def distill_into(
             validation_data=validation_data,
             **fit_kwargs,
         )
-    finally:
-        for layer, trainable in flags:
-            layer.trainable = trainable
     return history
 
 

@@ -536,15 +536,23 @@ class MarkTrained(keras.callbacks.Callback):
 def trainable(layers, flag):
     """Sets `trainable` on `layers` for a while (a context manager).
 
-    On exit every layer inside them gets its own flag back, not only
-    `layers` themselves: setting a model's `trainable` sets all its
-    layers', which would unfreeze the layers a user froze (a teacher's
-    shared trunk, `teacher.freeze_through`).
+    On exit every layer inside them gets its own flag back
+    (`flags_kept`), not only `layers` themselves: setting a model's
+    `trainable` sets all its layers', which would unfreeze the layers a
+    user froze (a teacher's shared trunk, `teacher.freeze_through`).
     """
+    with flags_kept(layers):
+        for layer in layers:
+            layer.trainable = flag
+        yield
+
+
+@contextlib.contextmanager
+def flags_kept(layers):
+    """Restores the `trainable` flag of `layers` and of every layer inside
+    them on exit, whatever the block set (a context manager)."""
     saved = [(inner, inner.trainable) for layer in layers for inner in
              _layer_tree(layer)]  # fmt: skip
-    for layer in layers:
-        layer.trainable = flag
     try:
         yield
     finally:
