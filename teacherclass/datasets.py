@@ -16,7 +16,9 @@ hit:
 """
 
 import contextlib
+import functools
 import gzip
+import hashlib
 import lzma
 import os
 import posixpath
@@ -71,6 +73,14 @@ _ARCHIVE_HINTS = {
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
+
+# The first 16 hex digits of the SHA-256 of each official label file's
+# labels (uint8, in file order). MNIST and Fashion-MNIST share file names,
+# so a folder of one read as the other is told apart by its labels.
+_OFFICIAL_LABELS = {
+    "mnist": {"train": "1feba77c54802fa5", "test": "ddeff807876a9661"},
+    "fashion_mnist": {"train": "657fbd221bfc9f41", "test": "3d0e6c6ea990b53b"},
+}
 _IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 _LAYOUTS = {
@@ -138,7 +148,8 @@ def load(
        official file layout is looked for in `data_dir/<name>/` (also
        `fashion-mnist/`, `cifar-10/`, `imdb/`), then in `data_dir`; give
        each dataset its own sub-folder when `data_dir` holds several (MNIST
-       and Fashion-MNIST use the same file names). IMDB may sit in an
+       and Fashion-MNIST use the same file names; their official files
+       read under the other's name raise a `ValueError`). IMDB may sit in an
        `aclImdb/` folder and CamVid in a `CamVid/` folder there. Either
        folder may instead hold an archive (`.tar`, `.tar.gz`, `.tgz`,
        `.tar.bz2`, `.tar.xz`, `.zip`) whose file name contains the dataset's
@@ -167,8 +178,9 @@ def load(
         A tuple `(x, y)` of NumPy arrays, in the formats listed above.
 
     Raises:
-        ValueError: if `name` or `split` is unknown, or files in the
-            official layout are malformed.
+        ValueError: if `name` or `split` is unknown, files in the
+            official layout are malformed, or the official MNIST files are
+            read as Fashion-MNIST (or the reverse).
         FileNotFoundError: if the dataset is found neither in `data_dir` nor
             in tensorflow-datasets and `download` is False.
         ImportError: for `digits` without scikit-learn installed.
@@ -505,7 +517,7 @@ def _read_idx(data, where):
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
-def _read_mnist(tree, base, split):
+def _read_mnist(name, tree, base, split):
     prefix = _IDX_PREFIX[split]
     paths = [
         _idx_file(tree, base, f"{prefix}-{kind}-idx{n}-ubyte")
@@ -521,6 +533,16 @@ def _read_mnist(tree, base, split):
             f"must be (N, H, W) and labels (N,). Received: images {x.shape}, "
             f"labels {y.shape}"
         )
+    digest = hashlib.sha256(y.tobytes()).hexdigest()[:16]
+    for other, labels in _OFFICIAL_LABELS.items():
+        if other != name and digest in labels.values():
+            raise ValueError(
+                f"The IDX files in {tree.describe(base)!r} are the official "
+                f"{other!r} files (their labels match), not {name!r} ones: "
+                f"both datasets use the same file names. Give each dataset its own "
+                f"sub-folder ({other}/ and {name}/) or pass name={other!r}. "
+                f"Received: name={name!r}"
+            )
     return x[..., None].copy(), y.astype(np.int64)
 
 
@@ -626,8 +648,8 @@ def _read_camvid(tree, base, split):
 
 
 _READERS = {
-    "mnist": _read_mnist,
-    "fashion_mnist": _read_mnist,
+    "mnist": functools.partial(_read_mnist, "mnist"),
+    "fashion_mnist": functools.partial(_read_mnist, "fashion_mnist"),
     "cifar10": _read_cifar10,
     "imdb_reviews": _read_imdb,
     "camvid": _read_camvid,

@@ -617,6 +617,24 @@ def test_real_cifar10_from_its_own_folder_and_env_var(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
+    "name, other", [("fashion_mnist", "mnist"), ("mnist", "fashion_mnist")]
+)
+def test_real_mnist_files_read_under_the_other_name_are_refused(name, other):
+    folder = shared_data() / other
+    with pytest.raises(ValueError) as info:
+        datasets.load(name, "test", data_dir=folder)
+    assert str(info.value) == (
+        f"The IDX files in {str(folder)!r} are the official {other!r} files "
+        f"(their labels match), not {name!r} ones: both datasets use the "
+        f"same file names. Give each dataset its own sub-folder ({other}/ "
+        f"and {name}/) or pass name={other!r}. Received: name={name!r}"
+    )
+    x, _ = datasets.load(other, "test", data_dir=folder)
+    assert x.shape == (10000, 28, 28, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
     "split, count", [("train", 367), ("val", 101), ("test", 233)]
 )
 def test_real_camvid(split, count):
