@@ -539,8 +539,9 @@ def _read_mnist(name, tree, base, split):
             raise ValueError(
                 f"The IDX files in {tree.describe(base)!r} are the official "
                 f"{other!r} files (their labels match), not {name!r} ones: "
-                f"both datasets use the same file names. Give each dataset its own "
-                f"sub-folder ({other}/ and {name}/) or pass name={other!r}. "
+                "both datasets use the same file names. Give each dataset "
+                f"its own sub-folder ({other}/ and {name}/) or pass "
+                f"name={other!r}. "
                 f"Received: name={name!r}"
             )
     return x[..., None].copy(), y.astype(np.int64)
