@@ -90,35 +90,49 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
-def _tensorflow_initializing():
-    module = sys.modules.get("tensorflow")
+def _initializing(name, finished=None):
+    if name == finished:  # its import ends once this hook returns
+        return False
+    module = sys.modules.get(name)
     spec = getattr(module, "__spec__", None)
     return module is not None and getattr(spec, "_initializing", False)
 
 
-def _register():
-    """Imports the modules that register this package's Keras objects."""
+def _register(finished=None):
+    """Imports the modules that register this package's Keras objects.
+
+    `finished`: "keras" or "tensorflow" when called by the hook that ends
+    that module's import.
+    """
+    if _initializing("keras", finished):
+        return  # Keras' own import ends by calling this again
     for module in _REGISTERING:
         importlib.import_module(module)
     # TensorFlow imports Keras half-way through its own import; `model`
-    # needs all of TensorFlow, so it waits for its first use then.
-    if not _tensorflow_initializing():
+    # needs all of TensorFlow, so it waits for the end of that import.
+    if not _initializing("tensorflow", finished):
         for module in _REGISTERING_WITH_TF:
             importlib.import_module(module)
 
 
 class _RegisterAfterKeras:
-    """Runs `_register()` right after `keras` is first imported.
+    """Runs `_register()` right after `keras` (and `tensorflow`) import.
 
     A `sys.meta_path` finder that answers nothing itself: it lets the other
-    finders find `keras` and wraps the found loader, then removes itself.
+    finders find `keras` or `tensorflow` and wraps the found loader, then
+    removes itself once both are imported. Whichever of the two a program
+    imports first imports the other inside its own import; `_register`
+    waits for what it needs.
     """
+
+    _WATCHED = ("keras", "tensorflow")
 
     def __init__(self):
         self._finding = False
+        self._seen = set()
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras" or self._finding:
+        if fullname not in self._WATCHED or self._finding:
             return None
         self._finding = True
         try:
@@ -138,10 +152,11 @@ class _RegisterAfterKeras:
 
         def exec_then_register(module):
             exec_module(module)
-            if self in sys.meta_path:
+            self._seen.add(fullname)
+            if self._seen.issuperset(self._WATCHED) and self in sys.meta_path:
                 sys.meta_path.remove(self)
             try:
-                _register()
+                _register(finished=fullname)
             except Exception as e:  # never break `import keras` itself
                 import warnings
 

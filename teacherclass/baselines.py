@@ -46,10 +46,6 @@ PROBABILITIES = ("softmax", "sigmoid")
 _LINEAR = (None, "linear")
 
 
-# The name of the activation a layer ends with ("softmax", ...).
-output_activation = teacher_lib.activation_name
-
-
 def _check_functional(arg, model):
     """Checks that `model` is a built single-input, single-output model."""
     if not isinstance(model, keras.Model):
@@ -105,15 +101,16 @@ def logits_model(model, share_weights=False):
     _check_functional("model", model)
     layer = teacher_lib.producer(model.outputs[0])
     inner = teacher_lib.final_layer(model)
-    if inner is not layer and output_activation(inner) not in _LINEAR:
+    ending = teacher_lib.activation_name(inner)
+    if inner is not layer and ending not in _LINEAR:
         raise ValueError(
             f"The model's output layer {layer.name!r} is a nested model "
-            f"ending in {output_activation(inner)!r}, whose logits are out "
-            "of reach inside it. Build the model flat (the nested model's "
+            f"ending in {ending!r}, whose logits are out of reach "
+            "inside it. Build the model flat (the nested model's "
             "layers applied in the outer graph). Received: "
             f"model={model.name!r}"
         )
-    name = output_activation(layer)
+    name = teacher_lib.activation_name(layer)
     if name in _LINEAR:
         return model
     if name not in PROBABILITIES:

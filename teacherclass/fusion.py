@@ -57,11 +57,17 @@ FUSED_MODES = ("concat", "grouped", "einsum")
 # BATCH_MATMUL is not (tests/test_fusion.py), so a model "auto" returns
 # always exports to int8 as accurately as the unfused one.
 AUTO_MODES = ("concat", "grouped")
-SUPPORTED_TOWERS = (
-    towers_lib.ConvTower,
-    towers_lib.DenseTower,
-    towers_lib.TextTower,
-)
+# Names, not classes: this module may be imported while `towers` is still
+# importing (`import teacherclass.towers` before Keras registers the
+# package's layers from inside `towers`' own `import keras`).
+SUPPORTED_TOWERS = ("ConvTower", "DenseTower", "TextTower")
+
+
+def _supported(layer):
+    return any(
+        type(layer) is getattr(towers_lib, name) for name in SUPPORTED_TOWERS
+    )
+
 
 # Config keys that may differ between the towers of one fused group.
 _PER_TOWER_KEYS = ("name", "units", "trainable")
@@ -304,8 +310,8 @@ class FusedTowers(keras.layers.Layer):
                 f"Received: units={list(units)!r}"
             )
         template = keras.saving.deserialize_keras_object(tower)
-        if type(template) not in SUPPORTED_TOWERS:
-            names = [c.__name__ for c in SUPPORTED_TOWERS]
+        if not _supported(template):
+            names = list(SUPPORTED_TOWERS)
             raise ValueError(
                 f"`tower` must be one of {names}. "
                 f"Received: tower of class {type(template).__name__}"
@@ -680,8 +686,8 @@ def incompatibility(towers):
     classes = sorted({type(t).__name__ for t in towers})
     if len(classes) > 1:
         return f"towers of different classes {classes}"
-    if type(towers[0]) not in SUPPORTED_TOWERS:
-        names = [c.__name__ for c in SUPPORTED_TOWERS]
+    if not _supported(towers[0]):
+        names = list(SUPPORTED_TOWERS)
         return f"{classes[0]} is not one of the fusable towers {names}"
 
     def shared(tower):
@@ -757,7 +763,7 @@ def _fused_clone(model, mode):
     groups = []
 
     def call(layer, *args, **kwargs):
-        if type(layer) in SUPPORTED_TOWERS:
+        if _supported(layer):
             extra = {k: v for k, v in kwargs.items() if k != "training"}
             if len(args) != 1 or extra:
                 raise _Unfusable(f"tower {layer.name} takes extra arguments")

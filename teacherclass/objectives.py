@@ -472,6 +472,6 @@ def default_for(head):
     if not outputs or len(outputs) != 1:
         return "mse"
     layer = teacher_lib.producer(outputs[0])
-    if baselines.output_activation(layer) in baselines.PROBABILITIES:
+    if teacher_lib.activation_name(layer) in baselines.PROBABILITIES:
         return HeadAware()
     return "mse"
