@@ -7,10 +7,14 @@ void (label 11) ignored. benchmarks/camvid.py is the measured version.
 
 Run: python examples/camvid.py [DATA_DIR]  (TEACHERCLASS_QUICK=1 for a smoke
 run: 16 images at 32x48, one epoch each)
+DATA_DIR defaults to the TEACHERCLASS_DATA environment variable, else
+to shared/data beside the repository (../shared/data from its root);
+runs from any folder.
 """
 
 import os
 import sys
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -20,7 +24,14 @@ from teacherclass import datasets
 from teacherclass import segmentation
 
 quick = os.environ.get("TEACHERCLASS_QUICK") == "1"
-data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+# DATA_DIR if given; else None when TEACHERCLASS_DATA is set (datasets.load
+# reads the variable); else the shared folder beside this repository.
+if len(sys.argv) > 1:
+    data_dir = sys.argv[1]
+elif os.environ.get("TEACHERCLASS_DATA"):
+    data_dir = None
+else:
+    data_dir = Path(__file__).resolve().parents[2] / "shared" / "data"
 size = (32, 48) if quick else (96, 128)
 keras.utils.set_random_seed(0)
 

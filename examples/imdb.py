@@ -12,10 +12,14 @@ Runs on the real IMDB copy (`DATA_DIR/imdb`); by default on a subset and
 few epochs so it takes a few CPU minutes (TEACHERCLASS_QUICK=1: seconds).
 
 Run: python examples/imdb.py [DATA_DIR]
+DATA_DIR defaults to the TEACHERCLASS_DATA environment variable, else
+to shared/data beside the repository (../shared/data from its root);
+runs from any folder.
 """
 
 import os
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -25,7 +29,14 @@ from teacherclass import architectures
 from teacherclass import datasets
 
 quick = os.environ.get("TEACHERCLASS_QUICK") == "1"
-data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+# DATA_DIR if given; else None when TEACHERCLASS_DATA is set (datasets.load
+# reads the variable); else the shared folder beside this repository.
+if len(sys.argv) > 1:
+    data_dir = sys.argv[1]
+elif os.environ.get("TEACHERCLASS_DATA"):
+    data_dir = None
+else:
+    data_dir = Path(__file__).resolve().parents[2] / "shared" / "data"
 samples = 200 if quick else 4_000
 vocab, length = 1_000, 200
 keras.utils.set_random_seed(0)

@@ -7,10 +7,14 @@ this with the teacher's own representation and with training from scratch.
 
 Run: python examples/knowledge_reuse.py [DATA_DIR]  (TEACHERCLASS_QUICK=1 for
 a smoke run on a few hundred samples)
+DATA_DIR defaults to the TEACHERCLASS_DATA environment variable, else
+to shared/data beside the repository (../shared/data from its root);
+runs from any folder.
 """
 
 import os
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,7 +24,14 @@ from teacherclass import architectures
 from teacherclass import datasets
 
 quick = os.environ.get("TEACHERCLASS_QUICK") == "1"
-data_dir = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+# DATA_DIR if given; else None when TEACHERCLASS_DATA is set (datasets.load
+# reads the variable); else the shared folder beside this repository.
+if len(sys.argv) > 1:
+    data_dir = sys.argv[1]
+elif os.environ.get("TEACHERCLASS_DATA"):
+    data_dir = None
+else:
+    data_dir = Path(__file__).resolve().parents[2] / "shared" / "data"
 keras.utils.set_random_seed(0)
 
 (x, y), (x_test, y_test) = (

@@ -8,7 +8,8 @@ end. MNIST when `--data-dir` (or TEACHERCLASS_DATA) holds it, else
 scikit-learn's digits.
 
 Run: python examples/tuning.py [--data-dir DIR] [--trials 10]
-(`pip install teacherclass[tuner]`; TEACHERCLASS_QUICK=1 for a smoke run.)
+(`pip install ".[tuner]"` in the repository's root folder; TEACHERCLASS_QUICK=1
+for a smoke run.)
 """
 
 import argparse

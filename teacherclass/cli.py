@@ -1059,7 +1059,8 @@ def report(args):
             )
         except ImportError as e:
             raise CommandError(
-                f"--figures needs matplotlib: pip install 'teacherclass[demo]'"
+                "--figures needs matplotlib: pip install matplotlib "
+                '(or, in a clone of the repository, pip install ".[demo]")'
                 f". ({e})"
             ) from e
         print(f"figures: {', '.join(paths)}")

@@ -708,8 +708,8 @@ def _load_digits(split):
         from sklearn.datasets import load_digits
     except ImportError as e:
         raise ImportError(
-            "Loading 'digits' needs scikit-learn: "
-            "pip install teacherclass[demo]"
+            "Loading 'digits' needs scikit-learn: pip install scikit-learn "
+            '(or, in a clone of the repository, pip install ".[demo]")'
         ) from e
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[..., None]

@@ -2,7 +2,10 @@
 
 import os
 
-_PLOTS_EXTRA = "pip install teacherclass[plots]"
+_PLOTS_EXTRA = (
+    "pip install matplotlib (or, in a clone of the repository, "
+    'pip install ".[plots]")'
+)
 
 
 def _pyplot():
@@ -45,8 +48,8 @@ def save_figures(report, directory, histories=None):
         The list of written paths.
 
     Raises:
-        ImportError: without matplotlib (`pip install
-            teacherclass[plots]`).
+        ImportError: without matplotlib (`pip install matplotlib`, or
+            `pip install ".[plots]"` in a clone of the repository).
     """
     plt = _pyplot()
     os.makedirs(directory, exist_ok=True)
@@ -208,8 +211,8 @@ def plot_accuracy_vs_params(
         The matplotlib `Figure`, saved and closed.
 
     Raises:
-        ImportError: without matplotlib (`pip install
-            teacherclass[plots]`).
+        ImportError: without matplotlib (`pip install matplotlib`, or
+            `pip install ".[plots]"` in a clone of the repository).
     """
     plt = _pyplot()
     from matplotlib.lines import Line2D
@@ -369,8 +372,8 @@ def plot_accuracy_vs_macs(series, path, title, **kwargs):
         The matplotlib `Figure`, saved and closed.
 
     Raises:
-        ImportError: without matplotlib (`pip install
-            teacherclass[plots]`).
+        ImportError: without matplotlib (`pip install matplotlib`, or
+            `pip install ".[plots]"` in a clone of the repository).
     """
     return plot_accuracy_vs_params(
         series,

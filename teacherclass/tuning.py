@@ -9,7 +9,8 @@ Keras Tuner keeps every trial's numbers in its oracle; `pareto_front` picks
 the trials that no other trial beats on both accuracy and parameters
 (Keras Tuner's multi-objective mode only sums objectives).
 
-Needs the `tuner` extra: `pip install teacherclass[tuner]`.
+Needs keras-tuner (and tensorboard): `pip install keras-tuner tensorboard`,
+or `pip install ".[tuner]"` in a clone of the repository.
 """
 
 import hashlib
@@ -25,8 +26,9 @@ try:
     import keras_tuner
 except ImportError as e:  # an optional extra, imported only by its users
     raise ImportError(
-        "teacherclass.tuning needs keras-tuner: `pip install "
-        "teacherclass[tuner]` (or `pip install keras-tuner`)."
+        "teacherclass.tuning needs keras-tuner: `pip install keras-tuner "
+        "tensorboard` (or, in a clone of the repository, `pip install "
+        '".[tuner]"`).'
     ) from e
 
 
@@ -106,7 +108,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
 
     Raises:
         ImportError: if keras-tuner is not installed (`pip install
-            teacherclass[tuner]`).
+            keras-tuner tensorboard`).
         ValueError: on empty or non-positive choices or budget.
 
     Example:

@@ -563,7 +563,7 @@ def test_digits_split():
 
 def test_digits_without_sklearn(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match=r"pip install teacherclass\[demo\]"):
+    with pytest.raises(ImportError, match="pip install scikit-learn"):
         datasets.load("digits")
 
 
