@@ -286,21 +286,25 @@ def _table(rows):
 # ----------------------------------------------------------------------
 
 
-def accuracy(y_pred, y):
+def accuracy(y_pred, y, ignore_class=None):
     """Classification accuracy of predictions against labels.
 
     Args:
         y_pred: scores `(..., classes)`: the argmax is the prediction; with
             one output, a probability thresholded at 0.5.
         y: integer labels `(...)` or `(..., 1)`, or one-hot `(..., classes)`.
+        ignore_class: int or None, a label value left out of the score
+            (a segmentation's void, as the teacher's loss ignores it).
 
     Returns:
-        A float in [0, 1].
+        A float in [0, 1] (NaN when every label is `ignore_class`).
 
     Example:
 
     >>> accuracy(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]))
     0.5
+    >>> accuracy(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 5]), 5)
+    1.0
     """
     y_pred, y = np.asarray(y_pred), np.asarray(y)
     if y_pred.shape[-1] == 1:
@@ -310,6 +314,11 @@ def accuracy(y_pred, y):
     if y.shape == y_pred.shape and y_pred.shape[-1] > 1:
         y = y.argmax(-1)
     y = y.reshape(pred.shape)
+    if ignore_class is not None:
+        keep = y != ignore_class
+        pred, y = pred[keep], y[keep]
+        if not y.size:
+            return float("nan")
     return float(np.mean(pred == y))
 
 
@@ -361,7 +370,9 @@ def _versions():
     }
 
 
-def measure_export(path, x=None, y=None, batch_sizes=(1, 64), repeats=20):
+def measure_export(
+    path, x=None, y=None, batch_sizes=(1, 64), repeats=20, ignore_class=None
+):
     """Size, latency and accuracy of one exported artifact.
 
     Args:
@@ -370,6 +381,8 @@ def measure_export(path, x=None, y=None, batch_sizes=(1, 64), repeats=20):
         y: optional labels.
         batch_sizes: batch sizes to time.
         repeats: int, timed calls per batch size.
+        ignore_class: int or None, a label value left out of the accuracy
+            (see `accuracy`).
 
     Returns:
         A dict with `path`, `format`, `size_bytes`, `latency_ms` and
@@ -390,7 +403,7 @@ def measure_export(path, x=None, y=None, batch_sizes=(1, 64), repeats=20):
         batch = sample_inputs(specs, b)
         entry["latency_ms"][str(b)] = time_call(artifact, batch, repeats)
     if x is not None and y is not None:
-        entry["accuracy"] = accuracy(artifact.predict(x), y)
+        entry["accuracy"] = accuracy(artifact.predict(x), y, ignore_class)
     return entry
 
 
@@ -515,7 +528,8 @@ def measure(
     Args:
         tc: a `TeacherClass` whose students are trained.
         x: optional inputs (a NumPy array) for accuracy and student errors.
-        y: optional labels for accuracy.
+        y: optional labels for accuracy. Labels equal to the teacher's
+            loss `ignore_class` (a segmentation's void) are left out.
         batch_sizes: batch sizes to time.
         exports: optional exported artifacts: a dict `{name: path}` or a
             list of paths (named by file name). SavedModel directories,
@@ -554,11 +568,11 @@ def measure(
     ['composed', 'head', 'student_0', 'student_1', 'teacher']
     """
     batch_sizes = validation.check_batch_sizes(batch_sizes)
+    ignore_class = getattr(
+        getattr(tc.teacher, "loss", None), "ignore_class", None
+    )
     validation.check_scoring_labels(
-        x,
-        y,
-        tc.teacher.outputs[0].shape[1:],
-        getattr(getattr(tc.teacher, "loss", None), "ignore_class", None),
+        x, y, tc.teacher.outputs[0].shape[1:], ignore_class
     )
     composed = composed if composed is not None else tc.compose()
     parts = _parts(tc)
@@ -590,7 +604,7 @@ def measure(
         if y is not None:
             for name in ("teacher", "composed"):
                 pred = parts[name].predict(x, verbose=0, batch_size=256)
-                models[name]["accuracy"] = accuracy(pred, y)
+                models[name]["accuracy"] = accuracy(pred, y, ignore_class)
     report = CompressionReport.from_counts(
         teacher=models["teacher"]["params"],
         students=[
@@ -616,7 +630,7 @@ def measure(
         if not isinstance(exports, dict):
             exports = {os.path.basename(os.fspath(p)): p for p in exports}
         report["exports"] = {
-            name: measure_export(path, x, y, batch_sizes, repeats)
+            name: measure_export(path, x, y, batch_sizes, repeats, ignore_class)
             for name, path in exports.items()
         }
     report["machine"] = _machine()

@@ -224,7 +224,7 @@ def test_figures_are_pngs(tmp_path):
 
 def test_figures_need_the_plots_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(ImportError, match=r"pip install teacherclass\[plots\]"):
+    with pytest.raises(ImportError, match="pip install matplotlib"):
         _measured_report().save_figures(tmp_path)
 
 
@@ -381,3 +381,12 @@ def test_scoring_labels_may_hold_the_teachers_void():
         validation.check_scoring_labels(x, y, (4, 4, 11))
     # Only void: nothing to range-check.
     validation.check_scoring_labels(x, np.full((2, 4, 4), 11), (4, 4, 11), 11)
+
+
+def test_accuracy_leaves_out_the_ignored_class():
+    scores = np.zeros((1, 2, 2, 3))
+    scores[..., 1] = 1.0  # predicts class 1 everywhere
+    y = np.array([[[1, 3], [3, 0]]])  # 3: void
+    assert report_lib.accuracy(scores, y) == 0.25
+    assert report_lib.accuracy(scores, y, ignore_class=3) == 0.5
+    assert np.isnan(report_lib.accuracy(scores, np.full((1, 2, 2), 3), 3))

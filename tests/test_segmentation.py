@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from teacherclass import TeacherClass
+from teacherclass import report
 from teacherclass import segmentation
 from teacherclass.towers import SegmentationTower
 
@@ -91,6 +92,15 @@ def test_feature_map_teacher_to_composed_segmenter(teacher, data, tmp_path):
     )["mean_iou"]
     assert composed_iou > 0.8
     assert composed.count_params() < teacher.count_params()
+    # The report's pixel accuracy leaves void out, as the teacher's loss.
+    measured = report.measure(
+        tc, x_test, y_test, batch_sizes=(1,), repeats=1, composed=composed
+    )
+    keep = y_test != VOID
+    for name, model in (("teacher", teacher), ("composed", composed)):
+        pred = model.predict(x_test, verbose=0).argmax(-1)
+        expected = np.mean(pred[keep] == y_test[keep])
+        assert measured["models"][name]["accuracy"] == pytest.approx(expected)
     composed.save(tmp_path / "composed.keras")
     tc.save(tmp_path / "tc.keras")
     loaded = keras.saving.load_model(tmp_path / "composed.keras")
