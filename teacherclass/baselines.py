@@ -39,6 +39,7 @@ Example:
 import keras
 
 from teacherclass import teacher as teacher_lib
+from teacherclass import validation
 
 # Output activations that turn logits into probabilities: the logits are
 # their input.
@@ -265,10 +266,6 @@ def _check_models(teacher, student_model):
         )
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _compile_if_needed(model, y):
     if not model.compiled:
         model.compile(**teacher_lib.default_compile_args(model, y))
@@ -331,15 +328,9 @@ def distill_logits(
             `[0, 1]`, or array inputs without labels while `alpha > 0`.
     """
     _check_models(teacher, student_model)
-    if not _is_number(temperature) or temperature <= 0:
-        raise ValueError(
-            "`temperature` must be a positive number. "
-            f"Received: temperature={temperature!r}"
-        )
-    if not _is_number(alpha) or not 0 <= alpha <= 1:
-        raise ValueError(
-            f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}"
-        )
+    # Python floats: Keras' distillation loss refuses NumPy scalars.
+    temperature = validation.check_real("temperature", temperature, strict=True)
+    alpha = validation.check_real("alpha", alpha, maximum=1)
     if alpha > 0 and y is None and hasattr(x, "shape"):
         raise ValueError(
             "`alpha` weighs the label loss, so `y` is needed when alpha > "
@@ -548,11 +539,7 @@ def matched_student(
             raise ValueError(
                 f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
             )
-    if not _is_number(tolerance) or tolerance <= 0:
-        raise ValueError(
-            "`tolerance` must be a positive number. "
-            f"Received: tolerance={tolerance!r}"
-        )
+    tolerance = validation.check_real("tolerance", tolerance, strict=True)
     seen = {}
 
     def at(a):

@@ -247,11 +247,12 @@ class Conditioning:
             weights, except the folded layer.
 
         Raises:
-            ValueError: if the head does not start with such a layer.
+            ValueError: if the head does not start with such a layer, or
+                the representation also feeds another layer.
         """
         folded = keras.models.clone_model(head)
         folded.set_weights(head.get_weights())
-        layer = _first_affine(folded)
+        layer = _first_affine(folded, self.kind)
         kernel = np.asarray(layer.kernel.numpy(), dtype=np.float64)
         shape = kernel.shape
         w = kernel.reshape(-1, shape[-1])  # (d, units); 1x1 conv: same
@@ -341,7 +342,7 @@ class TargetConditioning:
         self.width = width
         if kind is None:
             return
-        check_foldable(head)
+        check_foldable(head, kind)
         weight = dict(trainable=False, initializer="zeros")
         self._fitted = model.add_weight(
             shape=(), dtype="int32", name="conditioning_fitted", **weight
@@ -501,14 +502,21 @@ def resolve_order(balance, order, balance_name, order_name):
     order. `balance_name` and `order_name` name the arguments in errors.
 
     Raises:
-        ValueError: on an unknown order, or `balance=True` with another
-            order.
+        ValueError: on a `balance` that is not a bool, an unknown order,
+            or `balance=True` with another order.
 
     Example:
 
     >>> resolve_order(True, None, "balance", "order")
     'variance'
     """
+    # A truthy string such as "no" must not read as True.
+    if not isinstance(balance, (bool, np.bool_)):
+        raise ValueError(
+            f"`{balance_name}` must be True or False. "
+            f"Received: {balance_name}={balance!r}"
+        )
+    balance = bool(balance)
     if order not in (None, "contiguous", *ORDERS):
         raise ValueError(
             f"`{order_name}` must be None, 'contiguous' or one of {ORDERS}. "
@@ -757,28 +765,81 @@ def _moments(features):
     return count, total, outer
 
 
-def check_foldable(head):
-    """Raises a ValueError unless `fold` can rewrite `head`."""
-    _first_affine(head)
+def check_foldable(head, kind=None):
+    """Raises a ValueError unless `fold` can rewrite `head`.
+
+    Args:
+        head: the functional head model, representation -> output.
+        kind: the `conditioning` argument, for the message.
+    """
+    _first_affine(head, kind)
 
 
-def _first_affine(head):
+def _graph_nodes(model):
+    graph = getattr(model, "_functional", None) or model
+    return [
+        node
+        for nodes in graph._nodes_by_depth.values()
+        for node in nodes
+        if not isinstance(node.operation, keras.layers.InputLayer)
+    ]
+
+
+def _first_affine(head, kind=None):
+    """The Dense or 1x1 Conv2D of `head` the conditioning folds into.
+
+    It must be the only reader of the representation, directly or behind
+    a chain of inference-identity layers (Dropout-like) that each feed
+    nothing else: folding rewrites that one layer, so any other reader
+    would see the conditioned targets where it expects features.
+    """
     from teacherclass.teacher import _INFERENCE_IDENTITY
 
-    for layer in head.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if isinstance(layer, keras.layers.Dense):
-            return layer
-        if (
+    nodes = _graph_nodes(head)
+    tensor = head.inputs[0]
+    what = "the representation (the head's input)"
+    while True:
+        readers = [
+            node
+            for node in nodes
+            if any(t is tensor for t in node.input_tensors)
+        ]
+        names = [node.operation.name for node in readers]
+        if any(t is tensor for t in head.outputs):
+            names.append("the head's output")
+        if len(names) > 1:
+            raise ValueError(
+                "Target conditioning folds its inverse transform into the "
+                "first Dense or 1x1 Conv2D of the head, so that layer "
+                "(behind Dropout-like layers only) must be the only reader "
+                f"of the representation; here {what} feeds the layers "
+                f"{names}, and the others would read conditioned targets "
+                "as if they were features (e.g. a skip connection). Use "
+                "conditioning=None with this head. "
+                f"Received: conditioning={kind!r}"
+            )
+        layer = readers[0].operation if readers else None
+        if isinstance(layer, keras.layers.Dense) or (
             isinstance(layer, keras.layers.Conv2D)
             and tuple(layer.kernel_size) == (1, 1)
             and tuple(layer.strides) == (1, 1)
             and layer.groups == 1
         ):
+            calls = sum(node.operation is layer for node in nodes)
+            if calls > 1:
+                # Its folded weights would also apply to its other inputs.
+                raise ValueError(
+                    f"Target conditioning folds into the head's layer "
+                    f"{layer.name!r}, which the head calls {calls} times; "
+                    "only the call on the representation may change. Use "
+                    "conditioning=None with this head. "
+                    f"Received: conditioning={kind!r}"
+                )
             return layer
         if not isinstance(layer, _INFERENCE_IDENTITY):
             break
+        tensor = readers[0].outputs[0]
+        what = f"the output of {layer.name!r}"
     raise ValueError(
         "Target conditioning folds into the head's first layer, which must "
         "be a Dense or a 1x1 Conv2D (Dropout-like layers before it are "

@@ -48,6 +48,7 @@ from keras import ops
 
 from teacherclass import latency
 from teacherclass import towers as towers_lib
+from teacherclass import validation
 
 _PACKAGE = "teacherclass"
 
@@ -917,7 +918,9 @@ def fuse(
         `fusion.reason`). A fused model is compiled like `model`.
 
     Raises:
-        ValueError: if `mode` is unknown.
+        ValueError: if `mode` is unknown, `batch_sizes` does not hold
+            positive integers, or `rounds` or `calls` is not an integer
+            >= 1.
 
     Example:
 
@@ -933,6 +936,9 @@ def fuse(
     True
     """
     check_mode(mode)
+    batch_sizes = validation.check_batch_sizes(batch_sizes)
+    rounds = validation.check_int("rounds", rounds)
+    calls = validation.check_int("calls", calls)
     if mode == "none":
         return _with_info(model, FusionInfo("none", mode, "mode='none'"))
     if not isinstance(model, keras.Model):

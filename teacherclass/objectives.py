@@ -13,6 +13,8 @@ scored through the teacher's frozen head.
 import keras
 from keras import ops
 
+from teacherclass import validation
+
 _REGRESSION = ("mse", "mae", "huber", "log_cosh")
 
 
@@ -142,6 +144,11 @@ class Adversarial:
             (a fresh copy is made per `fit_students` call).
         name: str, the name `fit_students` reports.
 
+    Raises:
+        ValueError: on a weight that is not a finite number >= 0 (bools
+            are not numbers here), or `hidden` not a non-empty sequence
+            of positive integers.
+
     Example:
 
     >>> objective = Adversarial(direct_weight=0.5, hidden=(32,))
@@ -159,27 +166,24 @@ class Adversarial:
         optimizer="adam",
         name="adversarial",
     ):
-        for arg, value in (
-            ("direct_weight", direct_weight),
-            ("adversarial_weight", adversarial_weight),
-        ):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(
-                    f"`{arg}` must be a non-negative float. "
-                    f"Received: {arg}={value!r}"
-                )
-        hidden = tuple(hidden)
-        if not hidden or not all(
-            isinstance(h, int) and not isinstance(h, bool) and h > 0
-            for h in hidden
+        direct_weight = validation.check_real("direct_weight", direct_weight)
+        adversarial_weight = validation.check_real(
+            "adversarial_weight", adversarial_weight
+        )
+        try:
+            widths = tuple(hidden)
+        except TypeError:
+            widths = ()
+        if not widths or not all(
+            validation.is_int(h) and h > 0 for h in widths
         ):
             raise ValueError(
-                "`hidden` must hold at least one positive integer. "
-                f"Received: hidden={hidden!r}"
+                "`hidden` must be a sequence of at least one positive "
+                f"integer, e.g. (64, 64). Received: hidden={hidden!r}"
             )
-        self.direct_weight = float(direct_weight)
-        self.adversarial_weight = float(adversarial_weight)
-        self.hidden = hidden
+        self.direct_weight = direct_weight
+        self.adversarial_weight = adversarial_weight
+        self.hidden = tuple(int(h) for h in widths)
         self.optimizer = optimizer
         self.name = name
 
@@ -294,7 +298,13 @@ class HeadAware:
         feature_weight: float >= 0, weight of the chunk MSE.
         distill_weight: float >= 0, weight of the logit KL.
         label_weight: float >= 0, weight of the label cross-entropy.
+            At least one of the three weights must be positive.
         name: str, the name reports use.
+
+    Raises:
+        ValueError: on a weight or temperature that is not a finite
+            number of the right sign (bools are not numbers here), or
+            all three weights 0.
 
     Example:
 
@@ -313,33 +323,28 @@ class HeadAware:
         label_weight=0.0,
         name="head_aware",
     ):
-        if (
-            not isinstance(temperature, (int, float))
-            or isinstance(temperature, bool)
-            or temperature <= 0
-        ):
+        temperature = validation.check_real(
+            "temperature", temperature, strict=True
+        )
+        given = {
+            "feature_weight": feature_weight,
+            "distill_weight": distill_weight,
+            "label_weight": label_weight,
+        }
+        weights = {k: validation.check_real(k, v) for k, v in given.items()}
+        if not any(weights.values()):
+            # A zero loss leaves the students as they start, marked trained.
+            received = ", ".join(f"{k}={v!r}" for k, v in given.items())
             raise ValueError(
-                "`temperature` must be a positive number. "
-                f"Received: temperature={temperature!r}"
+                "At least one of `feature_weight`, `distill_weight` and "
+                "`label_weight` must be positive: with all three 0 the "
+                f"loss is 0 and the students learn nothing. Received: "
+                f"{received}"
             )
-        for arg, value in (
-            ("feature_weight", feature_weight),
-            ("distill_weight", distill_weight),
-            ("label_weight", label_weight),
-        ):
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or value < 0
-            ):
-                raise ValueError(
-                    f"`{arg}` must be a non-negative float. "
-                    f"Received: {arg}={value!r}"
-                )
-        self.temperature = float(temperature)
-        self.feature_weight = float(feature_weight)
-        self.distill_weight = float(distill_weight)
-        self.label_weight = float(label_weight)
+        self.temperature = temperature
+        self.feature_weight = weights["feature_weight"]
+        self.distill_weight = weights["distill_weight"]
+        self.label_weight = weights["label_weight"]
         self.name = name
 
     def __repr__(self):
@@ -383,11 +388,13 @@ class HeadAware:
             kl = ops.exp(log_p) * (log_p - ops.log_softmax(s, axis=-1))
         return self.temperature**2 * ops.mean(ops.sum(kl, axis=-1))
 
-    def label_loss(self, labels, student_logits):
+    def label_loss(self, labels, student_logits, ignore_class=None):
         """Cross-entropy of the student's logits against labels.
 
         Integer labels (`(batch, ...)` or `(batch, ..., 1)`), one-hot
         labels (the logits' shape), or 0/1 labels for a one-unit head.
+        `ignore_class`: an integer label left out of the mean (a
+        segmentation's void, as the teacher's loss ignores it).
         """
         logits = ops.cast(student_logits, "float32")
         width = logits.shape[-1]
@@ -402,12 +409,28 @@ class HeadAware:
             return ops.mean(loss)
         if len(labels.shape) == len(logits.shape):
             labels = ops.squeeze(labels, axis=-1)
+        labels = ops.cast(labels, "int32")
+        if ignore_class is None:
+            loss = ops.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True
+            )
+            return ops.mean(loss)
+        keep = ops.not_equal(labels, ignore_class)
         loss = ops.sparse_categorical_crossentropy(
-            ops.cast(labels, "int32"), logits, from_logits=True
+            ops.where(keep, labels, 0), logits, from_logits=True
         )
-        return ops.mean(loss)
+        keep = ops.cast(keep, "float32")
+        return ops.sum(loss * keep) / ops.maximum(ops.sum(keep), 1.0)
 
-    def loss(self, chunk, prediction, teacher_logits, student_logits, labels):
+    def loss(
+        self,
+        chunk,
+        prediction,
+        teacher_logits,
+        student_logits,
+        labels,
+        ignore_class=None,
+    ):
         """One student's loss (see the class), a float32 scalar.
 
         Args:
@@ -417,6 +440,7 @@ class HeadAware:
             student_logits: the head's logits with the student's output
                 in place of its chunk.
             labels: the labels, or None (the label term is then skipped).
+            ignore_class: an integer label the label term leaves out.
         """
         prediction = ops.cast(prediction, "float32")
         total = self.feature_weight * _mse(chunk, prediction)
@@ -426,7 +450,7 @@ class HeadAware:
             )
         if self.label_weight and labels is not None:
             total = total + self.label_weight * self.label_loss(
-                labels, student_logits
+                labels, student_logits, ignore_class
             )
         return total
 

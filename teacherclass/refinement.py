@@ -147,10 +147,10 @@ class CachedLogitsTrainer(keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        _check_temperature_alpha(temperature, alpha)
+        temperature, alpha = _check_temperature_alpha(temperature, alpha)
         self.student = student
-        self.temperature = float(temperature)
-        self.alpha = float(alpha)
+        self.temperature = temperature
+        self.alpha = alpha
         self._distillation = baselines.logits_distillation(
             student.outputs[0].shape[-1], temperature
         )
@@ -191,23 +191,14 @@ class CachedLogitsTrainer(keras.Model):
 
 
 def _check_temperature_alpha(temperature, alpha):
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or temperature <= 0
-    ):
-        raise ValueError(
-            "`temperature` must be a positive number. "
-            f"Received: temperature={temperature!r}"
-        )
-    if (
-        isinstance(alpha, bool)
-        or not isinstance(alpha, (int, float))
-        or not 0 <= alpha <= 1
-    ):
-        raise ValueError(
-            f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}"
-        )
+    """`(temperature, alpha)` as Python floats, checked.
+
+    Keras' distillation loss refuses NumPy scalars such as np.float32.
+    """
+    return (
+        validation.check_real("temperature", temperature, strict=True),
+        validation.check_real("alpha", alpha, maximum=1),
+    )
 
 
 def cached_logits(x):
@@ -268,7 +259,7 @@ def refine(
             "refine() trains on labels: pass `y`, or a dataset of "
             "`(x, y)` as `x`. Received: y=None"
         )
-    _check_temperature_alpha(temperature, alpha)
+    temperature, alpha = _check_temperature_alpha(temperature, alpha)
     cached = y is None and cached_logits(x)
     tc._check_composable()
     if not cached:

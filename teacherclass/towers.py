@@ -837,7 +837,8 @@ def make_students(student, chunks, teacher, inputs, feature_shape):
     Raises:
         ValueError: on a list of the wrong length or holding non-layers,
             one layer given (or made) for two students, or a tower whose
-            output is not its chunk's shape.
+            output is not its chunk's shape (in its width, or in its
+            positions: a representation at another resolution).
     """
     n = len(chunks)
     if isinstance(student, (list, tuple)):
@@ -874,12 +875,44 @@ def make_students(student, chunks, teacher, inputs, feature_shape):
                 f"new one each call). Received: student {i}={tower!r}"
             )
     for i, (tower, width) in enumerate(zip(layers, chunks)):
-        expected = feature_shape[1:-1] + (width,)
+        expected = tuple(feature_shape[1:-1]) + (width,)
         got = tuple(tower(inputs).shape[1:])
         if got != expected:
-            raise ValueError(
-                f"Student {i} outputs shape {got} but its chunk has "
-                f"shape {expected}: a tower must end with `units` equal "
-                f"to its chunk width. Received: student {i}={tower!r}"
-            )
+            raise ValueError(_shape_mismatch(i, tower, got, expected, inputs))
     return layers
+
+
+def _positions(shape):
+    return "x".join(str(s) for s in shape)
+
+
+def _shape_mismatch(i, tower, got, expected, inputs):
+    """The message for student `i` whose output is not its chunk's shape."""
+    head = f"Student {i} outputs shape {got} but its chunk has shape {expected}"
+    received = f"Received: student {i}={tower!r}"
+    if got[:-1] == expected[:-1]:
+        return (
+            f"{head}: a tower must end with `units` equal to its chunk "
+            f"width. {received}"
+        )
+    # Positions differ: no `units` fixes that.
+    hint = ""
+    if len(expected) > 1:
+        rep = f"a feature map of {_positions(expected[:-1])} positions"
+        space = tuple(inputs.shape[1:-1])
+        if len(space) == len(expected) - 1 and space != expected[:-1]:
+            rep += f", not the students' input's {_positions(space)}"
+            hint = " No built-in tower changes resolution;"
+        elif space == expected[:-1]:
+            hint = " `SegmentationTower` keeps the input's positions;"
+    else:
+        rep = "a vector, with no positions"
+    advice = (
+        "pass `student=` a tower (a layer per chunk, or `(index, units) "
+        "-> layer`) whose output matches the chunk's shape."
+    )
+    advice = f"{hint} {advice}" if hint else f" P{advice[1:]}"
+    return (
+        f"{head}: the representation is {rep}, so the mismatch is in the "
+        f"spatial axes, not in `units`.{advice} {received}"
+    )

@@ -7,6 +7,9 @@ from deep inside a traced graph. The checks are pure functions of their
 arguments (NumPy and `tf.data` specs only): none runs the teacher.
 """
 
+import math
+import numbers
+
 import numpy as np
 
 _INT = (int, np.integer)
@@ -51,6 +54,60 @@ def check_int(name, value, minimum=1, allow_none=False):
             f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_real(name, value, minimum=0.0, strict=False, maximum=None):
+    """Checks a finite real number such as a weight or a temperature.
+
+    Python and NumPy numbers pass (`numbers.Real`: `np.float32` too);
+    bools, NaN and infinities do not.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value received.
+        minimum: the smallest value allowed (None: no bound).
+        strict: whether `value` must exceed `minimum` (> rather than >=).
+        maximum: the largest value allowed (None: no bound).
+
+    Returns:
+        `value` as a Python float.
+
+    Raises:
+        ValueError: naming the argument, its bounds and the value.
+
+    Example:
+
+    >>> check_real("temperature", 2, strict=True)
+    2.0
+    >>> try:
+    ...     check_real("temperature", float("nan"), strict=True)
+    ... except ValueError as e:
+    ...     print(e)
+    `temperature` must be a finite number > 0. Received: temperature=nan
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    ok = ok and math.isfinite(value)
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
+        if minimum is not None and maximum is not None:
+            left = "(" if strict else "["
+            bound = f" in {left}{minimum:g}, {maximum:g}]"
+        elif minimum is not None:
+            bound = f" {'>' if strict else '>='} {minimum:g}"
+        elif maximum is not None:
+            bound = f" <= {maximum:g}"
+        else:
+            bound = ""
+        raise ValueError(
+            f"`{name}` must be a finite number{bound}. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
 
 
 def check_positive_ints(name, values):

@@ -1,4 +1,5 @@
 import json
+import re
 import warnings
 
 import keras
@@ -123,6 +124,127 @@ def test_errors():
     bad = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
     with pytest.raises(ValueError, match="first layer"):
         Conditioning.fit(f, "pca").fold(bad)
+
+
+def _skip_teacher():
+    """rep -> Add([rep, Dense(rep)]) -> softmax: `rep` feeds two layers."""
+    inputs = keras.Input((6,))
+    rep = keras.layers.Dense(8, activation="relu", name="rep")(inputs)
+    skip = keras.layers.Add(name="skip")(
+        [rep, keras.layers.Dense(8, name="branch")(rep)]
+    )
+    outputs = keras.layers.Dense(3, activation="softmax")(skip)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("kind", ["standardize", "pca"])
+def test_a_representation_with_two_readers_is_refused(kind):
+    # Folding rewrites "branch" only: "skip" would add targets to it.
+    from teacherclass import TeacherClass
+    from teacherclass import towers
+
+    with pytest.raises(
+        ValueError,
+        match=r"the representation \(the head's input\) feeds the layers "
+        r"\['(skip|branch)', '(skip|branch)'\].*Use conditioning=None "
+        rf"with this head. Received: conditioning='{kind}'",
+    ):
+        TeacherClass(
+            _skip_teacher(),
+            feature_layer="rep",
+            num_students=2,
+            student=towers.DenseTower(1, hidden=(8,)),
+            conditioning=kind,
+            clip=None,
+        )
+    # Without conditioning the head is used as it is.
+    TeacherClass(
+        _skip_teacher(),
+        feature_layer="rep",
+        num_students=2,
+        student=towers.DenseTower(1, hidden=(8,)),
+        clip=None,
+    )
+
+
+def test_a_reader_behind_dropout_must_be_the_only_one():
+    inputs = keras.Input((6,))
+    dropped = keras.layers.Dropout(0.5, name="drop")(inputs)
+    x = keras.layers.Dense(6, name="dense")(dropped)
+    x = keras.layers.Add(name="skip")([dropped, x])
+    head = keras.Model(inputs, keras.layers.Dense(3)(x))
+    with pytest.raises(
+        ValueError, match=r"the output of 'drop' feeds the layers"
+    ):
+        conditioning.check_foldable(head, "standardize")
+    with pytest.raises(ValueError, match="Received: conditioning='pca'"):
+        Conditioning.fit(_features(), "pca").fold(head)
+
+
+def test_a_folded_layer_called_twice_is_refused():
+    inputs = keras.Input((6,))
+    shared = keras.layers.Dense(6, name="shared")
+    head = keras.Model(inputs, shared(shared(inputs)))
+    with pytest.raises(
+        ValueError, match="'shared', which the head calls 2 times"
+    ):
+        conditioning.check_foldable(head, "standardize")
+
+
+def test_the_library_heads_stay_foldable():
+    from teacherclass import segmentation
+    from teacherclass import teacher as teacher_lib
+
+    for teacher in (
+        architectures.mnist_teacher(),
+        architectures.digits_teacher(),
+        architectures.cifar10_teacher(),
+        architectures.cifar10_fast_teacher(),
+        segmentation.unet_teacher(),
+    ):
+        layer = teacher_lib.get_feature_layer(teacher)
+        head = teacher_lib.clone_head(teacher, layer)
+        conditioning.check_foldable(head, "standardize")
+
+
+@pytest.mark.parametrize("balance", ["no", 1, None, "False"])
+def test_balance_must_be_a_bool(balance):
+    with pytest.raises(
+        ValueError,
+        match=r"`balance_chunks` must be True or False. "
+        rf"Received: balance_chunks={re.escape(repr(balance))}$",
+    ):
+        conditioning.resolve_order(
+            balance, None, "balance_chunks", "chunk_order"
+        )
+    with pytest.raises(ValueError, match="Received: balance="):
+        Conditioning.fit(_features(), "standardize", (3, 3), balance=balance)
+
+
+def test_numpy_bools_are_bools():
+    assert conditioning.resolve_order(np.bool_(True), None, "b", "o") == (
+        "variance"
+    )
+    assert conditioning.resolve_order(np.bool_(False), None, "b", "o") is None
+
+
+def test_teacher_class_refuses_a_string_balance_chunks():
+    from teacherclass import TeacherClass
+    from teacherclass import towers
+
+    with pytest.raises(
+        ValueError,
+        match="`balance_chunks` must be True or False. "
+        "Received: balance_chunks='no'",
+    ):
+        TeacherClass(
+            _skip_teacher(),
+            feature_layer="skip",
+            num_students=2,
+            student=towers.DenseTower(1, hidden=(4,)),
+            conditioning="standardize",
+            balance_chunks="no",
+        )
 
 
 def test_config_round_trip():

@@ -266,6 +266,31 @@ def test_bad_mode_is_a_value_error():
         fusion.fuse(_composed("dense", (3, 5)), mode="fast")
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_sizes": ()}, r"Received: batch_sizes=\(\)"),
+        ({"batch_sizes": (0,)}, r"Received: batch_sizes=\(0,\)"),
+        ({"batch_sizes": (-1, 8)}, r"Received: batch_sizes=\(-1, 8\)"),
+        ({"rounds": 0}, "`rounds` must be an integer >= 1. Received: rounds=0"),
+        ({"calls": 0}, "`calls` must be an integer >= 1. Received: calls=0"),
+        ({"calls": True}, "Received: calls=True"),
+    ],
+)
+def test_bad_timing_arguments_are_value_errors(kwargs, message):
+    # Checked first, in every mode (before "none" returns the model).
+    model = _composed("dense", (3, 5))
+    for mode in ("auto", "none"):
+        with pytest.raises(ValueError, match=message):
+            fusion.fuse(model, mode=mode, **kwargs)
+
+
+def test_a_single_batch_size_is_one_size():
+    model = _composed("dense", (3, 5))
+    fused = fusion.fuse(model, batch_sizes=2, rounds=1, calls=1)
+    assert all(set(t) == {"2"} for t in fused.fusion.latency_ms.values())
+
+
 def test_from_towers_rejects_incompatible_towers():
     towers = [towers_lib.DenseTower(3, hidden=(6,)), towers_lib.DenseTower(3)]
     for tower in towers:

@@ -41,6 +41,61 @@ def test_objective_by_name_and_config():
         objectives.regression_loss("head_aware")
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"temperature": float("nan")},
+            "`temperature` must be a finite number > 0. "
+            "Received: temperature=nan",
+        ),
+        ({"temperature": float("inf")}, "Received: temperature=inf"),
+        (
+            {"temperature": True},
+            "`temperature` must be a finite number > 0. "
+            "Received: temperature=True",
+        ),
+        (
+            {"distill_weight": float("inf")},
+            "`distill_weight` must be a finite number >= 0. "
+            "Received: distill_weight=inf",
+        ),
+        ({"feature_weight": float("nan")}, "Received: feature_weight=nan"),
+        (
+            {"label_weight": False},
+            "`label_weight` must be a finite number >= 0. "
+            "Received: label_weight=False",
+        ),
+    ],
+)
+def test_head_aware_refuses_non_finite_and_bool_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        objectives.HeadAware(**kwargs)
+
+
+def test_head_aware_needs_a_positive_weight():
+    # Positional: temperature, feature_weight, distill_weight, label_weight.
+    with pytest.raises(
+        ValueError,
+        match="At least one of `feature_weight`, `distill_weight` and "
+        "`label_weight` must be positive.*Received: feature_weight=0, "
+        "distill_weight=0, label_weight=0$",
+    ):
+        objectives.HeadAware(4.0, 0, 0, 0)
+    # One positive weight is enough.
+    assert objectives.HeadAware(4.0, 0, 0, 0.5).label_weight == 0.5
+
+
+def test_head_aware_takes_numpy_numbers():
+    objective = objectives.HeadAware(
+        temperature=np.float32(2.0), feature_weight=np.float32(0.5)
+    )
+    assert (objective.temperature, objective.feature_weight) == (2.0, 0.5)
+    assert type(objective.feature_weight) is float
+    config = objectives.HeadAware.from_config(objective.get_config())
+    assert config.get_config() == objective.get_config()
+
+
 def test_distillation_is_zero_for_equal_logits_and_binary():
     objective = objectives.HeadAware(temperature=2.0)
     t = np.array([[1.0, -2.0, 0.5]], "float32")
@@ -557,6 +612,51 @@ def test_cached_logits_trainer_refuses_other_targets(teacher, data):
         refinement.CachedLogitsTrainer(student, alpha=-0.5)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"temperature": float("nan")},
+            "`temperature` must be a finite number > 0. "
+            "Received: temperature=nan",
+        ),
+        ({"temperature": float("inf")}, "Received: temperature=inf"),
+        (
+            {"temperature": True},
+            "`temperature` must be a finite number > 0. "
+            "Received: temperature=True",
+        ),
+        (
+            {"alpha": 2},
+            r"`alpha` must be a finite number in \[0, 1\]. Received: alpha=2",
+        ),
+        (
+            {"alpha": float("nan")},
+            r"`alpha` must be a finite number in \[0, 1\]. "
+            "Received: alpha=nan",
+        ),
+    ],
+)
+def test_cached_logits_trainer_refuses_bad_settings(kwargs, message):
+    from teacherclass import refinement
+
+    student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match=message):
+        refinement.CachedLogitsTrainer(student, **kwargs)
+
+
+def test_cached_logits_trainer_takes_numpy_numbers():
+    from teacherclass import refinement
+
+    student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    for temperature in (np.float64(2.0), np.float32(2.0)):
+        trainer = refinement.CachedLogitsTrainer(
+            student, temperature=temperature, alpha=np.float32(0.25)
+        )
+        assert (trainer.temperature, trainer.alpha) == (2.0, 0.25)
+        assert type(trainer.temperature) is float  # Keras' loss needs one
+
+
 def test_refinement_keeps_a_head_tuned_through_composed(teacher, data):
     """A fused output ("out" is Dense(softmax)) is trained as a linear
     copy: it starts from the head as tuned, and only a trained copy is
@@ -598,3 +698,17 @@ def test_a_second_trainer_keeps_what_the_copy_learned(teacher, data):
     assert again is copy
     np.testing.assert_array_equal(copy.get_weights()[0], learned[0])
     np.testing.assert_array_equal(out.get_weights()[0], learned[0])
+
+
+def test_label_term_leaves_out_the_ignored_class():
+    objective = objectives.HeadAware(label_weight=1.0)
+    logits = keras.ops.convert_to_tensor(
+        np.log(np.array([[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]], "float32"))
+    )
+    labels = np.array([[0, 3]])  # 3: void
+    kept = objectives.HeadAware.label_loss(
+        objective, labels, logits, ignore_class=3
+    )
+    assert float(kept) == pytest.approx(-np.log(0.7), 1e-5)
+    all_void = objective.label_loss(np.array([[3, 3]]), logits, 3)
+    assert float(all_void) == 0.0

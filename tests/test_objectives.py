@@ -34,11 +34,41 @@ def test_get_resolves_names():
         ({"direct_weight": -1}, "Received: direct_weight=-1"),
         ({"adversarial_weight": "x"}, "Received: adversarial_weight='x'"),
         ({"hidden": ()}, r"Received: hidden=\(\)"),
+        (
+            {"direct_weight": float("nan")},
+            "`direct_weight` must be a finite number >= 0. "
+            "Received: direct_weight=nan",
+        ),
+        ({"adversarial_weight": float("inf")}, "adversarial_weight=inf"),
+        ({"adversarial_weight": True}, "Received: adversarial_weight=True"),
+        (
+            {"hidden": 5},
+            r"`hidden` must be a sequence of at least one positive "
+            r"integer, e.g. \(64, 64\). Received: hidden=5",
+        ),
+        (
+            {"hidden": (8, True)},
+            r"`hidden` must be a sequence .* Received: hidden=\(8, True\)",
+        ),
     ],
 )
 def test_adversarial_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         objectives.Adversarial(**kwargs)
+
+
+def test_adversarial_takes_numpy_numbers():
+    objective = objectives.Adversarial(
+        direct_weight=np.float32(0.5),
+        adversarial_weight=np.float64(0.25),
+        hidden=[np.int64(8)],
+    )
+    assert (objective.direct_weight, objective.adversarial_weight) == (
+        0.5,
+        0.25,
+    )
+    assert type(objective.direct_weight) is float
+    assert objective.hidden == (8,) and type(objective.hidden[0]) is int
 
 
 def test_discriminator_on_feature_maps():

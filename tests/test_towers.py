@@ -312,6 +312,56 @@ def test_default_conv_tower_is_the_papers_where_it_fits():
     assert tuple(one(keras.ops.zeros((2, 1, 1, 1))).shape) == (2, 1)
 
 
+def _low_resolution_segmenter():
+    """16x16 input, an 8x8 representation "rep", upsampled to 16x16."""
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(4, 3, padding="same", name="rep"),
+            keras.layers.UpSampling2D(),
+            keras.layers.Conv2D(3, 1, activation="softmax"),
+        ]
+    )
+
+
+def test_a_representation_at_another_resolution_names_the_spatial_axes():
+    teacher = _low_resolution_segmenter()
+    # The default (a ConvTower, vectors out) and a SegmentationTower (the
+    # input's 16x16 out) both miss the 8x8 map.
+    for student, got in (
+        (None, r"\(2,\)"),
+        (towers.SegmentationTower, r"\(16, 16, 2\)"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"Student 0 outputs shape {got} but its chunk has shape "
+            r"\(8, 8, 2\): the representation is a feature map of 8x8 "
+            r"positions, not the students' input's 16x16, so the mismatch "
+            r"is in the spatial axes, not in `units`\. No built-in tower "
+            r"changes resolution; pass `student=` a tower",
+        ):
+            TeacherClass(
+                teacher, feature_layer="rep", num_students=2, student=student
+            )
+
+
+def test_a_tower_of_vectors_for_a_same_size_map_names_the_fix():
+    teacher = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, padding="same", name="rep"),
+            keras.layers.Conv2D(3, 1, activation="softmax"),
+        ]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"not in `units`\. `SegmentationTower` keeps the input's "
+        r"positions; pass `student=`",
+    ):
+        TeacherClass(teacher, num_students=2, student=towers.DenseTower(1))
+
+
 def test_explicit_conv_tower_too_big_for_the_input_names_the_fix():
     teacher = _image_teacher((12, 12, 1))
     message = (
