@@ -81,6 +81,14 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
             raise ValueError(
                 f"`{name}` is empty. Received: {name}={x} with no element"
             )
+        if ds.cardinality() == tf.data.INFINITE_CARDINALITY:
+            raise ValueError(
+                f"`{name}` repeats forever: the teacher's targets are "
+                "computed once per sample and cached, so it must end. Pass "
+                "it without `.repeat()` (each epoch is one pass over it; "
+                "`steps_per_epoch` may shorten epochs). "
+                f"Received: {name}={x} with infinite cardinality"
+            )
         return ds
 
     if isinstance(x, tuple) and len(x) in (2, 3):
@@ -115,7 +123,30 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
 
 
-def augmented_labelled(x, y, augment, batch_size, shuffle=True, seed=None):
+def dataset_batch_size(x, input_spec):
+    """The batch size of `x` if it is a batched dataset, else None.
+
+    The static batch dimension when the dataset has one, else the size of
+    its first batch (one element is read).
+    """
+    if not isinstance(x, tf.data.Dataset):
+        return None
+    spec = _first(x.element_spec)
+    if not isinstance(spec, tf.TensorSpec):
+        return None
+    expected = tuple(input_spec.shape[1:])
+    if not _compatible(tuple(spec.shape)[1:], expected):
+        return None  # unbatched (or not fitting; `batched_inputs` says so)
+    if spec.shape[0] is not None:
+        return int(spec.shape[0])
+    for element in x.take(1):
+        return int(_first(element).shape[0])
+    return None
+
+
+def augmented_labelled(
+    x, y, augment, batch_size, shuffle=True, seed=None, sample_weight=None
+):
     """Labelled training batches whose inputs are augmented anew each epoch.
 
     For `fit_teacher(augment=...)`: `augment(x_batch, training=True)` runs
@@ -132,6 +163,8 @@ def augmented_labelled(x, y, augment, batch_size, shuffle=True, seed=None):
         batch_size: int, samples per batch for arrays.
         shuffle: bool, a new order every epoch for arrays.
         seed: int or None, for the shuffle.
+        sample_weight: None, or per-sample weights for array inputs,
+            served with their samples (a dataset carries its own).
 
     Returns:
         A batched, prefetched `tf.data.Dataset`.
@@ -142,7 +175,10 @@ def augmented_labelled(x, y, augment, batch_size, shuffle=True, seed=None):
         x = np.asarray(x)
         if x.dtype == np.float64:
             x = x.astype(np.float32)
-        ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y)))
+        columns = (x, np.asarray(y))
+        if sample_weight is not None:
+            columns += (np.asarray(sample_weight),)
+        ds = tf.data.Dataset.from_tensor_slices(columns)
         if shuffle:
             ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)

@@ -679,11 +679,13 @@ def _label_batches(x, y, batches, batch_size, name):
         elif isinstance(x, tf.data.Dataset) and isinstance(
             x.element_spec, tuple
         ):
-            labels = x.map(lambda *e: e[1])
+            # One pass over `x`, inputs and labels together: two passes
+            # over a shuffled dataset would pair them in different orders.
+            pairs = x.map(lambda *e: (e[0], e[1]))
             # Unbatched samples were batched by `batched_inputs`.
             if x.element_spec[0].shape.rank < batches.element_spec.shape.rank:
-                labels = labels.batch(batch_size)
-            return tf.data.Dataset.zip((batches, labels))
+                pairs = pairs.batch(batch_size)
+            return pairs
         else:
             raise ValueError(
                 "The objective's label term needs labels: pass `y` (or "

@@ -12,6 +12,7 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from teacherclass import baselines
 from teacherclass import chunking
@@ -304,6 +305,14 @@ class TeacherClass(keras.Model):
         super().set_weights(weights)
         self._head_digest = None
 
+    # Every entry point that runs the head first takes the teacher's head
+    # if it changed (`_sync_head`): `predict` and `tc(x)` agree.
+
+    def __call__(self, *args, **kwargs):
+        if tf.executing_eagerly() and self.built:  # not while tracing
+            self._sync_head()
+        return super().__call__(*args, **kwargs)
+
     def predict(self, x, *args, **kwargs):
         self._sync_head()
         return super().predict(x, *args, **kwargs)
@@ -311,6 +320,22 @@ class TeacherClass(keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._sync_head()
         return super().evaluate(x, y, *args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        self._sync_head()
+        return super().fit(*args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._sync_head()
+        return super().predict_on_batch(x)
+
+    def test_on_batch(self, *args, **kwargs):
+        self._sync_head()
+        return super().test_on_batch(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        self._sync_head()
+        return super().train_on_batch(*args, **kwargs)
 
     @property
     def trained_students(self):
@@ -327,7 +352,14 @@ class TeacherClass(keras.Model):
         if preprocessor is not None:
             inputs = preprocessor(inputs)
         outputs = [s(inputs, training=training) for s in self.students]
-        return self.head(self._targets.features(outputs), training=training)
+        outputs = self.head(self._targets.features(outputs), training=training)
+        if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+            outputs = outputs[0]  # a functional head returns a list
+        # Float32 under mixed precision, as the composed model's.
+        dtype = keras.backend.standardize_dtype(outputs.dtype)
+        if dtype in ("float16", "bfloat16"):
+            outputs = keras.ops.cast(outputs, "float32")
+        return outputs
 
     # ------------------------------------------------------------------
     # Training
@@ -382,6 +414,7 @@ class TeacherClass(keras.Model):
                 augment,
                 fit_kwargs.pop("batch_size", None) or _DEFAULT_BATCH_SIZE,
                 shuffle=fit_kwargs.pop("shuffle", True),
+                sample_weight=fit_kwargs.pop("sample_weight", None),
             )
             y = None
             fit_kwargs["shuffle"] = False  # the pipeline shuffles itself
@@ -435,7 +468,8 @@ class TeacherClass(keras.Model):
             y: labels, used only by a head-aware objective with
                 `label_weight > 0` (`objectives.HeadAware`); otherwise
                 ignored (accepted so calls mirror `fit`).
-            batch_size: int, default 32 (unused for batched datasets).
+            batch_size: int, the students' batch size; default: a
+                batched dataset's own, else 32.
             epochs: int, epochs over the data.
             verbose: "auto", 0, 1 or 2, as in `fit`.
             callbacks: list of `keras.callbacks.Callback`. Their `model`
@@ -446,7 +480,9 @@ class TeacherClass(keras.Model):
                 the students. To monitor one student, pass the mode, e.g.
                 `EarlyStopping("val_student_0_loss", mode="min")`.
             validation_data: inputs for a validation loss per student, in
-                any form `x` accepts.
+                any form `x` accepts; with labels (`(x, y)` or a dataset
+                of them) when the objective has a label term, which the
+                `val_` losses then include.
             shuffle: bool, reshuffle the samples every epoch.
             initial_epoch: int, as in `fit`.
             students: indices of the students to train (default all); the
@@ -528,6 +564,24 @@ class TeacherClass(keras.Model):
                 "pass `y` (or `x` as `(x, y)` or a dataset of them), or "
                 "label_weight=0. Received: y=None"
             )
+        if use_labels and not isinstance(x, tf.data.Dataset):
+            inputs, labels = (x[0], x[1]) if y is None else (x, y)
+            if isinstance(inputs, tuple) and len(inputs) in (2, 3):
+                inputs = inputs[0]  # `x=(x, y)` and `y` both given
+            labels = np.asarray(labels)
+            bad = validation.count_non_finite(labels)  # one-hot or soft
+            if bad:
+                raise ValueError(
+                    f"`y` holds non-finite values (NaN or Inf) in {bad} of "
+                    f"{len(labels)} samples: the label term would be NaN. "
+                    f"Received: y with {bad} non-finite samples"
+                )
+            validation.check_scoring_labels(
+                np.asarray(inputs),
+                labels,
+                self.teacher.outputs[0].shape[1:],
+                teacher_lib.ignore_class(self.teacher),
+            )
         selected = validation.check_students(students, self.num_students)
         validation.check_fit_kwargs(
             {"epochs": epochs, "initial_epoch": initial_epoch, **fit_kwargs}
@@ -536,7 +590,11 @@ class TeacherClass(keras.Model):
         batch_size = validation.check_int(
             "batch_size", batch_size, allow_none=True
         )
-        batch_size = batch_size or _DEFAULT_BATCH_SIZE
+        batch_size = (
+            batch_size
+            or data.dataset_batch_size(x, self.teacher.inputs[0])
+            or _DEFAULT_BATCH_SIZE
+        )
         validation.check_callable(
             "augment", augment, "a callable such as a Keras preprocessing layer"
         )
@@ -612,13 +670,30 @@ class TeacherClass(keras.Model):
             batches = train.batches(batch_size, shuffle=shuffle)
         val = None
         if validation_data is not None:
+            val_x = validation.split_validation_data(validation_data)
+            if use_labels:
+                # The label term is scored on validation too, so `val_`
+                # losses are the training objective's.
+                if isinstance(validation_data, (tuple, list)):
+                    val_x = tuple(validation_data[:2])  # `[x, y[, sw]]`
+                elif validation.has_labels(validation_data, None):
+                    val_x = validation_data  # a dataset of `(x, y[, sw])`
+                else:
+                    raise ValueError(
+                        "The head-aware objective's label term "
+                        f"(label_weight={objective.label_weight}) is part "
+                        "of the loss, validation's too: pass "
+                        "`validation_data` as `(x, y)` or a dataset of "
+                        "them. Received: validation_data without labels"
+                    )
             val = features.representation(
                 self.cut,
                 self.chunks,
-                validation.split_validation_data(validation_data),
+                val_x,
                 batch_size,
                 name="validation_data",
                 head=baselines.logits_model(self.head) if head_aware else None,
+                labels=use_labels,
             ).batches(batch_size)
         towers = [self.students[i] for i in selected]
         with distribute.scope(self._strategy), training.trainable(towers, True):
@@ -747,7 +822,7 @@ class TeacherClass(keras.Model):
 
         Args:
             x: inputs, in any form `fit_students` accepts.
-            batch_size: int, default 32.
+            batch_size: int; default: a batched dataset's own, else 32.
             loss: the objective to report, see `objectives.get`.
             verbose: 0 or 1, a progress bar.
 
@@ -765,7 +840,11 @@ class TeacherClass(keras.Model):
         batch_size = validation.check_int(
             "batch_size", batch_size, allow_none=True
         )
-        batch_size = batch_size or _DEFAULT_BATCH_SIZE
+        batch_size = (
+            batch_size
+            or data.dataset_batch_size(x, self.teacher.inputs[0])
+            or _DEFAULT_BATCH_SIZE
+        )
         feats = features.representation(self.cut, self.chunks, x, batch_size)
         with distribute.scope(self._strategy):
             trainer = training.for_class(self, loss=loss)

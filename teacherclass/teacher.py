@@ -356,6 +356,14 @@ def default_compile_args(teacher, y=None):
     return {"optimizer": "adam", "loss": loss, "metrics": ["accuracy"]}
 
 
+def ignore_class(teacher):
+    """The label value the teacher's loss ignores (a segmentation's void).
+
+    Its compiled loss's `ignore_class`, or None.
+    """
+    return getattr(getattr(teacher, "loss", None), "ignore_class", None)
+
+
 def label_compile_args(teacher, model, y=None):
     """`default_compile_args(model, y)` that honour the teacher's void.
 
@@ -364,7 +372,7 @@ def label_compile_args(teacher, model, y=None):
     (trained on the same labels, e.g. refined) ignores it too.
     """
     args = default_compile_args(model, y)
-    ignore = getattr(getattr(teacher, "loss", None), "ignore_class", None)
+    ignore = ignore_class(teacher)
     loss = args["loss"]
     if ignore is not None and isinstance(
         loss, keras.losses.SparseCategoricalCrossentropy

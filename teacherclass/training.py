@@ -399,6 +399,8 @@ class HeadAwareTrainer(StudentTrainer):
             students' coordinates, to the head's logits.
         clip: None, or the clip the composed model applies before the
             head (a callable).
+        ignore_class: None, or an integer label the label term leaves
+            out (the teacher's loss `ignore_class`).
         **kwargs: base `keras.Model` arguments.
 
     Its metrics: `loss` (the sum) and `student_i_loss` per student.
@@ -415,6 +417,7 @@ class HeadAwareTrainer(StudentTrainer):
         targets=None,
         owner=None,
         transform=None,
+        ignore_class=None,
         **kwargs,
     ):
         super().__init__(
@@ -427,6 +430,7 @@ class HeadAwareTrainer(StudentTrainer):
             **kwargs,
         )
         self.objective = objective
+        self.ignore_class = ignore_class
         self._head_ref = _Ref(logits_head)
         self._clip_ref = _Ref(clip)
         self.trackers = [
@@ -490,6 +494,7 @@ class HeadAwareTrainer(StudentTrainer):
                 logits,
                 student_logits,
                 labels,
+                self.ignore_class,
             )
             tracker.update_state(loss)
             total = total + loss
@@ -590,6 +595,7 @@ def for_class(tc, students=None, loss="mse", augment=False, **kwargs):
 
     """
     from teacherclass import baselines
+    from teacherclass import teacher as teacher_lib
     from teacherclass import validation
 
     selected = validation.check_students(students, tc.num_students)
@@ -619,6 +625,7 @@ def for_class(tc, students=None, loss="mse", augment=False, **kwargs):
             baselines.logits_model(head),
             clip=clip,
             transform=transform,
+            ignore_class=teacher_lib.ignore_class(tc.teacher),
             **common,
         )
     common["transform"] = transform

@@ -137,3 +137,27 @@ def test_adversarial_students_on_feature_maps(teacher, data):
         history.history["student_0_mse"][-1]
         < (history.history["student_0_mse"][0])
     )
+
+
+def test_label_term_on_void_labels(teacher, data):
+    # The teacher's loss ignores void; so does the head-aware label term
+    # (a void label outside the head's classes would fail otherwise).
+    from teacherclass import objectives
+
+    (x, y), _ = data
+    assert (y == VOID).any()
+    keras.utils.set_random_seed(0)
+    tc = TeacherClass(
+        teacher,
+        num_students=2,
+        student=segmentation.segmentation_student((8, 16)),
+    )
+    history = tc.fit_students(
+        x,
+        y,
+        epochs=1,
+        batch_size=16,
+        loss=objectives.HeadAware(label_weight=1.0),
+        verbose=0,
+    )
+    assert np.isfinite(history.history["loss"][0])

@@ -1,0 +1,176 @@
+"""`fit`-like inputs: datasets, labels, validation, batch sizes, the head.
+
+What a Keras user passes to `fit` reaches the students as Keras would
+treat it: a batched dataset's batches, labels paired with their own
+inputs, `val_` losses of the training objective, `tc(x)` agreeing with
+`tc.predict(x)`.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import blobs
+from helpers import trained_mlp_teacher
+
+from teacherclass import DenseTower
+from teacherclass import TeacherClass
+from teacherclass import features
+from teacherclass import objectives
+
+LABELS_ONLY = objectives.HeadAware(
+    feature_weight=0.0, distill_weight=0.0, label_weight=1.0
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return blobs(n=64, classes=3)
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    keras.utils.set_random_seed(0)
+    return trained_mlp_teacher(*data, epochs=5)
+
+
+def _class(teacher):
+    keras.utils.set_random_seed(1)
+    return TeacherClass(
+        teacher, feature_layer="rep", num_students=2, student=DenseTower(8)
+    )
+
+
+def test_a_repeated_dataset_is_refused_not_read_forever(teacher, data):
+    x, _ = data
+    tc = _class(teacher)
+    repeated = tf.data.Dataset.from_tensor_slices(x).batch(16).repeat()
+    message = "`x` repeats forever: the teacher's targets are computed once"
+    with pytest.raises(ValueError, match=message):
+        tc.fit_students(repeated, epochs=1, steps_per_epoch=2, verbose=0)
+    with pytest.raises(ValueError, match="`validation_data` repeats forever"):
+        tc.fit_students(x, epochs=1, validation_data=repeated, verbose=0)
+
+
+def test_labels_of_a_shuffled_dataset_stay_with_their_inputs(teacher, data):
+    x, _ = data
+    tc = _class(teacher)
+    # The label is a function of the input: a mismatch shows.
+    y = np.argsort(x[:, 0]).argsort().astype("int32")
+    for ds in (
+        tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64).batch(16),
+        tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64),  # unbatched
+    ):
+        feats = features.representation(tc.cut, tc.chunks, ds, 16, labels=True)
+        seen = 0
+        for inputs, targets in feats.batches(16):
+            rows = [
+                int(np.flatnonzero((x == r).all(1))[0]) for r in inputs.numpy()
+            ]
+            np.testing.assert_array_equal(targets["labels"], y[rows])
+            seen += len(rows)
+        assert seen == 64
+
+
+def test_validation_losses_include_the_label_term(teacher, data):
+    x, y = data
+    tc = _class(teacher)
+    # Frozen students (learning rate 0): on the training data itself, the
+    # validation loss is the training loss.
+    history = tc.fit_students(
+        x,
+        y,
+        epochs=1,
+        batch_size=16,
+        loss=LABELS_ONLY,
+        optimizer=keras.optimizers.SGD(0.0),
+        validation_data=(x, y),
+        verbose=0,
+    ).history
+    assert history["loss"][0] > 0.1
+    assert history["val_loss"][0] == pytest.approx(history["loss"][0], 1e-4)
+    labelled = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    history = tc.fit_students(
+        labelled,
+        epochs=1,
+        loss=LABELS_ONLY,
+        optimizer=keras.optimizers.SGD(0.0),
+        validation_data=labelled,
+        verbose=0,
+    ).history
+    assert history["val_loss"][0] == pytest.approx(history["loss"][0], 1e-4)
+    with pytest.raises(ValueError, match="Received: validation_data without"):
+        tc.fit_students(
+            x, y, epochs=1, loss=LABELS_ONLY, validation_data=x, verbose=0
+        )
+
+
+def test_labels_for_the_label_term_are_checked(teacher, data):
+    x, y = data
+    tc = _class(teacher)
+    with pytest.raises(ValueError, match=r"outside \[0, 3\).*max=5"):
+        tc.fit_students(x, np.full(64, 5), loss=LABELS_ONLY, verbose=0)
+    one_hot = np.eye(3, dtype="float32")[y]
+    one_hot[0, 0] = np.nan
+    with pytest.raises(ValueError, match="the label term would be NaN"):
+        tc.fit_students(x, one_hot, loss=LABELS_ONLY, verbose=0)
+    assert tc.trained_students == []
+
+
+def test_a_batched_dataset_keeps_its_batch_size(teacher, data):
+    x, _ = data
+    tc = _class(teacher)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(8)
+    history = tc.fit_students(ds, epochs=1, loss="mse", verbose=0)
+    assert history.params["steps"] == 8  # 64 samples in batches of 8
+    history = tc.fit_students(ds, epochs=1, loss="mse", batch_size=32)
+    assert history.params["steps"] == 2  # an explicit size wins
+
+
+def test_call_and_predict_agree_after_the_teacher_trains(teacher, data):
+    x, y = data
+    teacher = keras.models.clone_model(teacher)
+    teacher.set_weights(trained_mlp_teacher(x, y, epochs=1).get_weights())
+    teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    tc = _class(teacher)
+    tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+    before = keras.ops.convert_to_numpy(tc(x[:8]))
+    teacher.fit(x, y, epochs=2, verbose=0)  # new head weights
+    called = keras.ops.convert_to_numpy(tc(x[:8]))
+    assert np.abs(called - before).max() > 1e-4
+    np.testing.assert_allclose(called, tc.predict(x[:8], verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(tc.predict_on_batch(x[:8])),
+        called,
+        atol=1e-6,
+    )
+
+
+def test_fit_teacher_with_augment_takes_sample_weights(data):
+    x, y = data
+    keras.utils.set_random_seed(0)
+    teacher = trained_mlp_teacher(x, y, epochs=1)
+    tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+    history = tc.fit_teacher(
+        x,
+        y,
+        sample_weight=np.zeros(64, "float32"),
+        augment=keras.layers.GaussianNoise(0.01),
+        epochs=1,
+        verbose=0,
+    )
+    assert history.history["loss"] == [0.0]  # every sample weighs zero
+
+
+def test_predict_is_float32_under_mixed_precision(data):
+    x, y = data
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        teacher = trained_mlp_teacher(x, y, epochs=1)
+        tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+        tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+        assert tc.predict(x[:4], verbose=0).dtype == np.float32
+        assert tc.compose().predict(x[:4], verbose=0).dtype == np.float32
+    finally:
+        keras.config.set_dtype_policy("float32")
