@@ -367,6 +367,7 @@ def distill_into(
     batch_size=None,
     validation_data=None,
     optimizer="adam",
+    distiller=None,
     **fit_kwargs,
 ):
     """Trains a model that outputs logits by distillation from `teacher`.
@@ -376,7 +377,10 @@ def distill_into(
     `student_logits`, with `LogitsDistillation` (a Bernoulli KL for one
     sigmoid unit) and a cross-entropy from logits on the labels weighted
     `alpha`. The teacher's layers' `trainable` flags are restored
-    afterwards. Arguments are those of `distill_logits` (checked there).
+    afterwards. Arguments are those of `distill_logits` (checked there),
+    and `distiller`: None, or a callable taking the `Distiller`'s
+    keyword arguments and returning one (a subclass, e.g. refinement's,
+    whose checkpoints are the composed model).
 
     Returns:
         The distiller's `History`.
@@ -392,7 +396,7 @@ def distill_into(
     # The Distiller freezes every layer of the teacher it is given, which
     # the logits view shares with `teacher`.
     with training.flags_kept([teacher]):
-        distiller = keras.distillation.Distiller(
+        distiller = (distiller or keras.distillation.Distiller)(
             teacher=teacher_logits,
             student=student_logits,
             distillation_losses=distillation_loss,

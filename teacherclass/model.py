@@ -1032,10 +1032,16 @@ class TeacherClass(keras.Model):
                 learning rate of 1e-4 (a gentle update of trained parts).
             batch_size: int, as for `fit`.
             **fit_kwargs: passed to the distiller's `fit`
-                (`validation_data`, `callbacks`, `verbose`, ...).
+                (`validation_data`, `callbacks`, `verbose`, ...). The
+                callbacks' model saves and loads as the composed model:
+                `ModelCheckpoint` writes the composed model as refined so
+                far (it loads like the returned one), `BackupAndRestore`
+                restores its students and head.
 
         Returns:
-            The refined composed `keras.Model`, compiled like the teacher.
+            The refined composed `keras.Model`, compiled like the teacher;
+            its `history` attribute is the training's `History`, as
+            `fit` leaves it on a model.
 
         Raises:
             ValueError: on untrained students, missing labels, `epochs`

@@ -88,13 +88,14 @@ class Refinement:
         return self.logits
 
     def trainer(self, temperature=4.0, alpha=0.5):
-        """A `CachedLogitsTrainer` of `logits` (not compiled)."""
-        return CachedLogitsTrainer(
+        """A `CachedLogitsTrainer` of `logits` (not compiled), whose
+        checkpoints are the composed model (see `Checkpointed`)."""
+        return _CheckpointedTrainer(
             self.logits_for_training(), temperature=temperature, alpha=alpha
-        )
+        ).checkpoint_as(self)
 
-    def finish(self):
-        """The refined composed model, compiled like the teacher.
+    def current(self):
+        """`composed` as trained so far (what a checkpoint writes).
 
         A fused output activation trained as a linear copy (the logits
         view's last layer, once `logits_for_training` handed it out)
@@ -103,8 +104,57 @@ class Refinement:
         fused = self._fused_output()
         if fused is not None and self._logits_trained:
             fused[1].set_weights(fused[0].get_weights())
-        compose_lib.compile_like(self.composed, self._teacher)
         return self.composed
+
+    def restored(self):
+        """After weights were loaded into `composed`: the trained linear
+        copy of a fused output takes them from the head."""
+        fused = self._fused_output()
+        if fused is not None:
+            fused[0].set_weights(fused[1].get_weights())
+
+    def finish(self):
+        """The refined composed model, compiled like the teacher."""
+        composed = self.current()
+        compose_lib.compile_like(composed, self._teacher)
+        return composed
+
+
+class Checkpointed:
+    """Mixin: a refinement trainer whose checkpoints are the composed model.
+
+    The user's callbacks reach the trainer (a `Distiller` or a
+    `CachedLogitsTrainer`); its `save`, `save_weights` and `load_weights`
+    act on the composed model being refined instead, so `ModelCheckpoint`
+    writes a model that predicts like the one `refine` returns and
+    `BackupAndRestore` restores the students and the head.
+    """
+
+    def checkpoint_as(self, refinement):
+        """Sends this trainer's saving and loading to `refinement`."""
+        self._refinement_ref = training_lib._Ref(refinement)
+        self.built = True  # its models are; `BackupAndRestore` asks
+        return self
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Saves the composed model as refined so far."""
+        composed = self._refinement_ref.value.current()
+        return composed.save(filepath, overwrite=overwrite, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """Saves the composed model's weights (see `save`)."""
+        composed = self._refinement_ref.value.current()
+        return composed.save_weights(filepath, overwrite, **kwargs)
+
+    def load_weights(self, filepath, **kwargs):
+        """Loads weights saved by `save_weights` into the composed model."""
+        refinement = self._refinement_ref.value
+        refinement.composed.load_weights(filepath, **kwargs)
+        refinement.restored()
+
+
+class _CheckpointedDistiller(Checkpointed, keras.distillation.Distiller):
+    """`keras.distillation.Distiller` checkpointed as the composed model."""
 
 
 class CachedLogitsTrainer(keras.Model):
@@ -188,6 +238,10 @@ class CachedLogitsTrainer(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = self._targets(y)
         return super().compute_metrics(x, labels, y_pred, sample_weight)
+
+
+class _CheckpointedTrainer(Checkpointed, CachedLogitsTrainer):
+    """A `CachedLogitsTrainer` checkpointed as the composed model."""
 
 
 def _check_temperature_alpha(temperature, alpha):
@@ -279,14 +333,14 @@ def refine(
                     loss=label_args["loss"],
                     metrics=label_args["metrics"],
                 )
-                trainer.fit(
+                history = trainer.fit(
                     x,
                     epochs=epochs,
                     batch_size=batch_size,
                     **fit_kwargs,
                 )
             else:
-                baselines.distill_into(
+                history = baselines.distill_into(
                     tc.teacher,
                     refinement.logits_for_training(),
                     x,
@@ -296,6 +350,11 @@ def refine(
                     epochs=epochs,
                     batch_size=batch_size,
                     optimizer=optimizer,
+                    distiller=lambda **kw: _CheckpointedDistiller(
+                        **kw
+                    ).checkpoint_as(refinement),
                     **fit_kwargs,
                 )
-        return refinement.finish()
+        refined = refinement.finish()
+        refined.history = history  # as `fit` leaves it on a model
+        return refined

@@ -712,3 +712,50 @@ def test_label_term_leaves_out_the_ignored_class():
     assert float(kept) == pytest.approx(-np.log(0.7), 1e-5)
     all_void = objective.label_loss(np.array([[3, 3]]), logits, 3)
     assert float(all_void) == 0.0
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["distiller", "cached"])
+def test_refine_callbacks_checkpoint_the_composed_model(
+    teacher, data, tmp_path, cached
+):
+    """`ModelCheckpoint` in `refine` writes the composed model (not the
+    trainer); `BackupAndRestore` runs; the History is kept."""
+    import tensorflow as tf
+
+    from teacherclass import baselines
+
+    x, y = data
+    keras.utils.set_random_seed(3)
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    inputs, labels = x, y
+    if cached:
+        logits = baselines.logits_model(teacher).predict(x, verbose=0)
+        inputs = tf.data.Dataset.from_tensor_slices(
+            (x, {"labels": y, "logits": logits})
+        ).batch(32)
+        labels = None
+    path = str(tmp_path / "refined.keras")
+    refined = tc.refine(
+        inputs,
+        labels,
+        epochs=2,
+        optimizer=keras.optimizers.Adam(1e-2),
+        batch_size=None if cached else 32,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(path),
+            keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+        ],
+    )
+    loaded = keras.saving.load_model(path)
+    assert loaded.count_params() == refined.count_params()
+    np.testing.assert_allclose(
+        loaded.predict(x[:16], verbose=0),
+        refined.predict(x[:16], verbose=0),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        loaded.predict(x[:4], verbose=0).sum(-1), 1.0, rtol=1e-5
+    )
+    assert len(refined.history.history["loss"]) == 2
