@@ -374,7 +374,9 @@ class TeacherClass(keras.Model):
         skip this and go straight to `fit_students`.
 
         Args:
-            x: inputs, as for `keras.Model.fit`.
+            x: inputs, as for `keras.Model.fit`: arrays, a
+                `tf.data.Dataset`, a `keras.utils.PyDataset` or a
+                generator (these two yielding `(x, y)` batches).
             y: labels, as for `keras.Model.fit`.
             augment: None, or a callable applied to every training batch
                 of inputs with `training=True` in the input pipeline (a
@@ -401,6 +403,13 @@ class TeacherClass(keras.Model):
             "augment", augment, "a callable such as a Keras preprocessing layer"
         )
         if augment is not None:
+            if validation.is_stream(x):
+                raise ValueError(
+                    "`augment` runs in a tf.data pipeline of arrays or of "
+                    "a tf.data.Dataset; augment inside the generator or "
+                    "PyDataset instead. Received: x of type "
+                    f"{type(x).__name__}"
+                )
             if fit_kwargs.get("validation_split"):  # 0.0 and None: no split
                 raise ValueError(
                     "`augment` feeds the teacher a tf.data pipeline, which "

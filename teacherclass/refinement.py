@@ -308,6 +308,13 @@ def refine(
     import tensorflow as tf
 
     validation.check_int("epochs", epochs)
+    if validation.is_stream(x):
+        raise TypeError(
+            "refine() reads arrays or a tf.data.Dataset (the distillation "
+            "runs the teacher on the same batches); wrap a generator with "
+            "tf.data.Dataset.from_generator. Received: x of type "
+            f"{type(x).__name__}"
+        )
     if y is None and not isinstance(x, tf.data.Dataset):
         raise ValueError(
             "refine() trains on labels: pass `y`, or a dataset of "

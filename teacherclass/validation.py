@@ -400,6 +400,18 @@ def _is_dataset(x):
     return isinstance(x, tf.data.Dataset)
 
 
+def is_stream(x):
+    """Whether `x` is data Keras' `fit` reads batch by batch, labels and
+    all: a `keras.utils.PyDataset`, or a Python generator or iterator."""
+    import inspect
+
+    import keras
+
+    if isinstance(x, keras.utils.PyDataset) or inspect.isgenerator(x):
+        return True
+    return hasattr(x, "__next__") and hasattr(x, "__iter__")
+
+
 def _check_inputs(name, x, input_dtype):
     """Dtype and finiteness of array inputs (datasets: dtype only)."""
     if _is_dataset(x):
@@ -502,6 +514,8 @@ def check_labelled_data(x, y, input_dtype, width, x_name="x", y_name="y"):
             f"`{x_name}` is required: the inputs to train on. "
             f"Received: {x_name}=None"
         )
+    if is_stream(x):
+        return  # Keras reads the labels from it, and checks them
     if _is_dataset(x):
         spec = x.element_spec
         if not isinstance(spec, (tuple, list)) or len(spec) < 2:
@@ -523,14 +537,19 @@ def check_labelled_data(x, y, input_dtype, width, x_name="x", y_name="y"):
 
 def check_validation_data(validation_data, input_dtype, width):
     """Checks `validation_data` of a labelled `fit` (see `fit_teacher`)."""
-    if validation_data is None or _is_dataset(validation_data):
+    if (
+        validation_data is None
+        or _is_dataset(validation_data)
+        or is_stream(validation_data)
+    ):
         return
     if not isinstance(validation_data, (tuple, list)) or len(
         validation_data
     ) not in (2, 3):
         raise ValueError(
-            "`validation_data` must be `(x, y)`, `(x, y, sample_weight)` "
-            "or a tf.data.Dataset yielding `(x, y)`. "
+            "`validation_data` must be `(x, y)`, `(x, y, sample_weight)`, "
+            "a tf.data.Dataset yielding `(x, y)`, a keras.utils.PyDataset "
+            "or a generator. "
             f"Received: validation_data={_describe(validation_data)}"
         )
     _check_inputs("validation_data", validation_data[0], input_dtype)

@@ -174,3 +174,39 @@ def test_predict_is_float32_under_mixed_precision(data):
         assert tc.compose().predict(x[:4], verbose=0).dtype == np.float32
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y, batch_size=16):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return len(self.x) // self.batch_size
+
+    def __getitem__(self, i):
+        s = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return self.x[s], self.y[s]
+
+
+def test_fit_teacher_reads_a_pydataset_and_a_generator(data):
+    x, y = data
+    keras.utils.set_random_seed(0)
+    teacher = trained_mlp_teacher(x, y, epochs=1)
+    tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+    history = tc.fit_teacher(
+        _Batches(x, y), validation_data=_Batches(x, y), epochs=2, verbose=0
+    )
+    assert len(history.history["val_loss"]) == 2
+
+    def batches():
+        while True:
+            yield x[:16], y[:16]
+
+    history = tc.fit_teacher(batches(), steps_per_epoch=2, epochs=1)
+    assert len(history.history["loss"]) == 1
+    with pytest.raises(ValueError, match="Received: x of type _Batches"):
+        tc.fit_teacher(_Batches(x, y), augment=keras.layers.GaussianNoise(0.1))
+    tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+    with pytest.raises(TypeError, match="Received: x of type _Batches"):
+        tc.refine(_Batches(x, y), None)
