@@ -1197,6 +1197,12 @@ def main(argv=None):
         message = " ".join(str(e).split())  # one line
         print(f"teacherclass: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader left (`teacherclass report RUN --json | head`): no
+        # traceback, and none when Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
     return EXIT_OK
 
 

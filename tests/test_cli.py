@@ -129,6 +129,24 @@ def test_report_command_prints_the_saved_report(quick_run, capsys):
     assert out.strip() == str(CompressionReport.load(run_dir / "report.json"))
 
 
+def test_report_into_a_closed_pipe_ends_quietly(quick_run):
+    """`teacherclass report RUN --json | head`: no traceback."""
+    _, _, run_dir = quick_run
+    script = (
+        "import sys, os\n"
+        "r, w = os.pipe(); os.close(r)\n"
+        "os.dup2(w, sys.stdout.fileno())\n"
+        "from teacherclass import cli\n"
+        f"sys.exit(cli.main(['report', {str(run_dir)!r}, '--json']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True
+    )
+    assert result.returncode == cli.EXIT_ERROR
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "BrokenPipeError" not in result.stderr
+
+
 def test_export_command_adds_the_artifact_to_the_report(quick_run, capsys):
     _, _, run_dir = quick_run
     argv = ["export", str(run_dir), "--format", "litert", "--int8"]
