@@ -1182,6 +1182,7 @@ def main(argv=None):
     commands = {"run": run, "report": report, "export": export}
     try:
         commands[args.command](args)
+        sys.stdout.flush()  # a closed pipe fails here, not at exit
     except (Interrupted, KeyboardInterrupt) as e:
         hint = str(e) if isinstance(e, Interrupted) else ""
         hint = hint or _INTERRUPTED_HINTS[args.command]

@@ -127,7 +127,9 @@ def dataset_batch_size(x, input_spec):
     """The batch size of `x` if it is a batched dataset, else None.
 
     The static batch dimension when the dataset has one, else the size of
-    its first batch (one element is read).
+    its first batch, read once, when its length is known (a finite
+    pipeline, read again from its start; not a one-shot generator, which
+    gives None).
     """
     if not isinstance(x, tf.data.Dataset):
         return None
@@ -139,6 +141,8 @@ def dataset_batch_size(x, input_spec):
         return None  # unbatched (or not fitting; `batched_inputs` says so)
     if spec.shape[0] is not None:
         return int(spec.shape[0])
+    if x.cardinality() < 0:  # unknown or infinite: maybe read only once
+        return None
     for element in x.take(1):
         return int(_first(element).shape[0])
     return None
@@ -170,6 +174,12 @@ def augmented_labelled(
         A batched, prefetched `tf.data.Dataset`.
     """
     if isinstance(x, tf.data.Dataset):
+        if sample_weight is not None:
+            raise ValueError(
+                "`sample_weight` goes inside the dataset `x`, as "
+                "`(x, y, sample_weight)`, as for `fit`. Received: "
+                f"sample_weight of type {type(sample_weight).__name__}"
+            )
         ds = x
     else:
         x = np.asarray(x)

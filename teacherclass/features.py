@@ -672,7 +672,9 @@ def _preprocessed(batches, preprocessor):
 
 
 def _label_batches(x, y, batches, batch_size, name):
-    """Zips the labels, from `y` or from `x`, onto the input batches."""
+    """Input batches with their labels: `y` zipped onto `batches`, or a
+    dataset `x`'s own `(x, y)` pairs, read in one pass (`batches`, made
+    from `x`, is then only its checked shape)."""
     if y is None:
         if isinstance(x, tuple) and len(x) in (2, 3):
             y = x[1]

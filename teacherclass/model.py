@@ -12,7 +12,6 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from teacherclass import baselines
 from teacherclass import chunking
@@ -63,8 +62,11 @@ class TeacherClass(keras.Model):
     path; `compose()` also compiles it with the teacher's compile settings
     and returns it as a standalone functional model. The head is the
     teacher's current one: a teacher trained after wrapping (with its own
-    `fit`) gives its new head weights to `compose`, `predict`, `evaluate`
-    and `report`.
+    `fit`) gives its new head weights to `compose`, `predict`, `evaluate`,
+    `fit` and `report`. A direct call `tc(x)` and the `*_on_batch`
+    methods use the head as those last took it: comparing the head's
+    weights costs a hash of them (4.4x the call's time for a 2.2M-weight
+    head at batch 1), too much per call; call `predict` once first.
 
     The class orchestrates; each step lives in its module
     (docs/architecture.md): `teacher.cut` resolves where the teacher is
@@ -305,13 +307,8 @@ class TeacherClass(keras.Model):
         super().set_weights(weights)
         self._head_digest = None
 
-    # Every entry point that runs the head first takes the teacher's head
-    # if it changed (`_sync_head`): `predict` and `tc(x)` agree.
-
-    def __call__(self, *args, **kwargs):
-        if tf.executing_eagerly() and self.built:  # not while tracing
-            self._sync_head()
-        return super().__call__(*args, **kwargs)
+    # The whole-data entry points first take the teacher's head if it
+    # changed (`_sync_head`); per-call ones do not (see the class).
 
     def predict(self, x, *args, **kwargs):
         self._sync_head()
@@ -324,18 +321,6 @@ class TeacherClass(keras.Model):
     def fit(self, *args, **kwargs):
         self._sync_head()
         return super().fit(*args, **kwargs)
-
-    def predict_on_batch(self, x):
-        self._sync_head()
-        return super().predict_on_batch(x)
-
-    def test_on_batch(self, *args, **kwargs):
-        self._sync_head()
-        return super().test_on_batch(*args, **kwargs)
-
-    def train_on_batch(self, *args, **kwargs):
-        self._sync_head()
-        return super().train_on_batch(*args, **kwargs)
 
     @property
     def trained_students(self):
@@ -376,7 +361,10 @@ class TeacherClass(keras.Model):
         Args:
             x: inputs, as for `keras.Model.fit`: arrays, a
                 `tf.data.Dataset`, a `keras.utils.PyDataset` or a
-                generator (these two yielding `(x, y)` batches).
+                generator (these two yielding `(x, y)` batches). An
+                uncompiled teacher is compiled for the labels' form; a
+                generator is not read ahead, so it gets integer (sparse)
+                labels' loss: compile the teacher first for one-hot.
             y: labels, as for `keras.Model.fit`.
             augment: None, or a callable applied to every training batch
                 of inputs with `training=True` in the input pipeline (a
@@ -392,8 +380,9 @@ class TeacherClass(keras.Model):
 
         Raises:
             ValueError: on missing labels (`y`), class labels outside the
-                head's outputs, non-finite inputs, or counts (`epochs`,
-                `batch_size`) below 1.
+                head's outputs, non-finite inputs, counts (`epochs`,
+                `batch_size`) below 1, or `augment` with a generator or
+                `PyDataset` (or with `sample_weight` beside a dataset).
             TypeError: on strings for a numeric teacher, or the reverse.
         """
         validation.check_labelled_fit(
@@ -573,24 +562,10 @@ class TeacherClass(keras.Model):
                 "pass `y` (or `x` as `(x, y)` or a dataset of them), or "
                 "label_weight=0. Received: y=None"
             )
-        if use_labels and not isinstance(x, tf.data.Dataset):
-            inputs, labels = (x[0], x[1]) if y is None else (x, y)
-            if isinstance(inputs, tuple) and len(inputs) in (2, 3):
-                inputs = inputs[0]  # `x=(x, y)` and `y` both given
-            labels = np.asarray(labels)
-            bad = validation.count_non_finite(labels)  # one-hot or soft
-            if bad:
-                raise ValueError(
-                    f"`y` holds non-finite values (NaN or Inf) in {bad} of "
-                    f"{len(labels)} samples: the label term would be NaN. "
-                    f"Received: y with {bad} non-finite samples"
-                )
-            validation.check_scoring_labels(
-                np.asarray(inputs),
-                labels,
-                self.teacher.outputs[0].shape[1:],
-                teacher_lib.ignore_class(self.teacher),
-            )
+        output_shape = self.teacher.outputs[0].shape[1:]
+        ignore_class = teacher_lib.ignore_class(self.teacher)
+        if use_labels:
+            validation.check_label_term(x, y, output_shape, ignore_class)
         selected = validation.check_students(students, self.num_students)
         validation.check_fit_kwargs(
             {"epochs": epochs, "initial_epoch": initial_epoch, **fit_kwargs}
@@ -683,18 +658,24 @@ class TeacherClass(keras.Model):
             if use_labels:
                 # The label term is scored on validation too, so `val_`
                 # losses are the training objective's.
-                if isinstance(validation_data, (tuple, list)):
-                    val_x = tuple(validation_data[:2])  # `[x, y[, sw]]`
-                elif validation.has_labels(validation_data, None):
-                    val_x = validation_data  # a dataset of `(x, y[, sw])`
-                else:
+                if val_x is not validation_data:  # `(x, y[, sw])` or a list
+                    val_x = tuple(validation_data[:2])
+                elif not validation.has_labels(validation_data, None):
                     raise ValueError(
                         "The head-aware objective's label term "
                         f"(label_weight={objective.label_weight}) is part "
                         "of the loss, validation's too: pass "
                         "`validation_data` as `(x, y)` or a dataset of "
-                        "them. Received: validation_data without labels"
+                        "them. Received: validation_data of type "
+                        f"{type(validation_data).__name__} without labels"
                     )
+                validation.check_label_term(
+                    val_x,
+                    None,
+                    output_shape,
+                    ignore_class,
+                    name="validation_data[1]",
+                )
             val = features.representation(
                 self.cut,
                 self.chunks,
@@ -1053,9 +1034,10 @@ class TeacherClass(keras.Model):
             `fit` leaves it on a model.
 
         Raises:
-            ValueError: on untrained students, missing labels, `epochs`
-                below 1, a `temperature` that is not positive or an
-                `alpha` outside [0, 1].
+            ValueError: on untrained students, missing labels, a
+                generator or `PyDataset` `x`, `epochs` below 1, a
+                `temperature` that is not positive or an `alpha` outside
+                [0, 1].
         """
         return refinement.refine(
             self,

@@ -126,8 +126,10 @@ class Checkpointed:
     The user's callbacks reach the trainer (a `Distiller` or a
     `CachedLogitsTrainer`); its `save`, `save_weights` and `load_weights`
     act on the composed model being refined instead, so `ModelCheckpoint`
-    writes a model that predicts like the one `refine` returns and
-    `BackupAndRestore` restores the students and the head.
+    writes a model that loads like the one `refine` returns and
+    `BackupAndRestore` restores the students and the head (not the
+    trainer's optimizer state: a resumed refinement restarts its moments
+    and step count).
     """
 
     def checkpoint_as(self, refinement):
@@ -137,8 +139,9 @@ class Checkpointed:
         return self
 
     def save(self, filepath, overwrite=True, **kwargs):
-        """Saves the composed model as refined so far."""
-        composed = self._refinement_ref.value.current()
+        """Saves the composed model as refined so far, compiled like the
+        teacher (as `refine` returns it)."""
+        composed = self._refinement_ref.value.finish()
         return composed.save(filepath, overwrite=overwrite, **kwargs)
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
@@ -301,15 +304,15 @@ def refine(
         The refined composed `keras.Model`, compiled like the teacher.
 
     Raises:
-        ValueError: on untrained students, missing labels, `epochs`
-            below 1, a `temperature` that is not positive or an `alpha`
-            outside [0, 1].
+        ValueError: on untrained students, missing labels, a generator
+            or `PyDataset` `x`, `epochs` below 1, a `temperature` that is
+            not positive or an `alpha` outside [0, 1].
     """
     import tensorflow as tf
 
     validation.check_int("epochs", epochs)
     if validation.is_stream(x):
-        raise TypeError(
+        raise ValueError(
             "refine() reads arrays or a tf.data.Dataset (the distillation "
             "runs the teacher on the same batches); wrap a generator with "
             "tf.data.Dataset.from_generator. Received: x of type "

@@ -23,7 +23,6 @@ from datetime import timezone
 
 import numpy as np
 
-from teacherclass import teacher as teacher_lib
 from teacherclass import validation
 from teacherclass.figures import save_figures
 from teacherclass.flops import count_flops
@@ -569,6 +568,8 @@ def measure(
     ['composed', 'head', 'student_0', 'student_1', 'teacher']
     """
     batch_sizes = validation.check_batch_sizes(batch_sizes)
+    from teacherclass import teacher as teacher_lib  # Keras: on first use
+
     ignore_class = teacher_lib.ignore_class(tc.teacher)
     validation.check_scoring_labels(
         x, y, tc.teacher.outputs[0].shape[1:], ignore_class

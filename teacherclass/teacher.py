@@ -302,9 +302,19 @@ def final_layer(model):
 
 
 def _label_shape(y):
-    """The shape of one label, from an array or a dataset's spec."""
+    """The shape of one label, from an array, a dataset's spec or a
+    `PyDataset`'s first batch; None for a generator (not read ahead)."""
+    import inspect
+
     import tensorflow as tf
 
+    if inspect.isgenerator(y):
+        return None
+    if isinstance(y, keras.utils.PyDataset):
+        batch = y[0]
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            return None
+        return tuple(keras.ops.shape(batch[1]))
     if isinstance(y, tf.data.Dataset):
         spec = y.element_spec
         if not isinstance(spec, (tuple, list)) or len(spec) < 2:

@@ -402,14 +402,12 @@ def _is_dataset(x):
 
 def is_stream(x):
     """Whether `x` is data Keras' `fit` reads batch by batch, labels and
-    all: a `keras.utils.PyDataset`, or a Python generator or iterator."""
+    all: a `keras.utils.PyDataset` or a Python generator."""
     import inspect
 
     import keras
 
-    if isinstance(x, keras.utils.PyDataset) or inspect.isgenerator(x):
-        return True
-    return hasattr(x, "__next__") and hasattr(x, "__iter__")
+    return isinstance(x, keras.utils.PyDataset) or inspect.isgenerator(x)
 
 
 def _check_inputs(name, x, input_dtype):
@@ -434,8 +432,9 @@ def _check_inputs(name, x, input_dtype):
     check_finite(name, array)
 
 
-def check_scoring_labels(x, y, output_shape, ignore_class=None):
-    """Checks the labels a model is scored on (`report.measure`).
+def check_scoring_labels(x, y, output_shape, ignore_class=None, name="y"):
+    """Checks labels against a model's output (`report.measure`, and the
+    head-aware label term of `fit_students`).
 
     Args:
         x: the inputs (an array), or None.
@@ -445,6 +444,7 @@ def check_scoring_labels(x, y, output_shape, ignore_class=None):
         output_shape: the model output's shape without the batch axis.
         ignore_class: int or None, a label value that marks no class
             (a segmentation's void, the teacher's loss `ignore_class`).
+        name: the labels' argument name, for messages.
 
     Raises:
         ValueError: on `y` without `x`, a label count other than the
@@ -474,10 +474,11 @@ def check_scoring_labels(x, y, output_shape, ignore_class=None):
         shapes.append((*inner, width))
     if y.shape not in shapes:
         raise ValueError(
-            f"`y` must hold one label per sample of `x` ({len(x)}): class "
+            f"`{name}` must hold one label per sample of `x` ({len(x)}): "
+            "class "
             f"indices {shapes[0]} or {shapes[1]}"
             + (f", or one-hot {shapes[2]}" if len(shapes) > 2 else "")
-            + f". Received: y with shape {y.shape}"
+            + f". Received: {name} with shape {y.shape}"
         )
     indices = y.shape != shapes[-1] or width == 1
     if indices and ignore_class is not None:
@@ -486,10 +487,42 @@ def check_scoring_labels(x, y, output_shape, ignore_class=None):
         low, high = y.min().item(), y.max().item()
         if low < 0 or high >= max(width, 2):
             raise ValueError(
-                f"`y` holds class labels outside [0, {max(width, 2)}), "
-                f"the model's {width} output(s). Received: y with "
+                f"`{name}` holds class labels outside [0, {max(width, 2)}), "
+                f"the model's {width} output(s). Received: {name} with "
                 f"min={low!r}, max={high!r}"
             )
+
+
+def check_label_term(x, y, output_shape, ignore_class=None, name="y"):
+    """Checks the labels of a head-aware label term (`fit_students`).
+
+    Args:
+        x: inputs: an array, `(x, y[, sample_weight])`, or a dataset
+            (whose labels are checked by the loss as they are read).
+        y: labels for array inputs, or None when `x` carries them.
+        output_shape: the head's output shape without the batch axis.
+        ignore_class: int or None, a label value left out (void).
+        name: the labels' argument name, for messages.
+
+    Raises:
+        ValueError: on labels that hold NaN or Inf, do not match the
+            samples or the head's outputs, naming `name`.
+    """
+    if _is_dataset(x):
+        return
+    if y is None:
+        x, y = x[0], x[1]
+    elif isinstance(x, tuple) and len(x) in (2, 3):
+        x = x[0]  # `x=(x, y)` and `y` both given
+    y = np.asarray(y)
+    bad = count_non_finite(y)  # one-hot or soft labels
+    if bad:
+        raise ValueError(
+            f"`{name}` holds non-finite values (NaN or Inf) in {bad} of "
+            f"{len(y)} samples: the label term would be NaN. "
+            f"Received: {name} with {bad} non-finite samples"
+        )
+    check_scoring_labels(np.asarray(x), y, output_shape, ignore_class, name)
 
 
 def check_labelled_data(x, y, input_dtype, width, x_name="x", y_name="y"):

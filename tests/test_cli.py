@@ -1,6 +1,7 @@
 import contextlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -139,8 +140,10 @@ def test_report_into_a_closed_pipe_ends_quietly(quick_run):
         "from teacherclass import cli\n"
         f"sys.exit(cli.main(['report', {str(run_dir)!r}, '--json']))\n"
     )
+    # Buffered stdout (as in a shell): the write fails at the flush.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env
     )
     assert result.returncode == cli.EXIT_ERROR
     assert "Traceback" not in result.stderr, result.stderr[-2000:]

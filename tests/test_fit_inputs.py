@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import blobs
+from helpers import mlp_teacher
 from helpers import trained_mlp_teacher
 
 from teacherclass import DenseTower
 from teacherclass import TeacherClass
+from teacherclass import data as data_lib
 from teacherclass import features
 from teacherclass import objectives
 
@@ -99,7 +101,7 @@ def test_validation_losses_include_the_label_term(teacher, data):
         verbose=0,
     ).history
     assert history["val_loss"][0] == pytest.approx(history["loss"][0], 1e-4)
-    with pytest.raises(ValueError, match="Received: validation_data without"):
+    with pytest.raises(ValueError, match="validation_data of type ndarray wit"):
         tc.fit_students(
             x, y, epochs=1, loss=LABELS_ONLY, validation_data=x, verbose=0
         )
@@ -114,6 +116,14 @@ def test_labels_for_the_label_term_are_checked(teacher, data):
     one_hot[0, 0] = np.nan
     with pytest.raises(ValueError, match="the label term would be NaN"):
         tc.fit_students(x, one_hot, loss=LABELS_ONLY, verbose=0)
+    with pytest.raises(ValueError, match=r"`validation_data\[1\]` holds cl"):
+        tc.fit_students(
+            x,
+            y,
+            loss=LABELS_ONLY,
+            validation_data=(x, np.full(64, 7)),
+            verbose=0,
+        )
     assert tc.trained_students == []
 
 
@@ -125,23 +135,34 @@ def test_a_batched_dataset_keeps_its_batch_size(teacher, data):
     assert history.params["steps"] == 8  # 64 samples in batches of 8
     history = tc.fit_students(ds, epochs=1, loss="mse", batch_size=32)
     assert history.params["steps"] == 2  # an explicit size wins
+    # A generator is read once: its first batch is not spent on peeking.
+    one_shot = tf.data.Dataset.from_generator(
+        lambda: (x[i : i + 8] for i in range(0, 64, 8)),
+        output_signature=tf.TensorSpec((None, 8), tf.float32),
+    )
+    assert data_lib.dataset_batch_size(one_shot, tc.teacher.inputs[0]) is None
 
 
-def test_call_and_predict_agree_after_the_teacher_trains(teacher, data):
+def test_fit_takes_the_teachers_new_head_as_predict_does(teacher, data):
     x, y = data
     teacher = keras.models.clone_model(teacher)
     teacher.set_weights(trained_mlp_teacher(x, y, epochs=1).get_weights())
     teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     tc = _class(teacher)
     tc.fit_students(x, epochs=1, loss="mse", verbose=0)
-    before = keras.ops.convert_to_numpy(tc(x[:8]))
+    tc.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    targets = tc.predict(x, verbose=0)
+    head = [w.copy() for w in tc.head.get_weights()]
     teacher.fit(x, y, epochs=2, verbose=0)  # new head weights
-    called = keras.ops.convert_to_numpy(tc(x[:8]))
-    assert np.abs(called - before).max() > 1e-4
-    np.testing.assert_allclose(called, tc.predict(x[:8], verbose=0), atol=1e-6)
+    tc.fit(x, targets, epochs=1, verbose=0)
+    fresh = teacher.get_layer("out").get_weights()
+    assert np.abs(head[-2] - fresh[0]).max() > 1e-4
+    for got, want in zip(tc.head.get_weights()[-2:], fresh):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    # A direct call uses the head as `predict` and `fit` last took it.
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(tc.predict_on_batch(x[:8])),
-        called,
+        keras.ops.convert_to_numpy(tc(x[:8])),
+        tc.predict(x[:8], verbose=0),
         atol=1e-6,
     )
 
@@ -160,6 +181,12 @@ def test_fit_teacher_with_augment_takes_sample_weights(data):
         verbose=0,
     )
     assert history.history["loss"] == [0.0]  # every sample weighs zero
+    with pytest.raises(ValueError, match="goes inside the dataset `x`"):
+        tc.fit_teacher(
+            tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
+            sample_weight=np.zeros(64, "float32"),
+            augment=keras.layers.GaussianNoise(0.01),
+        )
 
 
 def test_predict_is_float32_under_mixed_precision(data):
@@ -208,5 +235,17 @@ def test_fit_teacher_reads_a_pydataset_and_a_generator(data):
     with pytest.raises(ValueError, match="Received: x of type _Batches"):
         tc.fit_teacher(_Batches(x, y), augment=keras.layers.GaussianNoise(0.1))
     tc.fit_students(x, epochs=1, loss="mse", verbose=0)
-    with pytest.raises(TypeError, match="Received: x of type _Batches"):
+    with pytest.raises(ValueError, match="Received: x of type _Batches"):
         tc.refine(_Batches(x, y), None)
+
+
+def test_an_uncompiled_teacher_takes_a_pydatasets_one_hot_labels(data):
+    x, y = data
+    keras.utils.set_random_seed(0)
+    fresh = mlp_teacher()  # not compiled
+    assert not fresh.compiled
+    tc = TeacherClass(fresh, feature_layer="rep", num_students=2)
+    one_hot = np.eye(3, dtype="float32")[y]
+    history = tc.fit_teacher(_Batches(x, one_hot), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert isinstance(fresh.loss, keras.losses.CategoricalCrossentropy)

@@ -750,6 +750,7 @@ def test_refine_callbacks_checkpoint_the_composed_model(
     )
     loaded = keras.saving.load_model(path)
     assert loaded.count_params() == refined.count_params()
+    assert loaded.compiled  # as refine returns it
     np.testing.assert_allclose(
         loaded.predict(x[:16], verbose=0),
         refined.predict(x[:16], verbose=0),
