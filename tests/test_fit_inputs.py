@@ -43,6 +43,14 @@ def _class(teacher):
     )
 
 
+def _fresh_class(x, y):
+    """A class of two default students on a new teacher (one epoch), for
+    tests that train or recompile the teacher."""
+    keras.utils.set_random_seed(0)
+    teacher = trained_mlp_teacher(x, y, epochs=1)
+    return TeacherClass(teacher, feature_layer="rep", num_students=2)
+
+
 def test_a_repeated_dataset_is_refused_not_read_forever(teacher, data):
     x, _ = data
     tc = _class(teacher)
@@ -169,9 +177,7 @@ def test_fit_takes_the_teachers_new_head_as_predict_does(teacher, data):
 
 def test_fit_teacher_with_augment_takes_sample_weights(data):
     x, y = data
-    keras.utils.set_random_seed(0)
-    teacher = trained_mlp_teacher(x, y, epochs=1)
-    tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+    tc = _fresh_class(x, y)
     history = tc.fit_teacher(
         x,
         y,
@@ -193,9 +199,7 @@ def test_predict_is_float32_under_mixed_precision(data):
     x, y = data
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        keras.utils.set_random_seed(0)
-        teacher = trained_mlp_teacher(x, y, epochs=1)
-        tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+        tc = _fresh_class(x, y)
         tc.fit_students(x, epochs=1, loss="mse", verbose=0)
         assert tc.predict(x[:4], verbose=0).dtype == np.float32
         assert tc.compose().predict(x[:4], verbose=0).dtype == np.float32
@@ -218,9 +222,7 @@ class _Batches(keras.utils.PyDataset):
 
 def test_fit_teacher_reads_a_pydataset_and_a_generator(data):
     x, y = data
-    keras.utils.set_random_seed(0)
-    teacher = trained_mlp_teacher(x, y, epochs=1)
-    tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+    tc = _fresh_class(x, y)
     history = tc.fit_teacher(
         _Batches(x, y), validation_data=_Batches(x, y), epochs=2, verbose=0
     )

@@ -41,20 +41,24 @@ def test_objective_by_name_and_config():
         objectives.regression_loss("head_aware")
 
 
+# Temperatures every distillation setting refuses, with the message.
+_BAD_TEMPERATURES = [
+    (
+        {"temperature": float("nan")},
+        "`temperature` must be a finite number > 0. Received: temperature=nan",
+    ),
+    ({"temperature": float("inf")}, "Received: temperature=inf"),
+    (
+        {"temperature": True},
+        "`temperature` must be a finite number > 0. Received: temperature=True",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (
-            {"temperature": float("nan")},
-            "`temperature` must be a finite number > 0. "
-            "Received: temperature=nan",
-        ),
-        ({"temperature": float("inf")}, "Received: temperature=inf"),
-        (
-            {"temperature": True},
-            "`temperature` must be a finite number > 0. "
-            "Received: temperature=True",
-        ),
+        *_BAD_TEMPERATURES,
         (
             {"distill_weight": float("inf")},
             "`distill_weight` must be a finite number >= 0. "
@@ -615,17 +619,7 @@ def test_cached_logits_trainer_refuses_other_targets(teacher, data):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (
-            {"temperature": float("nan")},
-            "`temperature` must be a finite number > 0. "
-            "Received: temperature=nan",
-        ),
-        ({"temperature": float("inf")}, "Received: temperature=inf"),
-        (
-            {"temperature": True},
-            "`temperature` must be a finite number > 0. "
-            "Received: temperature=True",
-        ),
+        *_BAD_TEMPERATURES,
         (
             {"alpha": 2},
             r"`alpha` must be a finite number in \[0, 1\]. Received: alpha=2",
