@@ -52,7 +52,11 @@ class DiskCache:
     with `tf.data.Dataset.save` and a `teacherclass-cache.json` holding a
     fingerprint of the teacher's trunk and of the inputs; a later run with
     the same teacher and data reads them back without running the teacher,
-    and a changed teacher or dataset is refused. Training streams the
+    and a changed teacher or dataset is refused. The inputs are hashed in
+    the order they are read: a dataset that shuffles itself
+    (`.shuffle(...)`) reads as another dataset on the next run and is
+    refused; give the cache the data unshuffled (training shuffles the
+    cached samples anyway). Training streams the
     shards in a new random order every epoch through a shuffle buffer of
     `shuffle_buffer` samples, so memory does not grow with the data.
 
