@@ -209,7 +209,8 @@ class StudentTrainer(keras.Model):
         if self._lone_loss is not None:
             name = _names(self.indices)[0]
             self._lone_loss.update_state(
-                self._lone_objective(targets[name], y_pred[name])
+                self._lone_objective(targets[name], y_pred[name]),
+                sample_weight=_batch_size(y_pred),
             )
         return super().compute_loss(
             x, targets, y_pred, sample_weight, training=training
@@ -335,8 +336,8 @@ class AdversarialTrainer(StudentTrainer):
 
         import tensorflow as tf
 
-        x = data[0]
-        y = data[1] if len(data) > 1 else None
+        # A bare `x` (augmented batches) or `(x, y)`, as Keras' own steps.
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         g_tape = tf.GradientTape() if training else contextlib.nullcontext()
         d_tape = tf.GradientTape() if training else contextlib.nullcontext()
         with g_tape, d_tape:
@@ -353,10 +354,12 @@ class AdversarialTrainer(StudentTrainer):
                     disc, real, ops.stop_gradient(ops.cast(fake, "float32"))
                 )
                 g_loss = self.objective.generator_loss(disc, real, fake)
-                g_m.update_state(g_loss)
-                d_m.update_state(d_loss)
+                batch = _batch_size(fake)
+                g_m.update_state(g_loss, sample_weight=batch)
+                d_m.update_state(d_loss, sample_weight=batch)
                 e_m.update_state(
-                    ops.mean(ops.square(ops.cast(fake, "float32") - real))
+                    ops.mean(ops.square(ops.cast(fake, "float32") - real)),
+                    sample_weight=batch,
                 )
                 g_total = g_total + g_loss
                 d_total = d_total + d_loss
@@ -496,12 +499,20 @@ class HeadAwareTrainer(StudentTrainer):
                 labels,
                 self.ignore_class,
             )
-            tracker.update_state(loss)
+            tracker.update_state(loss, sample_weight=_batch_size(prediction))
             total = total + loss
         # Keras' own losses divide a replica's loss by the replicas (whose
         # gradients it then sums); this loss is not a Keras loss, so the
         # same is done here.
         return _per_replica(total)
+
+
+def _batch_size(outputs):
+    """The batch size of `outputs` (a tensor or a structure of them): the
+    weight Keras gives a batch's loss in its `loss` and per-output
+    trackers, so that an epoch's figure is the mean over samples even
+    when its last batch is short."""
+    return ops.shape(keras.tree.flatten(outputs)[0])[0]
 
 
 def _per_replica(loss):

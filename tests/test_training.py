@@ -64,6 +64,29 @@ def test_one_student_still_reports_its_loss(teacher, data):
     )
 
 
+@pytest.mark.parametrize(
+    "loss, students",
+    [("mse", [1]), ("head_aware", None), ("adversarial", None)],
+)
+def test_epoch_losses_do_not_depend_on_a_short_last_batch(
+    teacher, data, loss, students
+):
+    # Keras weighs a batch's `loss` by its size; the trainers' own
+    # trackers must too, or 5 samples in batches of 4 give the last one
+    # a weight of 1/2 instead of 1/5.
+    x = data[0][:5]
+    tc = _tc(teacher)
+    trainer = training.for_class(tc, students=students, loss=loss, augment=1)
+    trainer.compile(loss=loss)
+    whole, short = (
+        trainer.evaluate(x, batch_size=b, verbose=0, return_dict=True)
+        for b in (5, 4)
+    )
+    assert len(whole) >= 2
+    for name in whole:
+        assert short[name] == pytest.approx(whole[name], rel=1e-5), name
+
+
 def test_the_class_switches_no_modes(teacher, data):
     tc = _tc(teacher)
     tc.fit_students(data[0], verbose=0)
