@@ -23,7 +23,8 @@ With `--baseline distill|scratch`, it trains no class but `reproduce.py`'s
 baseline (b) or (c) (`cifar10_fast_baseline` with `--filters`, through
 the same frozen `--student-input`) on the same views for `--epochs` plus
 `--refine-epochs` (their equal budget there) and scores it on the same
-held-out images (`val_accuracy`).
+held-out images (`val_accuracy`). The class's own flags (`--loss`,
+`--conditioning`, `--students`, `--chunk-order`) are refused with it.
 
 Each run is appended to `benchmarks/results/student_probe.json`, with
 the teacher file, flags and timings; the views are cached once in
@@ -189,6 +190,8 @@ def parse(argv=None):
         for flag, value, default in (
             ("--loss", args.loss, "mse"),
             ("--conditioning", args.conditioning, "none"),
+            ("--students", args.students, 4),
+            ("--chunk-order", args.chunk_order, "contiguous"),
         ):
             if value != default:
                 p.error(

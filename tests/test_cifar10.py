@@ -869,6 +869,8 @@ def test_student_probe_trains_a_baseline_on_the_views(tmp_path, capsys):
     for flag, value in (
         ("--loss", "head_aware"),
         ("--conditioning", "standardize"),
+        ("--students", "8"),
+        ("--chunk-order", "variance"),
     ):
         with pytest.raises(SystemExit):
             probe.parse([*flags, flag, value])
