@@ -13,12 +13,15 @@ without running the teacher. `Refinement` holds the models, for a caller
 that trains them epoch by epoch itself (a resumable run).
 """
 
+import os
+
 import keras
 from keras import ops
 
 from teacherclass import baselines
 from teacherclass import compose as compose_lib
 from teacherclass import distribute
+from teacherclass import saving
 from teacherclass import teacher as teacher_lib
 from teacherclass import training as training_lib
 from teacherclass import validation
@@ -127,9 +130,10 @@ class Checkpointed:
     `CachedLogitsTrainer`); its `save`, `save_weights` and `load_weights`
     act on the composed model being refined instead, so `ModelCheckpoint`
     writes a model that loads like the one `refine` returns and
-    `BackupAndRestore` restores the students and the head (not the
-    trainer's optimizer state: a resumed refinement restarts its moments
-    and step count).
+    `BackupAndRestore` restores the students, the head and the trainer's
+    optimizer state (kept in the same `.weights.h5` file, see
+    `saving.save_optimizer_state`), so a resumed refinement goes on with
+    its moments and step count.
     """
 
     def checkpoint_as(self, refinement):
@@ -147,13 +151,20 @@ class Checkpointed:
     def save_weights(self, filepath, overwrite=True, **kwargs):
         """Saves the composed model's weights (see `save`)."""
         composed = self._refinement_ref.value.current()
-        return composed.save_weights(filepath, overwrite, **kwargs)
+        existed = os.path.exists(filepath)
+        composed.save_weights(filepath, overwrite, **kwargs)
+        if overwrite or not existed:
+            saving.save_optimizer_state(self.optimizer, filepath)
 
     def load_weights(self, filepath, **kwargs):
-        """Loads weights saved by `save_weights` into the composed model."""
+        """Loads weights saved by `save_weights` into the composed model
+        (and the trainer's optimizer state, when the file has it)."""
         refinement = self._refinement_ref.value
         refinement.composed.load_weights(filepath, **kwargs)
         refinement.restored()
+        saving.load_optimizer_state(
+            self.optimizer, self.trainable_variables, filepath
+        )
 
 
 class _CheckpointedDistiller(Checkpointed, keras.distillation.Distiller):

@@ -6,6 +6,13 @@ A composed model holds the package's own layers (its towers, its
 them, which happens when the modules that define them are imported;
 `keras.saving.load_model` in a fresh process that never imported them ends
 in a long `TypeError`. `teacherclass.load_model` imports them first.
+
+The trainers (`fit_students`' and `refine`'s) checkpoint another model's
+weights in their stead (the class, the composed model);
+`save_optimizer_state` and `load_optimizer_state` keep their optimizer's
+state in the same `.weights.h5` file, as Keras' own `save_weights` of a
+compiled model does, so that `BackupAndRestore` resumes the step count
+(and a learning rate schedule) where it stopped.
 """
 
 import importlib
@@ -23,6 +30,11 @@ _REGISTERING_MODULES = (
     "teacherclass.architectures",
     "teacherclass.model",
 )
+
+# The group of a `.weights.h5` file that holds a trainer's optimizer state
+# beside the weights of the model it trains (Keras ignores other groups
+# when it loads the weights).
+_OPTIMIZER_GROUP = "teacherclass_trainer_optimizer"
 
 _MISSING = re.compile(r"Could not locate (class|function) '([^']+)'")
 
@@ -144,3 +156,66 @@ def load_model(path, custom_objects=None, compile=True, safe_mode=True):
             f"The `.keras` archive is damaged ({type(error).__name__}: "
             f"{error}). Received: path={filepath!r}"
         ) from None
+
+
+def _local_weights_file(filepath):
+    filepath = os.fspath(filepath)
+    if "://" in filepath or not filepath.endswith(".weights.h5"):
+        return None
+    return filepath
+
+
+def save_optimizer_state(optimizer, filepath):
+    """Adds `optimizer`'s variables to the `.weights.h5` file `filepath`.
+
+    Does nothing for an optimizer not built yet, a sharded or remote file,
+    or a file that has no model weights (nothing was written).
+
+    Args:
+        optimizer: a `keras.optimizers.Optimizer`, or None.
+        filepath: str or `os.PathLike`, the file `save_weights` just wrote.
+    """
+    filepath = _local_weights_file(filepath)
+    if optimizer is None or not optimizer.built or filepath is None:
+        return
+    if not os.path.isfile(filepath):
+        return
+    import h5py
+
+    store = {}
+    optimizer.save_own_variables(store)
+    with h5py.File(filepath, "a") as f:
+        if _OPTIMIZER_GROUP in f:
+            del f[_OPTIMIZER_GROUP]
+        group = f.create_group(_OPTIMIZER_GROUP)
+        for key, value in store.items():
+            group[key] = value
+
+
+def load_optimizer_state(optimizer, variables, filepath):
+    """Restores `optimizer`'s variables saved by `save_optimizer_state`.
+
+    Args:
+        optimizer: a `keras.optimizers.Optimizer` (built on `variables`
+            first if it is not), or None.
+        variables: the variables the optimizer trains.
+        filepath: str or `os.PathLike`, a `.weights.h5` file; one without
+            an optimizer's state (a model's own weights) leaves the
+            optimizer as it is.
+
+    Returns:
+        True when the optimizer's state was restored.
+    """
+    filepath = _local_weights_file(filepath)
+    if optimizer is None or filepath is None or not os.path.isfile(filepath):
+        return False
+    import h5py
+
+    with h5py.File(filepath, "r") as f:
+        if _OPTIMIZER_GROUP not in f:
+            return False
+        store = {key: value[()] for key, value in f[_OPTIMIZER_GROUP].items()}
+    if not optimizer.built:
+        optimizer.build(variables)
+    optimizer.load_own_variables(store)
+    return True

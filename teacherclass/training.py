@@ -39,12 +39,14 @@ it belongs to one `fit_students` call).
 """
 
 import contextlib
+import os
 
 import keras
 from keras import ops
 
 from teacherclass import chunking
 from teacherclass import objectives
+from teacherclass import saving
 
 _ADAM = "adam"
 
@@ -227,16 +229,31 @@ class StudentTrainer(keras.Model):
         return self._owner.save(filepath, overwrite=overwrite, **kwargs)
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
-        """Saves the `TeacherClass`'s weights (see `save`)."""
+        """Saves the `TeacherClass`'s weights (see `save`), and the
+        students' optimizer state in the same `.weights.h5` file (for
+        `BackupAndRestore`; the class ignores it when it loads them).
+        An adversarial trainer's discriminators and their optimizer are
+        not saved: a resumed run starts them afresh."""
         if self._owner is None:
             return super().save_weights(filepath, overwrite, **kwargs)
-        return self._owner.save_weights(filepath, overwrite, **kwargs)
+        existed = os.path.exists(filepath)
+        self._owner.save_weights(filepath, overwrite, **kwargs)
+        if overwrite or not existed:
+            saving.save_optimizer_state(self.optimizer, filepath)
 
     def load_weights(self, filepath, **kwargs):
-        """Loads weights saved by `save_weights` into the `TeacherClass`."""
+        """Loads weights saved by `save_weights` into the `TeacherClass`
+        (and the students' optimizer state, when the file has it)."""
         if self._owner is None:
             return super().load_weights(filepath, **kwargs)
-        return self._owner.load_weights(filepath, **kwargs)
+        self._owner.load_weights(filepath, **kwargs)
+        saving.load_optimizer_state(
+            self.optimizer, self._optimized_variables(), filepath
+        )
+
+    def _optimized_variables(self):
+        """The variables `optimizer` trains."""
+        return self.trainable_variables
 
     def get_compile_config(self):
         # Nothing to restore: a trainer is rebuilt for every fit.
@@ -320,8 +337,15 @@ class AdversarialTrainer(StudentTrainer):
             self.d_optimizer = keras.optimizers.LossScaleOptimizer(
                 self.d_optimizer
             )
-        # Built eagerly: the traced step must not create variables.
+        # Built eagerly: the traced step must not create variables. The
+        # students' optimizer too, on the students' weights alone (else
+        # `BackupAndRestore` builds it on every trainable variable,
+        # discriminators included, before it loads a saved state).
         self.d_optimizer.build(self._d_variables())
+        self.optimizer.build(self.student_weights)
+
+    def _optimized_variables(self):
+        return self.student_weights
 
     @property
     def student_weights(self):

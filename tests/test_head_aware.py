@@ -754,3 +754,65 @@ def test_refine_callbacks_checkpoint_the_composed_model(
         loaded.predict(x[:4], verbose=0).sum(-1), 1.0, rtol=1e-5
     )
     assert len(refined.history.history["loss"]) == 2
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["distiller", "cached"])
+def test_refine_backup_and_restore_resumes_its_optimizer(
+    teacher, data, tmp_path, cached
+):
+    """A refinement resumed by `BackupAndRestore` goes on with its
+    optimizer's step count; its weights file still loads into the
+    composed model."""
+    import tensorflow as tf
+
+    from teacherclass import baselines
+
+    x, y = data
+    steps = -(-len(x) // 32)  # batches of 32 per epoch
+    keras.utils.set_random_seed(3)
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    inputs, labels = x, y
+    if cached:
+        logits = baselines.logits_model(teacher).predict(x, verbose=0)
+        inputs = tf.data.Dataset.from_tensor_slices(
+            (x, {"labels": y, "logits": logits})
+        ).batch(32)
+        labels = None
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise RuntimeError("preempted")
+
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    weights = str(tmp_path / "refined.weights.h5")
+    common = dict(epochs=3, batch_size=None if cached else 32, verbose=0)
+    first = keras.optimizers.Adam(1e-3)
+    with pytest.raises(RuntimeError, match="preempted"):
+        tc.refine(
+            inputs,
+            labels,
+            optimizer=first,
+            callbacks=[backup, Interrupt()],
+            **common,
+        )
+    assert int(first.iterations.numpy()) == steps
+    resumed = keras.optimizers.Adam(1e-3)
+    refined = tc.refine(
+        inputs,
+        labels,
+        optimizer=resumed,
+        callbacks=[
+            backup,
+            keras.callbacks.ModelCheckpoint(weights, save_weights_only=True),
+        ],
+        **common,
+    )
+    assert len(refined.history.history["loss"]) == 2
+    assert int(resumed.iterations.numpy()) == 3 * steps
+    expected = refined.predict(x[:8], verbose=0)
+    refined.load_weights(weights)
+    np.testing.assert_allclose(
+        refined.predict(x[:8], verbose=0), expected, atol=1e-6
+    )
