@@ -1,7 +1,7 @@
 """Input adaptation: whatever `Model.fit` accepts, as a batched `tf.data`.
 
 Students never see labels, so this module's job is to turn NumPy arrays,
-tensors, `(x, y[, sample_weight])` tuples and batched or unbatched
+tensors, `(x, y)` tuples and batched or unbatched
 `tf.data.Dataset`s into one batched dataset of inputs, checked against the
 teacher's input shape.
 """
@@ -25,8 +25,23 @@ def _compatible(sample_shape, expected):
     )
 
 
+def _batched(shape, expected):
+    """Whether a dataset element of `shape` is a batch of samples of
+    shape `expected` (one more dimension: a sample of a string teacher,
+    shape `()`, is not a batch)."""
+    return len(shape) == len(expected) + 1 and _compatible(shape[1:], expected)
+
+
+def _weights_refused(name, received):
+    return ValueError(
+        "Sample weights weigh labels, and students learn no labels (they "
+        f"regress the teacher's features): pass `{name}` as `x` or "
+        f"`(x, y)`. Received: {received}"
+    )
+
+
 def _first(element):
-    """The inputs of an `(x, y[, sample_weight])` element."""
+    """The inputs of an `(x, y)` element."""
     if isinstance(element, (tuple, list)):
         return element[0]
     return element
@@ -36,9 +51,10 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
     """A batched `tf.data.Dataset` of inputs only.
 
     Args:
-        x: NumPy array, tensor, list, an `(x, y[, sample_weight])` tuple of
-            those, or a `tf.data.Dataset` (batched or not) yielding `x` or
-            `(x, y[, sample_weight])`.
+        x: NumPy array, tensor, list, an `(x, y)` tuple of those, or a
+            `tf.data.Dataset` (batched or not) yielding `x` or `(x, y)`.
+            Sample weights (a third element) are refused: they weigh
+            labels, which students do not learn.
         input_spec: the teacher's input `KerasTensor` (shape and dtype).
         batch_size: int, used unless `x` is an already batched dataset.
         name: the argument's name, for error messages.
@@ -48,8 +64,9 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
 
     Raises:
         ValueError: if the samples' shape does not match the teacher's
-            input, `x` holds no sample, or an array holds NaN or Inf (a
-            dataset's samples are checked when they are read).
+            input, `x` holds no sample or sample weights, or an array
+            holds NaN or Inf (a dataset's samples are checked when they
+            are read).
         TypeError: if `x` holds strings for a numeric teacher, or numbers
             for a teacher that takes strings.
     """
@@ -65,9 +82,13 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
             )
         validation.check_dtype(name, spec.dtype.name, input_spec.dtype)
         if isinstance(x.element_spec, (tuple, list)):
+            if len(x.element_spec) > 2:
+                raise _weights_refused(
+                    name, f"{name}.element_spec={x.element_spec}"
+                )
             x = x.map(lambda *e: e[0])
         shape = tuple(spec.shape)
-        if _compatible(shape[1:], expected):
+        if _batched(shape, expected):
             ds = x
         elif _compatible(shape, expected):
             ds = x.batch(batch_size)
@@ -91,7 +112,9 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
             )
         return ds
 
-    if isinstance(x, tuple) and len(x) in (2, 3):
+    if isinstance(x, tuple) and len(x) == 3:
+        raise _weights_refused(name, f"{name} as a tuple of 3")
+    if isinstance(x, tuple) and len(x) == 2:
         x = x[0]
     if isinstance(x, (list, tuple)) or hasattr(x, "__array__"):
         try:
@@ -137,7 +160,7 @@ def dataset_batch_size(x, input_spec):
     if not isinstance(spec, tf.TensorSpec):
         return None
     expected = tuple(input_spec.shape[1:])
-    if not _compatible(tuple(spec.shape)[1:], expected):
+    if not _batched(tuple(spec.shape), expected):
         return None  # unbatched (or not fitting; `batched_inputs` says so)
     if spec.shape[0] is not None:
         return int(spec.shape[0])

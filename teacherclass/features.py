@@ -682,9 +682,7 @@ def _label_batches(x, y, batches, batch_size, name):
     if y is None:
         if isinstance(x, tuple) and len(x) in (2, 3):
             y = x[1]
-        elif isinstance(x, tf.data.Dataset) and isinstance(
-            x.element_spec, tuple
-        ):
+        elif isinstance(x, tf.data.Dataset) and validation.has_labels(x, None):
             # One pass over `x`, inputs and labels together: two passes
             # over a shuffled dataset would pair them in different orders.
             pairs = x.map(lambda *e: (e[0], e[1]))
@@ -732,7 +730,7 @@ def representation(
     Args:
         cut: the teacher's `teacher.Cut`.
         chunks: tuple of chunk widths, to report non-finite features.
-        x: inputs: array, tensor, `(x, y[, sw])` tuple, or dataset.
+        x: inputs: array, tensor, `(x, y)` tuple, or dataset.
         batch_size: int, used unless `x` is a batched dataset.
         cache: None (memory), a directory path or a `DiskCache`.
         augment: None, or a callable `(x, training=True) -> x`.

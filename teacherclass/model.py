@@ -461,8 +461,10 @@ class TeacherClass(keras.Model):
 
         Args:
             x: inputs: array, tensor, `(x, y)` tuple, or `tf.data.Dataset`
-                (batched or not, yielding `x` or `(x, y[, sw])`). Labels
-                are ignored: students learn from the teacher only.
+                (batched or not, yielding `x` or `(x, y)`). Labels are
+                ignored: students learn from the teacher only. Sample
+                weights (a third element) are refused, as
+                `sample_weight` is.
             y: labels, used only by a head-aware objective with
                 `label_weight > 0` (`objectives.HeadAware`); otherwise
                 ignored (accepted so calls mirror `fit`).

@@ -291,27 +291,36 @@ def check_finite(name, x):
 
 
 def split_validation_data(validation_data):
-    """The inputs of `validation_data`, in any form Keras' `fit` accepts.
+    """The inputs of `validation_data`, in the forms Keras' `fit` accepts
+    less sample weights (students learn no labels: weights are refused,
+    as `fit_students` refuses `sample_weight`).
 
     Args:
-        validation_data: `x`, `(x, y)`, `(x, y, sample_weight)`, a list
-            `[x, y]` or `[x, y, sample_weight]`, or a `tf.data.Dataset`.
+        validation_data: `x`, `(x, y)`, a list `[x, y]`, or a
+            `tf.data.Dataset`.
 
     Returns:
         The inputs (or the dataset, as it is).
 
     Raises:
-        ValueError: on a tuple or list of another length, e.g. `(x,)`.
+        ValueError: on a tuple or list of another length, e.g. `(x,)`,
+            or of three (`(x, y, sample_weight)`).
     """
     if isinstance(validation_data, (tuple, list)):
         # As in Keras' `fit`, a list of two or three is `[x, y[, sw]]`.
-        if len(validation_data) in (2, 3):
+        if len(validation_data) == 2:
             return validation_data[0]
+        if len(validation_data) == 3:
+            raise ValueError(
+                "Sample weights weigh labels, and students learn no labels "
+                "(they regress the teacher's features): pass "
+                "`validation_data` as `x` or `(x, y)`. Received: "
+                f"validation_data={_describe(validation_data)}"
+            )
         if isinstance(validation_data, tuple):
             raise ValueError(
-                "`validation_data` must be inputs, `(x, y)`, "
-                "`(x, y, sample_weight)` or a tf.data.Dataset; a tuple "
-                "holds two or three arrays. "
+                "`validation_data` must be inputs, `(x, y)` or a "
+                "tf.data.Dataset; a tuple holds two arrays. "
                 f"Received: validation_data={_describe(validation_data)}"
             )
     return validation_data
@@ -619,7 +628,8 @@ def has_labels(x, y):
         return True
     if isinstance(x, tuple) and len(x) in (2, 3):
         return True
-    return _is_dataset(x) and isinstance(x.element_spec, tuple)
+    spec = x.element_spec if _is_dataset(x) else None
+    return isinstance(spec, tuple) and len(spec) >= 2
 
 
 def check_export_args(path, format, quantize, formats, quantizations):

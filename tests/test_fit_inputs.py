@@ -251,3 +251,35 @@ def test_an_uncompiled_teacher_takes_a_pydatasets_one_hot_labels(data):
     history = tc.fit_teacher(_Batches(x, one_hot), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert isinstance(fresh.loss, keras.losses.CategoricalCrossentropy)
+
+
+def test_sample_weights_in_the_data_are_refused_not_dropped(teacher, data):
+    # `sample_weight=` is refused (students learn no labels); weights
+    # inside the data were silently dropped.
+    x, y = data
+    tc = _class(teacher)
+    w = np.zeros(len(x), "float32")
+    message = "Sample weights weigh labels, and students learn no labels"
+    triples = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(16)
+    for kwargs, shown in (
+        (dict(x=(x, y, w)), "Received: x as a tuple of 3"),
+        (dict(x=triples), "Received: x.element_spec="),
+        (
+            dict(x=x, validation_data=(x, y, w)),
+            "Received: validation_data=tuple of 3",
+        ),
+        (dict(x=x, validation_data=triples), "validation_data.element_spec"),
+    ):
+        with pytest.raises(ValueError, match=message) as info:
+            tc.fit_students(epochs=1, verbose=0, **kwargs)
+        assert shown in str(info.value)
+
+
+def test_a_dataset_of_one_tuples_has_no_labels(teacher, data):
+    x, _ = data
+    tc = _class(teacher)
+    ones = tf.data.Dataset.from_tensor_slices((x,)).batch(16)
+    with pytest.raises(ValueError, match="label term"):
+        tc.fit_students(ones, loss=LABELS_ONLY, epochs=1, verbose=0)
+    history = tc.fit_students(ones, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -691,12 +691,11 @@ def test_labels_beyond_the_head(data, bad, shown):
     "make",
     [
         lambda x, y: (x, y),
-        lambda x, y: (x, y, np.ones(len(x), "float32")),
         lambda x, y: [x, y],
         lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
         lambda x, y: x,
     ],
-    ids=["tuple", "tuple-sw", "list", "dataset", "inputs"],
+    ids=["tuple", "list", "dataset", "inputs"],
 )
 def test_validation_data_forms(teacher, data, make):
     _, _, x_test, y_test = data

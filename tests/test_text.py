@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from teacherclass import TeacherClass
 from teacherclass import TextTower
+from teacherclass import data as data_lib
 
 POSITIVE = ["good", "great", "fun", "superb", "lovely"]
 NEGATIVE = ["bad", "awful", "boring", "poor", "dull"]
@@ -156,4 +157,24 @@ def test_augment_raw_strings_then_vectorize(data):
     )
     assert not np.allclose(
         unaugmented.history["loss"], expected.history["loss"], rtol=1e-3
+    )
+
+
+def test_an_unbatched_dataset_of_strings_is_batched(data):
+    # A string sample has shape (): an unbatched dataset of them (tfds'
+    # `imdb_reviews` with `as_supervised`) is batched, not read as
+    # batches of one dimension less.
+    (x, y), _ = data
+    texts = tf.data.Dataset.from_tensor_slices(x[:40].astype(str))
+    pairs = tf.data.Dataset.from_tensor_slices((x[:40].astype(str), y[:40]))
+    keras.utils.set_random_seed(0)
+    tc = TeacherClass(string_teacher(x), num_students=2)
+    for dataset in (texts, pairs):
+        assert (
+            data_lib.dataset_batch_size(dataset, tc.teacher.inputs[0]) is None
+        )
+        history = tc.fit_students(dataset, batch_size=8, epochs=1, verbose=0)
+        assert history.params["steps"] == 5
+    assert (
+        data_lib.dataset_batch_size(texts.batch(8), tc.teacher.inputs[0]) == 8
     )
