@@ -495,6 +495,7 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
     digest = fingerprint(trunk, batches, cache.fingerprint_batches)
     tmp = data_path + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
+    created = not os.path.exists(path)
     os.makedirs(path, exist_ok=True)
     # Whole input batches are stored, numbered so they can be sharded.
     _teacher_batches(trunk, batches, head).enumerate().save(
@@ -504,7 +505,11 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
     try:
         num_samples = _scan(_load_pairs(tmp, cache.shards), chunks, name)
     except ValueError:
-        shutil.rmtree(path)  # only what this call wrote
+        # Only what this call wrote: the directory too if it made it (an
+        # empty one the user made stays).
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
         raise
     os.replace(tmp, data_path)
     with open(meta_path, "w") as f:

@@ -506,7 +506,8 @@ class TeacherClass(keras.Model):
                 without them, and a head-aware fit reads a cache without
                 logits by running the head on the cached features.
             steps_per_execution: int, training steps per graph call; more
-                amortize per-step overhead for small towers.
+                amortize per-step overhead for small towers. With `views`,
+                it must divide the steps of an epoch.
             augment: None, or a callable applied to every training batch
                 of inputs with `training=True` inside the input pipeline
                 (a Keras preprocessing layer such as `RandomTranslation`,
@@ -519,18 +520,18 @@ class TeacherClass(keras.Model):
                 Validation data is not augmented. Not combinable with
                 `cache`.
             views: None, or a complete `views.ViewCache` built on `x`
-                (the array of training inputs) with this class's teacher:
-                the teacher's targets of the clean inputs and of its
-                augmented views, computed once. Epoch `e` reads view `e
-                mod (num_views + 1)` in an order drawn from the cache's
-                seed and `e`, so a fit resumed with `initial_epoch` (and
-                the students' weights) sees what an uninterrupted one
-                would. The teacher does not run; target conditioning, if
-                not fitted, is fitted on every view. Not combinable with
-                `augment`, `cache`, `steps_per_epoch` (one epoch is every
-                input once) or a `BackupAndRestore` callback (it picks the
-                epoch after the views are drawn: resume with
-                `initial_epoch` instead).
+                (the array or tensor of training inputs) with this
+                class's teacher: the teacher's targets of the clean
+                inputs and of its augmented views, computed once. Epoch
+                `e` reads view `e mod (num_views + 1)` in an order
+                drawn from the cache's seed and `e`, so a fit resumed
+                with `initial_epoch` (and the students' weights) sees
+                what an uninterrupted one would. The teacher does not
+                run; target conditioning, if not fitted, is fitted on
+                every view. Not combinable with `augment`, `cache`,
+                `steps_per_epoch` (one epoch is every input once) or a
+                `BackupAndRestore` callback (it picks the epoch after the
+                views are drawn: resume with `initial_epoch` instead).
             **fit_kwargs: the rest of `keras.Model.fit`'s arguments
                 (`validation_freq`, `steps_per_epoch`, ...), passed
                 through. `class_weight` and `sample_weight` weigh labels,
@@ -608,6 +609,8 @@ class TeacherClass(keras.Model):
         if head_aware:
             self._sync_head()  # the head the students are scored through
         if views is not None:
+            if keras.ops.is_tensor(x):
+                x = keras.ops.convert_to_numpy(x)  # the images, as built
             batches = self._view_batches(
                 views,
                 x,
@@ -622,7 +625,18 @@ class TeacherClass(keras.Model):
                 callbacks=callbacks,
                 fit_kwargs=fit_kwargs,
             )
-            fit_kwargs["steps_per_epoch"] = math.ceil(len(x) / batch_size)
+            steps = math.ceil(len(x) / batch_size)
+            if steps % steps_per_execution:
+                # Keras reads `steps_per_execution` batches per call from
+                # the one iterator that spans the epochs: each epoch would
+                # run into the next one's view.
+                raise ValueError(
+                    "With `views`, `steps_per_execution` must divide the "
+                    f"steps of an epoch ({steps}: {len(x)} images in "
+                    f"batches of {batch_size}). Received: "
+                    f"steps_per_execution={steps_per_execution}"
+                )
+            fit_kwargs["steps_per_epoch"] = steps
         else:
             teacher_logits = None
             if head_aware:

@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from teacherclass import features
 from teacherclass import teacher as teacher_lib
+from teacherclass import validation
 
 # 2: the teacher's and the images' digests are part of the settings.
 _FORMAT = 2
@@ -164,6 +165,13 @@ class ViewCache:
                 f"ViewCache.build. Received: directory={str(directory)!r}"
             )
         self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != _FORMAT:
+            raise ValueError(
+                f"The view cache in {self.directory} was written by another "
+                f"version of teacherclass (format {self.meta.get('format')}; "
+                f"this version reads format {_FORMAT}): build it again in a "
+                f"new directory. Received: directory={str(directory)!r}"
+            )
         self.num_views = self.meta["num_views"]
         self.num_samples = self.meta["num_samples"]
         self.max_shift = self.meta["max_shift"]
@@ -220,10 +228,12 @@ class ViewCache:
             directory: the cache's folder (made if missing). A cache there
                 made with other sizes or seed is refused.
             teacher: the trained `keras.Model`.
-            x: the training images, as the teacher takes them.
+            x: the training images, as the teacher takes them: an array
+                (or tensor) of shape `(samples, height, width, channels)`.
             num_views: int >= 1, the augmented views (besides the clean).
             max_shift: int, the largest shift in pixels.
-            seed: int, for the draws.
+            seed: int >= 0, for the draws (stored: a resumed build draws
+                the same views).
             batch_size: int, images per teacher call.
             feature_layer: the representation layer's name; None: the
                 layer that feeds the teacher's classifier, as
@@ -245,25 +255,19 @@ class ViewCache:
 
         Raises:
             TypeError: if `teacher` is not a `keras.Model`.
-            ValueError: on a bad `num_views`, `max_shift`, `verbose`,
-                `feature_layer` or `logits_layer`, a teacher not built or
-                with several inputs or outputs, or a cache in `directory`
-                made with other settings (the stored logits' layer
-                among them).
+            ValueError: on a bad `x`, `num_views`, `max_shift` (at most
+                127, and less than the images' height and width), `seed`,
+                `batch_size`, `verbose`, `feature_layer` or
+                `logits_layer`, a teacher not built or with several inputs
+                or outputs, a cache in `directory` made with other
+                settings (the stored logits' layer among them), or a
+                `directory` holding other files than a view cache's.
         """
-        for name, value, low in (
-            ("num_views", num_views, 1),
-            ("max_shift", max_shift, 0),
-        ):
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or (value < low)
-            ):
-                raise ValueError(
-                    f"`{name}` must be an integer >= {low}. "
-                    f"Received: {name}={value!r}"
-                )
+        num_views = validation.check_int("num_views", num_views)
+        max_shift = validation.check_int("max_shift", max_shift, minimum=0)
+        seed = validation.check_int("seed", seed, minimum=0)
+        batch_size = validation.check_int("batch_size", batch_size)
+        _check_images(x, max_shift)
         if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(
                 '`verbose` must be "auto", 0, 1 or 2. '
@@ -276,6 +280,9 @@ class ViewCache:
         ).name
         logits, logits_name = _logits_tensor(teacher, logits_layer)
         directory = Path(directory)
+        meta_path = directory / "views.json"
+        if not meta_path.exists():
+            _check_new_directory(directory)
         directory.mkdir(parents=True, exist_ok=True)
         settings = {
             "format": _FORMAT,
@@ -292,7 +299,6 @@ class ViewCache:
             "teacher": teacher_digest(teacher),
             "inputs": inputs_digest(x),
         }
-        meta_path = directory / "views.json"
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
             differ = [k for k in settings if meta.get(k) != settings[k]]
@@ -585,6 +591,59 @@ class ViewCache:
         return self._arrays[key]
 
 
+def _check_images(x, max_shift):
+    """Raises a ValueError unless `x` is a batch of images that shifts of
+    up to `max_shift` pixels (reflected borders, int8 draws) fit."""
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) != 4 or isinstance(x, tf.data.Dataset):
+        shown = (
+            f"x.shape={tuple(shape)}"
+            if shape is not None and not isinstance(x, tf.data.Dataset)
+            else f"x of type {type(x).__name__}"
+        )
+        raise ValueError(
+            "`x` must be an array (or tensor) of images of shape (samples, "
+            f"height, width, channels). Received: {shown}"
+        )
+    if len(x) == 0:
+        raise ValueError(f"`x` is empty. Received: x.shape={tuple(shape)}")
+    side = min(int(shape[1]), int(shape[2]))
+    if max_shift >= side or max_shift > 127:
+        raise ValueError(
+            "`max_shift` must be less than the images' height and width "
+            f"({tuple(shape[1:3])}: the borders are reflected) and at most "
+            f"127. Received: max_shift={max_shift}"
+        )
+
+
+# What a build leaves in its directory before `views.json` is written.
+_LEFTOVERS = ("draws.npz", "draws.partial.npz")
+
+
+def _check_new_directory(directory):
+    """Raises a ValueError if `directory` holds files that are not a
+    stopped build's (a build never writes among the user's files)."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise ValueError(
+            "`directory` must be a directory for the view cache. "
+            f"Received: directory={str(directory)!r} (a file)"
+        )
+    foreign = sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.name not in _LEFTOVERS and ".partial" not in p.name
+    )
+    if foreign:
+        raise ValueError(
+            f"{directory} holds no view cache (no views.json) but other "
+            f"files ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}): pass a new or empty "
+            f"directory. Received: directory={str(directory)!r}"
+        )
+
+
 def teacher_digest(teacher):
     """A short hash of a model's weights (`features`' head-cache key):
     freezing a layer does not change it; training does."""
@@ -595,7 +654,10 @@ def inputs_digest(x, samples=64):
     """A hash of the images' shape, dtype and `samples` evenly spaced
     images: cheap, and different for another set of images."""
     x = np.asarray(x) if not hasattr(x, "shape") else x
-    h = hashlib.sha256(f"{tuple(x.shape)} {x.dtype}".encode())
+    # NumPy's dtype name for a tensor too ("float32", not "<dtype: ...>"):
+    # the same images hash alike whichever form they come in.
+    dtype = np.dtype(getattr(x.dtype, "as_numpy_dtype", x.dtype))
+    h = hashlib.sha256(f"{tuple(x.shape)} {dtype}".encode())
     for i in np.linspace(0, len(x) - 1, min(samples, len(x))).astype(int):
         h.update(np.ascontiguousarray(x[i]).tobytes())
     return h.hexdigest()[:16]

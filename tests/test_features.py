@@ -106,6 +106,27 @@ def test_disk_cache_is_reused_then_protected(tmp_path):
         features.extract(trunk, other, (6,), cache=path)
 
 
+@pytest.mark.parametrize("made_by_user", [True, False])
+def test_a_failed_disk_cache_write_keeps_the_users_empty_directory(
+    tmp_path, made_by_user
+):
+    trunk = _trunk(width=6)
+    bias = trunk.layers[0].bias.numpy()
+    bias[4] = np.inf
+    trunk.layers[0].bias.assign(bias)
+    _, batches = _batches(n=10)
+    path = tmp_path / "cache"
+    if made_by_user:
+        path.mkdir()
+    with pytest.raises(ValueError, match="non-finite"):
+        features.extract(trunk, batches, (3, 3), cache=path)
+    # Only what the call wrote is gone: the directory stays if it was
+    # the user's, empty.
+    assert path.exists() == made_by_user
+    if made_by_user:
+        assert list(path.iterdir()) == []
+
+
 def test_disk_cache_never_touches_a_foreign_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     _, batches = _batches()

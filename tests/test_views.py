@@ -124,6 +124,69 @@ def test_bad_arguments_and_mismatched_caches_are_refused(tmp_path):
         views.ViewCache.build(tmp_path, teacher, x[::-1], 1)
 
 
+def test_build_checks_its_arguments_before_writing_anything(tmp_path):
+    import tensorflow as tf
+
+    teacher, x = _teacher(), _x()
+    target = tmp_path / "views"
+    for kwargs, shown in (
+        (dict(seed=None), "Received: seed=None"),
+        (dict(seed=-1), "Received: seed=-1"),
+        (dict(batch_size=0), "Received: batch_size=0"),
+        (dict(max_shift=8), "Received: max_shift=8"),
+        (dict(x=x[..., 0]), r"Received: x.shape=\(12, 8, 8\)"),
+        (
+            dict(x=tf.data.Dataset.from_tensor_slices(x).batch(4)),
+            "Received: x of type",
+        ),
+    ):
+        args = dict(x=x, num_views=1, verbose=0)
+        args.update(kwargs)
+        with pytest.raises(ValueError, match=shown):
+            views.ViewCache.build(target, teacher, **args)
+    assert not target.exists()
+    # A NumPy integer seed is an integer (stored as one).
+    cache = views.ViewCache.build(
+        target, teacher, x, 1, seed=np.int64(3), verbose=0
+    )
+    assert cache.meta["seed"] == 3
+
+
+def test_build_never_writes_among_the_users_files(tmp_path):
+    teacher, x = _teacher(), _x()
+    (tmp_path / "targets_0.npy").write_text("mine")
+    with pytest.raises(ValueError, match="holds no view cache"):
+        views.ViewCache.build(tmp_path, teacher, x, 1, verbose=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["targets_0.npy"]
+    assert (tmp_path / "targets_0.npy").read_text() == "mine"
+
+
+def test_a_cache_of_images_given_as_a_tensor_trains(tmp_path):
+    import tensorflow as tf
+
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(
+        tmp_path, teacher, tf.constant(x), 1, verbose=0
+    )
+    assert cache.meta["inputs"] == views.inputs_digest(x)
+    tc = _class(teacher)
+    for images in (x, tf.constant(x)):
+        history = tc.fit_students(images, views=cache, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_cache_of_another_format_is_refused_by_name(tmp_path):
+    import json
+
+    teacher, x = _teacher(), _x()
+    views.ViewCache.build(tmp_path, teacher, x, 1, verbose=0)
+    meta = json.loads((tmp_path / "views.json").read_text())
+    meta["format"] = 1
+    (tmp_path / "views.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="another version of teacherclass"):
+        views.ViewCache(tmp_path)
+
+
 def test_dataset_with_logits_pairs_each_image_with_its_view(tmp_path):
     teacher, x = _teacher(), _x()
     cache = views.ViewCache.build(tmp_path, teacher, x, num_views=2)
@@ -305,6 +368,12 @@ def test_fit_students_refuses_views_that_do_not_fit(tmp_path):
             "augment=",
         ),
         (dict(views=cache, steps_per_epoch=2), ValueError, "steps_per_epoch=2"),
+        # 12 images in batches of 4: 3 steps an epoch, not a multiple of 2.
+        (
+            dict(views=cache, batch_size=4, steps_per_execution=2),
+            ValueError,
+            "steps of an epoch .3: 12 images",
+        ),
         (
             dict(
                 views=cache,
