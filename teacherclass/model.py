@@ -64,9 +64,12 @@ class TeacherClass(keras.Model):
     teacher's current one: a teacher trained after wrapping (with its own
     `fit`) gives its new head weights to `compose`, `predict`, `evaluate`,
     `fit` and `report`. A direct call `tc(x)` and the `*_on_batch`
-    methods use the head as those last took it: comparing the head's
+    methods take it when the teacher's optimizer stepped since (a
+    teacher trained by `fit` or an optimizer); a head whose weights were
+    set by hand (`set_weights`, `load_weights` on the teacher) is taken
+    by the next `predict`, `evaluate` or `fit`: comparing the head's
     weights costs a hash of them (4.4x the call's time for a 2.2M-weight
-    head at batch 1), too much per call; call `predict` once first.
+    head at batch 1), too much per call.
 
     The class orchestrates; each step lives in its module
     (docs/architecture.md): `teacher.cut` resolves where the teacher is
@@ -297,6 +300,26 @@ class TeacherClass(keras.Model):
         if self._head_digest is not None and current != self._head_digest:
             self.cut.copy_head_weights(self.head)
         self._head_digest = current
+        self._synced_step = self._teacher_step()
+
+    def _teacher_step(self):
+        """The teacher's optimizer and its step count, or None: what a
+        `fit` of the teacher changes, cheap to read (no hash)."""
+        optimizer = getattr(self.teacher, "optimizer", None)
+        iterations = getattr(optimizer, "iterations", None)
+        if iterations is None:
+            return None
+        return id(optimizer), int(keras.ops.convert_to_numpy(iterations))
+
+    def _sync_head_if_teacher_trained(self):
+        """`_sync_head` when the teacher's optimizer stepped since the last
+        sync (per-call entry points: a hash per call costs too much)."""
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return  # traced inside a function: the caller synced
+        if self._teacher_step() != getattr(self, "_synced_step", None):
+            self._sync_head()
 
     def load_own_variables(self, store):
         super().load_own_variables(store)
@@ -308,7 +331,24 @@ class TeacherClass(keras.Model):
         self._head_digest = None
 
     # The whole-data entry points first take the teacher's head if it
-    # changed (`_sync_head`); per-call ones do not (see the class).
+    # changed (`_sync_head`); per-call ones if the teacher's optimizer
+    # stepped since (see the class).
+
+    def __call__(self, *args, **kwargs):
+        self._sync_head_if_teacher_trained()
+        return super().__call__(*args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._sync_head_if_teacher_trained()
+        return super().predict_on_batch(x)
+
+    def test_on_batch(self, *args, **kwargs):
+        self._sync_head_if_teacher_trained()
+        return super().test_on_batch(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        self._sync_head_if_teacher_trained()
+        return super().train_on_batch(*args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         self._sync_head()

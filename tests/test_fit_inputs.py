@@ -175,6 +175,26 @@ def test_fit_takes_the_teachers_new_head_as_predict_does(teacher, data):
     )
 
 
+@pytest.mark.parametrize("entry", ["call", "predict_on_batch"])
+def test_a_direct_call_takes_the_head_of_a_teacher_trained_since(
+    teacher, data, entry
+):
+    x, y = data
+    teacher = keras.models.clone_model(teacher)
+    teacher.set_weights(trained_mlp_teacher(x, y, epochs=1).get_weights())
+    teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    tc = _class(teacher)
+    tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+    before = keras.ops.convert_to_numpy(tc(x[:8]))
+    teacher.fit(x, y, epochs=2, verbose=0)  # new head weights
+    if entry == "call":
+        got = keras.ops.convert_to_numpy(tc(x[:8]))
+    else:
+        got = tc.predict_on_batch(x[:8])
+    assert np.abs(got - before).max() > 1e-4
+    np.testing.assert_allclose(got, tc.predict(x[:8], verbose=0), atol=1e-6)
+
+
 def test_fit_teacher_with_augment_takes_sample_weights(data):
     x, y = data
     tc = _fresh_class(x, y)
