@@ -1121,7 +1121,11 @@ def cifar10_fast_baseline(
     x = inputs if stem is None else stem(inputs)
     x = cifar10_fast_student(1, filters, batch_norm)(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
-    outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
+    # In float32 (Keras' mixed-precision advice): bfloat16 probabilities
+    # tie.
+    outputs = keras.layers.Activation(
+        "softmax", dtype="float32", name="probabilities"
+    )(logits)
     return keras.Model(inputs, outputs, name="cifar10_fast_baseline")
 
 

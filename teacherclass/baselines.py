@@ -100,7 +100,7 @@ def logits_model(model, share_weights=False):
     'linear'
     """
     _check_functional("model", model)
-    layer = teacher_lib.producer(model.outputs[0])
+    layer = teacher_lib.output_layer(model)
     inner = teacher_lib.final_layer(model)
     ending = teacher_lib.activation_name(inner)
     if inner is not layer and ending not in _LINEAR:
@@ -200,9 +200,11 @@ def single_student_classifier(
     inputs = keras.Input(shape=input_shape, dtype=input_dtype, name="inputs")
     outputs = keras.layers.Dense(num_classes, name="logits")(tower(inputs))
     if activation is not None:
-        outputs = keras.layers.Activation(activation, name="probabilities")(
-            outputs
-        )
+        # In float32, as Keras' mixed-precision guide advises (bfloat16
+        # probabilities tie: 8 bits of mantissa).
+        outputs = keras.layers.Activation(
+            activation, dtype="float32", name="probabilities"
+        )(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -384,7 +386,14 @@ def distill_into(
 
     Returns:
         The distiller's `History`.
+
+    Raises:
+        ValueError: on `sample_weight` or `class_weight`, which the
+            `Distiller` ignores.
     """
+    validation.check_unweighted(
+        fit_kwargs, "Logit distillation (keras.distillation.Distiller)"
+    )
     teacher_logits = logits_model(teacher)
     distillation_loss = logits_distillation(
         teacher_logits.outputs[0].shape[-1], temperature

@@ -335,6 +335,8 @@ def refine(
             "`(x, y)` as `x`. Received: y=None"
         )
     temperature, alpha = _check_temperature_alpha(temperature, alpha)
+    # The distillation term takes no weights (`keras.distillation`).
+    validation.check_unweighted(fit_kwargs, "`refine`")
     cached = y is None and cached_logits(x)
     tc._check_composable()
     if not cached:

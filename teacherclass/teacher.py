@@ -268,6 +268,8 @@ def feature_range(layer):
         activation leaves the output unbounded (linear, or unknown).
     """
     if isinstance(layer, keras.layers.ReLU):
+        if layer.negative_slope or layer.threshold:
+            return None  # leaky (negative outputs) or thresholded
         high = layer.max_value
         return (0.0, None if high is None else float(high))
     if isinstance(layer, keras.layers.Softmax):
@@ -293,11 +295,24 @@ def activation_name(layer):
     return getattr(activation, "__name__", None)
 
 
-def final_layer(model):
-    """The layer that produces `model`'s output, inside nested models."""
+def output_layer(model):
+    """The layer that produces `model`'s output, past identity activations
+    (`Activation("linear")`, e.g. the float32 cast that ends a model
+    under mixed precision, `compose.float32_output`)."""
     layer = producer(model.outputs[0])
+    while isinstance(layer, keras.layers.Activation) and activation_name(
+        layer
+    ) in (None, "linear"):
+        layer = producer(input_of(model, layer))
+    return layer
+
+
+def final_layer(model):
+    """The layer that produces `model`'s output, inside nested models and
+    past identity activations (see `output_layer`)."""
+    layer = output_layer(model)
     while isinstance(layer, keras.Model):  # a nested head: look inside
-        layer = producer(layer.outputs[0])
+        layer = output_layer(layer)
     return layer
 
 

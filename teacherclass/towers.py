@@ -761,7 +761,8 @@ def default_tower(teacher, input_spec=None, feature_shape=None):
     'SegmentationTower'
     """
     spec = teacher.inputs[0] if input_spec is None else input_spec
-    if "int" in str(spec.dtype):
+    if "int" in str(spec.dtype) and len(spec.shape) == 2:
+        # Token ids; integer images (uint8 pixels) fall through.
         return TextTower(1, vocab_size=_vocab_size(teacher))
     if len(spec.shape) in (3, 4):
         if feature_shape is not None and len(feature_shape) == 4:
@@ -803,6 +804,10 @@ def make_tower(
                 f"instead. Received: student={student!r}"
             )
         config.update({"units": units, "name": name})
+        if callable(getattr(student, "activation", None)):
+            # The live function: a function of the user's own does not
+            # deserialize unless registered, and a copy needs no saving.
+            config["activation"] = student.activation
         return student.__class__.from_config(config)
     if inspect.isclass(student) and issubclass(student, keras.layers.Layer):
         return student(units, name=name)

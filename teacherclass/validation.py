@@ -622,6 +622,32 @@ def check_labelled_fit(model, x, y, head, fit_kwargs):
     check_fit_kwargs(fit_kwargs)
 
 
+def check_unweighted(fit_kwargs, who):
+    """Refuses `sample_weight` and `class_weight` for a trainer that
+    would ignore them (`keras.distillation.Distiller` drops them).
+
+    Args:
+        fit_kwargs: dict of `fit`'s other arguments.
+        who: the trainer, for the message.
+
+    Raises:
+        ValueError: if either is given.
+    """
+    for name in ("sample_weight", "class_weight"):
+        if fit_kwargs.get(name) is not None:
+            raise ValueError(
+                f"{who} ignores sample weights, so `{name}` would change "
+                "nothing: leave it out. Received: "
+                f"{name}={_describe_weights(fit_kwargs[name])}"
+            )
+
+
+def _describe_weights(value):
+    if hasattr(value, "shape"):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    return repr(value)
+
+
 def has_labels(x, y):
     """Whether labels come with `fit`-style data `x` (and `y`)."""
     if y is not None:

@@ -264,6 +264,32 @@ def test_distill_logits_rejects_bad_arguments(teacher, data, kwargs, message):
         baselines.distill_logits(teacher, _student(), x, **args)
 
 
+def test_distillation_refuses_weights_the_distiller_would_ignore(teacher, data):
+    (x, y), _ = data
+    for name, value, shown in (
+        ("sample_weight", np.zeros(len(x)), f"ndarray of shape ({len(x)},)"),
+        ("class_weight", {0: 0.0, 1: 0.0}, "{0: 0.0, 1: 0.0}"),
+    ):
+        with pytest.raises(ValueError, match="ignores sample weights") as e:
+            baselines.distill_logits(
+                teacher, _student(), x, y, epochs=1, verbose=0, **{name: value}
+            )
+        assert f"Received: {name}={shown}" in str(e.value)
+
+
+def test_a_classifier_gives_float32_probabilities_under_mixed_precision():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = baselines.single_student_classifier(
+            DenseTower(4), 3, (4,), activation="softmax"
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
+    x = np.random.default_rng(0).random((5, 4), "float32")
+    assert model.predict(x, verbose=0).dtype == np.float32
+    assert baselines.logits_model(model).outputs[0].dtype == "bfloat16"
+
+
 def test_distill_logits_rejects_mismatched_models(teacher, data):
     (x, y), _ = data
     with pytest.raises(ValueError, match="output shape: \\(4,\\)"):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from helpers import mlp_teacher
 
+from teacherclass import baselines
 from teacherclass import teacher as teacher_lib
 
 
@@ -99,6 +100,29 @@ def test_feature_range():
     assert teacher_lib.feature_range(keras.layers.ReLU(max_value=6)) == (
         0.0,
         6.0,
+    )
+    # A leaky ReLU goes below 0: no clip at 0.
+    leaky = keras.layers.ReLU(negative_slope=0.1)
+    assert teacher_lib.feature_range(leaky) is None
+
+
+def test_the_output_activation_is_read_past_a_float32_cast():
+    # Under mixed precision a model ends in a float32 linear Activation
+    # (`compose.float32_output`): the softmax before it is the output's.
+    inputs = keras.Input((4,))
+    probs = keras.layers.Dense(3, activation="softmax", name="out")(inputs)
+    cast = keras.layers.Activation("linear", dtype="float32")(probs)
+    model = keras.Model(inputs, cast)
+    assert teacher_lib.final_layer(model).name == "out"
+    loss = teacher_lib.default_compile_args(model)["loss"]
+    assert loss.get_config()["from_logits"] is False
+    view = baselines.logits_model(model)
+    assert view is not model
+    x = np.random.default_rng(0).random((5, 4), "float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.softmax(view(x))),
+        model(x),
+        atol=1e-6,
     )
 
 

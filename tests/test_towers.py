@@ -183,6 +183,29 @@ def test_default_tower_follows_teacher_input():
     assert isinstance(text_tower, towers.TextTower)
     assert text_tower.vocab_size == 77
     assert isinstance(towers.default_tower(vector), towers.DenseTower)
+    # uint8 pixels (as `datasets.load("mnist")` gives them) are images,
+    # not token ids.
+    pixels = keras.Sequential(
+        [
+            keras.Input((28, 28, 1), dtype="uint8"),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4),
+            keras.layers.Dense(2),
+        ]
+    )
+    assert isinstance(towers.default_tower(pixels), towers.ConvTower)
+
+
+def test_a_template_with_a_function_of_ones_own_is_copied():
+    # Registration is needed to save such a tower, not to copy it.
+    def my_act(x):
+        return keras.ops.relu(x) * 0.5
+
+    template = towers.DenseTower(1, hidden=(4,), activation=my_act)
+    tower = towers.make_tower(template, 2, 6, teacher=None)
+    assert tower.activation is my_act
+    assert tower.units == 6 and tower.name == "student_2"
 
 
 def test_segmentation_tower(tmp_path):
