@@ -375,6 +375,10 @@ def _check_counts(args):
             raise CommandError(
                 f"{_flag(name)} must be >= 0. Received: {_flag(name)}={value}"
             )
+    if args.seed > 2**32 - 1:  # NumPy's and Keras' seeds are 32 bits
+        raise CommandError(
+            f"--seed must be at most 2**32 - 1. Received: --seed={args.seed}"
+        )
 
 
 def _check_recipe(args):
@@ -541,6 +545,14 @@ def _phase(title):
 
 def _check_run_dir(path, overwrite):
     """Checks, before anything runs, that the run can be written there."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CommandError(
+            f"--run-dir must be a directory path; {parent} is a file. "
+            f"Received: --run-dir={path}"
+        )
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise CommandError(
@@ -553,10 +565,11 @@ def _check_run_dir(path, overwrite):
                 f"--run-dir {path} exists; pass --overwrite to replace it, "
                 f"or choose another --run-dir. Received: --run-dir={path}"
             )
-        if entries and "config.json" not in entries:
+        if entries and not _is_run_config(os.path.join(path, "config.json")):
             raise CommandError(
                 f"--run-dir {path} is not empty and is not a teacherclass "
-                "run directory; refusing to replace it. Received: "
+                "run directory (no config.json written by `teacherclass "
+                "run`); refusing to replace it. Received: "
                 f"--run-dir={path}"
             )
         ours = {
@@ -571,6 +584,19 @@ def _check_run_dir(path, overwrite):
                 f"{', ...' if len(foreign) > 3 else ''}); refusing to "
                 f"replace it. Received: --run-dir={path}"
             )
+
+
+def _is_run_config(path):
+    """Whether `path` is a config.json that `teacherclass run` wrote."""
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict):
+        return False
+    config = {**_LATER_SETTINGS, **config}
+    return all(key in config for key in _SETTINGS)
 
 
 def _create_run_dir(path):
@@ -1132,10 +1158,23 @@ def export(args):
         ) from None
     print(f"exported to {output} ({time.perf_counter() - start:.0f} s)")
     x_test, y_test = _load(config["dataset"], data_dir, "test")
-    with _quiet(args):  # LiteRT's interpreter logs its delegate
-        entry = report_lib.measure_export(
-            output, x_test, y_test, rep.get("batch_sizes", (1, 64)), repeats=10
-        )
+    try:
+        with _quiet(args):  # LiteRT's interpreter logs its delegate
+            entry = report_lib.measure_export(
+                output,
+                x_test,
+                y_test,
+                rep.get("batch_sizes", (1, 64)),
+                repeats=10,
+                threshold=report_lib.decision_threshold(composed),
+            )
+    except KeyboardInterrupt:
+        if not existed:
+            _remove(output)  # written, not measured: no half-done export
+        raise Interrupted(
+            f"the export was not measured and {args.run_dir} is unchanged; "
+            "run the same command again."
+        ) from None
     key = _export_key(args.run_dir, output)
     rep.setdefault("exports", {})[key] = entry
     with _writing(os.path.join(args.run_dir, "report.json")) as partial:
@@ -1188,21 +1227,19 @@ def main(argv=None):
         hint = hint or _INTERRUPTED_HINTS[args.command]
         print(f"teacherclass: interrupted; {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (
-        CommandError,
-        ValueError,
-        FileNotFoundError,
-        FileExistsError,
-        ImportError,
-    ) as e:
-        message = " ".join(str(e).split())  # one line
-        print(f"teacherclass: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
     except BrokenPipeError:
         # The reader left (`teacherclass report RUN --json | head`): no
         # traceback, and none when Python flushes stdout at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except (CommandError, ValueError, ImportError, OSError) as e:
+        message = " ".join(str(e).split())  # one line
+        if isinstance(e, OSError) and not isinstance(
+            e, (FileNotFoundError, FileExistsError)
+        ):
+            message = f"{type(e).__name__}: {message}"  # permissions, ...
+        print(f"teacherclass: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 

@@ -286,15 +286,17 @@ def _table(rows):
 # ----------------------------------------------------------------------
 
 
-def accuracy(y_pred, y, ignore_class=None):
+def accuracy(y_pred, y, ignore_class=None, threshold=0.5):
     """Classification accuracy of predictions against labels.
 
     Args:
         y_pred: scores `(..., classes)`: the argmax is the prediction; with
-            one output, a probability thresholded at 0.5.
+            one output, a score above `threshold`.
         y: integer labels `(...)` or `(..., 1)`, or one-hot `(..., classes)`.
         ignore_class: int or None, a label value left out of the score
             (a segmentation's void, as the teacher's loss ignores it).
+        threshold: float, the decision threshold of one output: 0.5 for a
+            probability, 0.0 for a logit (see `decision_threshold`).
 
     Returns:
         A float in [0, 1] (NaN when every label is `ignore_class`).
@@ -308,7 +310,7 @@ def accuracy(y_pred, y, ignore_class=None):
     """
     y_pred, y = np.asarray(y_pred), np.asarray(y)
     if y_pred.shape[-1] == 1:
-        pred = (y_pred[..., 0] > 0.5).astype("int64")
+        pred = (y_pred[..., 0] > threshold).astype("int64")
     else:
         pred = y_pred.argmax(-1)
     if y.shape == y_pred.shape and y_pred.shape[-1] > 1:
@@ -370,8 +372,24 @@ def _versions():
     }
 
 
+def decision_threshold(model):
+    """The decision threshold of a one-output model: 0.5 when it ends in
+    a sigmoid (a probability), else 0.0 (a logit, as
+    `teacher.default_compile_args` trains it)."""
+    from teacherclass import teacher as teacher_lib
+
+    ending = teacher_lib.activation_name(teacher_lib.final_layer(model))
+    return 0.5 if ending == "sigmoid" else 0.0
+
+
 def measure_export(
-    path, x=None, y=None, batch_sizes=(1, 64), repeats=20, ignore_class=None
+    path,
+    x=None,
+    y=None,
+    batch_sizes=(1, 64),
+    repeats=20,
+    ignore_class=None,
+    threshold=0.5,
 ):
     """Size, latency and accuracy of one exported artifact.
 
@@ -383,6 +401,8 @@ def measure_export(
         repeats: int, timed calls per batch size.
         ignore_class: int or None, a label value left out of the accuracy
             (see `accuracy`).
+        threshold: float, the decision threshold of a one-output model
+            (`decision_threshold` of the model exported; see `accuracy`).
 
     Returns:
         A dict with `path`, `format`, `size_bytes`, `latency_ms` and
@@ -403,7 +423,9 @@ def measure_export(
         batch = sample_inputs(specs, b)
         entry["latency_ms"][str(b)] = time_call(artifact, batch, repeats)
     if x is not None and y is not None:
-        entry["accuracy"] = accuracy(artifact.predict(x), y, ignore_class)
+        entry["accuracy"] = accuracy(
+            artifact.predict(x), y, ignore_class, threshold
+        )
     return entry
 
 
@@ -604,7 +626,9 @@ def measure(
         if y is not None:
             for name in ("teacher", "composed"):
                 pred = parts[name].predict(x, verbose=0, batch_size=256)
-                models[name]["accuracy"] = accuracy(pred, y, ignore_class)
+                models[name]["accuracy"] = accuracy(
+                    pred, y, ignore_class, decision_threshold(parts[name])
+                )
     report = CompressionReport.from_counts(
         teacher=models["teacher"]["params"],
         students=[

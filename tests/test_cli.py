@@ -445,10 +445,12 @@ def test_resume_finishes_an_interrupted_run(quick_run, tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("stage", ["export", "measure"])
 def test_ctrl_c_in_export_leaves_no_partial_file(
-    quick_run, tmp_path, monkeypatch, capsys
+    quick_run, tmp_path, monkeypatch, capsys, stage
 ):
     from teacherclass import export as export_lib
+    from teacherclass import report as report_lib
 
     run_dir = _copy_run(quick_run, tmp_path)
     before = _files(run_dir)
@@ -458,7 +460,18 @@ def test_ctrl_c_in_export_leaves_no_partial_file(
             f.write(b"half an artifact")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export_lib, "export", interrupt)
+    def written(model, path, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"a whole artifact")
+
+    def interrupt_measure(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if stage == "export":
+        monkeypatch.setattr(export_lib, "export", interrupt)
+    else:  # written, then interrupted while it is measured
+        monkeypatch.setattr(export_lib, "export", written)
+        monkeypatch.setattr(report_lib, "measure_export", interrupt_measure)
     output = tmp_path / "out.tflite"
     argv = ["export", str(run_dir), "--output", str(output)]
     assert cli.main(argv) == 130

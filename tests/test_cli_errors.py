@@ -70,6 +70,9 @@ def _user_files(root):
     # A folder with a config.json that is not only a run.
     _write(root / "project" / "config.json", _SETTINGS)
     _write(root / "project" / "notes.txt", "my notes")
+    # A folder of run-like names whose config.json is not a run's.
+    _write(root / "theirs" / "config.json", {"learning_rate": 0.1})
+    _write(root / "theirs" / "figures" / "loss_curve.png", "a plot")
     (root / "empty").mkdir()
     _write(root / "badjson" / "config.json", "{not json")
     _write(root / "badjson" / "report.json", "{not json")
@@ -195,6 +198,21 @@ ROWS = {
         ["run", "--run-dir", "{tmp}/mine", "--overwrite"],
         1,
         ["not a teacherclass run directory", "--run-dir={tmp}/mine"],
+    ),
+    "overwrite a folder whose config.json is not a run's": (
+        ["run", "--run-dir", "{tmp}/theirs", "--overwrite"],
+        1,
+        ["not a teacherclass run directory", "--run-dir={tmp}/theirs"],
+    ),
+    "run dir inside a file": (
+        ["run", "--run-dir", "{tmp}/file.txt/run"],
+        1,
+        ["{tmp}/file.txt is a file", "--run-dir={tmp}/file.txt/run"],
+    ),
+    "seed beyond 32 bits": (
+        ["run", "--seed", "99999999999"],
+        1,
+        ["--seed must be at most 2**32 - 1", "--seed=99999999999"],
     ),
     "resume a folder that is not a run": (
         ["run", "--resume", "{tmp}/mine"],

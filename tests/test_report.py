@@ -390,3 +390,32 @@ def test_accuracy_leaves_out_the_ignored_class():
     assert report_lib.accuracy(scores, y) == 0.25
     assert report_lib.accuracy(scores, y, ignore_class=3) == 0.5
     assert np.isnan(report_lib.accuracy(scores, np.full((1, 2, 2), 3), 3))
+
+
+def test_a_binary_teacher_of_logits_is_scored_at_threshold_zero():
+    # `teacher.default_compile_args` trains one linear output as a logit
+    # (BinaryAccuracy at 0); `measure` scored it as a probability at 0.5.
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    teacher = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
+    teacher.compile(**teacher_lib.default_compile_args(teacher))
+    teacher.fit(x, y, epochs=20, verbose=0)
+    expected = teacher.evaluate(x, y, verbose=0, return_dict=True)["accuracy"]
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    r = report_lib.measure(tc, x, y, batch_sizes=(1,), repeats=1)
+    assert r["models"]["teacher"]["accuracy"] == pytest.approx(expected)
+    assert report_lib.decision_threshold(teacher) == 0.0
+    sigmoid = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(1, "sigmoid")]
+    )
+    assert report_lib.decision_threshold(sigmoid) == 0.5
+    logits = np.array([[-0.2], [0.3]])
+    assert report_lib.accuracy(logits, np.array([0, 1]), threshold=0.0) == 1.0
