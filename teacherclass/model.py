@@ -1147,6 +1147,12 @@ class TeacherClass(keras.Model):
     def load_students(self, directory, students=None):
         """Loads students written by `save_students`, then marks them trained.
 
+        Every listed student is checked first: nothing changes in the class
+        unless all of them load. A class without target statistics yet
+        adopts those saved in `directory`, which every student there must
+        have regressed. Students saved under another dtype policy (e.g.
+        `mixed_bfloat16`) load like the others.
+
         Args:
             directory: the directory `save_students` wrote to.
             students: indices to load; default all of this class's students.
@@ -1158,7 +1164,8 @@ class TeacherClass(keras.Model):
             FileNotFoundError: if a student's files are missing (the message
                 names the student).
             ValueError: if a saved student belongs to another split, tower
-                or teacher.
+                (the message names what differs), teacher or target
+                statistics.
         """
         loaded = student_files.load_students(self, directory, students)
         self._mark_trained(loaded)

@@ -139,12 +139,39 @@ def _check_meta(i, saved, expected, keys, directory):
             )
 
 
-def _same_tower(tower):
+def _tower_config(tower):
     """What makes two towers the same: their configuration less the
-    layer's name (made up by Keras for a tower built by a callable)."""
+    layer's name (made up by Keras for a tower built by a callable) and
+    its dtype policy (a student trained under `mixed_bfloat16` holds
+    float32 weights like one trained in float32)."""
     config = dict(tower.get_config())
     config.pop("name", None)
-    return type(tower), config
+    config.pop("dtype", None)
+    return config
+
+
+def _check_tower(i, tower, expected, directory):
+    """Refuses a saved student `i` whose `tower` is not like `expected`,
+    naming what differs."""
+    saved, mine = _tower_config(tower), _tower_config(expected)
+    if type(tower) is type(expected) and saved == mine:
+        return
+    if type(tower) is not type(expected):
+        what = (
+            f"a {tower.__class__.__name__}, this class's a "
+            f"{expected.__class__.__name__}"
+        )
+    else:
+        what = "; ".join(
+            f"{key}={saved.get(key)!r} saved, {mine.get(key)!r} here"
+            for key in sorted(set(saved) | set(mine))
+            if saved.get(key) != mine.get(key)
+        )
+    raise ValueError(
+        f"Student {i} in {os.fspath(directory)!r} is a different tower "
+        f"than this class's: {what}. Received: directory="
+        f"{os.fspath(directory)!r}"
+    )
 
 
 def _saved_indices(directory):
@@ -171,7 +198,10 @@ def _holdings(directory, num_students):
 def load_students(tc, directory, students=None):
     """Loads students into `tc` (see `TeacherClass.load_students`).
 
-    Every listed student is checked before any weight is set.
+    Every listed student is checked (its files, its chunk, teacher,
+    tower and target statistics) before the class changes: its students'
+    weights and, when it has none yet, the target statistics of the
+    directory, which every student must have regressed.
     """
     selected = validation.check_students(students, tc.num_students)
 
@@ -199,34 +229,37 @@ def load_students(tc, directory, students=None):
                     f"save_students.{_holdings(directory, tc.num_students)}"
                     f" Received: directory={os.fspath(directory)!r}"
                 )
+    # Statistics the class does not hold yet come from the directory,
+    # read once; every student must have regressed them.
+    adopted = None
+    if not fitted and any(
+        saved[i].get("conditioning_digest") is not None for i in selected
+    ):
+        stats = os.path.join(directory, _CONDITIONING)
+        if os.path.exists(stats):
+            adopted = _load_conditioning(stats)
+    for i in selected:
+        digest = saved[i].get("conditioning_digest")
+        if fitted or digest is None:
+            continue
+        if adopted is None or adopted.digest() != digest:
+            held = "no" if adopted is None else f"other ({adopted.digest()})"
+            raise ValueError(
+                f"Student {i} in {os.fspath(directory)!r} regressed "
+                f"conditioned targets (digest {digest}), and "
+                f"{_CONDITIONING} there holds {held} statistics: students "
+                "in one directory must regress the same targets. "
+                f"Received: directory={os.fspath(directory)!r}"
+            )
     loaded = {}
     for i in selected:
-        if not fitted and tc.conditioning_fitted:
-            # The statistics a student before this one brought: the same.
-            expected = {"conditioning_digest": tc.conditioning_digest()}
-            _check_meta(i, saved[i], expected, expected, directory)
         model = saving.load_model(os.path.join(directory, f"student_{i}.keras"))
         tower = model.layers[-1]
-        if _same_tower(tower) != _same_tower(tc.students[i]):
-            raise ValueError(
-                f"Student {i} in {os.fspath(directory)!r} is a different "
-                f"tower ({tower.__class__.__name__}, units="
-                f"{tower.get_config().get('units')}) than this class's."
-            )
+        _check_tower(i, tower, tc.students[i], directory)
         loaded[i] = tower.get_weights()
-        digest = saved[i].get("conditioning_digest")
-        if digest is not None and not tc.conditioning_fitted:
-            stats = os.path.join(directory, _CONDITIONING)
-            fitted = (
-                _load_conditioning(stats) if os.path.exists(stats) else None
-            )
-            if fitted is None or fitted.digest() != digest:
-                raise ValueError(
-                    f"Student {i} in {os.fspath(directory)!r} regressed "
-                    f"conditioned targets (digest {digest}) whose "
-                    f"statistics are not in {_CONDITIONING}."
-                )
-            tc.set_target_conditioning(fitted)
+    # Every student passed: only now does the class change.
+    if adopted is not None:
+        tc.set_target_conditioning(adopted)
     for i, weights in loaded.items():
         tc.students[i].set_weights(weights)
     return sorted(loaded)

@@ -801,3 +801,64 @@ def test_save_students_replaces_statistics_only_with_every_student(
     with pytest.raises(ValueError, match="pass overwrite=True"):
         first.save_students(tmp_path)
     assert first.save_students(tmp_path, overwrite=True) == [0, 1]
+
+
+def test_load_students_checks_every_student_before_changing_the_class(
+    teacher, data, tmp_path
+):
+    x = data[0][:32]
+    jobs = {}
+    for name, x_job, student in (
+        ("a", x, None),
+        ("b", x * 2.0, None),  # other data: other target statistics
+        ("c", x, DenseTower(1, hidden=(4,))),  # the statistics of "a"
+    ):
+        kwargs = {} if student is None else {"student": student}
+        job = _tc(teacher, num_students=2, conditioning="standardize", **kwargs)
+        job.fit_students(x_job, epochs=1, verbose=0)
+        job.save_students(tmp_path / name)
+        jobs[name] = job
+    assert jobs["a"].conditioning_digest() == jobs["c"].conditioning_digest()
+    for other, match in (
+        ("b", r"Student 1 .* regressed conditioned targets .* holds other"),
+        ("c", "Student 1 .* different tower"),
+    ):
+        gathered = tmp_path / f"a_{other}"
+        gathered.mkdir()
+        for path in (tmp_path / "a").iterdir():
+            if not path.name.startswith("student_1"):
+                (gathered / path.name).write_bytes(path.read_bytes())
+        for ext in (".json", ".keras"):
+            name = "student_1" + ext
+            (gathered / name).write_bytes(
+                (tmp_path / other / name).read_bytes()
+            )
+        fresh = _tc(teacher, num_students=2, conditioning="standardize")
+        with pytest.raises(ValueError, match=match):
+            fresh.load_students(gathered)
+        # Refused: the class holds neither weights nor statistics.
+        assert not fresh.conditioning_fitted
+        assert fresh.trained_students == []
+
+
+def test_load_students_ignores_the_dtype_policy(teacher, data, tmp_path):
+    x = data[0][:32]
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    job = _tc(teacher, num_students=2)
+    job.fit_students(x, epochs=1, verbose=0)
+    job.save_students(tmp_path)
+    keras.config.set_dtype_policy("float32")
+    tc = _tc(teacher, num_students=2)
+    assert tc.load_students(tmp_path) == [0, 1]
+    for a, b in zip(
+        tc.students[0].get_weights(), job.students[0].get_weights()
+    ):
+        np.testing.assert_array_equal(a, b)
+    # What does differ is named, saved and here.
+    wide = _tc(teacher, num_students=2, student=DenseTower(1, hidden=(4,)))
+    with pytest.raises(
+        ValueError,
+        match=r"different tower than this class's: hidden=\(16,\) saved, "
+        r"\(4,\) here\. Received: directory=",
+    ):
+        wide.load_students(tmp_path)
