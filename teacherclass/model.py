@@ -1127,7 +1127,9 @@ class TeacherClass(keras.Model):
         directory; `load_students` then gathers them. Each student is
         `student_{i}.keras` (a model from the input to its chunk, loadable
         on its own) and `student_{i}.json` (its chunk and the teacher it
-        learned from).
+        learned from). The files are written under temporary names and
+        moved onto theirs once all are written: a save that fails (a full
+        disk) leaves the files already in `directory` as they were.
 
         Args:
             directory: path of the directory (created if missing).

@@ -12,6 +12,7 @@ the statistics when the class has none yet, and loads the weights.
 
 import json
 import os
+import uuid
 
 import keras
 import numpy as np
@@ -40,20 +41,22 @@ def _meta(tc, i):
 _CONDITIONING = "conditioning.npz"
 
 
-def _save_conditioning(tc, directory, selected, overwrite):
-    """Writes the class's target statistics beside its students.
+def _save_conditioning(tc, directory, selected, overwrite, path):
+    """Writes the class's target statistics to `path`, to be moved beside
+    its students; returns whether it wrote them.
 
     Other statistics already there are replaced only under `overwrite`
-    and when every student saved with them is being replaced too.
+    and when every student saved with them is being replaced too; the
+    same statistics are not written again.
     """
     fitted = tc.target_conditioning()
     if fitted is None:
-        return
-    path = os.path.join(directory, _CONDITIONING)
-    if os.path.exists(path):
-        saved = _load_conditioning(path)
+        return False
+    final = os.path.join(directory, _CONDITIONING)
+    if os.path.exists(final):
+        saved = _load_conditioning(final)
         if saved.digest() == fitted.digest():
-            return
+            return False
         kept = sorted(set(_saved_indices(directory)) - set(selected))
         if not overwrite or kept:
             why = (
@@ -64,7 +67,7 @@ def _save_conditioning(tc, directory, selected, overwrite):
                 else "pass overwrite=True to replace them with the students"
             )
             raise ValueError(
-                f"{path} holds other target statistics than this class's "
+                f"{final} holds other target statistics than this class's "
                 f"(students in one directory must regress the same "
                 f"targets): {why}. Received: directory="
                 f"{os.fspath(directory)!r}"
@@ -76,6 +79,7 @@ def _save_conditioning(tc, directory, selected, overwrite):
         kind=fitted.kind,
         order=fitted.order or "",
     )
+    return True
 
 
 def _load_conditioning(path):
@@ -96,6 +100,8 @@ def save_students(tc, directory, students=None, overwrite=False):
 
     Nothing is written unless every listed student can be: an untrained
     student or an existing file (without `overwrite`) is refused first.
+    The files are written under temporary names, then moved onto theirs:
+    a save that fails midway leaves the directory as it was.
     """
     trained = tc.trained_students
     selected = (
@@ -117,13 +123,36 @@ def save_students(tc, directory, students=None, overwrite=False):
                 f"Received: directory={os.fspath(directory)!r}"
             )
     os.makedirs(directory, exist_ok=True)
-    _save_conditioning(tc, directory, selected, overwrite)
-    for i in selected:
-        inputs = tc.cut.student_inputs()
-        model = keras.Model(inputs, tc.students[i](inputs), name=f"student_{i}")
-        model.save(os.path.join(directory, f"student_{i}.keras"))
-        with open(os.path.join(directory, f"student_{i}.json"), "w") as f:
-            json.dump(_meta(tc, i), f, indent=1)
+    # Every file is written under a temporary name first and moved onto
+    # its own only when all were written: a save that fails (a full disk)
+    # leaves the files already there as they were. The token keeps jobs
+    # saving into one directory at once off each other's temporaries.
+    token = uuid.uuid4().hex[:8]
+    moves = {}
+
+    def temporary(name):
+        moves[name] = os.path.join(directory, f".partial-{token}-{name}")
+        return moves[name]
+
+    try:
+        if not _save_conditioning(
+            tc, directory, selected, overwrite, temporary(_CONDITIONING)
+        ):
+            del moves[_CONDITIONING]
+        for i in selected:
+            inputs = tc.cut.student_inputs()
+            model = keras.Model(
+                inputs, tc.students[i](inputs), name=f"student_{i}"
+            )
+            model.save(temporary(f"student_{i}.keras"))
+            with open(temporary(f"student_{i}.json"), "w") as f:
+                json.dump(_meta(tc, i), f, indent=1)
+        for name, path in moves.items():
+            os.replace(path, os.path.join(directory, name))
+    finally:
+        for path in moves.values():
+            if os.path.exists(path):
+                os.remove(path)
     return list(selected)
 
 

@@ -862,3 +862,31 @@ def test_load_students_ignores_the_dtype_policy(teacher, data, tmp_path):
         r"\(4,\) here\. Received: directory=",
     ):
         wide.load_students(tmp_path)
+
+
+def test_a_failed_save_students_leaves_the_directory_as_it_was(
+    teacher, data, tmp_path, monkeypatch
+):
+    x = data[0][:32]
+    first = _tc(teacher, num_students=2, conditioning="standardize")
+    first.fit_students(x, epochs=1, verbose=0)
+    first.save_students(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    second = _tc(teacher, num_students=2, conditioning="standardize")
+    second.fit_students(x * 2.0, epochs=1, verbose=0)
+    save = keras.Model.save
+
+    def full_disk(model, filepath, *args, **kwargs):
+        if "student_1" in str(filepath):
+            raise OSError(28, "No space left on device")
+        return save(model, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        second.save_students(tmp_path, overwrite=True)
+    monkeypatch.undo()
+    # Every file as it was, and no temporary left behind.
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    loaded = _tc(teacher, num_students=2, conditioning="standardize")
+    assert loaded.load_students(tmp_path) == [0, 1]
+    assert loaded.conditioning_digest() == first.conditioning_digest()
