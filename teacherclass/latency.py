@@ -17,18 +17,48 @@ def input_specs(model):
     return [(tuple(t.shape[1:]), t.dtype) for t in inputs]
 
 
+def _is_string(dtype):
+    # Keras names a string input's dtype "string", which NumPy does not
+    # know; TensorFlow takes NumPy object arrays of str for it.
+    return str(dtype) in ("string", "str", "object")
+
+
 def zero_inputs(specs, batch_size):
-    """A zero batch for `input_specs`; one array for a single input."""
-    arrays = [np.zeros((batch_size, *shape), dtype=dt) for shape, dt in specs]
+    """A zero batch for `input_specs`; one array for a single input.
+
+    A string input gets empty strings.
+    """
+    arrays = [
+        np.full((batch_size, *shape), "", dtype=object)
+        if _is_string(dt)
+        else np.zeros((batch_size, *shape), dtype=dt)
+        for shape, dt in specs
+    ]
     return arrays[0] if len(arrays) == 1 else arrays
 
 
+# Words common to English vocabularies, for a text model's sample input.
+_WORDS = ("the", "movie", "was", "good", "and", "not", "a", "bad", "film")
+
+
 def sample_inputs(specs, batch_size, seed=0):
-    """A batch to time a model on: uniform floats, or token id 1 for ints."""
+    """A batch to time a model on: uniform floats, token id 1 for ints,
+    and short sentences of common words for strings.
+
+    >>> sample_inputs([((), "string")], 2).dtype
+    dtype('O')
+    """
     rng = np.random.default_rng(seed)
     arrays = []
     for shape, dtype in specs:
-        if np.dtype(dtype).kind in "iu":
+        if _is_string(dtype):
+            words = rng.choice(_WORDS, (batch_size, *shape, 6))
+            arrays.append(
+                np.array(
+                    [" ".join(w) for w in words.reshape(-1, 6)], dtype=object
+                ).reshape((batch_size, *shape))
+            )
+        elif np.dtype(dtype).kind in "iu":
             # Token ids: 1 is in every vocabulary and is not padding.
             arrays.append(np.ones((batch_size, *shape), dtype=dtype))
         else:

@@ -358,3 +358,38 @@ def test_a_teacher_class_composition_fuses():
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def test_a_string_input_composition_fuses():
+    # A teacher reading raw text: the check and the timing feed it strings.
+    words = ["good", "bad", "movie", "plot", "great", "awful", "the", "a"]
+    inputs = keras.Input((), dtype="string")
+    vectorizer = keras.layers.TextVectorization(
+        output_sequence_length=6, vocabulary=words, name="vectorizer"
+    )
+    x = keras.layers.Embedding(10, 4)(vectorizer(inputs))
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    features = keras.layers.Dense(6, activation="relu", name="features")(x)
+    teacher = keras.Model(inputs, keras.layers.Dense(1)(features))
+    tc = TeacherClass(
+        teacher,
+        num_students=2,
+        feature_layer="features",
+        student=towers_lib.TextTower(
+            1, vocab_size=10, filters=(4,), hidden=(4,)
+        ),
+    )
+    rng = np.random.default_rng(0)
+    x = np.array([" ".join(rng.choice(words, 5)) for _ in range(16)], object)
+    tc.fit_students(x, epochs=1, verbose=0)
+    composed = tc.compose()
+    fused = tc.compose(fuse="grouped")
+    assert fused.fusion.mode == "grouped"
+    np.testing.assert_allclose(
+        fused.predict(x, verbose=0),
+        composed.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    auto = fusion.fuse(composed, batch_sizes=(1, 2), rounds=1, calls=1)
+    assert set(auto.fusion.latency_ms) == {"none", *fusion.AUTO_MODES}
