@@ -908,11 +908,22 @@ class TeacherClass(keras.Model):
 
         The students' outputs, concatenated in chunk order and clipped like
         the composed model's, without the head: features to reuse for
-        another task.
+        another task. Its output is float32 under a mixed-precision policy
+        too, as the composed model's is.
 
         Returns:
             A functional `keras.Model` sharing the students' layers.
         """
+        rep = self._representation()
+        output = compose_lib.float32_output(rep.outputs[0])
+        if output is rep.outputs[0]:
+            return rep
+        return keras.Model(rep.input, output, name=rep.name)
+
+    def _representation(self):
+        """`representation()` in the students' compute dtype: a head
+        composed on it reads the students' outputs uncast, as the teacher's
+        head does in `compose()` (fusion finds the students there)."""
         return compose_lib.representation_model(
             self.cut.inputs(),
             self.students,
@@ -1108,7 +1119,7 @@ class TeacherClass(keras.Model):
         )
 
     def _compose_new_head(self, head, fine_tune, x, y, fit_kwargs):
-        composed = compose_lib.with_new_head(self.representation(), head, y)
+        composed = compose_lib.with_new_head(self._representation(), head, y)
         if fine_tune:
             with training.trainable([self.teacher, *self.students], False):
                 composed.compile_from_config(composed.get_compile_config())

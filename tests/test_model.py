@@ -890,3 +890,16 @@ def test_a_failed_save_students_leaves_the_directory_as_it_was(
     loaded = _tc(teacher, num_students=2, conditioning="standardize")
     assert loaded.load_students(tmp_path) == [0, 1]
     assert loaded.conditioning_digest() == first.conditioning_digest()
+
+
+def test_representation_is_float32_under_mixed_bfloat16(data):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    x = data[0][:32]
+    tc = _tc(mlp_teacher(), num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    rep = tc.representation().predict(x, verbose=0)
+    assert rep.dtype == "float32"  # as predict's and compose()'s
+    assert tc.compose().predict(x, verbose=0).dtype == "float32"
+    # A new head still reads the students' outputs uncast: they fuse.
+    head = keras.Sequential([keras.layers.Dense(2, activation="softmax")])
+    assert tc.compose(head=head, fuse="grouped").fusion.mode == "grouped"
