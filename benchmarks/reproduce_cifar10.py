@@ -719,7 +719,8 @@ def _retraining(sitting, key, recorded, path, stage_dir):
     recorded and are skipped.
     """
     progress = Path(stage_dir) / "progress.json"
-    if progress.exists():
+    state = Path(stage_dir) / "state.npz"
+    if progress.exists() and state.exists():
         done = json.loads(progress.read_text())["epochs_done"]
         if done == sitting.cfg["teacher_epochs"]:
             return False  # the checkpoint restores the recorded teacher
@@ -748,10 +749,13 @@ def _views(sitting, seed, teacher):
     )
     try:
         cache = views_lib.ViewCache(directory)
-        if cache.complete:
-            return cache
     except ValueError:
-        pass
+        cache = None
+    if cache is not None and cache.complete:
+        # Another teacher's views (a teacher trained again) are refused,
+        # not read: the run stops and names the directory.
+        cache.check_teacher(teacher)
+        return cache
     budget.check(f"views seed {seed}: before building")
     log(f"[views seed {seed}] caching the teacher on {cfg['views']} views")
 

@@ -14,6 +14,7 @@ description) may be reworded.
 import argparse
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from teacherclass import architectures
@@ -387,6 +388,21 @@ def add_cifar10_flags(p):
     )
 
 
+def _student_filters(text):
+    """`--student-filters`' JSON `{n: [filters]}`, checked."""
+    try:
+        parsed = json.loads(text)
+        if not isinstance(parsed, dict):
+            raise ValueError("not an object")
+        return {str(int(k)): [int(f) for f in v] for k, v in parsed.items()}
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            "--student-filters must be JSON {n: [filters, ...]}, e.g. "
+            f"'{{\"4\": [16, 16, 20, 20]}}' ({e}). Received: "
+            f"--student-filters {text}"
+        ) from None
+
+
 def cifar10_fast(args):
     """Whether the run is the resumable fast CIFAR-10 one."""
     return args.dataset == "cifar10" and not args.paper
@@ -394,11 +410,6 @@ def cifar10_fast(args):
 
 def cifar10_configuration(args, teacher_cfg, cfg):
     """Adds the fast CIFAR-10 recipe's settings to both configurations."""
-    if args.budget_minutes is not None and args.budget_minutes <= 0:
-        raise ValueError(
-            "--budget-minutes must be positive. "
-            f"Received: {args.budget_minutes}"
-        )
     widths = args.teacher_widths or list(architectures.FAST_TEACHER_WIDTHS)
     teacher_cfg["teacher_widths"] = list(widths)
     teacher_cfg["recipe"] = dict(architectures.FAST_RECIPE)
@@ -406,12 +417,7 @@ def cifar10_configuration(args, teacher_cfg, cfg):
         str(n): list(f) for n, f in architectures.FAST_STUDENT_FILTERS.items()
     }
     if args.student_filters:
-        filters.update(
-            {
-                str(k): list(v)
-                for k, v in json.loads(args.student_filters).items()
-            }
-        )
+        filters.update(_student_filters(args.student_filters))
     if args.students == [1, 2, 4, 8]:  # the parser's default
         args.students = [4, 8, 1]
     missing = [n for n in args.students if str(n) not in filters]
@@ -421,7 +427,7 @@ def cifar10_configuration(args, teacher_cfg, cfg):
             f"students; sized: {', '.join(sorted(filters))} (or pass "
             f"--student-filters). Received: --students {args.students}"
         )
-    views = args.views or DEFAULTS["cifar10"]["views"]
+    views = DEFAULTS["cifar10"]["views"] if args.views is None else args.views
     if views < 1:
         raise ValueError(f"--views must be positive. Received: {views}")
     cfg.update(teacher_cfg)
@@ -470,6 +476,29 @@ def check(args):
             )
     if args.seeds < 1:
         raise ValueError(f"--seeds must be positive. Received: {args.seeds}")
+    budget = args.budget_minutes
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise ValueError(
+            f"--budget-minutes must be a positive number. Received: {budget}"
+        )
+    if not cifar10_fast(args):
+        for flag, value, default in (
+            ("--budget-minutes", args.budget_minutes, None),
+            ("--stages", args.stages, "baselines"),
+            ("--views", args.views, None),
+            ("--retrain-teacher", args.retrain_teacher, False),
+            ("--runs-dir", args.runs_dir, None),
+            ("--teacher-widths", args.teacher_widths, None),
+            ("--student-filters", args.student_filters, None),
+            ("--student-batch-norm", args.student_batch_norm, "auto"),
+        ):
+            if value != default:
+                raise ValueError(
+                    f"{flag} is for the resumable CIFAR-10 run (--dataset "
+                    "cifar10 without --paper); this run would ignore it. "
+                    f"Received: {flag} {value} --dataset {args.dataset}"
+                    + (" --paper" if args.paper else "")
+                )
     if args.first_seed < 0:
         raise ValueError(
             "--first-seed must be 0 or more. "

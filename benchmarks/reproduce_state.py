@@ -171,6 +171,10 @@ def _duration(seconds):
     return f"{seconds:.0f} s"
 
 
+# The key of a stage's progress inside its `state.npz`.
+_PROGRESS = "__progress__"
+
+
 class Stage:
     """One resumable stage: variables and progress saved every epoch.
 
@@ -199,6 +203,24 @@ class Stage:
         self.progress = {"epochs_done": 0, "epoch_seconds": [], "logs": []}
         if self.progress_path.exists():
             self.progress = json.loads(self.progress_path.read_text())
+        # The checkpoint holds its own progress (one atomic file): a kill
+        # between its write and progress.json's leaves progress.json one
+        # epoch behind, and the checkpoint is then the truth.
+        saved = self._saved_progress()
+        if saved is not None:
+            self.progress = saved
+
+    def _saved_progress(self):
+        """The progress stored in `state.npz`, or None (none there, or a
+        checkpoint written before it held one)."""
+        if not self.state_path.exists():
+            return None
+        import numpy as np
+
+        with np.load(self.state_path) as f:
+            if _PROGRESS not in f.files:
+                return None
+            return json.loads(str(f[_PROGRESS]))
 
     @property
     def epochs_done(self):
@@ -209,12 +231,26 @@ class Stage:
         return self.epochs_done >= self.epochs
 
     def restore(self):
-        """Loads the saved variables, if any; returns the epochs done."""
-        if self.epochs_done and self.state_path.exists():
+        """Loads the saved variables, if any; returns the epochs done.
+
+        Raises:
+            ValueError: if epochs are recorded done but their checkpoint
+                is gone (the stage would otherwise count as trained with
+                fresh weights).
+        """
+        if self.epochs_done and not self.state_path.exists():
+            raise ValueError(
+                f"{self.progress_path} records {self.epochs_done} epoch(s) "
+                f"done, but their checkpoint {self.state_path} is missing: "
+                f"delete {self.directory} to start the stage again. "
+                f"Received: epochs_done={self.epochs_done}"
+            )
+        if self.epochs_done:
             import numpy as np
 
             with np.load(self.state_path) as f:
-                values = [f[f"v{i}"] for i in range(len(f.files))]
+                count = sum(name.startswith("v") for name in f.files)
+                values = [f[f"v{i}"] for i in range(count)]
             variables = self.variables()
             if len(values) != len(variables):
                 raise ValueError(
@@ -235,14 +271,20 @@ class Stage:
             f"v{i}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
             for i, v in enumerate(self.variables())
         }
+        progress = {
+            "epochs_done": self.progress["epochs_done"] + 1,
+            "epoch_seconds": [*self.progress["epoch_seconds"], seconds],
+            "logs": [
+                *self.progress["logs"],
+                {k: float(v) for k, v in (logs or {}).items()},
+            ],
+        }
+        values[_PROGRESS] = np.array(json.dumps(progress))
         tmp = self.state_path.with_name("state.partial.npz")
         np.savez(tmp, **values)
-        os.replace(tmp, self.state_path)
-        self.progress["epochs_done"] += 1
-        self.progress["epoch_seconds"].append(seconds)
-        self.progress["logs"].append(
-            {k: float(v) for k, v in (logs or {}).items()}
-        )
+        os.replace(tmp, self.state_path)  # weights and progress at once
+        self.progress = progress
+        # A readable copy; the checkpoint's own is the one trusted.
         atomic_write(self.progress_path, json.dumps(self.progress, indent=1))
 
     def run(self, run_epoch, budget=None, log=print):

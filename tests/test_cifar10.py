@@ -260,7 +260,8 @@ def _run(reproduce, tmp_path, *extra):
 
 def _weights(path):
     with np.load(path) as f:
-        return [f[k] for k in sorted(f.files, key=lambda k: int(k[1:]))]
+        names = [k for k in f.files if k.startswith("v")]
+        return [f[k] for k in sorted(names, key=lambda k: int(k[1:]))]
 
 
 def test_stage_stops_after_the_epoch_crossing_the_budget(reproduce, tmp_path):
@@ -287,6 +288,45 @@ def test_stage_stops_after_the_epoch_crossing_the_budget(reproduce, tmp_path):
     np.testing.assert_array_equal(resumed, whole)
     assert progress["epochs_done"] == 3 and len(progress["logs"]) == 3
     assert progress["logs"][-1]["sum"] == float(whole.sum())
+
+
+def test_a_checkpoint_is_trusted_over_a_progress_file_left_behind(
+    reproduce, tmp_path
+):
+    from reproduce_state import Stage
+
+    var = keras.Variable(np.zeros(3, "float32"))
+    stage = Stage(tmp_path, "toy", 3, lambda: [var])
+    var.assign(np.ones(3, "float32"))
+    stage.save(1.0, {})
+    behind = stage.progress_path.read_text()
+    var.assign(np.full(3, 2.0, "float32"))
+    stage.save(1.0, {})
+    # Killed between the checkpoint's write and progress.json's: the
+    # rerun must not train epoch 2 again on epoch 2's weights.
+    stage.progress_path.write_text(behind)
+    other = keras.Variable(np.zeros(3, "float32"))
+    assert Stage(tmp_path, "toy", 3, lambda: [other]).restore() == 2
+    np.testing.assert_array_equal(other.numpy(), [2.0, 2.0, 2.0])
+    # Epochs recorded done whose checkpoint is gone: refused, not run as
+    # trained with fresh weights.
+    stage.state_path.unlink()
+    with pytest.raises(ValueError, match="state.npz is missing"):
+        Stage(tmp_path, "toy", 3, lambda: [other]).restore()
+
+
+def test_views_of_another_teacher_are_refused_not_read(reproduce, tmp_path):
+    _, state = _run(reproduce, tmp_path, "--stages", "views")
+    (key,) = state.data["teachers"]
+    path = tmp_path / "cache" / f"teacher-{key}.keras"
+    # Another teacher under the same file and record (a teacher trained
+    # again): its views are stale.
+    teacher = keras.saving.load_model(path)
+    kernel = teacher.get_layer("classifier").kernel
+    kernel.assign(kernel + 1.0)
+    teacher.save(path)
+    with pytest.raises(ValueError, match="another teacher"):
+        _run(reproduce, tmp_path, "--stages", "classes")
 
 
 def test_teacher_with_lookahead_resumes_to_the_same_weights(
@@ -694,6 +734,39 @@ def test_cifar10_runs_the_plain_and_best_classes_only(reproduce):
     )
     with pytest.raises(ValueError, match="Received: --variant head_aware"):
         settings.check(args)
+
+
+def test_resumable_run_flags_are_refused_where_they_would_be_ignored(
+    reproduce,
+):
+    settings = reproduce.settings
+
+    def check(*argv):
+        settings.check(settings.parser().parse_args(list(argv)))
+
+    for flags in (
+        ["--budget-minutes", "5"],
+        ["--stages", "teacher"],
+        ["--views", "2"],
+        ["--student-filters", '{"4": [4]}'],
+    ):
+        with pytest.raises(ValueError, match=f"Received: {flags[0]} "):
+            check("--dataset", "digits", *flags)
+        with pytest.raises(ValueError, match="--paper"):
+            check("--dataset", "cifar10", "--paper", *flags)
+    with pytest.raises(ValueError, match="Received: nan"):
+        check("--dataset", "cifar10", "--budget-minutes", "nan")
+    for bad in ("[16, 16]", '{"4": 16}', "{4: [16]}"):
+        args = settings.parser().parse_args(
+            ["--dataset", "cifar10", "--student-filters", bad]
+        )
+        with pytest.raises(ValueError, match="--student-filters must be"):
+            settings.configuration(args, 64)
+    args = settings.parser().parse_args(
+        ["--dataset", "cifar10", "--views", "0"]
+    )
+    with pytest.raises(ValueError, match="--views must be positive"):
+        settings.configuration(args, 64)
 
 
 def test_first_seed_trains_only_the_seeds_asked_for(reproduce, tmp_path):
