@@ -16,6 +16,33 @@ def _prod(values):
     return int(np.prod([int(v) for v in values])) if len(values) else 1
 
 
+def _einsum_contracted(layer, in_shape):
+    """Product of the kernel dims an `EinsumDense` sums over.
+
+    Those are the kernel's letters missing from the output; each is also
+    an input letter, whose size is read from the input (the kernel of a
+    quantized layer may be packed), else from the kernel.
+    """
+    equation = layer.equation.replace(" ", "")
+    inputs, output = equation.split("->")
+    in_spec, kernel_spec = inputs.split(",")
+    dims = {}
+    if "..." in in_spec:
+        left, right = in_spec.split("...")
+        dims.update(zip(left, in_shape[: len(left)]))
+        dims.update(zip(right, in_shape[len(in_shape) - len(right) :]))
+    else:
+        dims.update(zip(in_spec, in_shape))
+    kernel_shape = tuple(layer.kernel.shape)
+    return _prod(
+        [
+            dims.get(letter, kernel_shape[i])
+            for i, letter in enumerate(kernel_spec)
+            if letter not in output
+        ]
+    )
+
+
 def _layer_cost(layer, in_shapes, out_shape):
     """`(multiply_adds, other_flops)` of one call of a leaf layer on one
     sample (batch axis = 1)."""
@@ -29,10 +56,8 @@ def _layer_cost(layer, in_shapes, out_shape):
         return in_shape[-1] * out_elems, bias
     if isinstance(layer, layers.EinsumDense):
         # Every output element reads the kernel's contracted axes.
-        contracted = layer.kernel.size // max(
-            1, _prod(out_shape[1:]) // max(1, _prod(in_shape[1:-1]))
-        )
-        return out_elems * contracted, bias
+        bias = out_elems if layer.bias is not None else 0
+        return out_elems * _einsum_contracted(layer, in_shape), bias
     if isinstance(layer, layers.SeparableConv1D | layers.SeparableConv2D):
         k = _prod(layer.kernel_size)
         mid = _prod(out_shape[1:-1]) * in_shape[-1] * layer.depth_multiplier

@@ -1,6 +1,7 @@
 """Compute in comparisons: MACs, paired latency, budgets by MACs."""
 
 import keras
+import numpy as np
 import pytest
 
 from teacherclass import architectures
@@ -26,6 +27,42 @@ def test_macs_are_the_multiply_add_part_of_flops():
     assert count_macs(model) == conv + dense
     other = 4 * 4 * 4 + 2 * 2 * 4 * 4 + 3  # conv bias, pooling, dense bias
     assert count_flops(model) == 2 * (conv + dense) + other
+
+
+def _one_layer(layer, shape):
+    x = keras.Input(shape)
+    return keras.Model(x, layer(x))
+
+
+@pytest.mark.parametrize(
+    "equation, shape, output_shape, macs",
+    [
+        # MultiHeadAttention's output projection: sums h=2 and d=3.
+        ("abcd,cde->abe", (4, 2, 3), (None, 8), 4 * 2 * 3 * 8),
+        # Its query projection: sums the 8 input features.
+        ("abc,cde->abde", (4, 8), (None, 2, 3), 4 * 8 * 2 * 3),
+        ("ab,bc->ac", (8,), (5,), 8 * 5),
+        ("...b,bc->...c", (4, 8), (5,), 4 * 8 * 5),
+    ],
+)
+def test_einsum_dense_macs_are_the_kernel_axes_summed(
+    equation, shape, output_shape, macs
+):
+    layer = keras.layers.EinsumDense(
+        equation, output_shape=output_shape, bias_axes=equation[-1]
+    )
+    model = _one_layer(layer, shape)
+    outputs = int(np.prod(model(np.zeros((1, *shape))).shape[1:]))
+    assert count_macs(model) == macs
+    assert count_flops(model) == 2 * macs + outputs  # + the bias
+
+
+def test_multi_head_attention_counts_its_projections():
+    x = keras.Input((4, 8))
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    model = keras.Model(x, mha(x, x))
+    # q, k, v: 4 steps x 8 features x 2 heads x 3; output: back to 8.
+    assert count_macs(model) == 3 * (4 * 8 * 2 * 3) + 4 * 2 * 3 * 8
 
 
 def test_paired_latency_times_every_model_at_every_batch_size():
