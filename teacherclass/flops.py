@@ -16,6 +16,17 @@ def _prod(values):
     return int(np.prod([int(v) for v in values])) if len(values) else 1
 
 
+def _channels_last(layer):
+    return getattr(layer, "data_format", "channels_last") != "channels_first"
+
+
+def _channels(shape, layer):
+    """`(spatial_dims, channels)` of a convolution's per-sample shape."""
+    if _channels_last(layer):
+        return shape[1:-1], shape[-1]
+    return shape[2:], shape[1]
+
+
 def _einsum_contracted(layer, in_shape):
     """Product of the kernel dims an `EinsumDense` sums over.
 
@@ -60,8 +71,10 @@ def _layer_cost(layer, in_shapes, out_shape):
         return out_elems * _einsum_contracted(layer, in_shape), bias
     if isinstance(layer, layers.SeparableConv1D | layers.SeparableConv2D):
         k = _prod(layer.kernel_size)
-        mid = _prod(out_shape[1:-1]) * in_shape[-1] * layer.depth_multiplier
-        return mid * k + mid * out_shape[-1], bias
+        _, in_channels = _channels(in_shape, layer)
+        spatial, out_channels = _channels(out_shape, layer)
+        mid = _prod(spatial) * in_channels * layer.depth_multiplier
+        return mid * k + mid * out_channels, bias
     if isinstance(layer, layers.DepthwiseConv1D | layers.DepthwiseConv2D):
         return out_elems * _prod(layer.kernel_size), bias
     transposed = (
@@ -71,10 +84,12 @@ def _layer_cost(layer, in_shapes, out_shape):
     )
     if isinstance(layer, transposed):
         k = _prod(layer.kernel_size)
-        return _prod(in_shape[1:]) * k * out_shape[-1], bias
+        _, out_channels = _channels(out_shape, layer)
+        return _prod(in_shape[1:]) * k * out_channels, bias
     if isinstance(layer, layers.Conv1D | layers.Conv2D | layers.Conv3D):
         groups = getattr(layer, "groups", 1)
-        per_output = _prod(layer.kernel_size) * in_shape[-1] // groups
+        _, in_channels = _channels(in_shape, layer)
+        per_output = _prod(layer.kernel_size) * in_channels // groups
         return out_elems * per_output, bias
     pooling = (
         layers.MaxPooling1D,

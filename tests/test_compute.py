@@ -65,6 +65,30 @@ def test_multi_head_attention_counts_its_projections():
     assert count_macs(model) == 3 * (4 * 8 * 2 * 3) + 4 * 2 * 3 * 8
 
 
+@pytest.mark.parametrize(
+    "make, shape, macs",
+    [
+        (lambda f: keras.layers.Conv2D(5, 3, padding="same", data_format=f),
+         (8, 8, 3), 8 * 8 * 5 * 3 * 3 * 3),
+        (lambda f: keras.layers.Conv1D(5, 3, data_format=f),
+         (10, 4), 8 * 5 * 3 * 4),
+        (lambda f: keras.layers.SeparableConv2D(5, 3, padding="same",
+                                                data_format=f),
+         (6, 6, 4), 6 * 6 * 4 * 9 + 6 * 6 * 4 * 5),
+        (lambda f: keras.layers.Conv2DTranspose(5, 3, strides=2,
+                                                padding="same", data_format=f),
+         (4, 4, 3), 4 * 4 * 3 * 9 * 5),
+    ],
+    ids=["conv2d", "conv1d", "separable", "transposed"],
+)  # fmt: skip
+def test_convolution_macs_in_either_data_format(make, shape, macs):
+    last = _one_layer(make("channels_last"), shape)
+    first_shape = (shape[-1], *shape[:-1])
+    first = _one_layer(make("channels_first"), first_shape)
+    assert count_macs(last) == count_macs(first) == macs
+    assert count_flops(last) == count_flops(first)
+
+
 def test_paired_latency_times_every_model_at_every_batch_size():
     models = {"a": _dense(4), "b": _dense(8)}
     times = report.paired_latency(models, batch_sizes=(1, 4), repeats=2)
