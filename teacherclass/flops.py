@@ -63,6 +63,17 @@ def _layer_cost(layer, in_shapes, out_shape):
     in_shape = in_shapes[0]
     out_elems = _prod(out_shape[1:])
     bias = out_elems if getattr(layer, "use_bias", False) else 0
+    if isinstance(layer, layers.TimeDistributed):
+        # Keras runs the wrapped layer's `call` once per step, unseen by
+        # the `Layer.__call__` hook (a wrapped model's own layers are
+        # seen, once per step, and cost 0 here).
+        steps = in_shape[1]
+        macs, other = _layer_cost(
+            layer.layer,
+            [(s[0], *s[2:]) for s in in_shapes],
+            (out_shape[0], *out_shape[2:]),
+        )
+        return steps * macs, steps * other
     if isinstance(layer, layers.Dense):
         return in_shape[-1] * out_elems, bias
     if isinstance(layer, layers.EinsumDense):

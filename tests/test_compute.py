@@ -89,6 +89,18 @@ def test_convolution_macs_in_either_data_format(make, shape, macs):
     assert count_flops(last) == count_flops(first)
 
 
+def test_time_distributed_counts_its_layer_at_every_step():
+    dense = _one_layer(keras.layers.TimeDistributed(keras.layers.Dense(5)),
+                       (4, 8))  # fmt: skip
+    assert count_macs(dense) == 4 * 8 * 5
+    assert count_flops(dense) == 4 * (2 * 8 * 5 + 5)
+    inner = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(6), keras.layers.Dense(5)]
+    )
+    model = _one_layer(keras.layers.TimeDistributed(inner), (4, 8))
+    assert count_macs(model) == 4 * (8 * 6 + 6 * 5)
+
+
 def test_paired_latency_times_every_model_at_every_batch_size():
     models = {"a": _dense(4), "b": _dense(8)}
     times = report.paired_latency(models, batch_sizes=(1, 4), repeats=2)
