@@ -59,6 +59,10 @@ def _layer_cost(layer, in_shapes, out_shape):
     sample (batch axis = 1)."""
     import keras
 
+    # Imported on use, so that `fusion` (towers, Keras layers) may one day
+    # import this module without a cycle.
+    from teacherclass.fusion import BatchedDense
+
     layers = keras.layers
     in_shape = in_shapes[0]
     out_elems = _prod(out_shape[1:])
@@ -74,7 +78,9 @@ def _layer_cost(layer, in_shapes, out_shape):
             (out_shape[0], *out_shape[2:]),
         )
         return steps * macs, steps * other
-    if isinstance(layer, layers.Dense):
+    if isinstance(layer, layers.Dense | BatchedDense):
+        # BatchedDense: `groups` dense layers, (1, groups, k) -> (1,
+        # groups, units), k multiply-adds per output.
         return in_shape[-1] * out_elems, bias
     if isinstance(layer, layers.EinsumDense):
         # Every output element reads the kernel's contracted axes.
@@ -150,18 +156,23 @@ def count_flops(model, per_layer=False):
     call is recorded (nested layers included, e.g. inside towers), then
     each call is costed. A multiply-add counts 2 FLOPs:
 
-    - `Dense`, `EinsumDense`: 2 x inputs x outputs per position, plus one
-      per output for the bias.
+    - `Dense` and the fused students' `BatchedDense`: 2 x inputs x outputs
+      per position, plus one per output for the bias; `EinsumDense`
+      (`MultiHeadAttention`'s projections too): 2 x the product of the
+      kernel's summed axes (its equation letters missing from the output)
+      per output element, plus the bias.
     - `Conv1D/2D/3D`: 2 x kernel size x input channels / groups per output
       element, plus the bias; depthwise, separable and transposed
-      convolutions by their own formulas.
+      convolutions by their own formulas; either `data_format`.
+    - `TimeDistributed`: its layer's FLOPs on one step, times the steps.
     - pooling: one per window element per output; global pooling: one per
       input element.
     - `BatchNormalization`: 2 per element; `Add`, `Multiply`, ...: one per
       element per extra input.
     - not counted: activations, `Embedding` (a lookup), reshaping, dropout,
-      clipping, and layers outside these families (their own arithmetic;
-      their sublayers are counted).
+      clipping, and layers outside these families (their own arithmetic,
+      such as the attention scores of `MultiHeadAttention`; their
+      sublayers are counted).
 
     Args:
         model: a built `keras.Model` or layer with a known input shape.
@@ -218,10 +229,13 @@ def _costs(model):
 def count_macs(model, per_layer=False):
     """Multiply-adds of one forward pass on one sample.
 
-    The multiply-add part of `count_flops`: each `Dense`, `EinsumDense`
-    and convolution (plain, grouped, depthwise, separable, transposed)
-    counts one per weight use (inputs x outputs per position; kernel size
-    x input channels / groups per output element). Biases, pooling,
+    The multiply-add part of `count_flops`: each `Dense`, `BatchedDense`,
+    `EinsumDense` and convolution (plain, grouped, depthwise, separable,
+    transposed) counts one per weight use (inputs x outputs per position;
+    kernel size x input channels / groups per output element), a
+    `TimeDistributed` layer once per step. A composed model counts the
+    same whichever way its students are fused (but for the padding of
+    uneven student widths in the "grouped" and "einsum" modes). Biases, pooling,
     normalization, merging and activations are not multiply-adds, so
     `count_flops(model) == 2 * count_macs(model) + those FLOPs`. This is
     the usual "MACs" of model cards (e.g. a `Dense(4)` on 8 inputs: 32).

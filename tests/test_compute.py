@@ -3,9 +3,13 @@
 import keras
 import numpy as np
 import pytest
+from helpers import blobs
+from helpers import mlp_teacher
 
+from teacherclass import TeacherClass
 from teacherclass import architectures
 from teacherclass import baselines
+from teacherclass import fusion
 from teacherclass import report
 from teacherclass.flops import count_flops
 from teacherclass.flops import count_macs
@@ -99,6 +103,23 @@ def test_time_distributed_counts_its_layer_at_every_step():
     )
     model = _one_layer(keras.layers.TimeDistributed(inner), (4, 8))
     assert count_macs(model) == 4 * (8 * 6 + 6 * 5)
+
+
+def test_macs_do_not_depend_on_how_the_students_are_fused():
+    keras.utils.set_random_seed(0)
+    x, _ = blobs(n=16)
+    # A representation of 16 in two even chunks: no mode pads a tower.
+    tc = TeacherClass(mlp_teacher(width=16), num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    unfused = tc.compose(fuse="none")
+    macs, flops = count_macs(unfused), count_flops(unfused)
+    assert macs > 0
+    for mode in fusion.FUSED_MODES:
+        fused = tc.compose(fuse=mode)
+        assert fused.fusion.mode == mode
+        assert (count_macs(fused), count_flops(fused)) == (macs, flops), mode
+    kinds = {kind for _, kind, _ in count_macs(fused, per_layer=True)[1]}
+    assert "BatchedDense" in kinds  # the last mode, "einsum"
 
 
 def test_paired_latency_times_every_model_at_every_batch_size():
