@@ -18,6 +18,7 @@ import os
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from teacherclass import towers as towers_lib
 from teacherclass.model import TeacherClass
@@ -257,8 +258,11 @@ class StudentHyperModel(keras_tuner.HyperModel):
             x: the students' training inputs (labels, if given as `y`,
                 are not used).
             *args: `y`, ignored (students never see labels).
-            validation_data: `(x_val, y_val)`, labelled data the composed
-                model is scored on. Required.
+            validation_data: labelled data the composed model is scored
+                on, required: `(x_val, y_val)` (optionally with a third
+                element, sample weights), or a `tf.data.Dataset` yielding
+                those (batched or not; the latency is timed on its first
+                batch, of at most `latency_batch` samples).
             **kwargs: `fit_students` arguments: `epochs`, `callbacks` (the
                 tuner's, passed through), `verbose`, `batch_size`, ...
 
@@ -269,7 +273,9 @@ class StudentHyperModel(keras_tuner.HyperModel):
             `latency_batch` samples) and `over_budget` (0 or 1).
 
         Raises:
-            ValueError: without `validation_data`.
+            ValueError: without `validation_data`, or with one of another
+                kind (the message names its type), a dataset that yields
+                no labels, no sample, or never ends.
         """
         del args
         if validation_data is None:
@@ -278,7 +284,6 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 "data: pass `validation_data=(x_val, y_val)` to "
                 "`tuner.search`. Received: validation_data=None"
             )
-        x_val, y_val = validation_data[0], validation_data[1]
         student_params = sum(s.count_params() for s in model.students)
         params = student_params + model.head.count_params()
         record = {
@@ -299,19 +304,16 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 "over_budget": 1.0,
             }
         kwargs.setdefault("batch_size", self.batch_size)
+        val, inputs = _validation_data(
+            validation_data, self.teacher.inputs[0], kwargs["batch_size"]
+        )
         if "cache" not in kwargs:
             kwargs["cache"] = self._trial_cache(x)
         model.fit_students(x, **kwargs)
         composed = model.compose()
-        results = composed.evaluate(
-            x_val,
-            y_val,
-            batch_size=kwargs["batch_size"],
-            verbose=0,
-            return_dict=True,
-        )
+        results = composed.evaluate(**val, verbose=0, return_dict=True)
         accuracy = _accuracy(results)
-        sample = np.asarray(x_val[: self.latency_batch])
+        sample = np.asarray(inputs[: self.latency_batch])
         latency = _latency_ms(composed, sample)
         record.update(val_accuracy=accuracy, latency_ms=latency, over_budget=0)
         self.trials.append(record)
@@ -322,6 +324,53 @@ class StudentHyperModel(keras_tuner.HyperModel):
             "latency_ms": latency,
             "over_budget": 0.0,
         }
+
+
+def _validation_data(validation_data, input_spec, batch_size):
+    """`evaluate` arguments for `validation_data`, and inputs to time.
+
+    `validation_data` is `(x, y)`, `(x, y, sample_weight)` or a
+    `tf.data.Dataset` yielding those (batched or not); the inputs to time
+    the composed model on are `x`, or a dataset's first batch.
+    """
+    if isinstance(validation_data, tf.data.Dataset):
+        spec = validation_data.element_spec
+        if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+            raise ValueError(
+                "`validation_data` must yield `(x, y)` (or `(x, y, "
+                "sample_weight)`): the composed model is scored on labels. "
+                f"Received: validation_data.element_spec={spec!r}"
+            )
+        if validation_data.cardinality() == tf.data.INFINITE_CARDINALITY:
+            raise ValueError(
+                "`validation_data` is an infinite (repeated) dataset, which "
+                "evaluating would never finish: pass it without `.repeat()`."
+                f" Received: validation_data={validation_data!r}"
+            )
+        expected = tuple(input_spec.shape[1:])
+        if len(spec[0].shape) == len(expected):  # samples, not batches
+            validation_data = validation_data.batch(batch_size)
+        first = next(iter(validation_data.take(1)), None)
+        if first is None:
+            raise ValueError(
+                "`validation_data` holds no sample. Received: "
+                f"validation_data={validation_data!r}"
+            )
+        return {"x": validation_data}, np.asarray(first[0])
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) in (
+        2,
+        3,
+    ):
+        x, y, *weights = validation_data
+        val = {"x": x, "y": y, "batch_size": batch_size}
+        if weights:
+            val["sample_weight"] = weights[0]
+        return val, x
+    raise ValueError(
+        "`validation_data` must be `(x_val, y_val)` (or `(x_val, y_val, "
+        "sample_weight)`) or a tf.data.Dataset yielding those. Received: "
+        f"validation_data of type {type(validation_data).__name__}"
+    )
 
 
 def trial_results(tuner):

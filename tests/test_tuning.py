@@ -7,6 +7,7 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import blobs
 from helpers import trained_mlp_teacher
 
@@ -97,6 +98,58 @@ def test_over_budget_trials_are_not_trained(teacher):
     assert result["val_accuracy"] == 0.0
     assert model.trained_students == []
     assert tuning.pareto_front(hypermodel.trials) == []
+
+
+def test_validation_data_may_be_a_dataset(teacher, tmp_path):
+    x, y = blobs(n=48, classes=3, shape=(8,))
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(4,), latency_batch=2
+    )
+    batched = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    unbatched = tf.data.Dataset.from_tensor_slices((x, y))
+    for name, val in (
+        ("arrays", (x, y)),
+        ("batched", batched),
+        ("unbatched", unbatched),
+    ):
+        keras.utils.set_random_seed(0)  # the same students each time
+        tuner = _random_search(hypermodel, tmp_path / name, max_trials=1)
+        tuner.search(x, validation_data=val, epochs=1, verbose=0)
+        (row,) = tuning.trial_results(tuner)
+        assert row["latency_ms"] > 0
+    # Each scores the same students on the same samples.
+    accuracies = [r["val_accuracy"] for r in hypermodel.trials]
+    assert len(accuracies) == 3 and len(set(accuracies)) == 1
+
+
+@pytest.mark.parametrize(
+    "validation_data, message",
+    [
+        ({"x": 0}, "validation_data of type dict"),
+        (np.zeros((4, 8)), "validation_data of type ndarray"),
+        (
+            tf.data.Dataset.from_tensor_slices(np.zeros((4, 8))),
+            "validation_data.element_spec=",
+        ),
+        (
+            tf.data.Dataset.from_tensor_slices(
+                (np.zeros((4, 8)), np.zeros(4))
+            ).repeat(),
+            "infinite",
+        ),
+    ],
+    ids=["dict", "array", "no_labels", "repeated"],
+)
+def test_unsupported_validation_data_is_refused(
+    teacher, validation_data, message
+):
+    hypermodel = tuning.StudentHyperModel(teacher, num_students=(1,))
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    with pytest.raises(ValueError, match=message):
+        hypermodel.fit(
+            hp, model, np.zeros((4, 8)), validation_data=validation_data
+        )
 
 
 def test_validation_data_is_required(teacher):
