@@ -84,8 +84,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
     and `objective=keras_tuner.Objective("val_accuracy", "max")`, then
     `pareto_front(tuner)` for accuracy against size.
 
-    Every trial's numbers are also kept in `trials` (a list of dicts) in
-    this process.
+    Every completed trial's numbers are also kept in `trials` (a list of
+    dicts) in this process.
 
     Args:
         teacher: the trained teacher `keras.Model`.
@@ -93,7 +93,11 @@ class StudentHyperModel(keras_tuner.HyperModel):
         filters: choices for the convolution filters (image teachers).
         units: choices for the bottleneck / hidden width.
         max_params: int or None, the budget for all students' parameters
-            together; trials over it are not trained and score 0.
+            together. A trial over it fails (Keras Tuner's
+            `FailedTrialError`, raised by `build`) without training, so it
+            is never the best; Keras Tuner stops the search after
+            `max_consecutive_failed_trials` (default 3) failures in a row,
+            so raise that when much of the space is over the budget.
         feature_layer: the teacher's representation layer (default: the
             one that feeds its classifier).
         batch_size: int, default batch size for `fit_students`.
@@ -110,7 +114,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
     Raises:
         ImportError: if keras-tuner is not installed (`pip install
             keras-tuner tensorboard`).
-        ValueError: on empty or non-positive choices or budget.
+        ValueError: on empty or non-positive choices or budget (and when
+            the tuner is made, if the smallest students are over it).
 
     Example:
 
@@ -238,19 +243,49 @@ class StudentHyperModel(keras_tuner.HyperModel):
         Returns:
             The `TeacherClass` (a `keras.Model`); Keras Tuner saves and
             reloads its weights.
+
+        Raises:
+            keras_tuner.errors.FailedTrialError: if the students are over
+                `max_params`: Keras Tuner marks the trial failed and goes
+                on (it is never trained, best, or continued by Hyperband),
+                and `tuner.get_best_models` raises this error again when
+                asked for more models than trials completed.
+            ValueError: if the smallest students of the choices, which
+                Keras Tuner builds when the tuner is made, are over
+                `max_params`: every trial would be.
         """
-        return TeacherClass(
+        model = TeacherClass(
             self.teacher,
             feature_layer=self.feature_layer,
             num_students=hp.Choice("num_students", self.num_students),
             student=self._tower(hp),
         )
+        student_params = _student_params(model)
+        if self.max_params is None or student_params <= self.max_params:
+            return model
+        smallest = {
+            "num_students": self.num_students[0],
+            "units": self.units[0],
+        }
+        if self._images:
+            smallest["filters"] = self.filters[0]
+        # The parameters grow with every choice: none is within the budget.
+        if all(hp.values.get(k) == v for k, v in smallest.items()):
+            raise ValueError(
+                f"The smallest students of the choices have {student_params} "
+                "parameters, over the budget `max_params`, so every trial "
+                "would be: raise `max_params` or offer smaller choices. "
+                f"Received: max_params={self.max_params}"
+            )
+        raise keras_tuner.errors.FailedTrialError(
+            f"The students have {student_params} parameters, over the budget "
+            "`max_params`: the trial is skipped (not trained, no model "
+            f"saved). Received: student_params={student_params}, "
+            f"max_params={self.max_params}"
+        )
 
     def fit(self, hp, model, x, *args, validation_data=None, **kwargs):
         """Trains the students, composes them and scores the composition.
-
-        Trials over `max_params` are not trained: they score accuracy 0
-        and are marked `over_budget`, so the tuner learns to avoid them.
 
         Args:
             hp: the trial's `HyperParameters`.
@@ -270,7 +305,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
             A dict with `val_accuracy` (the objective), `params` (the
             composed model's parameters), `student_params`,
             `latency_ms` (median `predict_on_batch` time for
-            `latency_batch` samples) and `over_budget` (0 or 1).
+            `latency_batch` samples).
 
         Raises:
             ValueError: without `validation_data`, or with one of another
@@ -284,25 +319,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 "data: pass `validation_data=(x_val, y_val)` to "
                 "`tuner.search`. Received: validation_data=None"
             )
-        student_params = sum(s.count_params() for s in model.students)
+        student_params = _student_params(model)
         params = student_params + model.head.count_params()
-        record = {
-            "trial": len(self.trials),
-            "hyperparameters": dict(hp.values),
-            "params": params,
-            "student_params": student_params,
-        }
-        if self.max_params is not None and student_params > self.max_params:
-            record.update(
-                val_accuracy=0.0, latency_ms=float("nan"), over_budget=1
-            )
-            self.trials.append(record)
-            return {
-                "val_accuracy": 0.0,
-                "params": float(params),
-                "student_params": float(student_params),
-                "over_budget": 1.0,
-            }
         kwargs.setdefault("batch_size", self.batch_size)
         val, inputs = _validation_data(
             validation_data, self.teacher.inputs[0], kwargs["batch_size"]
@@ -315,15 +333,26 @@ class StudentHyperModel(keras_tuner.HyperModel):
         accuracy = _accuracy(results)
         sample = np.asarray(inputs[: self.latency_batch])
         latency = _latency_ms(composed, sample)
-        record.update(val_accuracy=accuracy, latency_ms=latency, over_budget=0)
-        self.trials.append(record)
+        self.trials.append(
+            {
+                "trial": len(self.trials),
+                "hyperparameters": dict(hp.values),
+                "params": params,
+                "student_params": student_params,
+                "val_accuracy": accuracy,
+                "latency_ms": latency,
+            }
+        )
         return {
             "val_accuracy": accuracy,
             "params": float(params),
             "student_params": float(student_params),
             "latency_ms": latency,
-            "over_budget": 0.0,
         }
+
+
+def _student_params(model):
+    return sum(s.count_params() for s in model.students)
 
 
 def _validation_data(validation_data, input_spec, batch_size):
@@ -381,8 +410,9 @@ def trial_results(tuner):
 
     Returns:
         A list of dicts with `trial_id`, `hyperparameters`, `val_accuracy`,
-        `params`, `student_params`, `latency_ms` and `over_budget`, in
-        trial order.
+        `params`, `student_params` and `latency_ms`, in trial order.
+        Failed trials (over the budget `max_params`) have no numbers and
+        are not listed.
     """
     rows = []
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
@@ -403,7 +433,6 @@ def trial_results(tuner):
                 "params": int(get("params")),
                 "student_params": int(get("student_params")),
                 "latency_ms": get("latency_ms"),
-                "over_budget": bool(get("over_budget")),
             }
         )
     return rows
@@ -414,7 +443,7 @@ def pareto_front(results, accuracy="val_accuracy", size="params"):
 
     A trial is on the front unless another has at least its accuracy with
     at most its parameters, and is strictly better on one of them. Trials
-    over the parameter budget are left out.
+    over the parameter budget failed, so they are not among the results.
 
     Args:
         results: a tuner (its trials are read with `trial_results`), or a
@@ -442,9 +471,7 @@ def pareto_front(results, accuracy="val_accuracy", size="params"):
     rows = [
         r
         for r in results
-        if not r.get("over_budget")
-        and r.get(accuracy) is not None
-        and r.get(size) is not None
+        if r.get(accuracy) is not None and r.get(size) is not None
     ]
     front = []
     for r in rows:

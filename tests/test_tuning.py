@@ -86,18 +86,61 @@ def test_search_keeps_every_trial_and_passes_callbacks(teacher, tmp_path):
     assert len(os.listdir(hypermodel.cache_dir)) == 2
 
 
-def test_over_budget_trials_are_not_trained(teacher):
+def _student_params(teacher, num_students, units):
     hypermodel = tuning.StudentHyperModel(
-        teacher, num_students=(2,), units=(8,), max_params=10
+        teacher, num_students=(num_students,), units=(units,)
+    )
+    return tuning._student_params(
+        hypermodel.build(keras_tuner.HyperParameters())
+    )
+
+
+def test_over_budget_trials_fail_untrained_and_are_never_best(
+    teacher, tmp_path
+):
+    x, y = blobs(n=64, classes=3, shape=(8,))
+    one, two = _student_params(teacher, 1, 4), _student_params(teacher, 2, 4)
+    assert one < two
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1, 2), units=(4,), max_params=one
     )
     hp = keras_tuner.HyperParameters()
-    model = hypermodel.build(hp)
-    x, y = blobs(n=32, classes=3, shape=(8,))
-    result = hypermodel.fit(hp, model, x, validation_data=(x, y))
-    assert result["over_budget"] == 1.0
-    assert result["val_accuracy"] == 0.0
-    assert model.trained_students == []
-    assert tuning.pareto_front(hypermodel.trials) == []
+    hp.Choice("num_students", (1, 2), default=2)
+    with pytest.raises(
+        keras_tuner.errors.FailedTrialError,
+        match=f"Received: student_params={two}, max_params={one}",
+    ):
+        hypermodel.build(hp)
+
+    tuner = _random_search(hypermodel, tmp_path / "budget", max_trials=2)
+    tuner.search(x, validation_data=(x, y), epochs=1, verbose=0)
+    statuses = sorted(t.status for t in tuner.oracle.trials.values())
+    assert statuses == ["COMPLETED", "FAILED"]
+    failed = next(
+        t for t in tuner.oracle.trials.values() if t.status == "FAILED"
+    )
+    assert f"max_params={one}" in failed.message
+    # Only the trained trial has results, and it is the best one.
+    assert [r["student_params"] for r in tuning.trial_results(tuner)] == [one]
+    assert [r["student_params"] for r in hypermodel.trials] == [one]
+    assert len(tuning.pareto_front(tuner)) == 1
+    best = tuner.get_best_models(1)[0]
+    assert best.num_students == 1 and best.trained_students == [0]
+    # The failed trial has no model: asking for it says why.
+    with pytest.raises(
+        keras_tuner.errors.FailedTrialError, match=f"max_params={one}"
+    ):
+        tuner.get_best_models(2)
+
+
+def test_a_budget_no_choice_fits_is_refused_when_the_tuner_is_made(
+    teacher, tmp_path
+):
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1, 2), units=(4, 8), max_params=10
+    )
+    with pytest.raises(ValueError, match="Received: max_params=10"):
+        _random_search(hypermodel, tmp_path / "none_fit", max_trials=2)
 
 
 def test_validation_data_may_be_a_dataset(teacher, tmp_path):
@@ -172,7 +215,7 @@ def test_pareto_front_drops_dominated_trials():
         {"params": 20, "val_accuracy": 0.7},  # worse and bigger than 10
         {"params": 30, "val_accuracy": 0.9},
         {"params": 30, "val_accuracy": 0.85},  # same size, worse
-        {"params": 5, "val_accuracy": 0.99, "over_budget": True},
+        {"params": 5},  # no accuracy: not a result
     ]
     front = tuning.pareto_front(rows)
     assert [(r["params"], r["val_accuracy"]) for r in front] == [
