@@ -143,11 +143,17 @@ def float32_output(outputs):
     """
     if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
         outputs = outputs[0]  # a functional head returns a list
+    if isinstance(outputs, (list, tuple, dict)):  # a head of several tasks
+        return keras.tree.map_structure(_float32, outputs)
+    return _float32(outputs, name="float32_output")
+
+
+def _float32(outputs, name=None):
     dtype = keras.backend.standardize_dtype(outputs.dtype)
     if dtype in ("float16", "bfloat16"):
-        return keras.layers.Activation(
-            "linear", dtype="float32", name="float32_output"
-        )(outputs)
+        return keras.layers.Activation("linear", dtype="float32", name=name)(
+            outputs
+        )
     return outputs
 
 
@@ -157,16 +163,24 @@ def compile_like(model, teacher):
     The teacher's own compile settings when they serialize, else Adam,
     accuracy and a matching cross-entropy (`teacher.default_compile_args`).
     """
-    config = None
-    if teacher.compiled:
-        try:
-            config = teacher.get_compile_config()
-        except Exception:  # custom objects that do not serialize
-            config = None
-    if config:
-        model.compile_from_config(config)
-    else:
+    if not _compile_from(model, teacher):
         model.compile(**teacher_lib.default_compile_args(teacher))
+
+
+def _compile_from(model, source):
+    """Compiles `model` with `source`'s compile config; False when it has
+    none or it does not round-trip (a loss or metric of one's own, not
+    registered with Keras)."""
+    if not getattr(source, "compiled", False):
+        return False
+    try:
+        config = source.get_compile_config()
+        if not config:
+            return False
+        model.compile_from_config(config)
+    except (TypeError, ValueError):  # custom objects that do not serialize
+        return False
+    return True
 
 
 def with_new_head(representation, head, y=None):
@@ -202,8 +216,6 @@ def with_new_head(representation, head, y=None):
     composed = keras.Model(
         representation.inputs[0], float32_output(head(rep)), name="composed"
     )
-    if getattr(head, "compiled", False):
-        composed.compile_from_config(head.get_compile_config())
-    else:
+    if not _compile_from(composed, head):
         composed.compile(**teacher_lib.default_compile_args(composed, y))
     return composed

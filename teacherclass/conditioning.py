@@ -343,7 +343,9 @@ class TargetConditioning:
         if kind is None:
             return
         check_foldable(head, kind)
-        weight = dict(trainable=False, initializer="zeros")
+        # Not autocast: the statistics stay float32 in a mixed-precision
+        # call (the students' outputs are cast to float32 before them).
+        weight = dict(trainable=False, initializer="zeros", autocast=False)
         self._fitted = model.add_weight(
             shape=(), dtype="int32", name="conditioning_fitted", **weight
         )

@@ -23,13 +23,20 @@ class Lookahead(keras.callbacks.Callback):
     """airbench's Lookahead, as a Keras callback.
 
     Built on a model whose weights exist; its slow copy is `variables`
-    (one `keras.Variable` per float weight of the model), which a
-    checkpoint saves and restores with the weights and the optimizer's
-    variables, so an interrupted `fit` resumes to the same weights. The
-    step count is the optimizer's `iterations`, so several `fit` calls
-    (one per epoch) make one schedule. The slow copy is updated at the
-    steps that are multiples of `every`, seen at the end of a batch:
-    keep `fit`'s `steps_per_execution` at 1 (or a divisor of `every`).
+    (one `keras.Variable` per float weight of the model). Keras'
+    checkpoints (`BackupAndRestore`, `ModelCheckpoint`) do not hold it:
+    save and restore `variables` with the weights and the optimizer's
+    variables (as `benchmarks/reproduce_state.Stage` does) for an
+    interrupted `fit` to resume to the same weights. A `fit` that starts
+    after optimizer steps this callback did not see, with its slow copy
+    as built (a run resumed from a Keras checkpoint), restarts the slow
+    copy from the restored weights, with a warning. The step count is
+    the optimizer's `iterations`, so several `fit` calls (one per epoch)
+    make one schedule; a `LossScaleOptimizer`'s skipped steps do not
+    count (`total_steps` counts applied steps). The slow copy is updated
+    at the steps that are multiples of `every`, seen at the end of a
+    batch: keep `fit`'s `steps_per_execution` at 1 (or a divisor of
+    `every`).
 
     Args:
         model: a built `keras.Model`, compiled before training.
@@ -92,6 +99,33 @@ class Lookahead(keras.callbacks.Callback):
             )
             for i, w in enumerate(self._weights)
         ]
+        self._built_sums = self._sums()
+        self._last_step = None  # the last step acted on
+
+    def _sums(self):
+        return [
+            float(np.sum(v.numpy(), dtype="float64")) for v in self.variables
+        ]
+
+    def on_train_begin(self, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if (
+            step
+            and self._last_step is None
+            and self._sums() == self._built_sums
+        ):
+            import warnings
+
+            warnings.warn(
+                f"Lookahead starts at optimizer step {step} with its slow "
+                "copy as built: Keras' checkpoints do not hold it. It "
+                "restarts from the restored weights; save and restore "
+                "`Lookahead.variables` for an exact resume.",
+                stacklevel=2,
+            )
+            for slow, fast in zip(self.variables, self._weights):
+                slow.assign(fast)
+        self._last_step = step
 
     def alpha(self, step):
         """The slow copy's share of itself at optimizer step `step`."""
@@ -99,6 +133,9 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
+        if step == self._last_step:
+            return  # a step a loss scale skipped: nothing applied
+        self._last_step = step
         if step % self.every == 0:
             keep = self.alpha(step)
             for slow, fast in zip(self.variables, self._weights):

@@ -90,6 +90,60 @@ def test_resumes_to_the_same_weights(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_a_keras_checkpoint_restarts_the_slow_copy_from_its_weights(
+    tmp_path,
+):
+    # BackupAndRestore holds the weights and the optimizer, not the slow
+    # copy: a resumed fit restarts it from the restored weights (it was
+    # the random start, pulling the trained weights back to it).
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise RuntimeError("preempted")
+
+    model = _model()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    look = Lookahead(model, total_steps=12, every=3, peak=0.9)
+    with pytest.raises(RuntimeError):
+        _fit(model, 3, [backup, look, Interrupt()])
+    saved = _values(model.weights)
+
+    resumed = _model()
+    fresh = _values(resumed.weights)
+    look = Lookahead(resumed, total_steps=12, every=3, peak=0.9)
+    seen = []
+
+    class Peek(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not seen:
+                seen.append(_values(look.variables))
+
+    with pytest.warns(UserWarning, match="slow copy as built"):
+        _fit(resumed, 3, [backup, look, Peek()])
+    for slow, restored, start in zip(seen[0], saved, fresh):
+        np.testing.assert_array_equal(slow, restored)
+        assert not np.array_equal(slow, start) or np.array_equal(
+            restored, start
+        )
+
+
+def test_a_repeated_step_count_is_acted_on_once():
+    # A LossScaleOptimizer that skips a step leaves `iterations` as it
+    # was: the update of that step must not run twice.
+    model = _model()
+    look = Lookahead(model, total_steps=8, every=2, peak=0.9)
+    look.set_model(model)
+    look.on_train_begin()
+    model.optimizer.iterations.assign(2)
+    model.weights[0].assign(model.weights[0] + 1.0)
+    look.on_train_batch_end(0)
+    once = _values(look.variables)
+    model.weights[0].assign(model.weights[0] + 1.0)
+    look.on_train_batch_end(1)  # the same step: skipped
+    for a, b in zip(once, _values(look.variables)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_rejects_bad_arguments():
     model = _model()
     with pytest.raises(ValueError, match="Received: total_steps=0"):

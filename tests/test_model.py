@@ -903,3 +903,75 @@ def test_representation_is_float32_under_mixed_bfloat16(data):
     # A new head still reads the students' outputs uncast: they fuse.
     head = keras.Sequential([keras.layers.Dense(2, activation="softmax")])
     assert tc.compose(head=head, fuse="grouped").fusion.mode == "grouped"
+
+
+def _rep_teacher():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(12, activation="relu", name="rep"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+
+
+def test_compose_falls_back_when_a_compile_config_does_not_load():
+    # A loss of one's own, not registered: the config serializes but does
+    # not load; compose falls back to defaults instead of failing.
+    def my_loss(y_true, y_pred):
+        return keras.ops.mean(keras.ops.abs(y_true - y_pred))
+
+    teacher = _rep_teacher()
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0, batch_size=16)
+    head = keras.Sequential([keras.Input((12,)), keras.layers.Dense(1)])
+    head.compile("adam", loss=my_loss)
+    assert tc.compose(head=head).compiled
+    teacher.compile("adam", loss=my_loss)
+    composed = tc.compose()
+    assert composed.compiled
+    assert composed.evaluate(x, np.arange(32) % 3, verbose=0) is not None
+
+
+def test_compose_takes_a_head_of_two_outputs():
+    teacher = _rep_teacher()
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0, batch_size=16)
+    i = keras.Input((12,))
+    head = keras.Model(
+        i,
+        [
+            keras.layers.Dense(2, activation="softmax", name="a")(i),
+            keras.layers.Dense(1, name="b")(i),
+        ],
+    )
+    head.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        composed = tc.compose(head=head)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert [tuple(o.shape) for o in composed.outputs] == [(None, 2), (None, 1)]
+    a, b = composed.predict(x[:4], verbose=0)
+    assert a.shape == (4, 2) and b.shape == (4, 1)
+
+
+def test_conditioning_runs_eagerly_under_mixed_precision():
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        teacher = _rep_teacher()
+        tc = TeacherClass(
+            teacher,
+            feature_layer="rep",
+            num_students=2,
+            conditioning="standardize",
+        )
+        tc.fit_students(x, epochs=1, verbose=0, batch_size=16)
+        eager = keras.ops.convert_to_numpy(tc(x[:4]))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    np.testing.assert_allclose(eager, tc.predict(x[:4], verbose=0), atol=1e-2)
