@@ -45,6 +45,8 @@ def sample_inputs(specs, batch_size, seed=0):
     """A batch to time a model on: uniform floats, token id 1 for ints,
     and short sentences of common words for strings.
 
+    Example:
+
     >>> sample_inputs([((), "string")], 2).dtype
     dtype('O')
     """

@@ -22,15 +22,16 @@ import numpy as np
 class Lookahead(keras.callbacks.Callback):
     """airbench's Lookahead, as a Keras callback.
 
-    Built on a model whose weights exist; its slow copy is `variables`
-    (one `keras.Variable` per float weight of the model). Keras'
-    checkpoints (`BackupAndRestore`, `ModelCheckpoint`) do not hold it:
-    save and restore `variables` with the weights and the optimizer's
-    variables (as `benchmarks/reproduce_state.Stage` does) for an
-    interrupted `fit` to resume to the same weights. A `fit` that starts
-    after optimizer steps this callback did not see, with its slow copy
-    as built (a run resumed from a Keras checkpoint), restarts the slow
-    copy from the restored weights, with a warning. The step count is
+    Built on a model whose weights exist; its state is `variables`: the
+    slow copy (one `keras.Variable` per float weight of the model) and,
+    last, the optimizer step it stands at. Keras' checkpoints
+    (`BackupAndRestore`, `ModelCheckpoint`) do not hold it: save and
+    restore `variables` with the weights and the optimizer's variables
+    (as `benchmarks/reproduce_state.Stage` does) for an interrupted `fit`
+    to resume to the same weights. A `fit` that starts at another
+    optimizer step than the slow copy's (a run resumed from a Keras
+    checkpoint) restarts the slow copy from the restored weights, with a
+    warning (it would pull them back to older ones). The step count is
     the optimizer's `iterations`, so several `fit` calls (one per epoch)
     make one schedule; a `LossScaleOptimizer`'s skipped steps do not
     count (`total_steps` counts applied steps). The slow copy is updated
@@ -99,33 +100,36 @@ class Lookahead(keras.callbacks.Callback):
             )
             for i, w in enumerate(self._weights)
         ]
-        self._built_sums = self._sums()
-        self._last_step = None  # the last step acted on
+        # The optimizer step the slow copy stands at (checkpointed with
+        # it): the optimizer's now (0 before training).
+        optimizer = getattr(model, "optimizer", None)
+        iterations = getattr(optimizer, "iterations", None)
+        start = 0 if iterations is None else int(iterations.numpy())
+        self._step = keras.Variable(
+            start, dtype="int64", trainable=False, name="lookahead_step"
+        )
+        self.variables.append(self._step)
 
-    def _sums(self):
-        return [
-            float(np.sum(v.numpy(), dtype="float64")) for v in self.variables
-        ]
+    def _slow(self):
+        return self.variables[:-1]
 
     def on_train_begin(self, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        if (
-            step
-            and self._last_step is None
-            and self._sums() == self._built_sums
-        ):
+        if step != int(self._step.numpy()):
             import warnings
 
             warnings.warn(
-                f"Lookahead starts at optimizer step {step} with its slow "
-                "copy as built: Keras' checkpoints do not hold it. It "
-                "restarts from the restored weights; save and restore "
-                "`Lookahead.variables` for an exact resume.",
+                "Lookahead's slow copy stands at optimizer step "
+                f"{int(self._step.numpy())}, the optimizer at {step} (a run "
+                "resumed from a Keras checkpoint, which does not hold the "
+                "slow copy): it restarts from the current weights. Save "
+                "and restore `Lookahead.variables` with the weights for an "
+                "exact resume.",
                 stacklevel=2,
             )
-            for slow, fast in zip(self.variables, self._weights):
+            for slow, fast in zip(self._slow(), self._weights):
                 slow.assign(fast)
-        self._last_step = step
+            self._step.assign(step)
 
     def alpha(self, step):
         """The slow copy's share of itself at optimizer step `step`."""
@@ -133,14 +137,14 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        if step == self._last_step:
+        if step == int(self._step.numpy()):
             return  # a step a loss scale skipped: nothing applied
-        self._last_step = step
+        self._step.assign(step)
         if step % self.every == 0:
             keep = self.alpha(step)
-            for slow, fast in zip(self.variables, self._weights):
+            for slow, fast in zip(self._slow(), self._weights):
                 slow.assign(slow + (1 - keep) * (fast - slow))
                 fast.assign(slow)
         if step == self.total_steps:
-            for slow, fast in zip(self.variables, self._weights):
+            for slow, fast in zip(self._slow(), self._weights):
                 fast.assign(slow)

@@ -118,7 +118,7 @@ def test_a_keras_checkpoint_restarts_the_slow_copy_from_its_weights(
             if not seen:
                 seen.append(_values(look.variables))
 
-    with pytest.warns(UserWarning, match="slow copy as built"):
+    with pytest.warns(UserWarning, match="stands at optimizer step 0"):
         _fit(resumed, 3, [backup, look, Peek()])
     for slow, restored, start in zip(seen[0], saved, fresh):
         np.testing.assert_array_equal(slow, restored)
