@@ -718,12 +718,10 @@ def _retraining(sitting, key, recorded, path, stage_dir):
     every machine), while the runs recorded with the first one stay
     recorded and are skipped.
     """
-    progress = Path(stage_dir) / "progress.json"
-    state = Path(stage_dir) / "state.npz"
-    if progress.exists() and state.exists():
-        done = json.loads(progress.read_text())["epochs_done"]
-        if done == sitting.cfg["teacher_epochs"]:
-            return False  # the checkpoint restores the recorded teacher
+    # The stage's own reading of its checkpoint (its progress inside).
+    stage = Stage(stage_dir, key, sitting.cfg["teacher_epochs"], list)
+    if stage.state_path.exists() and stage.done:
+        return False  # the checkpoint restores the recorded teacher
     if not sitting.args.retrain_teacher:
         raise SystemExit(
             f"The teacher {key} is recorded in {sitting.state.path} "

@@ -392,7 +392,9 @@ def distill_into(
             `Distiller` ignores.
     """
     validation.check_unweighted(
-        fit_kwargs, "Logit distillation (keras.distillation.Distiller)"
+        {**fit_kwargs, "validation_data": validation_data},
+        "Logit distillation (keras.distillation.Distiller)",
+        x,
     )
     teacher_logits = logits_model(teacher)
     distillation_loss = logits_distillation(

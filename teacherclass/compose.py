@@ -178,7 +178,7 @@ def _compile_from(model, source):
         if not config:
             return False
         model.compile_from_config(config)
-    except (TypeError, ValueError):  # custom objects that do not serialize
+    except Exception:  # custom objects that do not (de)serialize
         return False
     return True
 

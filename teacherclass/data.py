@@ -76,7 +76,7 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
         spec = _first(x.element_spec)
         if not isinstance(spec, tf.TensorSpec):
             raise TypeError(
-                f"`{name}` must yield one input tensor (or `(x, y[, sw])` "
+                f"`{name}` must yield one input tensor (or `(x, y)` "
                 f"with one input). Received: {name}.element_spec="
                 f"{x.element_spec}"
             )
@@ -112,9 +112,9 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
             )
         return ds
 
-    if isinstance(x, tuple) and len(x) == 3:
+    if isinstance(x, tuple) and len(x) == 3 and x[2] is not None:
         raise _weights_refused(name, f"{name} as a tuple of 3")
-    if isinstance(x, tuple) and len(x) == 2:
+    if isinstance(x, tuple) and len(x) in (2, 3):
         x = x[0]
     if isinstance(x, (list, tuple)) or hasattr(x, "__array__"):
         try:

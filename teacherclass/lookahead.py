@@ -114,6 +114,17 @@ class Lookahead(keras.callbacks.Callback):
         return self.variables[:-1]
 
     def on_train_begin(self, logs=None):
+        self._checked = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not getattr(self, "_checked", False):
+            # Here, not in `on_train_begin`: every callback's
+            # `on_train_begin` has run, a `BackupAndRestore` listed after
+            # this one included.
+            self._checked = True
+            self._check_step()
+
+    def _check_step(self):
         step = int(self.model.optimizer.iterations.numpy())
         if step != int(self._step.numpy()):
             import warnings

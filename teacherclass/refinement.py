@@ -336,7 +336,7 @@ def refine(
         )
     temperature, alpha = _check_temperature_alpha(temperature, alpha)
     # The distillation term takes no weights (`keras.distillation`).
-    validation.check_unweighted(fit_kwargs, "`refine`")
+    validation.check_unweighted(fit_kwargs, "`refine`", x)
     cached = y is None and cached_logits(x)
     tc._check_composable()
     if not cached:

@@ -308,7 +308,9 @@ def split_validation_data(validation_data):
     """
     if isinstance(validation_data, (tuple, list)):
         # As in Keras' `fit`, a list of two or three is `[x, y[, sw]]`.
-        if len(validation_data) == 2:
+        if len(validation_data) == 2 or (
+            len(validation_data) == 3 and validation_data[2] is None
+        ):
             return validation_data[0]
         if len(validation_data) == 3:
             raise ValueError(
@@ -622,17 +624,34 @@ def check_labelled_fit(model, x, y, head, fit_kwargs):
     check_fit_kwargs(fit_kwargs)
 
 
-def check_unweighted(fit_kwargs, who):
-    """Refuses `sample_weight` and `class_weight` for a trainer that
-    would ignore them (`keras.distillation.Distiller` drops them).
+def check_unweighted(fit_kwargs, who, x=None):
+    """Refuses sample weights for a trainer that would ignore them
+    (`keras.distillation.Distiller` drops them): `sample_weight`,
+    `class_weight`, or a third element in `x` or `validation_data` (a
+    tuple's not None, or a dataset's).
 
     Args:
         fit_kwargs: dict of `fit`'s other arguments.
         who: the trainer, for the message.
+        x: the training data, or None.
 
     Raises:
-        ValueError: if either is given.
+        ValueError: if weights are given.
     """
+    for name, data in (
+        ("x", x),
+        ("validation_data", fit_kwargs.get("validation_data")),
+    ):
+        spec = data.element_spec if _is_dataset(data) else None
+        weighted = isinstance(spec, tuple) and len(spec) > 2
+        if isinstance(data, (tuple, list)) and len(data) == 3:
+            weighted = data[2] is not None
+        if weighted:
+            raise ValueError(
+                f"{who} ignores sample weights, so those in `{name}` would "
+                f"change nothing: pass `{name}` as `(x, y)`. Received: "
+                f"{name} with a third element (sample weights)"
+            )
     for name in ("sample_weight", "class_weight"):
         if fit_kwargs.get(name) is not None:
             raise ValueError(

@@ -301,6 +301,8 @@ class ViewCache:
         }
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
+            if _inputs_match(x, meta.get("inputs")):
+                settings["inputs"] = meta["inputs"]  # an earlier digest
             differ = [k for k in settings if meta.get(k) != settings[k]]
             if differ:
                 old = {k: meta.get(k) for k in differ}
@@ -494,7 +496,7 @@ class ViewCache:
                 f"The cache holds views of {self.num_samples} images; `x` "
                 f"must be those images. Received: x of length {num}"
             )
-        if inputs_digest(x) != self.meta["inputs"]:
+        if not _inputs_match(x, self.meta["inputs"]):
             raise ValueError(
                 f"The cache holds views of other images than `x` (of the "
                 f"same length, {num}): pass the images it was built on. "
@@ -650,17 +652,27 @@ def teacher_digest(teacher):
     return features._weights_digest(teacher)[:16]
 
 
-def inputs_digest(x, samples=64):
+def inputs_digest(x, samples=64, _dtype_name=None):
     """A hash of the images' shape, dtype and `samples` evenly spaced
     images: cheap, and different for another set of images."""
     x = np.asarray(x) if not hasattr(x, "shape") else x
     # NumPy's dtype name for a tensor too ("float32", not "<dtype: ...>"):
     # the same images hash alike whichever form they come in.
     dtype = np.dtype(getattr(x.dtype, "as_numpy_dtype", x.dtype))
-    h = hashlib.sha256(f"{tuple(x.shape)} {dtype}".encode())
+    name = dtype if _dtype_name is None else _dtype_name(dtype)
+    h = hashlib.sha256(f"{tuple(x.shape)} {name}".encode())
     for i in np.linspace(0, len(x) - 1, min(samples, len(x))).astype(int):
         h.update(np.ascontiguousarray(x[i]).tobytes())
     return h.hexdigest()[:16]
+
+
+def _inputs_match(x, stored):
+    """Whether `x` are the images whose digest is `stored`: this version's
+    digest, or the one a cache built from a tensor by an earlier version
+    stored (it hashed TensorFlow's dtype name, "<dtype: 'float32'>")."""
+    if inputs_digest(x) == stored:
+        return True
+    return inputs_digest(x, _dtype_name=lambda d: str(tf.as_dtype(d))) == stored
 
 
 def _write_json(path, data):

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from teacherclass import DenseTower
 from teacherclass import architectures
@@ -275,6 +276,16 @@ def test_distillation_refuses_weights_the_distiller_would_ignore(teacher, data):
                 teacher, _student(), x, y, epochs=1, verbose=0, **{name: value}
             )
         assert f"Received: {name}={shown}" in str(e.value)
+    # Weights inside the data too.
+    triples = tf.data.Dataset.from_tensor_slices((x, y, np.zeros(len(x))))
+    for kwargs in (
+        dict(x=triples.batch(8), y=None),
+        dict(x=x, y=y, validation_data=(x, y, np.zeros(len(x)))),
+    ):
+        with pytest.raises(ValueError, match="ignores sample weights"):
+            baselines.distill_logits(
+                teacher, _student(), epochs=1, verbose=0, **kwargs
+            )
 
 
 def test_a_classifier_gives_float32_probabilities_under_mixed_precision():

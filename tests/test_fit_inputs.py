@@ -293,6 +293,11 @@ def test_sample_weights_in_the_data_are_refused_not_dropped(teacher, data):
         with pytest.raises(ValueError, match=message) as info:
             tc.fit_students(epochs=1, verbose=0, **kwargs)
         assert shown in str(info.value)
+    # No weights, as Keras' `fit` takes them: `(x, y, None)`.
+    history = tc.fit_students(
+        (x, y, None), validation_data=(x, y, None), epochs=1, verbose=0
+    )
+    assert np.isfinite(history.history["val_loss"][0])
 
 
 def test_a_dataset_of_one_tuples_has_no_labels(teacher, data):

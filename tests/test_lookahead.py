@@ -90,8 +90,9 @@ def test_resumes_to_the_same_weights(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("lookahead_first", [False, True])
 def test_a_keras_checkpoint_restarts_the_slow_copy_from_its_weights(
-    tmp_path,
+    tmp_path, lookahead_first
 ):
     # BackupAndRestore holds the weights and the optimizer, not the slow
     # copy: a resumed fit restarts it from the restored weights (it was
@@ -118,8 +119,10 @@ def test_a_keras_checkpoint_restarts_the_slow_copy_from_its_weights(
             if not seen:
                 seen.append(_values(look.variables))
 
+    # Either order: BackupAndRestore restores in its on_train_begin.
+    order = [look, backup] if lookahead_first else [backup, look]
     with pytest.warns(UserWarning, match="stands at optimizer step 0"):
-        _fit(resumed, 3, [backup, look, Peek()])
+        _fit(resumed, 3, [*order, Peek()])
     for slow, restored, start in zip(seen[0], saved, fresh):
         np.testing.assert_array_equal(slow, restored)
         assert not np.array_equal(slow, start) or np.array_equal(

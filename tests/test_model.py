@@ -934,6 +934,13 @@ def test_compose_falls_back_when_a_compile_config_does_not_load():
     assert composed.compiled
     assert composed.evaluate(x, np.arange(32) % 3, verbose=0) is not None
 
+    class Warm(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):  # no get_config: NotImplementedError
+            return 1e-3
+
+    teacher.compile(keras.optimizers.Adam(Warm()), "mse")
+    assert tc.compose().compiled
+
 
 def test_compose_takes_a_head_of_two_outputs():
     teacher = _rep_teacher()
