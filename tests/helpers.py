@@ -75,6 +75,15 @@ def trained_mlp_teacher(x, y, epochs, **kwargs):
     return model
 
 
+class PreemptedAfterFirstEpoch(keras.callbacks.Callback):
+    """Raises `RuntimeError("preempted")` at the end of epoch 0: a run
+    stopped after one epoch, for the tests of resuming."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise RuntimeError("preempted")
+
+
 def run_keras_layer_test(layer_cls, init_kwargs, **kwargs):
     """Keras' own layer harness, `keras.src.testing.TestCase.run_layer_test`.
 

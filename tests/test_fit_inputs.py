@@ -151,11 +151,18 @@ def test_a_batched_dataset_keeps_its_batch_size(teacher, data):
     assert data_lib.dataset_batch_size(one_shot, tc.teacher.inputs[0]) is None
 
 
-def test_fit_takes_the_teachers_new_head_as_predict_does(teacher, data):
-    x, y = data
+def _teacher_to_train_on(teacher, x, y):
+    """A compiled copy of `teacher` one epoch into training, for tests
+    that train it further (a new head) behind a class's back."""
     teacher = keras.models.clone_model(teacher)
     teacher.set_weights(trained_mlp_teacher(x, y, epochs=1).get_weights())
     teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return teacher
+
+
+def test_fit_takes_the_teachers_new_head_as_predict_does(teacher, data):
+    x, y = data
+    teacher = _teacher_to_train_on(teacher, x, y)
     tc = _class(teacher)
     tc.fit_students(x, epochs=1, loss="mse", verbose=0)
     tc.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
@@ -180,9 +187,7 @@ def test_a_direct_call_takes_the_head_of_a_teacher_trained_since(
     teacher, data, entry
 ):
     x, y = data
-    teacher = keras.models.clone_model(teacher)
-    teacher.set_weights(trained_mlp_teacher(x, y, epochs=1).get_weights())
-    teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    teacher = _teacher_to_train_on(teacher, x, y)
     tc = _class(teacher)
     tc.fit_students(x, epochs=1, loss="mse", verbose=0)
     before = keras.ops.convert_to_numpy(tc(x[:8]))

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import PreemptedAfterFirstEpoch
 from helpers import blobs
 from helpers import trained_mlp_teacher
 
@@ -708,27 +709,34 @@ def test_label_term_leaves_out_the_ignored_class():
     assert float(all_void) == 0.0
 
 
+def _refinable(teacher, x, y, cached):
+    """A class of trained students and what `refine` takes: `(x, y)`, or
+    (cached) a dataset of `(x, {"labels", "logits"})` in batches of 32."""
+    import tensorflow as tf
+
+    from teacherclass import baselines
+
+    keras.utils.set_random_seed(3)
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    if not cached:
+        return tc, x, y
+    logits = baselines.logits_model(teacher).predict(x, verbose=0)
+    inputs = tf.data.Dataset.from_tensor_slices(
+        (x, {"labels": y, "logits": logits})
+    ).batch(32)
+    return tc, inputs, None
+
+
 @pytest.mark.parametrize("cached", [False, True], ids=["distiller", "cached"])
 def test_refine_callbacks_checkpoint_the_composed_model(
     teacher, data, tmp_path, cached
 ):
     """`ModelCheckpoint` in `refine` writes the composed model (not the
     trainer); `BackupAndRestore` runs; the History is kept."""
-    import tensorflow as tf
-
-    from teacherclass import baselines
 
     x, y = data
-    keras.utils.set_random_seed(3)
-    tc = TeacherClass(teacher, num_students=2)
-    tc.fit_students(x, epochs=1, verbose=0)
-    inputs, labels = x, y
-    if cached:
-        logits = baselines.logits_model(teacher).predict(x, verbose=0)
-        inputs = tf.data.Dataset.from_tensor_slices(
-            (x, {"labels": y, "logits": logits})
-        ).batch(32)
-        labels = None
+    tc, inputs, labels = _refinable(teacher, x, y, cached)
     path = str(tmp_path / "refined.keras")
     refined = tc.refine(
         inputs,
@@ -763,27 +771,10 @@ def test_refine_backup_and_restore_resumes_its_optimizer(
     """A refinement resumed by `BackupAndRestore` goes on with its
     optimizer's step count; its weights file still loads into the
     composed model."""
-    import tensorflow as tf
-
-    from teacherclass import baselines
 
     x, y = data
     steps = -(-len(x) // 32)  # batches of 32 per epoch
-    keras.utils.set_random_seed(3)
-    tc = TeacherClass(teacher, num_students=2)
-    tc.fit_students(x, epochs=1, verbose=0)
-    inputs, labels = x, y
-    if cached:
-        logits = baselines.logits_model(teacher).predict(x, verbose=0)
-        inputs = tf.data.Dataset.from_tensor_slices(
-            (x, {"labels": y, "logits": logits})
-        ).batch(32)
-        labels = None
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                raise RuntimeError("preempted")
+    tc, inputs, labels = _refinable(teacher, x, y, cached)
 
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     weights = str(tmp_path / "refined.weights.h5")
@@ -794,7 +785,7 @@ def test_refine_backup_and_restore_resumes_its_optimizer(
             inputs,
             labels,
             optimizer=first,
-            callbacks=[backup, Interrupt()],
+            callbacks=[backup, PreemptedAfterFirstEpoch()],
             **common,
         )
     assert int(first.iterations.numpy()) == steps

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import PreemptedAfterFirstEpoch
 
 from teacherclass.lookahead import Lookahead
 
@@ -97,16 +98,11 @@ def test_a_keras_checkpoint_restarts_the_slow_copy_from_its_weights(
     # BackupAndRestore holds the weights and the optimizer, not the slow
     # copy: a resumed fit restarts it from the restored weights (it was
     # the random start, pulling the trained weights back to it).
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                raise RuntimeError("preempted")
-
     model = _model()
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     look = Lookahead(model, total_steps=12, every=3, peak=0.9)
     with pytest.raises(RuntimeError):
-        _fit(model, 3, [backup, look, Interrupt()])
+        _fit(model, 3, [backup, look, PreemptedAfterFirstEpoch()])
     saved = _values(model.weights)
 
     resumed = _model()

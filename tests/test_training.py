@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import PreemptedAfterFirstEpoch
 from helpers import mlp_teacher
 
 from teacherclass import DenseTower
@@ -203,15 +204,15 @@ def test_early_stopping_stops_the_students(teacher, data):
 def test_backup_and_restore_restores_the_students(teacher, data, tmp_path):
     x = data[0]
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                raise RuntimeError("preempted")
-
     tc = _tc(teacher)
     backup = keras.callbacks.BackupAndRestore(tmp_path / "backup")
     with pytest.raises(RuntimeError):
-        tc.fit_students(x, epochs=3, verbose=0, callbacks=[backup, Interrupt()])
+        tc.fit_students(
+            x,
+            epochs=3,
+            verbose=0,
+            callbacks=[backup, PreemptedAfterFirstEpoch()],
+        )
     after_first = [w.copy() for w in tc.students[0].get_weights()]
     # Another class, same teacher: the backup restores the students' state.
     fresh = _tc(teacher)
@@ -240,11 +241,6 @@ def test_backup_and_restore_resumes_the_students_optimizer(
     # moments go on where the backup left them.
     x = data[0]  # 256 samples: 8 steps of 32 per epoch
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                raise RuntimeError("preempted")
-
     tc = _tc(teacher)
     backup = keras.callbacks.BackupAndRestore(tmp_path / "backup")
     first = keras.optimizers.Adam(1e-3)
@@ -255,7 +251,7 @@ def test_backup_and_restore_resumes_the_students_optimizer(
             epochs=3,
             optimizer=first,
             verbose=0,
-            callbacks=[backup, Interrupt()],
+            callbacks=[backup, PreemptedAfterFirstEpoch()],
         )
     assert int(first.iterations.numpy()) == 8
     resumed = keras.optimizers.Adam(1e-3)
