@@ -81,11 +81,11 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
                 f"{x.element_spec}"
             )
         validation.check_dtype(name, spec.dtype.name, input_spec.dtype)
+        if validation.carries_weights(x):
+            raise _weights_refused(
+                name, f"{name}.element_spec={x.element_spec}"
+            )
         if isinstance(x.element_spec, (tuple, list)):
-            if len(x.element_spec) > 2:
-                raise _weights_refused(
-                    name, f"{name}.element_spec={x.element_spec}"
-                )
             x = x.map(lambda *e: e[0])
         shape = tuple(spec.shape)
         if _batched(shape, expected):
@@ -112,7 +112,7 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
             )
         return ds
 
-    if isinstance(x, tuple) and len(x) == 3 and x[2] is not None:
+    if isinstance(x, tuple) and validation.carries_weights(x):
         raise _weights_refused(name, f"{name} as a tuple of 3")
     if isinstance(x, tuple) and len(x) in (2, 3):
         x = x[0]

@@ -308,8 +308,8 @@ def split_validation_data(validation_data):
     """
     if isinstance(validation_data, (tuple, list)):
         # As in Keras' `fit`, a list of two or three is `[x, y[, sw]]`.
-        if len(validation_data) == 2 or (
-            len(validation_data) == 3 and validation_data[2] is None
+        if len(validation_data) in (2, 3) and not carries_weights(
+            validation_data
         ):
             return validation_data[0]
         if len(validation_data) == 3:
@@ -642,11 +642,7 @@ def check_unweighted(fit_kwargs, who, x=None):
         ("x", x),
         ("validation_data", fit_kwargs.get("validation_data")),
     ):
-        spec = data.element_spec if _is_dataset(data) else None
-        weighted = isinstance(spec, tuple) and len(spec) > 2
-        if isinstance(data, (tuple, list)) and len(data) == 3:
-            weighted = data[2] is not None
-        if weighted:
+        if carries_weights(data):
             raise ValueError(
                 f"{who} ignores sample weights, so those in `{name}` would "
                 f"change nothing: pass `{name}` as `(x, y)`. Received: "
@@ -665,6 +661,16 @@ def _describe_weights(value):
     if hasattr(value, "shape"):
         return f"{type(value).__name__} of shape {tuple(value.shape)}"
     return repr(value)
+
+
+def carries_weights(data):
+    """Whether `fit`-style data holds sample weights: a tuple or list of
+    three whose third is not None, or a dataset of three-element
+    tuples."""
+    if isinstance(data, (tuple, list)) and len(data) == 3:
+        return data[2] is not None
+    spec = data.element_spec if _is_dataset(data) else None
+    return isinstance(spec, tuple) and len(spec) > 2
 
 
 def has_labels(x, y):
