@@ -75,6 +75,12 @@ Run: python benchmarks/reproduce.py --dataset mnist --students 4 8 1 2
     constant|cosine] [--min-student-bottleneck N] [--variant V [V ...]]
     [--split test|validation] [--refine-epochs N] [--match
     params|params_macs] [--measure-compute] [--render-only]
+
+CIFAR-10 without `--paper` is the resumable run (`reproduce_cifar10.py`,
+`docs/howto/cifar10.md`): it has its own augmentation, schedules and
+sizes, so `--augment`, `--teacher-schedule`, `--augment-students`,
+`--match` and `--steps-per-execution` are refused there (at their
+neutral values they pass, as recorded configurations give them).
 """
 
 import json

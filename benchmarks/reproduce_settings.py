@@ -481,7 +481,32 @@ def check(args):
         raise ValueError(
             f"--budget-minutes must be a positive number. Received: {budget}"
         )
-    if not cifar10_fast(args):
+    if cifar10_fast(args):
+        # The resumable run has its own recipe (airbench's shifts and
+        # schedule for the teacher, cached views for the students, filters
+        # sized by --student-filters): these would change its id, not what
+        # it trains. `argv_for` gives their neutral values, accepted.
+        for flag, value, neutral in (
+            ("--augment", augment_choice(args), "none"),
+            (
+                "--teacher-schedule",
+                choice(
+                    args, "teacher_schedule", "teacher_lr_schedule", "constant"
+                ),
+                "constant",
+            ),
+            ("--augment-students", args.augment_students, False),
+            ("--match", args.match, "params"),
+            ("--steps-per-execution", args.steps_per_execution, 16),
+        ):
+            if value != neutral:
+                raise ValueError(
+                    f"{flag} is not used by the resumable CIFAR-10 run "
+                    "(--dataset cifar10 without --paper): it has its own "
+                    "augmentation, schedules and sizes. Received: "
+                    f"{flag} {value} --dataset cifar10"
+                )
+    else:
         for flag, value, default in (
             ("--budget-minutes", args.budget_minutes, None),
             ("--stages", args.stages, "baselines"),

@@ -756,6 +756,33 @@ def test_resumable_run_flags_are_refused_where_they_would_be_ignored(
             check("--dataset", "cifar10", "--paper", *flags)
     with pytest.raises(ValueError, match="Received: nan"):
         check("--dataset", "cifar10", "--budget-minutes", "nan")
+    # And the other way: flags the resumable run would ignore (they
+    # changed its id, not what it trained). Their neutral values, which
+    # `argv_for` writes for every recorded configuration, pass.
+    for flags, received in (
+        (["--augment", "shift"], "--augment shift"),
+        (["--teacher-schedule", "cosine"], "--teacher-schedule cosine"),
+        (["--augment-students"], "--augment-students True"),
+        (["--match", "params_macs"], "--match params_macs"),
+        (["--steps-per-execution", "1"], "--steps-per-execution 1"),
+    ):
+        with pytest.raises(ValueError, match=f"Received: {received} "):
+            check("--dataset", "cifar10", *flags)
+    check(
+        "--dataset",
+        "cifar10",
+        "--augment",
+        "none",
+        "--teacher-schedule",
+        "constant",
+        "--match",
+        "params",
+        "--steps-per-execution",
+        "16",
+    )
+    # The paper's path uses them.
+    check("--dataset", "cifar10", "--paper", "--augment", "shift")
+    check("--dataset", "cifar10", "--paper", "--teacher-schedule", "cosine")
     for bad in ("[16, 16]", '{"4": 16}', "{4: [16]}"):
         args = settings.parser().parse_args(
             ["--dataset", "cifar10", "--student-filters", bad]
