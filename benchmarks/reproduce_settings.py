@@ -500,11 +500,12 @@ def check(args):
             ("--steps-per-execution", args.steps_per_execution, 16),
         ):
             if value != neutral:
+                given = flag if value is True else f"{flag} {value}"
                 raise ValueError(
                     f"{flag} is not used by the resumable CIFAR-10 run "
                     "(--dataset cifar10 without --paper): it has its own "
                     "augmentation, schedules and sizes. Received: "
-                    f"{flag} {value} --dataset cifar10"
+                    f"{given} --dataset cifar10"
                 )
     else:
         for flag, value, default in (

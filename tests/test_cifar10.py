@@ -762,7 +762,7 @@ def test_resumable_run_flags_are_refused_where_they_would_be_ignored(
     for flags, received in (
         (["--augment", "shift"], "--augment shift"),
         (["--teacher-schedule", "cosine"], "--teacher-schedule cosine"),
-        (["--augment-students"], "--augment-students True"),
+        (["--augment-students"], "--augment-students"),
         (["--match", "params_macs"], "--match params_macs"),
         (["--steps-per-execution", "1"], "--steps-per-execution 1"),
     ):
