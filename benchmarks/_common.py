@@ -63,9 +63,46 @@ class EpochTimer(_keras_callback()):
 
 
 # The probes' held-out images: the last 5,000 of CIFAR-10's training
-# split (students and teachers alike never train on them; the test split
-# is not read).
+# split. The students and baselines a probe trains never see them; the
+# test split is not read. The teachers `reproduce.py` trains (its test
+# split protocol) did train on them, all 50,000 images: a probe through
+# such a teacher compares students under one teacher, its accuracies are
+# not the teacher's held-out ones (`teacher_training_samples` says which).
 CIFAR10_VALIDATION = 5000
+CIFAR10_TRAIN = 50000
+
+
+def teacher_training_samples(teacher_path, results=None):
+    """How many CIFAR-10 training images a cached teacher trained on.
+
+    Reads `reproduce.py`'s record of the teacher (a file named
+    `teacher-<teacher id>-seed<s>.keras`) in `results` (default
+    `benchmarks/results/cifar10.json`). Returns an int (the first that
+    many training images), or None for a teacher not recorded there.
+    """
+    from pathlib import Path
+
+    stem = Path(teacher_path).stem
+    results = Path(results or Path(__file__).parent / "results/cifar10.json")
+    if not stem.startswith("teacher-") or not results.is_file():
+        return None
+    import json
+
+    record = json.loads(results.read_text())["teachers"].get(
+        stem[len("teacher-") :]
+    )
+    if record is None:
+        return None
+    return int(record["config"]["samples"])
+
+
+def validation_in_teacher_training(teacher_path, results=None):
+    """Whether a cached teacher trained on the probes' held-out images
+    (True, False, or None when its record is not found)."""
+    samples = teacher_training_samples(teacher_path, results)
+    if samples is None:
+        return None
+    return samples > CIFAR10_TRAIN - CIFAR10_VALIDATION
 
 
 def cosine_adam(epochs, samples, batch_size):
@@ -111,7 +148,9 @@ def student_scores(tc, x_val, y_val, clean, batch_size=512):
     output; under target conditioning, the head folded to read targets)
     and the students' mean squared error to their targets (`clean`, the
     teacher's representation, in the class's target coordinates). Returns
-    a dict: `val_accuracy`, `val_mse`.
+    a dict: `val_accuracy`, `val_mse` and `val_mse_features` (the same
+    error in the teacher's feature coordinates, which `target_variance`
+    is in; equal to `val_mse` without conditioning).
     """
     import numpy as np
 
@@ -124,7 +163,9 @@ def student_scores(tc, x_val, y_val, clean, batch_size=512):
     # the head reading it is the composed model's (folded, if conditioned).
     head, _ = tc.target_head()
     probs = head.predict(students, batch_size=batch_size, verbose=0)
+    features = students if fitted is None else fitted.inverse(students)
     return {
         "val_accuracy": float(np.mean(probs.argmax(-1) == y_val)),
         "val_mse": float(np.mean((students - targets) ** 2)),
+        "val_mse_features": float(np.mean((features - clean) ** 2)),
     }

@@ -50,9 +50,29 @@ def _versions(data):
     return ", ".join(f"{k} {v}" for k, v in versions.items())
 
 
+def _run_dates(data):
+    """The dates of a file's appended runs (`data["runs"]`), sorted."""
+    runs = data.get("runs")
+    if not isinstance(runs, list):
+        return []
+    return sorted(
+        r["date"] for r in runs if isinstance(r, dict) and r.get("date")
+    )
+
+
 def _provenance(data, script):
     date = data.get("updated") or data.get("date") or "unknown date"
-    lines = [f"Measured on {_machine(data)}, {date}, by `{script}`."]
+    dates = _run_dates(data)
+    if len(set(dates)) > 1:
+        # Runs appended over days: the top level is the last writer's.
+        lines = [
+            f"Runs dated {dates[0]} to {dates[-1]}, by `{script}`. The "
+            f"last write was on {_machine(data)}, {date}; a run's own "
+            "machine and versions are in its row where it recorded them "
+            "(earlier runs did not)."
+        ]
+    else:
+        lines = [f"Measured on {_machine(data)}, {date}, by `{script}`."]
     if _versions(data):
         lines.append(f"Versions: {_versions(data)}.")
     note = (data.get("machine") or {}).get("note") or data.get("note")
@@ -247,7 +267,19 @@ def _cell(value):
 
 
 def _rows_table(rows):
-    """A Markdown table of a list of flat dicts (one column per key)."""
+    """A Markdown table of a list of flat dicts (one column per key).
+
+    A row's own `machine` and `versions` (a run that recorded its
+    environment) are written as the provenance line writes them.
+    """
+    rows = [
+        {
+            **row,
+            **({"machine": _machine(row)} if "machine" in row else {}),
+            **({"versions": _versions(row)} if "versions" in row else {}),
+        }
+        for row in rows
+    ]
     keys = []
     for row in rows:
         keys += [k for k in row if k not in keys]

@@ -2,29 +2,32 @@
 
 Trains a class of n students (n = 4 unless `--students`; plain MSE
 students, or head-aware ones with `--loss head_aware`; Adam 1e-3 with
-cosine decay, batch 512) on cached augmented views (`teacherclass.views`)
-of the first `--samples` CIFAR-10 training images, and scores it on the
-last 5,000 training images (the students never see them; the test split
-is not read): the composed model's accuracy through the teacher's head as is
-(no fine-tuning) and the students' MSE to the teacher's representation
-of the clean images; with `--refine-epochs R`, also the accuracy after R
+cosine decay, batch 512) on cached augmented views
+(`teacherclass.views`) of the first `--samples` CIFAR-10 training
+images, and scores it on the last 5,000 training images (the students
+never see them; the test split is not read; the teachers `reproduce.py`
+trains did see them, and each run records it, `teacher_saw_validation`):
+the composed model's accuracy through the teacher's head as is (no
+fine-tuning) and the students' MSE to the teacher's representation of
+the clean images; with `--refine-epochs R`, also the accuracy after R
 epochs of end-to-end refinement of the composed model (students and
 head; a frozen trunk stays frozen) on the views' labels and cached
-teacher logits, as in `reproduce.py`'s CIFAR-10 `best` class. The student
-is `architectures.cifar10_fast_student(n)` with `--batch-norm` (auto: the
-library's default) and `--filters` as given, taking the image or, with
-`--student-input`, the output of the teacher's frozen stem (or, with
-`--freeze-through`, of layers of the teacher frozen for the probe); its
-parameters and multiply-adds (the composed class, `flops.count_flops` /
-2) are recorded beside the scores. With `--filters-by-rank` (and
-`--conditioning`), each student's filters follow the effective rank of
-its chunk's features, at no more parameters than equal filters.
-With `--baseline distill|scratch`, it trains no class but `reproduce.py`'s
-baseline (b) or (c) (`cifar10_fast_baseline` with `--filters`, through
-the same frozen `--student-input`) on the same views for `--epochs` plus
-`--refine-epochs` (their equal budget there) and scores it on the same
-held-out images (`val_accuracy`). The class's own flags (`--loss`,
-`--conditioning`, `--students`, `--chunk-order`) are refused with it.
+teacher logits, as in `reproduce.py`'s CIFAR-10 `best` class. The
+student is `architectures.cifar10_fast_student(n)` with `--batch-norm`
+(auto: the library's default) and `--filters` as given, taking the image
+or, with `--student-input`, the output of the teacher's frozen stem (or,
+with `--freeze-through`, of layers of the teacher frozen for the probe);
+its parameters and multiply-adds (the composed class,
+`flops.count_flops` / 2) are recorded beside the scores. With
+`--filters-by-rank` (and `--conditioning`), each student's filters
+follow the effective rank of its chunk's features, at no more parameters
+than equal filters. With `--baseline distill|scratch`, it trains no
+class but `reproduce.py`'s baseline (b) or (c) (`cifar10_fast_baseline`
+with `--filters`, through the same frozen `--student-input`) on the same
+views for `--epochs` plus `--refine-epochs` (their equal budget there)
+and scores it on the same held-out images (`val_accuracy`). The class's
+own flags (`--loss`, `--conditioning`, `--students`, `--chunk-order`)
+are refused with it.
 
 Each run is appended to `benchmarks/results/student_probe.json`, with
 the teacher file, flags and timings; the views are cached once in
@@ -60,6 +63,8 @@ from _common import cifar10_probe_split  # noqa: E402
 from _common import cosine_adam  # noqa: E402
 from _common import environment  # noqa: E402
 from _common import student_scores  # noqa: E402
+from _common import teacher_training_samples  # noqa: E402
+from _common import validation_in_teacher_training  # noqa: E402
 from chunk_order_share import chunk_ranks  # noqa: E402
 from reproduce_cifar10 import baseline_epochs  # noqa: E402
 from reproduce_cifar10 import train_baseline  # noqa: E402
@@ -493,6 +498,10 @@ def main(argv=None):
         "teacher": _from_root(args.teacher),
         "samples": len(x),
         "validation_samples": CIFAR10_VALIDATION,
+        # The held-out images are the students' and baselines'; a teacher
+        # trained on all 50,000 images saw them (None: not recorded).
+        "teacher_training_samples": teacher_training_samples(args.teacher),
+        "teacher_saw_validation": validation_in_teacher_training(args.teacher),
         "epochs": args.epochs,
         "views": args.views,
         "seed": args.seed,
@@ -500,6 +509,9 @@ def main(argv=None):
         "views_build_seconds": build_seconds,
         "precision": policy,
         "load_average": list(os.getloadavg()),
+        # This run's machine and versions (the file's top level is the
+        # last writer's).
+        **{k: v for k, v in environment().items() if k != "date"},
     }
     out = Path(args.out)
     record = (

@@ -975,3 +975,84 @@ def test_student_probe_trains_a_baseline_on_the_views(tmp_path, capsys):
         with pytest.raises(SystemExit):
             probe.parse([*flags, flag, value])
         assert f"Received: {flag} {value}" in capsys.readouterr().err
+
+
+def test_student_probes_record_whether_the_teacher_saw_their_validation(
+    tmp_path,
+):
+    _benchmark("student_probe")  # puts benchmarks/ on the path
+    import _common
+
+    results = tmp_path / "cifar10.json"
+    results.write_text(
+        json.dumps(
+            {
+                "teachers": {
+                    "aaa-seed0": {"config": {"samples": 50000}},
+                    "bbb-seed1": {"config": {"samples": 45000}},
+                }
+            }
+        )
+    )
+
+    def saw(path):
+        return _common.validation_in_teacher_training(path, results)
+
+    # reproduce.py's teachers train on all 50,000 training images, the
+    # probes' last 5,000 among them.
+    assert (
+        _common.teacher_training_samples("x/teacher-aaa-seed0.keras", results)
+        == 50000
+    )
+    assert saw("x/teacher-aaa-seed0.keras") is True
+    assert saw("teacher-bbb-seed1.keras") is False
+    assert saw("teacher-ccc-seed0.keras") is None
+    assert saw("my_teacher.keras") is None
+    # The committed record says so for the probes' teacher.
+    assert _common.validation_in_teacher_training(
+        "benchmarks/cache/cifar10/teacher-f30c7e28d9-seed0.keras"
+    )
+
+
+def test_student_scores_give_the_error_in_feature_coordinates_too():
+    _benchmark("student_probe")
+    import _common
+
+    class Fitted:  # standardizing: targets = features / 2
+        def transform(self, features):
+            return features / 2
+
+        def inverse(self, targets):
+            return targets * 2
+
+    class Model:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def predict(self, x, **kwargs):
+            return self.fn(x)
+
+    class Class:
+        def __init__(self, fitted):
+            self.fitted = fitted
+
+        def representation(self):
+            return Model(lambda x: x)
+
+        def target_conditioning(self):
+            return self.fitted
+
+        def target_head(self):
+            return Model(lambda s: s), None
+
+    x = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+    clean = np.array([[3.0, 0.0], [0.0, 1.0]], "float32")
+    y = np.array([0, 1])
+    plain = _common.student_scores(Class(None), x, y, clean)
+    assert plain["val_mse"] == plain["val_mse_features"] == 1.0
+    conditioned = _common.student_scores(Class(Fitted()), x, y, clean)
+    # Targets (1.5, 0), (0, 0.5): error 0.0625 a unit there; the students'
+    # output in features (2, 0), (0, 2): error 0.5.
+    assert conditioned["val_mse"] == pytest.approx(0.125)
+    assert conditioned["val_mse_features"] == pytest.approx(0.5)
+    assert conditioned["val_accuracy"] == 1.0

@@ -124,3 +124,35 @@ def test_results_page_without_results(tmp_path):
     out = tmp_path / "results.md"
     assert render_results.write(out, tmp_path / "missing", tmp_path)
     assert not render_results.write(out, tmp_path / "missing", tmp_path)
+
+
+def test_results_page_dates_appended_runs_and_their_own_machines(tmp_path):
+    # A file appended to over days (student_probe.json): the top level is
+    # the last writer's, so the page gives the runs' dates and each run's
+    # own machine where it recorded one.
+    _result(
+        tmp_path,
+        "probe",
+        {
+            "benchmark": "probe",
+            "runs": [
+                {"date": "2030-01-01T00:00:00+00:00", "accuracy": 0.5},
+                {
+                    "date": "2030-01-03T00:00:00+00:00",
+                    "accuracy": 0.625,
+                    "machine": {"processor": "other-cpu", "cpu_count": 8},
+                    "versions": {"keras": "9.8"},
+                },
+            ],
+            "machine": MACHINE,
+            "date": "2030-01-03T00:00:00+00:00",
+        },
+    )
+    page = render_results.render(tmp_path, tmp_path)
+    assert (
+        "Runs dated 2030-01-01T00:00:00+00:00 to 2030-01-03T00:00:00+00:00"
+        in page
+    )
+    assert "The last write was on test-cpu, 3 CPUs" in page
+    assert "| other-cpu, 8 CPUs | keras 9.8 |" in page
+    assert "Measured on test-cpu" not in page
