@@ -149,7 +149,9 @@ def _litert(model, path, calibration):
         representative_data=calibration,
         overwrite=True,
     )
-    return export_lib.load(path)
+    # As many threads as TensorFlow gives the Keras variants (LiteRT's
+    # default is one): equal settings.
+    return export_lib.load(path, num_threads=export_lib.tensorflow_threads())
 
 
 def _time(variants, inputs, rounds, calls):
@@ -350,7 +352,10 @@ def main():
             "seed": args.seed,
             "device": "CPU",
             "keras_call": "tf.function(model(x, training=False))",
-            "litert": "tf.lite.Interpreter, default threads",
+            "litert": "tf.lite.Interpreter, num_threads = TensorFlow's "
+            "intra-op threads (results before 2026-12-05: LiteRT's "
+            "default, one thread)",
+            "litert_threads": export_lib.tensorflow_threads(),
         },
         "note": (
             "medians over every timed call after warm-up; a model whose "

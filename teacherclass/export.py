@@ -346,10 +346,14 @@ class Artifact:
     Attributes:
         path: the artifact's path.
         format: "saved_model" or "litert".
+        num_threads: the LiteRT interpreter's threads (None: LiteRT's
+            default, one; always None for the other formats, which run on
+            TensorFlow's thread pools).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, num_threads=None):
         self.path = os.fspath(path)
+        self.num_threads = None
         if os.path.isdir(self.path):
             import tensorflow as tf
 
@@ -358,7 +362,8 @@ class Artifact:
             self._serve = self._loaded.serve
         elif self.path.endswith(".tflite"):
             self.format = "litert"
-            self._interpreter = _interpreter(self.path)
+            self._interpreter = _interpreter(self.path, num_threads)
+            self.num_threads = num_threads
             self._batch = None
         elif self.path.endswith(".keras"):
             import tensorflow as tf
@@ -438,7 +443,19 @@ def _numpy_dtype(dtype):
     return getattr(dtype, "as_numpy_dtype", dtype)
 
 
-def _interpreter(path):
+def tensorflow_threads():
+    """The threads TensorFlow runs one op on (its intra-op pool): the
+    configured number, else one per CPU. Pass it as `load(num_threads=)`
+    to time a LiteRT artifact at the settings of the Keras model beside
+    it."""
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads() or (
+        os.cpu_count() or 1
+    )
+
+
+def _interpreter(path, num_threads=None):
     import warnings
 
     import tensorflow as tf
@@ -446,23 +463,31 @@ def _interpreter(path):
     with warnings.catch_warnings():
         # tf.lite.Interpreter announces its move to ai_edge_litert.
         warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_path=path)
+        interpreter = tf.lite.Interpreter(
+            model_path=path, num_threads=num_threads
+        )
     interpreter.allocate_tensors()
     return interpreter
 
 
-def load(path):
+def load(path, num_threads=None):
     """Loads an exported artifact for inference.
 
     Args:
         path: a SavedModel directory or a ".tflite" file written by
             `export`, or a ".keras" file.
+        num_threads: a LiteRT (".tflite") artifact's interpreter threads:
+            None for LiteRT's default (one thread), or a positive int
+            (`tensorflow_threads()` matches the Keras and SavedModel
+            formats, which use TensorFlow's pools). Ignored by the other
+            formats.
 
     Returns:
         An `Artifact`: call it on a batch, or `predict(x, batch_size)`.
 
     Raises:
-        ValueError: if `path` is none of these.
+        ValueError: if `path` is none of these, or `num_threads` is not
+            None or a positive int.
         FileNotFoundError: if `path` does not exist.
 
     Example:
@@ -473,12 +498,19 @@ def load(path):
     >>> load(out).format
     'saved_model'
     """
+    if num_threads is not None and not (
+        validation.is_int(num_threads) and num_threads > 0
+    ):
+        raise ValueError(
+            "`num_threads` must be None or a positive integer. "
+            f"Received: num_threads={num_threads!r}"
+        )
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"No exported model at {os.fspath(path)}. "
             f"Received: path={os.fspath(path)!r}"
         )
-    return Artifact(path)
+    return Artifact(path, num_threads)
 
 
 def size_on_disk(path):

@@ -405,18 +405,24 @@ def measure_export(
             (`decision_threshold` of the model exported; see `accuracy`).
 
     Returns:
-        A dict with `path`, `format`, `size_bytes`, `latency_ms` and
-        `accuracy` (None without `x` and `y`).
+        A dict with `path`, `format`, `size_bytes`, `latency_ms`,
+        `accuracy` (None without `x` and `y`) and `num_threads` (a LiteRT
+        artifact runs on as many threads as TensorFlow runs the Keras
+        model on, `export.tensorflow_threads()`, so that their latencies
+        compare; None for the other formats).
     """
     from teacherclass import export as export_lib
 
-    artifact = export_lib.load(path)
+    artifact = export_lib.load(
+        path, num_threads=export_lib.tensorflow_threads()
+    )
     entry = {
         "path": os.fspath(path),
         "format": artifact.format,
         "size_bytes": export_lib.size_on_disk(path),
         "latency_ms": {},
         "accuracy": None,
+        "num_threads": artifact.num_threads,
     }
     specs = artifact.input_specs()
     for b in validation.check_batch_sizes(batch_sizes):

@@ -9,6 +9,7 @@ from teacherclass import TeacherClass
 from teacherclass import architectures
 from teacherclass import datasets
 from teacherclass import export as export_lib
+from teacherclass import report
 from teacherclass.report import accuracy
 
 
@@ -245,3 +246,24 @@ def test_load_rejects_unknown_paths(tmp_path):
     (tmp_path / "model.bin").write_bytes(b"")
     with pytest.raises(ValueError, match="Received: path="):
         export_lib.load(tmp_path / "model.bin")
+
+
+def test_litert_runs_on_the_threads_asked_for(digits, exported):
+    # LiteRT's default is one thread, TensorFlow's pools one per CPU: a
+    # latency comparison gives LiteRT TensorFlow's count.
+    default = export_lib.load(exported["int8"])
+    assert default.num_threads is None
+    threads = export_lib.tensorflow_threads()
+    assert threads >= 1
+    matched = export_lib.load(exported["int8"], num_threads=threads)
+    assert matched.num_threads == threads
+    np.testing.assert_array_equal(
+        matched.predict(digits["x_test"][:8]),
+        default.predict(digits["x_test"][:8]),
+    )
+    assert export_lib.load(exported["saved_model"], 2).num_threads is None
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=f"Received: num_threads={bad!r}"):
+            export_lib.load(exported["int8"], num_threads=bad)
+    entry = report.measure_export(exported["int8"], repeats=1)
+    assert entry["num_threads"] == threads
