@@ -100,6 +100,16 @@ def order_report(features, covariance, chunks):
     return report
 
 
+# What makes a row: a row measured again with all of these equal
+# replaces the earlier one.
+ROW_KEY = ("dataset", "teacher", "feature_layer", "samples", "students")
+
+
+def row_key(row):
+    """The settings that a row measures, and its chunk order."""
+    return (*(row.get(k) for k in ROW_KEY), row["order"])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, choices=settings.DATASETS)
@@ -156,12 +166,11 @@ def main(argv=None):
             **environment(),
         }
     )
-    # One row per class size and order; a teacher measured again
-    # replaces its rows.
+    # One row per setting and order; a setting measured again replaces
+    # its rows, and rows of other settings stay.
+    measured = {row_key(r) for r in rows}
     record["runs"] = [
-        r
-        for r in record.get("runs", [])
-        if (r["dataset"], r["teacher"]) != (args.dataset, args.teacher)
+        r for r in record.get("runs", []) if row_key(r) not in measured
     ] + rows
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")

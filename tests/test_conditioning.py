@@ -426,10 +426,18 @@ def test_chunk_order_share_writes_a_row_per_order(tmp_path):
             >= by[n, "contiguous"]["within_chunk_share"]
         )
     # Measured again: its rows replace the first ones.
-    bench.main([*argv, "--samples", "300"])
+    bench.main([*argv, "--samples", "300", "--students", "4"])
     saved = json.loads(out.read_text())
     assert saved["benchmark"] == "chunk_order_share"
-    assert [r["students"] for r in saved["runs"]] == [4, 4, 4]
+    assert [r["students"] for r in saved["runs"]] == [2, 2, 2, 4, 4, 4]
+    # Other settings of the same teacher add rows; none is lost.
+    bench.main([*argv, "--samples", "200", "--students", "4"])
+    saved = json.loads(out.read_text())
+    assert [(r["students"], r["samples"]) for r in saved["runs"]] == [
+        *[(2, 270)] * 3,
+        *[(4, 270)] * 3,
+        *[(4, 180)] * 3,
+    ]
 
 
 def test_chunk_order_share_counts_the_constant_features(tmp_path):
