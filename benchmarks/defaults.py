@@ -15,14 +15,17 @@ differ only in `fit_students(loss=...)`:
 scores each candidate there (the decision of the library's default);
 `--split test` trains on all of them and reads the test split (once per
 final configuration). Every run is appended to
-`benchmarks/results/defaults.json`; nothing recorded is overwritten
-(a rerun of the same split, candidate and seed is skipped).
+`benchmarks/results/defaults.json` with its setting (`--samples`,
+`--teacher-epochs`, `--epochs`); nothing recorded is overwritten (a
+rerun of the same split, candidate, seed and setting is skipped), and
+the table summarizes each setting apart.
 
 Run: python benchmarks/defaults.py --data-dir ../shared/data --split validation
 """
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -50,6 +53,73 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/defaults.json")
     return parser.parse_args(argv)
+
+
+def settings_of(args):
+    """The flags that change a run's numbers beyond split, candidate and
+    seed."""
+    return {
+        "samples": args.samples,
+        "teacher_epochs": args.teacher_epochs,
+        "epochs": args.epochs,
+    }
+
+
+def setting_text(settings):
+    """The sentence the table prints above a setting's rows."""
+    return (
+        f"MNIST, first {settings['samples']} training images, the paper's "
+        f"teacher {settings['teacher_epochs']} epochs (Adam, batch 32), then "
+        "TeacherClass(teacher) (4 students, default tower), "
+        f"fit_students(x, epochs={settings['epochs']}, loss=<candidate>) and "
+        "compose(), every other argument at its default"
+    )
+
+
+_SETTING = re.compile(
+    r"first (\d+) training images.* teacher (\d+) epochs.*"
+    r"fit_students\(x, epochs=(\d+)"
+)
+
+
+def run_settings(run, record):
+    """A recorded run's settings, or None where none is known.
+
+    Runs recorded before the settings were part of each run (keys
+    `split|candidate|seed=N`) share the record's top-level `setting`.
+    """
+    if "settings" in run:
+        return run["settings"]
+    found = _SETTING.search(record.get("setting", ""))
+    if found is None:
+        return None
+    samples, teacher_epochs, epochs = map(int, found.groups())
+    return {
+        "samples": samples,
+        "teacher_epochs": teacher_epochs,
+        "epochs": epochs,
+    }
+
+
+def run_setting_text(run, record):
+    """The sentence naming a recorded run's setting."""
+    return run.get("setting") or record.get("setting") or "Setting unrecorded"
+
+
+def is_recorded(record, split, candidate, seed, settings):
+    """Whether `record` holds this run at these settings."""
+    return any(
+        (r["split"], r["candidate"], r["seed"]) == (split, candidate, seed)
+        and run_settings(r, record) == settings
+        for r in record["runs"].values()
+    )
+
+
+def run_key(split, candidate, seed, settings):
+    """A run's key in `record["runs"]`."""
+    return f"{split}|{candidate}|seed={seed}|" + "|".join(
+        f"{k}={v}" for k, v in settings.items()
+    )
 
 
 def loss_of(candidate):
@@ -89,24 +159,18 @@ def main(argv=None):
 
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.exists() else {"runs": {}}
-    record.update(
-        benchmark="defaults",
-        setting=(
-            f"MNIST, first {args.samples} training images, the paper's "
-            f"teacher {args.teacher_epochs} epochs (Adam, batch 32), then "
-            "TeacherClass(teacher) (4 students, default tower), "
-            f"fit_students(x, epochs={args.epochs}, loss=<candidate>) and "
-            "compose(), every other argument at its default"
-        ),
-        **environment(),
-    )
+    # The top-level `setting`, where a record has one, is that of its
+    # runs without their own (recorded before runs kept theirs): it is
+    # never rewritten.
+    record.update(benchmark="defaults", **environment())
+    settings = settings_of(args)
     (x, y), (x_eval, y_eval) = data(args)
     print(f"{len(x)} training / {len(x_eval)} {args.split} images")
     for seed in range(args.seeds):
         todo = [
             c
             for c in args.candidates
-            if f"{args.split}|{c}|seed={seed}" not in record["runs"]
+            if not is_recorded(record, args.split, c, seed, settings)
         ]
         if not todo:
             continue
@@ -139,11 +203,13 @@ def main(argv=None):
             seconds = time.perf_counter() - start
             composed = tc.compose()
             score = accuracy(composed, x_eval, y_eval)
-            key = f"{args.split}|{candidate}|seed={seed}"
+            key = run_key(args.split, candidate, seed, settings)
             record["runs"][key] = {
                 "split": args.split,
                 "candidate": candidate,
                 "seed": seed,
+                "settings": settings,
+                "setting": setting_text(settings),
                 "samples": len(x),
                 "teacher_epochs": args.teacher_epochs,
                 "epochs": args.epochs,
@@ -164,7 +230,7 @@ def main(argv=None):
     record.setdefault("summary", {})[args.split] = summary
     out.write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(record))
-    for candidate, row in summary.items():
+    for candidate, row in summary.get(setting_text(settings), {}).items():
         print(
             f"{args.split} {candidate}: composed {row['composed_mean']:.4f} "
             f"teacher {row['teacher_mean']:.4f} lost "
@@ -174,50 +240,62 @@ def main(argv=None):
 
 
 def markdown(record):
-    """The Markdown table `render_results.py` shows beside the JSON."""
-    lines = [
-        "### fit_students and compose at their defaults",
-        "",
-        record["setting"] + ". Points lost = teacher accuracy minus the "
-        "composed model's, on the split named (validation: the last 10% "
-        "of the training images; test: the official test split, the "
-        "students trained on all the images). Means over the seeds.",
-        "",
-        "| split | loss= | seeds | teacher | composed | points lost |",
-        "| --- | --- | --- | ---: | ---: | ---: |",
-    ]
+    """The Markdown table `render_results.py` shows beside the JSON: one
+    table per setting, summarized from the runs."""
+    lines = ["### fit_students and compose at their defaults"]
+    tables = {}
     for split in ("validation", "test"):
-        for candidate, row in record.get("summary", {}).get(split, {}).items():
-            lines.append(
-                f"| {split} | {candidate} | "
-                f"{', '.join(map(str, row['seeds']))} | "
-                f"{100 * row['teacher_mean']:.2f}% | "
-                f"{100 * row['composed_mean']:.2f}% | "
-                f"{row['points_lost_mean']:.2f} |"
-            )
+        for text, rows in summarize(record, split).items():
+            table = tables.setdefault(text, [])
+            for candidate, row in rows.items():
+                table.append(
+                    f"| {split} | {candidate} | "
+                    f"{', '.join(map(str, row['seeds']))} | "
+                    f"{100 * row['teacher_mean']:.2f}% | "
+                    f"{100 * row['composed_mean']:.2f}% | "
+                    f"{row['points_lost_mean']:.2f} |"
+                )
+    for text, table in tables.items():
+        lines += [
+            "",
+            text + ". Points lost = teacher accuracy minus the "
+            "composed model's, on the split named (validation: the last 10% "
+            "of the training images; test: the official test split, the "
+            "students trained on all the images). Means over the seeds.",
+            "",
+            "| split | loss= | seeds | teacher | composed | points lost |",
+            "| --- | --- | --- | ---: | ---: | ---: |",
+            *table,
+        ]
     return "\n".join(lines) + "\n"
 
 
 def summarize(record, split):
-    """Mean accuracies and points lost per candidate on one split."""
-    rows = {}
+    """Mean accuracies and points lost per setting (its sentence) and
+    candidate on one split; runs of different settings never mix."""
+    groups = {}
     for run in record["runs"].values():
         if run["split"] == split:
-            rows.setdefault(run["candidate"], []).append(run)
+            text = run_setting_text(run, record)
+            group = groups.setdefault(text, {})
+            group.setdefault(run["candidate"], []).append(run)
     return {
-        candidate: {
-            "seeds": sorted(r["seed"] for r in runs),
-            "composed_mean": float(
-                np.mean([r["composed_accuracy"] for r in runs])
-            ),
-            "teacher_mean": float(
-                np.mean([r["teacher_accuracy"] for r in runs])
-            ),
-            "points_lost_mean": float(
-                np.mean([r["loss_to_teacher_points"] for r in runs])
-            ),
+        text: {
+            candidate: {
+                "seeds": sorted(r["seed"] for r in runs),
+                "composed_mean": float(
+                    np.mean([r["composed_accuracy"] for r in runs])
+                ),
+                "teacher_mean": float(
+                    np.mean([r["teacher_accuracy"] for r in runs])
+                ),
+                "points_lost_mean": float(
+                    np.mean([r["loss_to_teacher_points"] for r in runs])
+                ),
+            }
+            for candidate, runs in sorted(group.items())
         }
-        for candidate, runs in sorted(rows.items())
+        for text, group in groups.items()
     }
 
 
