@@ -8,7 +8,9 @@ images and reports, after every epoch, the accuracy on the last
 read). Written to decide the teacher's recipe on a machine too slow for
 a full run: run it at two commits and compare the records it appends to
 `results/cifar10_teacher_probe.json` (keyed by `--label`, with the
-commit).
+commit). A label already recorded is replaced only by a run of the same
+settings (samples, validation, epochs, precision, seed, options): any
+other run needs a label of its own.
 
     python benchmarks/teacher_probe.py --data-dir ../shared/data \
         --label airbench --epochs 5
@@ -33,6 +35,38 @@ from reproduce_state import _git_state  # noqa: E402
 
 from teacherclass import architectures  # noqa: E402
 from teacherclass import datasets  # noqa: E402
+
+# What a record's label stands for: a rerun under the label must match.
+SETTINGS = ("samples", "validation", "epochs", "precision", "seed")
+
+
+def settings_of(record):
+    """The settings of a run record (its `options` as `options.<name>`;
+    older records have fewer options, or none)."""
+    settings = {k: record[k] for k in SETTINGS if k in record}
+    options = record.get("options") or {}
+    settings.update({f"options.{k}": v for k, v in options.items()})
+    return settings
+
+
+def check_label(data, label, settings):
+    """Raises ValueError if `label` is recorded in `data` with settings
+    other than `settings` (only those both name are compared)."""
+    recorded = data.get("runs", {}).get(label)
+    if recorded is None:
+        return
+    old = settings_of(recorded)
+    differ = [
+        f"{k} {old[k]!r} recorded, {v!r} now"
+        for k, v in settings.items()
+        if k in old and old[k] != v
+    ]
+    if differ:
+        raise ValueError(
+            f"--label {label} is recorded with other settings "
+            f"({'; '.join(differ)}): give this run a label of its own, so "
+            f"both records stay. Received: --label {label}"
+        )
 
 
 def main(argv=None):
@@ -67,9 +101,24 @@ def main(argv=None):
         "--out", default=str(HERE / "results/cifar10_teacher_probe.json")
     )
     args = p.parse_args(argv)
+    for flag in ("samples", "validation", "epochs"):
+        if getattr(args, flag) < 1:
+            raise ValueError(
+                f"--{flag} must be at least 1. "
+                f"Received: --{flag} {getattr(args, flag)}"
+            )
     keras.config.set_dtype_policy(args.precision)
     keras.utils.set_random_seed(args.seed)
     x, y = datasets.load("cifar10", "train", data_dir=args.data_dir)
+    if args.samples + args.validation > len(x):
+        # The first `samples` train, the last `validation` score: more
+        # than the split holds would score images trained on.
+        raise ValueError(
+            f"--samples and --validation must add up to at most the "
+            f"{len(x)} training images (the validation images are the "
+            f"last ones, never trained on). Received: --samples "
+            f"{args.samples} --validation {args.validation}"
+        )
     x = x.astype("float32") / 255
     x_val, y_val = x[-args.validation :], y[-args.validation :]
     x, y = x[: args.samples], y[: args.samples]
@@ -94,6 +143,25 @@ def main(argv=None):
         identity_init = parameters["identity_init"].default
         if args.identity_init:
             identity_init = extra["identity_init"] = args.identity_init == "on"
+    recorded_options = {
+        "bias_lr_scale": recipe.optimizer.get_config().get(
+            "bias_lr_scale", 1.0
+        ),
+        "lookahead": getattr(recipe, "lookahead", False),
+        "identity_init": identity_init,
+    }
+    settings = {
+        "samples": len(x),
+        "validation": f"the last {args.validation} training images",
+        "epochs": args.epochs,
+        "precision": args.precision,
+        "seed": args.seed,
+        "options": recorded_options,
+    }
+    out = Path(args.out)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    # Refused before training, not after.
+    check_label(data, args.label, settings_of(settings))
     teacher = build(**extra)
     teacher.compile(
         optimizer=recipe.optimizer, loss=recipe.loss, metrics=recipe.metrics
@@ -139,28 +207,18 @@ def main(argv=None):
     record = {
         "label": args.label,
         **(_git_state() or {}),
-        "samples": len(x),
-        "validation": f"the last {args.validation} training images",
-        "epochs": args.epochs,
-        "precision": args.precision,
-        "seed": args.seed,
+        **{k: settings[k] for k in SETTINGS},
         "params": int(teacher.count_params()),
         "recipe": dict(architectures.FAST_RECIPE),
         "history": epochs,
         "final_val_accuracy": epochs[-1]["val_accuracy"],
         "final_val_accuracy_flip_tta": flip_accuracy,
-        "options": {
-            "bias_lr_scale": recipe.optimizer.get_config().get(
-                "bias_lr_scale", 1.0
-            ),
-            "lookahead": getattr(recipe, "lookahead", False),
-            "identity_init": identity_init,
-        },
+        "options": recorded_options,
         "load_average": list(os.getloadavg()),
         **environment(),
     }
-    out = Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {}
+    check_label(data, args.label, settings_of(settings))
     data.setdefault("benchmark", "teacher_probe")
     data.setdefault("script", "benchmarks/teacher_probe.py")
     # The machine, versions and date of the latest run, for the page.
