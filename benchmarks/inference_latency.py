@@ -26,6 +26,11 @@ single classifier of baselines (b) and (c) at the class's size
 (`baseline`), untrained, timed side by side with the others. Write it to
 its own file (`--out`), as the other models' file is written whole.
 
+A file is written whole: at the default `--out`, a run that would drop a
+model the file holds (or measure another CIFAR-10 configuration) is
+refused before it starts; give `--out` to write elsewhere, or to replace
+that file.
+
 Run: python benchmarks/inference_latency.py [--digits-run DIR]
      [--rounds 5] [--calls 20] [--models digits,mnist_n4,...]
      [--out FILE]
@@ -68,6 +73,42 @@ MODELS = (
     "cifar10_n4",
 )
 CIFAR10_CONFIG = "f7628e2217"
+OUT = HERE / "results" / "inference_latency.json"
+
+
+def _configuration(record, name):
+    """The CIFAR-10 configuration a recorded model was built from (None
+    for the others): in the config, or (older files) its weights' note."""
+    if name != "cifar10_n4":
+        return None
+    found = record.get("config", {}).get("cifar10_config")
+    if found is None:
+        weights = record["models"][name].get("weights", "")
+        found = weights.rpartition("configuration ")[2] or None
+    return found
+
+
+def check_out(path, names, cifar10_config):
+    """Raises ValueError if the file at `path` (the default `--out`)
+    holds a model this run would not measure again, as it was measured:
+    writing the file whole would lose it."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text())
+    now = {n: cifar10_config if n == "cifar10_n4" else None for n in names}
+    lost = [
+        name
+        for name in record.get("models", {})
+        if name not in now or _configuration(record, name) != now[name]
+    ]
+    if lost:
+        raise ValueError(
+            f"{path} holds models this run would not measure again, as "
+            f"recorded: {', '.join(lost)}. Give --out to write elsewhere "
+            "(or to replace that file). Received: --models "
+            f"{','.join(names)} --cifar10-config {cifar10_config}"
+        )
 
 
 def _images(name, n=256, seed=0, shape=(28, 28, 1)):
@@ -319,7 +360,10 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cifar10-config", default=CIFAR10_CONFIG)
     parser.add_argument(
-        "--out", default=str(HERE / "results" / "inference_latency.json")
+        "--out",
+        default=None,
+        help=f"default: {OUT.relative_to(HERE.parent)}, where a run may "
+        "not drop the models it holds",
     )
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
@@ -327,6 +371,9 @@ def main():
     unknown = sorted(set(names) - set(MODELS))
     if unknown:
         parser.error(f"unknown --models {unknown}; choose from {MODELS}")
+    if args.out is None:
+        check_out(OUT, names, args.cifar10_config)
+        args.out = str(OUT)
     results = {}
     with tf.device("/CPU:0"), tempfile.TemporaryDirectory() as workdir:
         for name in names:
@@ -350,6 +397,11 @@ def main():
             "rounds": args.rounds,
             "calls_per_round": args.calls,
             "seed": args.seed,
+            **(
+                {"cifar10_config": args.cifar10_config}
+                if "cifar10_n4" in names
+                else {}
+            ),
             "device": "CPU",
             "keras_call": "tf.function(model(x, training=False))",
             "litert": "tf.lite.Interpreter, num_threads = TensorFlow's "
