@@ -21,7 +21,9 @@ get enough updates), and scored on every 5-9 image of the MNIST test set:
 Defaults use subsets and few epochs so the run takes a few CPU minutes;
 the JSON records them, with every seed's numbers (`--seeds N`: seeds 0 ..
 N-1; the tables show the mean and sample std). Writes
-results/knowledge_reuse.json and .md.
+results/knowledge_reuse.json and .md; where they hold another
+`--variant`, a run is refused before it starts unless `--out DIR` names
+where to write (that folder's files are replaced).
 
 Run: python benchmarks/knowledge_reuse.py [--data-dir DIR]
     [--new-labels 100,1000] [--seeds 3] [--variant plain|head_aware|
@@ -128,6 +130,22 @@ def variant_ingredients(variant, results=HERE / "results" / "mnist.json"):
         )
     on = {i for n in names for i, v in variants.ingredients(n).items() if v}
     return {k: k in on for k in variants.INGREDIENTS}, None
+
+
+def check_out(folder, variant):
+    """Raises ValueError if `folder` (the default `--out`) holds a
+    result of a variant other than `variant`, which a run would
+    replace."""
+    path = Path(folder) / "knowledge_reuse.json"
+    if not path.is_file():
+        return
+    recorded = json.loads(path.read_text())["config"].get("variant", "plain")
+    if recorded != variant:
+        raise ValueError(
+            f"{path} holds --variant {recorded}, which this run would "
+            "replace: give --out DIR to write elsewhere (or --out "
+            f"{folder} to replace it). Received: --variant {variant}"
+        )
 
 
 def markdown(result):
@@ -346,7 +364,12 @@ def main(argv=None):
         default=1,
         help="end-to-end refinement epochs on the old task (refined)",
     )
-    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="the folder of knowledge_reuse.json and .md (default: "
+        "benchmarks/results, where a run may not replace another variant)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be positive. Received: {args.seeds}")
@@ -354,6 +377,9 @@ def main(argv=None):
     reason = variants.missing(ingredients)
     if reason is not None:
         raise ValueError(f"{reason}. Received: --variant {args.variant}")
+    if args.out is None:
+        check_out(HERE / "results", args.variant)
+        args.out = str(HERE / "results")
 
     start = time.perf_counter()
     (x, y), (x_t, y_t) = (
