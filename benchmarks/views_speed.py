@@ -27,6 +27,11 @@ accuracy (the teacher's head as is, no fine-tuning) and the students' MSE
 to the teacher's clean representation. Writes
 `benchmarks/results/views_accuracy.json`.
 
+At the default paths, a run at settings other than the file's (speed:
+`--samples`, `--views`; accuracy: also the teacher, `--epochs`,
+`--batch-size`, `--seeds`) is refused before it starts: give `--out` to
+write elsewhere, or to replace that file.
+
 Run: python benchmarks/views_speed.py [--samples 1024] [--rounds 3]
      python benchmarks/views_speed.py --accuracy --teacher T.keras \
          --data-dir ../shared/data [--samples 10000] [--epochs 8]
@@ -59,6 +64,43 @@ from teacherclass import precision  # noqa: E402
 from teacherclass import views as views_lib  # noqa: E402
 
 BATCH = 512
+SPEED_OUT = HERE / "results" / "views_speed.json"
+ACCURACY_OUT = HERE / "results" / "views_accuracy.json"
+# What a file's numbers measure: a run at the default path must match.
+SPEED_SETTINGS = ("samples", "views")
+ACCURACY_SETTINGS = (
+    "teacher",
+    "samples",
+    "epochs",
+    "views",
+    "batch_size",
+    "seeds",
+)
+
+
+def check_out(path, settings):
+    """Raises ValueError if the file at `path` (a default `--out`) holds
+    a result of other `settings` (only those both name are compared),
+    which a run would replace."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    recorded = json.loads(path.read_text())
+    differ = [
+        f"{k} {recorded[k]!r} recorded, {v!r} now"
+        for k, v in settings.items()
+        if k in recorded and recorded[k] != v
+    ]
+    if differ:
+        raise ValueError(
+            f"{path} holds a result of other settings "
+            f"({'; '.join(differ)}), which this run would replace: give "
+            "--out to write elsewhere (or to replace that file). "
+            "Received: "
+            + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in settings.items()
+            )
+        )
 
 
 def new_class(teacher, seed=0):
@@ -140,6 +182,7 @@ def speed(args):
         "samples": args.samples,
         "batch_size": BATCH,
         "precision": keras.config.dtype_policy().name,
+        "views": args.views,
         "class": "n = 4, cifar10_fast_student",
         "teacher": "cifar10_fast_teacher() (64, 256, 256), untrained",
         "rounds": rounds,
@@ -157,9 +200,7 @@ def speed(args):
         "load_average": list(os.getloadavg()),
         **environment(),
     }
-    Path(args.out or HERE / "results/views_speed.json").write_text(
-        json.dumps(result, indent=1) + "\n"
-    )
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(
         f"student epoch over {args.samples} images: augment= "
         f"{result['augment_epoch_seconds_median']:.1f} s, views "
@@ -241,9 +282,7 @@ def accuracy(args):
             r["val_mse"] for r in runs
         )
     result.update({"load_average": list(os.getloadavg()), **environment()})
-    Path(args.out or HERE / "results/views_accuracy.json").write_text(
-        json.dumps(result, indent=1) + "\n"
-    )
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(
         f"n = 4 class after {args.epochs} epochs on {len(x)} images, "
         f"validation accuracy (mean of {args.seeds} seeds): augment= "
@@ -273,9 +312,28 @@ def main(argv=None):
     if args.accuracy:
         args.samples = args.samples or 10_000
         args.views = 4 if args.views is None else args.views
+        if args.out is None:
+            # The recorded `samples` is what trained: at most all but
+            # the held-out images.
+            samples = min(args.samples, 50_000 - CIFAR10_VALIDATION)
+            check_out(
+                ACCURACY_OUT,
+                {
+                    "teacher": str(args.teacher),
+                    "samples": samples,
+                    "epochs": args.epochs,
+                    "views": args.views,
+                    "batch_size": args.batch_size,
+                    "seeds": args.seeds,
+                },
+            )
+            args.out = ACCURACY_OUT
         return accuracy(args)
     args.samples = args.samples or 1024
     args.views = 2 if args.views is None else args.views
+    if args.out is None:
+        check_out(SPEED_OUT, {"samples": args.samples, "views": args.views})
+        args.out = SPEED_OUT
     return speed(args)
 
 
