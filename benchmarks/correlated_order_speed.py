@@ -10,8 +10,10 @@ from a power iteration and scores, per swap, only the pairs that can be
 the best (`conditioning._best_swap`): the same swaps, so the same
 partition (checked here, and in tests/test_conditioning.py).
 
-This times both on the same covariances, in alternating rounds (the
-first version is `reference_order` below, kept as the reference), checks
+This times both on the same covariances, in rounds of alternating order
+(the library first in even rounds, the reference first in odd ones; each
+row records which ran first per round; the first version is
+`reference_order` below, kept as the reference), checks
 that they return the same partition, and times the library alone at
 widths where the reference would take too long. The covariances are of
 synthetic features: 10 latent factors, each feature loading on ~30% of
@@ -106,19 +108,30 @@ def main(argv=None):
         chunks = (d - sum(chunks[1:]),) + chunks[1:]
         both = d in args.widths
         times = {"library": [], "reference": [] if both else None}
-        for _ in range(args.rounds if both else 1):
-            order, seconds = _timed(
-                conditioning.correlated_order, covariance, chunks
-            )
-            times["library"].append(seconds)
+        first = [] if both else None
+        functions = {
+            "library": conditioning.correlated_order,
+            "reference": reference_order,
+        }
+        for r in range(args.rounds if both else 1):
+            arms = ["library", "reference"] if both else ["library"]
+            if r % 2:
+                arms.reverse()
+            for arm in arms:
+                found, seconds = _timed(functions[arm], covariance, chunks)
+                times[arm].append(seconds)
+                if arm == "library":
+                    order = found
+                else:
+                    reference = found
             if both:
-                reference, seconds = _timed(reference_order, covariance, chunks)
-                times["reference"].append(seconds)
+                first.append(arms[0])
         row = {
             "d": d,
             "chunks": list(chunks),
             "library_seconds": times["library"],
             "reference_seconds": times["reference"],
+            "first": first,
             "within_chunk_share": conditioning.within_chunk_share(
                 covariance, order, chunks
             ),
@@ -150,7 +163,8 @@ def main(argv=None):
         "argv": sys.argv[1:] if argv is None else list(argv),
         "note": (
             "wall seconds of one call, median over the rounds (library and "
-            "reference alternating); reference: every pair scored for "
+            "reference alternating, the one run first alternating too: "
+            "`first`); reference: every pair scored for "
             "every swap, eigh start (the first version); synthetic "
             "covariances, 8,000 samples of 10 latent factors"
         ),

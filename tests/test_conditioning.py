@@ -309,6 +309,39 @@ def test_correlated_order_makes_the_exhaustive_search_swaps(d, chunks, seed):
     )
 
 
+def test_correlated_order_speed_alternates_which_runs_first(
+    tmp_path, monkeypatch
+):
+    bench = _speed_benchmark()
+    calls = []
+
+    def logged(name, function):
+        def call(covariance, chunks):
+            calls.append(name)
+            return function(covariance, chunks)
+
+        return call
+
+    library = logged("library", conditioning.correlated_order)
+    monkeypatch.setattr(bench.conditioning, "correlated_order", library)
+    monkeypatch.setattr(
+        bench, "reference_order", logged("reference", bench.reference_order)
+    )
+    out = tmp_path / "speed.json"
+    argv = ["--widths", "16", "--library-only", "--rounds", "3"]
+    (row,) = bench.main([*argv, "--out", str(out)])["rows"]
+    assert calls == [
+        "library",
+        "reference",
+        "reference",
+        "library",
+        "library",
+        "reference",
+    ]
+    assert row["first"] == ["library", "reference", "library"]
+    assert row["same_partition"]
+
+
 def test_correlated_order_of_one_chunk_keeps_every_coordinate():
     covariance = np.cov(_grouped_features()[0], rowvar=False)
     order = conditioning.correlated_order(covariance, (12,))
