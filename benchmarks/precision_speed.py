@@ -1,9 +1,11 @@
 """Training-step time in float32 and in mixed bfloat16 on this CPU.
 
 What `precision.resolve_policy("auto")` chooses between on a CPU. Times
-`train_on_batch` of two models, in alternating rounds (float32, then
-mixed bfloat16, each on a freshly built and traced model) so that the
-load of a shared machine falls on both alike: the CIFAR-10 fast teacher
+`train_on_batch` of two models, in rounds of both policies, each on a
+freshly built and traced model, float32 first in even rounds and mixed
+bfloat16 first in odd ones (each round records its order), so that the
+load of a shared machine, and whatever the first run of a round pays,
+falls on both alike: the CIFAR-10 fast teacher
 (convolutions) and the MNIST paper teacher (mostly dense). Records the
 CPU's model name, the bfloat16 flags `precision` looks for and what
 "auto" resolved to, in `results/precision_speed.json`.
@@ -80,13 +82,14 @@ def main(argv=None):
     for name, (build, shape) in MODELS.items():
         rounds = []
         for r in range(args.rounds):
+            order = POLICIES if r % 2 == 0 else POLICIES[::-1]
             row = {
                 policy: step_seconds(
                     build, shape, policy, args.batch_size, args.steps
                 )
-                for policy in POLICIES
+                for policy in order
             }
-            rounds.append(row)
+            rounds.append({**row, "order": list(order)})
             print(
                 f"{name} round {r + 1}/{args.rounds}: float32 "
                 f"{row['float32']:.3f} s, mixed_bfloat16 "
@@ -116,8 +119,10 @@ def main(argv=None):
         "auto": precision.resolve_policy("auto"),
         "models": models,
         "note": "median seconds of a training step (train_on_batch), "
-        "alternating rounds (float32, then mixed_bfloat16); ratio: the "
-        "median of the rounds' ratios (above 1: bfloat16 is slower)",
+        "rounds in alternating order (float32 first in even rounds, "
+        "mixed_bfloat16 first in odd ones; each round's order recorded); "
+        "ratio: the median of the rounds' ratios (above 1: bfloat16 is "
+        "slower)",
         "load_average": list(os.getloadavg()),
         **environment(),
     }
