@@ -11,8 +11,9 @@ Two ways to give the students of the fast CIFAR-10 teacher
   reads one cached view (`fit_students(x, views=cache)`).
 
 Speed (default): one student epoch over `--samples` random 32x32 images,
-batch 512, side by side in alternating rounds (augment, views, augment,
-...). Each round is one `fit` of 2 epochs through the same mechanism as
+batch 512, side by side in rounds of both ways, augment first in even
+rounds and views first in odd ones (each round records its order). Each
+round is one `fit` of 2 epochs per way, through the same mechanism as
 training uses (`fit_students` with `augment=` or `views=`), and the
 second epoch is timed (the first traces); the ratio is the median
 of the rounds' ratios. Untrained weights: speed only. Writes
@@ -158,17 +159,32 @@ def speed(args):
             tmp, teacher, x, args.views, verbose=2
         )
         build = time.perf_counter() - start
-        for r in range(args.rounds):
+
+        def augment_epoch(r):
             timer = EpochTimer()
             fit_augment(new_class(teacher), x, 2, BATCH, [timer])
-            augment = timer.times[-1]
+            return timer.times[-1]
+
+        def views_epoch(r):
             timer = EpochTimer()
             # Epochs r + 1 and r + 2: each round reads other views.
             fit_views(
                 new_class(teacher), x, cache, r + 3, BATCH, [timer], r + 1
             )
-            views = timer.times[-1]
-            rounds.append({"augment_seconds": augment, "views_seconds": views})
+            return timer.times[-1]
+
+        ways = {"augment": augment_epoch, "views": views_epoch}
+        for r in range(args.rounds):
+            order = ["augment", "views"] if r % 2 == 0 else ["views", "augment"]
+            seconds = {way: ways[way](r) for way in order}
+            augment, views = seconds["augment"], seconds["views"]
+            rounds.append(
+                {
+                    "augment_seconds": augment,
+                    "views_seconds": views,
+                    "order": order,
+                }
+            )
             print(
                 f"round {r + 1}/{args.rounds}: augment {augment:.1f} s, "
                 f"views {views:.1f} s ({augment / views:.2f}x)",
@@ -194,9 +210,10 @@ def speed(args):
             r["views_seconds"] for r in rounds
         ),
         "augment_over_views": ratio,
-        "note": "alternating rounds (augment, then views); each round one "
-        "fit of 2 epochs, the second timed; ratio: the median of the "
-        "rounds' ratios",
+        "note": "rounds in alternating order (augment first in even rounds, "
+        "views first in odd ones: `order`); each round one fit of 2 epochs "
+        "per way, the second timed; ratio: the median of the rounds' "
+        "ratios",
         "load_average": list(os.getloadavg()),
         **environment(),
     }
