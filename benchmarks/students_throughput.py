@@ -160,7 +160,9 @@ def _setting(tc, initial, x, features, args, spe):
     """Every round of the three ways at one steps_per_execution."""
     samples = len(x) * len(tc.chunks)
     ways = list(WAYS)
-    rounds, extraction, rss = [], [], {w: [] for w in ways}
+    # No memory per way: ru_maxrss is the process's peak so far, which
+    # the ways share (the whole run's peak is in `peak_rss_mb`).
+    rounds, extraction = [], []
     for r in range(args.rounds):
         order = ways[r % 3 :] + ways[: r % 3]
         if r % 2:
@@ -175,7 +177,6 @@ def _setting(tc, initial, x, features, args, spe):
                 timer = _one_pass(tc, initial, x, args, spe)
                 times[way] = timer.times
                 extraction.append(timer.extraction)
-            rss[way].append(_peak_rss_mb())
         rate = {w: _rate(samples, times[w]) for w in ways}
         rounds.append(
             {
@@ -203,7 +204,6 @@ def _setting(tc, initial, x, features, args, spe):
         "ratio": _spread([r["ratio"] for r in rounds]),
         "peer_ratio": _spread([r["peer_ratio"] for r in rounds]),
         "fit_students_extraction_seconds": _spread(extraction),
-        "peak_rss_mb_after": {w: max(v) for w, v in rss.items()},
     }
 
 
