@@ -69,8 +69,16 @@ def prepare(workdir, num_students, epochs):
         json.dump({"num_students": num_students}, f)
 
 
-def train(workdir, students, epochs, threads=None):
-    """One job: trains `students` (a list of indices) and saves them."""
+def job_seed(students, seed=0):
+    """The random seed of the job training `students`: its own per job,
+    `1000 * (seed + 1)` plus the job's first student index (seed 0, the
+    default: 1000 + the first index)."""
+    return 1000 * (seed + 1) + min(students)
+
+
+def train(workdir, students, epochs, threads=None, seed=0):
+    """One job: trains `students` (a list of indices) and saves them,
+    seeded by `job_seed(students, seed)`."""
     import tensorflow as tf
 
     if threads:
@@ -79,7 +87,7 @@ def train(workdir, students, epochs, threads=None):
     teacher_path, students_dir, config_path = _paths(workdir)
     with open(config_path) as f:
         num_students = json.load(f)["num_students"]
-    keras.utils.set_random_seed(1000 + min(students))
+    keras.utils.set_random_seed(job_seed(students, seed))
     teacher = keras.saving.load_model(teacher_path)
     tc = _class(teacher, num_students)
     x, _ = datasets.load("digits", "train")
@@ -112,8 +120,9 @@ def split(num_students, processes):
     return [list(range(num_students))[p::processes] for p in range(processes)]
 
 
-def launch(workdir, num_students, processes, epochs, threads=None):
-    """Starts one process per group of students and waits for all.
+def launch(workdir, num_students, processes, epochs, threads=None, seed=0):
+    """Starts one process per group of students and waits for all; each
+    job is seeded by `job_seed(group, seed)`.
 
     Returns:
         Wall seconds from the first start to the last exit.
@@ -130,6 +139,8 @@ def launch(workdir, num_students, processes, epochs, threads=None):
             ",".join(map(str, group)),
             "--epochs",
             str(epochs),
+            "--seed",
+            str(seed),
         ]
         if threads:
             command += ["--threads", str(threads)]
@@ -169,6 +180,12 @@ def main():
         "--teacher-epochs", type=int, default=2 if QUICK else 30
     )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the teacher's seed; each job's is job_seed(its students, seed)",
+    )
     args = parser.parse_args()
 
     if args.student is not None:
@@ -177,12 +194,13 @@ def main():
             _students_from(args.student),
             args.epochs,
             args.threads,
+            args.seed,
         )
         return
     if args.compose:
         compose(args.workdir)
         return
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(args.seed)
     prepare(args.workdir, args.students, args.teacher_epochs)
     seconds = launch(
         args.workdir,
@@ -190,6 +208,7 @@ def main():
         args.processes or args.students,
         args.epochs,
         args.threads,
+        args.seed,
     )
     print(f"students trained in {seconds:.1f} s")
     compose(args.workdir)

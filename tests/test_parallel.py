@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import keras
@@ -74,3 +75,68 @@ def test_two_students_in_two_processes_compose(tmp_path):
     assert [m["chunk"] for m in metas] == [[0, 128], [128, 256]]
     model = keras.saving.load_model(workdir / "composed.keras")
     assert model.predict(np.zeros((2, 8, 8, 1)), verbose=0).shape == (2, 10)
+
+
+def test_each_job_is_seeded_from_the_seed(tmp_path, monkeypatch):
+    example = _example()
+    # Without a seed, as before: 1000 + the job's first student.
+    assert example.job_seed([2, 3]) == 1002
+    assert example.job_seed([1], seed=2) == 3001
+    commands = []
+
+    class Job:
+        def __init__(self, command):
+            commands.append(command)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(example.subprocess, "Popen", Job)
+    example.launch(str(tmp_path), 4, 2, 1, seed=7)
+    assert len(commands) == 2
+    for command in commands:
+        assert command[command.index("--seed") + 1] == "7"
+
+
+def test_parallel_benchmark_rotates_and_takes_the_median_ratio(
+    tmp_path, monkeypatch
+):
+    bench = load_script("benchmarks/parallel_students.py")
+    example = _example()
+    # Wall seconds by (round, processes): round 1 ran on a loaded machine.
+    walls = {
+        (0, 1): 10.0,
+        (0, 2): 5.0,
+        (1, 2): 30.0,
+        (1, 1): 30.0,
+        (2, 1): 40.0,
+        (2, 2): 16.0,
+    }
+    calls = []
+
+    def launch(workdir, students, processes, epochs, threads=None, seed=0):
+        calls.append((processes, seed))
+        return walls[(len(calls) - 1) // 2, processes]
+
+    fake = types.SimpleNamespace(
+        prepare=lambda *args: None,
+        launch=launch,
+        compose=lambda workdir: {"accuracy": 0.9},
+        split=example.split,
+    )
+    monkeypatch.setattr(bench, "_example", lambda: fake)
+    out = tmp_path / "parallel.json"
+    result = bench.main(
+        ["--processes", "1,2", "--seed", "5", "--out", str(out)]
+    )
+    # The order rotates each round; every job gets the seed.
+    assert calls == [(1, 5), (2, 5), (2, 5), (1, 5), (1, 5), (2, 5)]
+    assert result["config"]["orders"] == [[1, 2], [2, 1], [1, 2]]
+    one, two = result["runs"]
+    assert two["speedup_vs_first_per_round"] == [2.0, 1.0, 2.5]
+    # The median of the rounds' ratios, not the ratio of median walls
+    # (30 / 16).
+    assert two["speedup_vs_first"] == 2.0
+    assert one["speedup_vs_first"] == 1.0
+    assert two["wall_seconds"] == 16.0
+    assert json.loads(out.read_text())["runs"][1]["speedup_vs_first"] == 2.0
