@@ -4,7 +4,11 @@ A teacher learns digits 0-4; a class of 4 students learns to mimic its
 representation on the same (unlabelled) 0-4 images (trained as
 `--variant` says: plain MSE, or an issue-13 variant, see
 `reproduce_variants.py`) and is frozen. A new
-task, digits 5-9, then gets a few labelled samples. The same new head (a
+task, digits 5-9, then gets a few labelled samples, drawn from the seed
+(the first N of a permutation of the 5-9 training images by
+`numpy.random.default_rng(seed)`, so a smaller set lies within a larger
+one; results before this rule, without `"subset": "seeded"` in their
+config, took the first N images whatever the seed). The same new head (a
 linear softmax over the 256-wide representation) is trained three ways,
 on the same labelled samples, for the same epochs (at least
 `--head-epochs` epochs and `--head-steps` steps, so tiny label sets still
@@ -160,7 +164,8 @@ def markdown(result):
         f"{c.get('variant', 'plain')}; seeds: "
         f"{', '.join(str(s) for s in c.get('seeds', [c.get('seed', 0)]))}"
         "; labelled 5-9 samples: "
-        f"{c['new_labelled_samples']}; head: {c['head']}, "
+        f"{c['new_labelled_samples']} "
+        f"({c.get('subset', 'first')}); head: {c['head']}, "
         f"{c['head_epochs']}; old task: {c['old_train_samples']} samples, "
         f"teacher {c['teacher_epochs']} / students {c['student_epochs']} "
         f"epochs; {c['new_test_samples']} 5-9 test images. {c['note']}.",
@@ -244,8 +249,9 @@ def run_seed(args, seed, data, ingredients):
     width = tc.representation().outputs[0].shape[-1]
     classes_new = len(np.unique(y_new_all))
     new_task = {}
+    drawn = np.random.default_rng(seed).permutation(len(x_new_all))
     for labels in [int(n) for n in args.new_labels.split(",")]:
-        x_new, y_new = x_new_all[:labels], y_new_all[:labels]
+        x_new, y_new = x_new_all[drawn[:labels]], y_new_all[drawn[:labels]]
         epochs = _epochs(args, len(x_new))
         fit = {"epochs": epochs, "batch_size": args.batch_size, "verbose": 0}
         ways = {}
@@ -432,6 +438,8 @@ def main(argv=None):
             "new_task": "digits 5-9 (labels 0-4)",
             "old_train_samples": len(x_old),
             "new_labelled_samples": args.new_labels,
+            # Which rule drew them: each seed's own permutation.
+            "subset": "seeded",
             "new_test_samples": len(data[3][0]),
             "teacher_epochs": args.teacher_epochs,
             "student_epochs": args.student_epochs,
