@@ -29,7 +29,18 @@ def _check_positive(name, value, allow_zero=False):
 
 
 def _check_positive_tuple(name, values):
-    """Checks a sequence of counts; returns it as a tuple of ints."""
+    """Checks a sequence of counts; returns it as a tuple of ints.
+
+    Errors echo the value received, not its conversion: a string or a
+    dict is iterable but no sequence of counts, and is refused whole.
+    """
+    received = values
+    error = ValueError(
+        f"`{name}` must be a sequence of positive integers, one per "
+        f"layer, e.g. (32, 16). Received: {name}={received!r}"
+    )
+    if isinstance(values, (str, bytes, dict, set, frozenset)):
+        raise error
     try:
         values = tuple(values)
     except TypeError:
@@ -41,7 +52,7 @@ def _check_positive_tuple(name, values):
         if not validation.is_int(value) or value < 1:
             raise ValueError(
                 f"`{name}` must hold positive integers. "
-                f"Received: {name}={values!r}"
+                f"Received: {name}={received!r}"
             )
     return tuple(int(v) for v in values)
 

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -94,12 +96,14 @@ def test_paper_default_conv_tower_size():
         ({"units": 4, "padding": "full"}, "Received: padding='full'"),
         ({"units": 4, "dropout": 1.5}, "Received: dropout=1.5"),
         ({"units": 4, "bottleneck": 0}, "Received: bottleneck=0"),
+        # The value as passed, not its conversion to a tuple.
+        ({"units": 4, "filters": "32"}, "Received: filters='32'"),
+        ({"units": 4, "filters": {"a": 1}}, "Received: filters={'a': 1}"),
+        ({"units": 4, "filters": [8, 0]}, "Received: filters=[8, 0]"),
     ],
 )
 def test_conv_tower_bad_arguments(kwargs, message):
-    with pytest.raises(
-        ValueError, match=message.replace("(", r"\(").replace(")", r"\)")
-    ):
+    with pytest.raises(ValueError, match=re.escape(message)):
         towers.ConvTower(**kwargs)
 
 
