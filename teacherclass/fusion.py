@@ -697,6 +697,10 @@ def incompatibility(towers):
 
     if any(shared(t) != shared(towers[0]) for t in towers[1:]):
         return "towers of different architectures (configs differ)"
+    pooling = getattr(towers[0], "pooling", "flatten")
+    if pooling != "flatten":
+        # The fused steps flatten the conv stack's map.
+        return f"towers with pooling={pooling!r} (fusion flattens)"
     if not all(t.built for t in towers):
         return "towers not built"
     shapes = {tuple(t.get_build_config()["input_shape"]) for t in towers}

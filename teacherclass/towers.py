@@ -94,7 +94,9 @@ def _activation(activation):
         ) from None
 
 
-def _conv_stack(sizes, num_convs, kernel_size, convs_per_block, padding):
+def _conv_stack(
+    sizes, num_convs, kernel_size, convs_per_block, padding, pool_padding
+):
     """Walks spatial sizes through a `ConvTower` stack.
 
     Yields `(layer name, sizes before, sizes after)` for each convolution
@@ -106,9 +108,58 @@ def _conv_stack(sizes, num_convs, kernel_size, convs_per_block, padding):
         yield f"conv_{i}", sizes, after
         sizes = after
         if (i + 1) % convs_per_block == 0:
-            after = tuple(None if n is None else n // 2 for n in sizes)
+            after = tuple(_pooled(n, 2, pool_padding) for n in sizes)
             yield f"pool_{i}", sizes, after
             sizes = after
+
+
+def _pooled(n, pool_size, padding):
+    """A length after a pooling of `pool_size` (stride the same)."""
+    if n is None:
+        return None
+    if padding == "same":
+        return -(-n // pool_size)
+    return max((n - pool_size) // pool_size + 1, 0)
+
+
+_POOLINGS = ("flatten", "global_average", "global_max")
+
+
+def _check_pooling(pooling):
+    if pooling not in _POOLINGS:
+        raise ValueError(
+            f"`pooling` must be one of {list(_POOLINGS)}. "
+            f"Received: pooling={pooling!r}"
+        )
+    return pooling
+
+
+def _to_vector(pooling, rank, dtype):
+    """The layer that turns the conv stack's map into a vector."""
+    if pooling == "flatten":
+        return keras.layers.Flatten(dtype=dtype)
+    layers = {
+        ("global_average", 1): keras.layers.GlobalAveragePooling1D,
+        ("global_max", 1): keras.layers.GlobalMaxPooling1D,
+        ("global_average", 2): keras.layers.GlobalAveragePooling2D,
+        ("global_max", 2): keras.layers.GlobalMaxPooling2D,
+    }
+    return layers[pooling, rank](dtype=dtype)
+
+
+def _unknown_width(tower, input_shape, pooling_hint):
+    """The error for a tower whose Flatten width is unknown."""
+    hint = (
+        f"pass pooling={pooling_hint!r} (a global pooling takes any size) "
+        "or `student=` a tower of your own"
+        if pooling_hint
+        else "pass `student=` a tower that takes inputs of any size"
+    )
+    return ValueError(
+        f"{tower} flattens its input into Dense layers, which need a "
+        f"fully known size, but this input's size is unknown (None); "
+        f"{hint}. Received: input_shape={tuple(input_shape)}"
+    )
 
 
 class Tower(keras.layers.Layer):
@@ -162,6 +213,10 @@ class ConvTower(Tower):
         batch_norm: bool, normalize each convolution's output (Keras
             `BatchNormalization`, its moving statistics updated in
             training) before the activation.
+        pooling: how the conv stack's map becomes a vector: `"flatten"`
+            (needs a fixed image size), `"global_average"` or
+            `"global_max"` (any size: the 2x2 poolings then pad, so a
+            map never pools to nothing).
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Raises:
@@ -169,6 +224,8 @@ class ConvTower(Tower):
         ValueError: at build, when the images are too small for the stack
             (each "valid" convolution takes `kernel_size - 1` pixels off,
             each pooling halves the map); the message names the layer.
+        ValueError: at build, when `pooling="flatten"` meets an image of
+            unknown (None) height or width.
 
     Example:
 
@@ -188,6 +245,7 @@ class ConvTower(Tower):
         dropout=0.25,
         activation="relu",
         batch_norm=False,
+        pooling="flatten",
         **kwargs,
     ):
         super().__init__(units, **kwargs)
@@ -197,6 +255,7 @@ class ConvTower(Tower):
                 "`batch_norm` must be True or False. "
                 f"Received: batch_norm={batch_norm!r}"
             )
+        self.pooling = _check_pooling(pooling)
         kernel_size = _check_positive("kernel_size", kernel_size)
         convs_per_block = _check_positive("convs_per_block", convs_per_block)
         if padding not in ("valid", "same"):
@@ -214,6 +273,12 @@ class ConvTower(Tower):
         self.dropout = dropout
         self.activation = _activation(activation)
         self.batch_norm = batch_norm
+
+    @property
+    def _pool_padding(self):
+        # Under a global pooling any size is welcome: a padded pooling
+        # keeps at least one pixel where a valid one would leave none.
+        return "valid" if self.pooling == "flatten" else "same"
 
     def _misfit(self, input_shape):
         """Why this tower cannot take `input_shape`, or None if it can.
@@ -235,6 +300,7 @@ class ConvTower(Tower):
             self.kernel_size,
             self.convs_per_block,
             self.padding,
+            self._pool_padding,
         )
         for name, before, after in stack:
             if any(n is not None and n < 1 for n in after):
@@ -282,7 +348,10 @@ class ConvTower(Tower):
             self._norms.append(norm)
             if (i + 1) % self.convs_per_block == 0:
                 pool = keras.layers.MaxPooling2D(
-                    2, dtype=self.dtype_policy, name=f"pool_{i}"
+                    2,
+                    padding=self._pool_padding,
+                    dtype=self.dtype_policy,
+                    name=f"pool_{i}",
                 )
                 shape = pool.compute_output_shape(shape)
                 self._pools.append(pool)
@@ -291,8 +360,12 @@ class ConvTower(Tower):
         self._dropout = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy
         )
-        self._flatten = keras.layers.Flatten(dtype=self.dtype_policy)
+        # Flatten or a global pooling, under the one attribute name that
+        # files saved before `pooling` existed hold.
+        self._flatten = _to_vector(self.pooling, 2, self.dtype_policy)
         shape = self._flatten.compute_output_shape(shape)
+        if shape[-1] is None:
+            raise _unknown_width("ConvTower", input_shape, "global_average")
         self._bottleneck = None
         if self.bottleneck:
             self._bottleneck = keras.layers.Dense(
@@ -338,6 +411,7 @@ class ConvTower(Tower):
                 "dropout": self.dropout,
                 "activation": keras.activations.serialize(self.activation),
                 "batch_norm": self.batch_norm,
+                "pooling": self.pooling,
             }
         )
         return config
@@ -376,6 +450,8 @@ class DenseTower(Tower):
     def build(self, input_shape):
         self._flatten = keras.layers.Flatten(dtype=self.dtype_policy)
         shape = self._flatten.compute_output_shape(tuple(input_shape))
+        if shape[-1] is None:
+            raise _unknown_width("DenseTower", input_shape, None)
         self._hidden = []
         for i, width in enumerate(self.hidden):
             dense = keras.layers.Dense(
@@ -417,9 +493,9 @@ class DenseTower(Tower):
 class TextTower(Tower):
     """A small 1D-convolutional student for integer token sequences.
 
-    Embedding, dropout, blocks of `Conv1D` + `MaxPooling1D`, flatten,
-    dropout, dense hidden layers and a linear `Dense(units)`: the shape of
-    the paper's IMDB students.
+    Embedding, dropout, blocks of `Conv1D` + `MaxPooling1D`, flatten (or
+    a global pooling), dropout, dense hidden layers and a linear
+    `Dense(units)`: the shape of the paper's IMDB students.
 
     Args:
         units: int, the width of the chunk this tower regresses.
@@ -432,7 +508,16 @@ class TextTower(Tower):
         dropout: float, dropout rate after the embedding, the conv stack and
             each hidden layer.
         activation: activation of the hidden layers.
+        pooling: how the conv stack's output becomes a vector:
+            `"flatten"` (needs a fixed sequence length),
+            `"global_average"` or `"global_max"` (any length: the block
+            poolings then pad, so a sequence never pools to nothing).
         **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: at build, when `pooling="flatten"` meets sequences
+            too short for the block poolings (each divides the length by
+            `pool_size`) or of unknown (None) length.
 
     Example:
 
@@ -452,9 +537,11 @@ class TextTower(Tower):
         hidden=(16,),
         dropout=0.25,
         activation="relu",
+        pooling="flatten",
         **kwargs,
     ):
         super().__init__(units, **kwargs)
+        self.pooling = _check_pooling(pooling)
         vocab_size = _check_positive("vocab_size", vocab_size)
         embedding_dim = _check_positive("embedding_dim", embedding_dim)
         kernel_size = _check_positive("kernel_size", kernel_size)
@@ -469,11 +556,51 @@ class TextTower(Tower):
         self.dropout = dropout
         self.activation = _activation(activation)
 
+    @property
+    def _pool_padding(self):
+        # As in ConvTower: under a global pooling any length is welcome.
+        return "valid" if self.pooling == "flatten" else "same"
+
+    def _misfit(self, input_shape):
+        """Why this tower cannot take `input_shape`, or None if it can.
+
+        Each block's pooling divides the length by `pool_size` (its
+        convolution keeps it); the stack fits when every block keeps at
+        least one step.
+
+        Args:
+            input_shape: the token ids' shape, `(batch, length)`.
+
+        Returns:
+            None, or a sentence naming the pooling the sequence is too
+            short for.
+        """
+        length = input_shape[1]
+        for i in range(len(self.filters)):
+            after = _pooled(length, self.pool_size, self._pool_padding)
+            if after is not None and after < 1:
+                return (
+                    f"its {input_shape[1]} steps are {length} before its "
+                    f"layer pool_{i}, too few to pool by {self.pool_size}"
+                )
+            length = after
+        return None
+
     def build(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(
                 "TextTower takes token ids of shape (batch, length). "
                 f"Received: input_shape={tuple(input_shape)}"
+            )
+        reason = self._misfit(input_shape)
+        if reason is not None:
+            raise ValueError(
+                f"TextTower does not fit this input: {reason}. Pass fewer "
+                "`filters` (each block pools by `pool_size`), a smaller "
+                "`pool_size`, or pooling='global_max'; TeacherClass's "
+                "default student fits itself to the input. Received: "
+                f"input_shape={tuple(input_shape)}, filters={self.filters}, "
+                f"pool_size={self.pool_size}"
             )
         self._embedding = keras.layers.Embedding(
             self.vocab_size,
@@ -499,12 +626,18 @@ class TextTower(Tower):
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
             pool = keras.layers.MaxPooling1D(
-                self.pool_size, dtype=self.dtype_policy, name=f"pool_{i}"
+                self.pool_size,
+                padding=self._pool_padding,
+                dtype=self.dtype_policy,
+                name=f"pool_{i}",
             )
             shape = pool.compute_output_shape(shape)
             self._blocks.append((conv, pool))
-        self._flatten = keras.layers.Flatten(dtype=self.dtype_policy)
+        # Flatten or a global pooling (one attribute name, as in ConvTower).
+        self._flatten = _to_vector(self.pooling, 1, self.dtype_policy)
         shape = self._flatten.compute_output_shape(shape)
+        if shape[-1] is None:
+            raise _unknown_width("TextTower", input_shape, "global_max")
         self._hidden = []
         for i, width in enumerate(self.hidden):
             dense = keras.layers.Dense(
@@ -542,6 +675,7 @@ class TextTower(Tower):
                 "hidden": self.hidden,
                 "dropout": self.dropout,
                 "activation": keras.activations.serialize(self.activation),
+                "pooling": self.pooling,
             }
         )
         return config
@@ -740,6 +874,27 @@ def _fitting_conv_tower(input_shape):
     return ConvTower(1, filters=paper.filters[:1], padding="same")
 
 
+def _fitting_text_tower(length, vocab_size):
+    """The paper's `TextTower` if it fits the length, else a smaller one.
+
+    Sequences too short for its block poolings take fewer blocks; below
+    `pool_size` steps, one block that does not pool. An unknown length
+    takes a global max pooling (as keras.io's text classifiers do).
+    """
+    if length is None:
+        return TextTower(1, vocab_size=vocab_size, pooling="global_max")
+    paper = TextTower(1, vocab_size=vocab_size)
+    for count in range(len(paper.filters), 0, -1):
+        tower = TextTower(
+            1, vocab_size=vocab_size, filters=paper.filters[:count]
+        )
+        if tower._misfit((None, length)) is None:
+            return tower
+    return TextTower(
+        1, vocab_size=vocab_size, filters=paper.filters[:1], pool_size=1
+    )
+
+
 def default_tower(teacher, input_spec=None, feature_shape=None):
     """Picks a tower template from the students' input and target.
 
@@ -747,8 +902,11 @@ def default_tower(teacher, input_spec=None, feature_shape=None):
     representation is a feature map of the same height and width, else
     `ConvTower`: the paper's MNIST student where it fits (images of at
     least 16x16), else one with "same" padding and, below 4x4, fewer
-    convolution blocks, so any image size works; integer sequences get
-    `TextTower` (vocabulary read from the teacher's `Embedding`); anything
+    convolution blocks, so any image size works; images of unknown
+    (None) height or width get one with "same" padding and a global
+    average pooling. Integer sequences get `TextTower` (vocabulary read
+    from the teacher's `Embedding`), with fewer blocks for short
+    sequences and a global max pooling for an unknown length; anything
     else `DenseTower`.
 
     Args:
@@ -774,11 +932,13 @@ def default_tower(teacher, input_spec=None, feature_shape=None):
     spec = teacher.inputs[0] if input_spec is None else input_spec
     if "int" in str(spec.dtype) and len(spec.shape) == 2:
         # Token ids; integer images (uint8 pixels) fall through.
-        return TextTower(1, vocab_size=_vocab_size(teacher))
+        return _fitting_text_tower(spec.shape[1], _vocab_size(teacher))
     if len(spec.shape) in (3, 4):
         if feature_shape is not None and len(feature_shape) == 4:
             if tuple(feature_shape[1:3]) == tuple(spec.shape[1:3]):
                 return SegmentationTower(1)
+        if None in tuple(spec.shape[1:3]):
+            return ConvTower(1, padding="same", pooling="global_average")
         return _fitting_conv_tower(spec.shape)
     return DenseTower(1)
 

@@ -241,10 +241,21 @@ def _segmentation_towers():
     return keras.Model(inputs, rep)
 
 
+def _global_pooled_towers():
+    inputs = keras.Input((16,), dtype="int32")
+    towers = [
+        towers_lib.TextTower(u, vocab_size=20, pooling="global_max")
+        for u in (3, 4)
+    ]
+    rep = keras.layers.Concatenate()([t(inputs) for t in towers])
+    return keras.Model(inputs, rep)
+
+
 @pytest.mark.parametrize(
     "build, reason",
     [
         (_unfusable, "different architectures"),
+        (_global_pooled_towers, "pooling='global_max'"),
         (_custom_students, "no student towers"),
         (_one_tower, "not only one concatenation"),
         (_tower_output_reused, "not only one concatenation"),

@@ -527,3 +527,176 @@ def test_segmentation_tower_with_batch_norm_normalizes_and_round_trips(
     assert towers.SegmentationTower(3).get_config()["batch_norm"] is False
     with pytest.raises(ValueError, match="Received: batch_norm=1"):
         towers.SegmentationTower(3, batch_norm=1)
+
+
+@pytest.mark.parametrize(
+    "layer_cls, init_kwargs, input_shape, input_dtype",
+    [
+        (
+            towers.ConvTower,
+            {"units": 3, "filters": (4, 4), "pooling": "global_average"},
+            (2, 9, 7, 1),
+            "float32",
+        ),
+        (
+            towers.ConvTower,
+            {"units": 3, "filters": (4,), "pooling": "global_max"},
+            (2, 6, 6, 3),
+            "float32",
+        ),
+        (
+            towers.TextTower,
+            {"units": 2, "vocab_size": 9, "filters": (4,), "hidden": (4,)}
+            | {"pooling": "global_max"},
+            (2, 5),
+            "int32",
+        ),
+    ],
+    ids=["conv_average", "conv_max", "text_max"],
+)
+def test_global_pooling_towers(
+    layer_cls, init_kwargs, input_shape, input_dtype, tmp_path
+):
+    run_layer_test(
+        layer_cls,
+        init_kwargs,
+        input_shape,
+        (input_shape[0], init_kwargs["units"]),
+        tmp_path,
+        input_dtype=input_dtype,
+    )
+
+
+def test_global_pooling_takes_inputs_of_any_size():
+    conv = towers.ConvTower(2, padding="same", pooling="global_average")
+    assert tuple(conv(keras.Input((None, None, 3))).shape) == (None, 2)
+    # A padded pooling: a 1x1 image still pools to a pixel, not to none.
+    small = keras.ops.convert_to_numpy(conv(np.ones((1, 1, 1, 3), "float32")))
+    assert np.all(np.isfinite(small))
+    text = towers.TextTower(2, vocab_size=9, pooling="global_max")
+    assert tuple(text(keras.Input((None,), dtype="int32")).shape) == (None, 2)
+    short = keras.ops.convert_to_numpy(text(np.ones((1, 1), "int32")))
+    assert np.all(np.isfinite(short))
+    with pytest.raises(ValueError, match=r"Received: pooling='average'"):
+        towers.ConvTower(2, pooling="average")
+
+
+def test_configs_without_pooling_load_as_flatten():
+    # Configs saved before `pooling` existed.
+    for tower in (towers.ConvTower(2), towers.TextTower(2, vocab_size=9)):
+        config = tower.get_config()
+        assert config.pop("pooling") == "flatten"
+        assert tower.__class__.from_config(config).pooling == "flatten"
+
+
+@pytest.mark.parametrize(
+    "tower, shape, fix",
+    [
+        (towers.ConvTower(2), (None, None, None, 3), "pooling='global_avera"),
+        (towers.ConvTower(2), (None, 28, None, 1), "pooling='global_avera"),
+        (towers.TextTower(2, vocab_size=9), (None, None), "pooling='global_m"),
+        (towers.DenseTower(2), (None, None, 5), "`student=`"),
+    ],
+    ids=["conv", "conv_width", "text", "dense"],
+)
+def test_flattening_an_unknown_size_names_the_tower_and_the_fix(
+    tower, shape, fix
+):
+    name = type(tower).__name__
+    message = (
+        f"{name} flattens .*unknown.*{re.escape(fix)}.*"
+        f"Received: input_shape={re.escape(str(shape))}"
+    )
+    with pytest.raises(ValueError, match=message):
+        tower.build(shape)
+
+
+def _varlen_text_teacher(vocab=30):
+    """keras.io's text classifier: any length, Conv1D, global max pool."""
+    inputs = keras.Input((None,), dtype="int64")
+    x = keras.layers.Embedding(vocab, 8)(inputs)
+    x = keras.layers.Conv1D(8, 3, activation="relu")(x)
+    x = keras.layers.GlobalMaxPooling1D()(x)
+    x = keras.layers.Dense(8, activation="relu", name="representation")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _varsize_image_teacher():
+    """A fully convolutional teacher on images of any size."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(8, activation="relu", name="representation")(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize(
+    "make_teacher, x, other, pooling",
+    [
+        (
+            _varlen_text_teacher,
+            np.random.default_rng(0).integers(0, 30, (16, 12)),
+            np.random.default_rng(1).integers(0, 30, (2, 5)),
+            "global_max",
+        ),
+        (
+            _varsize_image_teacher,
+            np.random.default_rng(0).random((16, 10, 10, 3), "float32"),
+            np.random.default_rng(1).random((2, 6, 7, 3), "float32"),
+            "global_average",
+        ),
+    ],
+    ids=["text", "images"],
+)
+def test_default_student_takes_inputs_of_any_size(
+    make_teacher, x, other, pooling, tmp_path
+):
+    tc = TeacherClass(make_teacher(), num_students=2)
+    assert [s.pooling for s in tc.students] == [pooling] * 2
+    before = [w.numpy().copy() for w in tc.students[0].trainable_weights]
+    tc.fit_students(x, epochs=1, batch_size=8, verbose=0)  # two steps
+    after = tc.students[0].trainable_weights
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after))
+    tc.save(tmp_path / "tc.keras")
+    loaded = keras.saving.load_model(tmp_path / "tc.keras")
+    assert [s.pooling for s in loaded.students] == [pooling] * 2
+    for batch in (x[:2], other):  # the length it trained on, and another
+        expected = keras.ops.convert_to_numpy(tc(batch))
+        got = keras.ops.convert_to_numpy(loaded(batch))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_text_tower_too_long_a_stack_for_short_sequences_names_the_fix():
+    message = (
+        r"TextTower does not fit this input: its 3 steps are 1 before its "
+        r"layer pool_1.*Received: input_shape=\(None, 3\), "
+        r"filters=\(16, 16\), pool_size=2"
+    )
+    with pytest.raises(ValueError, match=message):
+        towers.TextTower(4, vocab_size=20)(keras.Input((3,), dtype="int32"))
+
+
+def _text_teacher(length, vocab=20):
+    return keras.Sequential(
+        [
+            keras.Input((length,), dtype="int32"),
+            keras.layers.Embedding(vocab, 4),
+            keras.layers.Flatten(),
+            keras.layers.Dense(6, activation="relu", name="rep"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "length, filters, pool_size",
+    [(20, (16, 16), 2), (3, (16,), 2), (1, (16,), 1)],
+)
+def test_default_text_tower_fits_short_sequences(length, filters, pool_size):
+    tower = towers.default_tower(_text_teacher(length))
+    assert (tower.filters, tower.pool_size) == (filters, pool_size)
+    tc = TeacherClass(_text_teacher(length), num_students=2)
+    x = np.random.default_rng(0).integers(0, 20, (4, length))
+    assert keras.ops.convert_to_numpy(tc(x)).shape == (4, 2)
