@@ -40,6 +40,7 @@ import numpy as np
 
 from teacherclass import segmentation
 from teacherclass import towers
+from teacherclass import validation
 
 REPRESENTATION_WIDTH = 256
 
@@ -87,11 +88,14 @@ _VGG16 += (512, 512, 512, "M", 512, 512, 512, "M")
 
 
 def _check_paper_students(num_students, configs):
-    if isinstance(num_students, bool) or num_students not in configs:
+    """Checks a class size the paper sizes students for; returns an int."""
+    # `is_int` first: 4.0 == 4 would pass `in configs`.
+    if not validation.is_int(num_students) or num_students not in configs:
         raise ValueError(
-            "The paper defines students for num_students in "
-            f"{sorted(configs)}. Received: num_students={num_students!r}"
+            "`num_students` must be a class size the paper defines students "
+            f"for, {sorted(configs)}. Received: num_students={num_students!r}"
         )
+    return int(num_students)
 
 
 def _student_units(num_students, units):
@@ -115,11 +119,7 @@ def _classifier(x, num_classes, dropout):
 
 
 def _check_num_classes(num_classes):
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            "`num_classes` must be an integer >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
+    return validation.check_int("num_classes", num_classes, minimum=2)
 
 
 def mnist_teacher(input_shape=(28, 28, 1), num_classes=10, rescale=False):
@@ -149,7 +149,7 @@ def mnist_teacher(input_shape=(28, 28, 1), num_classes=10, rescale=False):
     >>> mnist_teacher().count_params()
     2446730
     """
-    _check_num_classes(num_classes)
+    num_classes = _check_num_classes(num_classes)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if rescale:
@@ -230,7 +230,7 @@ def mnist_student(num_students, units=None, bottleneck=None, compact=False):
     [21712, 21712, 21712, 21712]
     """
     configs = _MNIST_COMPACT if compact else _MNIST_STUDENTS
-    _check_paper_students(num_students, configs)
+    num_students = _check_paper_students(num_students, configs)
     config = dict(configs[num_students])
     if bottleneck is not None:
         config["bottleneck"] = bottleneck
@@ -260,7 +260,7 @@ def digits_teacher(num_classes=10):
     >>> digits_teacher().count_params()
     349578
     """
-    _check_num_classes(num_classes)
+    num_classes = _check_num_classes(num_classes)
     inputs = keras.Input(shape=(8, 8, 1), name="image")
     x = keras.layers.Conv2D(
         32, 3, padding="same", activation="relu", name="conv_1"
@@ -363,7 +363,7 @@ def imdb_student(num_students, vocab_size=1000, units=None):
     >>> tuple(tower(keras.ops.zeros((2, 500), dtype="int32")).shape)
     (2, 32)
     """
-    _check_paper_students(num_students, _IMDB_STUDENTS)
+    num_students = _check_paper_students(num_students, _IMDB_STUDENTS)
     return towers.TextTower(
         _student_units(num_students, units),
         vocab_size=vocab_size,
@@ -453,7 +453,7 @@ def cifar10_teacher(
     >>> cifar10_teacher(paper=True).count_params()
     14865482
     """
-    _check_num_classes(num_classes)
+    num_classes = _check_num_classes(num_classes)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if rescale:
@@ -491,7 +491,7 @@ def cifar10_student(num_students, units=None):
     >>> cifar10_student(4).units
     64
     """
-    _check_num_students(num_students)
+    num_students = _check_num_students(num_students)
     return towers.ConvTower(
         _student_units(num_students, units),
         filters=(32, 32, 64, 64, 128, 128),
@@ -698,17 +698,19 @@ def cifar10_fast_teacher(
     ...     "representation").output.shape
     (None, 16)
     """
-    _check_num_classes(num_classes)
+    num_classes = _check_num_classes(num_classes)
+    received = widths
     widths = tuple(widths) if isinstance(widths, (list, tuple)) else widths
     if (
         not isinstance(widths, tuple)
         or not widths
-        or not all(isinstance(w, int) and w >= 1 for w in widths)
+        or not all(validation.is_int(w) and w >= 1 for w in widths)
     ):
         raise ValueError(
             "`widths` must be a non-empty tuple of positive integers. "
-            f"Received: widths={widths!r}"
+            f"Received: widths={received!r}"
         )
+    widths = tuple(int(w) for w in widths)
     channels = input_shape[-1]
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Normalization(
@@ -776,11 +778,7 @@ def cifar10_augmentation(seed=None, pixels=4):
     >>> aug(np.zeros((2, 32, 32, 3), "float32"), training=True).shape
     TensorShape([2, 32, 32, 3])
     """
-    if not isinstance(pixels, int) or isinstance(pixels, bool) or pixels < 0:
-        raise ValueError(
-            "`pixels` must be a non-negative integer. "
-            f"Received: pixels={pixels!r}"
-        )
+    pixels = validation.check_int("pixels", pixels, minimum=0)
     second = None if seed is None else seed + 1
     return keras.Sequential(
         [
@@ -856,17 +854,12 @@ class BiasScaledSGD(keras.optimizers.SGD):
     """
 
     def __init__(self, bias_lr_scale=1.0, **kwargs):
-        if (
-            not isinstance(bias_lr_scale, (int, float))
-            or isinstance(bias_lr_scale, bool)
-            or not bias_lr_scale > 0
-        ):
-            raise ValueError(
-                "`bias_lr_scale` must be a positive number. "
-                f"Received: bias_lr_scale={bias_lr_scale!r}"
-            )
+        # Python or NumPy numbers (np.float32 too); not bools, NaN, inf.
+        bias_lr_scale = validation.check_real(
+            "bias_lr_scale", bias_lr_scale, minimum=0.0, strict=True
+        )
         super().__init__(**kwargs)
-        self.bias_lr_scale = float(bias_lr_scale)
+        self.bias_lr_scale = bias_lr_scale
 
     def update_step(self, gradient, variable, learning_rate):
         # A backend may pass its own variable here (TensorFlow: the
@@ -943,17 +936,11 @@ def cifar10_fast_recipe(
     >>> r.batch_size, round(float(r.learning_rate(0)), 2), r.one_hot
     (512, 0.15, True)
     """
-    batch_size = batch_size or FAST_RECIPE["batch_size"]
-    for name, value in (
-        ("epochs", epochs),
-        ("steps_per_epoch", steps_per_epoch),
-        ("batch_size", batch_size),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
-                f"`{name}` must be a positive integer. "
-                f"Received: {name}={value!r}"
-            )
+    if batch_size is None:  # not `or`: batch_size=0 is refused
+        batch_size = FAST_RECIPE["batch_size"]
+    epochs = validation.check_int("epochs", epochs)
+    steps_per_epoch = validation.check_int("steps_per_epoch", steps_per_epoch)
+    batch_size = validation.check_int("batch_size", batch_size)
     if bias_lr_scale is None:
         bias_lr_scale = FAST_RECIPE.get("bias_lr_scale", 1.0)
     if lookahead is None:
@@ -1064,20 +1051,23 @@ def cifar10_fast_student(num_students, filters=None, batch_norm=None):
     >>> cifar10_fast_student(4).units
     64
     """
+    num_students = _check_num_students(num_students)
     if filters is None:
         if num_students not in FAST_STUDENT_FILTERS:
             raise ValueError(
                 "`num_students` must be one of "
-                f"{sorted(FAST_STUDENT_FILTERS)} without `filters`. "
+                f"{sorted(FAST_STUDENT_FILTERS)}, the class sizes with "
+                "sized filters; for another, give the filters: "
+                "`architectures.cifar10_fast_student(n, filters=(...))`. "
                 f"Received: num_students={num_students!r}"
             )
         filters = FAST_STUDENT_FILTERS[num_students]
-    _check_num_students(num_students)
     if batch_norm is None:
         batch_norm = FAST_STUDENT_BATCH_NORM
     return towers.ConvTower(
         REPRESENTATION_WIDTH // num_students,
-        filters=tuple(filters),
+        # ConvTower checks them, its error echoing the value passed.
+        filters=filters,
         convs_per_block=2,
         padding="same",
         bottleneck=None,
@@ -1110,7 +1100,7 @@ def cifar10_fast_baseline(
     >>> cifar10_fast_baseline().count_params()
     156906
     """
-    _check_num_classes(num_classes)
+    num_classes = _check_num_classes(num_classes)
     if stem is not None and stem.trainable_weights:
         raise ValueError(
             "`stem` is the students' frozen input and must have no "
@@ -1300,7 +1290,7 @@ class DatasetSetup:
                 f"min_bottleneck={min_bottleneck} for {self.name}"
             )
         if self.name == "digits":
-            _check_num_students(num_students)
+            num_students = _check_num_students(num_students)
             return digits_student(REPRESENTATION_WIDTH // num_students)
         if self.name == "imdb_reviews":
             return imdb_student(num_students, vocab_size=self.vocab_size)
@@ -1399,9 +1389,9 @@ class DatasetSetup:
 
 
 def _check_num_students(num_students):
+    """Checks a class size; returns it as an int (NumPy ints welcome)."""
     if (
-        not isinstance(num_students, int)
-        or isinstance(num_students, bool)
+        not validation.is_int(num_students)
         or not 1 <= num_students <= REPRESENTATION_WIDTH
     ):
         raise ValueError(
@@ -1409,6 +1399,7 @@ def _check_num_students(num_students):
             f"representation width {REPRESENTATION_WIDTH}. "
             f"Received: num_students={num_students!r}"
         )
+    return int(num_students)
 
 
 def for_dataset(name, paper=False):
@@ -1585,11 +1576,8 @@ def size_to_budget(build, budget, start=1, limit=2**20, measure="params"):
     >>> size_to_budget(dense, 90, measure="macs")  # 9 multiply-adds a unit
     10
     """
-    for arg, value in (("budget", budget), ("start", start)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
-                f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
-            )
+    budget = validation.check_int("budget", budget)
+    start = validation.check_int("start", start)
 
     count = _measure(measure)
 

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -126,7 +128,7 @@ def test_units_overrides_the_chunk_width():
 @pytest.mark.parametrize(
     "builder", [architectures.mnist_student, architectures.imdb_student]
 )
-@pytest.mark.parametrize("n", [3, 16, 0, True])
+@pytest.mark.parametrize("n", [3, 16, 0, True, 4.0])
 def test_paper_students_reject_other_class_sizes(builder, n):
     with pytest.raises(ValueError, match=f"Received: num_students={n}"):
         builder(n)
@@ -293,3 +295,83 @@ def test_size_to_budget_rejects_bad_input():
         architectures.size_to_budget(_dense, 10, start=0)
     with pytest.raises(ValueError, match="No width from 1 to 8"):
         architectures.size_to_budget(_dense, 10_000, limit=8)
+
+
+# ----------------------------------------------------------------------
+# Argument checks: NumPy integers are counts, bools and floats are not
+# ----------------------------------------------------------------------
+
+
+def test_numpy_integers_are_counts():
+    n = np.int64(4)
+    assert architectures.mnist_student(n).units == 64
+    assert architectures.imdb_student(n).units == 64
+    assert architectures.cifar10_student(n).units == 64
+    assert architectures.cifar10_fast_student(n).units == 64
+    assert (
+        architectures.mnist_teacher(num_classes=np.int64(3)).output.shape[-1]
+        == 3
+    )
+    recipe = architectures.cifar10_fast_recipe(np.int64(10), np.int32(98))
+    assert recipe.epochs == 10 and type(recipe.epochs) is int
+    teacher = architectures.cifar10_fast_teacher((np.int64(4), 8, 8))
+    assert teacher.get_layer("representation").output.shape == (None, 8)
+    aug = architectures.cifar10_augmentation(pixels=np.int64(2))
+    assert aug is not None
+    sgd = architectures.BiasScaledSGD(bias_lr_scale=np.float32(64))
+    assert sgd.bias_lr_scale == 64.0 and type(sgd.bias_lr_scale) is float
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: architectures.cifar10_fast_recipe(1, 1, batch_size=0),
+            "Received: batch_size=0",
+        ),
+        (
+            lambda: architectures.cifar10_fast_recipe(1, 1, batch_size=-8),
+            "Received: batch_size=-8",
+        ),
+        (
+            lambda: architectures.cifar10_fast_teacher(widths=(True, 8)),
+            "Received: widths=(True, 8)",
+        ),
+        (
+            lambda: architectures.cifar10_augmentation(pixels=True),
+            "Received: pixels=True",
+        ),
+        (
+            lambda: architectures.BiasScaledSGD(bias_lr_scale=True),
+            "Received: bias_lr_scale=True",
+        ),
+        (
+            lambda: architectures.cifar10_fast_student(4, filters=16),
+            "`filters` must be a sequence of positive integers, one per "
+            "layer, e.g. (16,). Received: filters=16",
+        ),
+        (
+            lambda: architectures.cifar10_fast_student(4.0),
+            "Received: num_students=4.0",
+        ),
+        (
+            # DatasetSetup.student has no `filters`: name the call that has.
+            lambda: architectures.for_dataset("cifar10").student(2),
+            "`architectures.cifar10_fast_student(n, filters=(...))`. "
+            "Received: num_students=2",
+        ),
+    ],
+    ids=[
+        "batch_size_0",
+        "batch_size_negative",
+        "widths_bool",
+        "pixels_bool",
+        "bias_lr_scale_bool",
+        "filters_int",
+        "num_students_float",
+        "dataset_student",
+    ],
+)
+def test_bad_arguments_name_the_argument(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
