@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from teacherclass import towers
+from teacherclass import validation
 
 CAMVID_CLASSES = (
     "sky",
@@ -59,9 +60,11 @@ def unet_teacher(
 
     Args:
         input_shape: `(H, W, C)`; `H` and `W` divisible by
-            `2 ** (len(filters) - 1)`.
+            `2 ** (len(filters) - 1)`, or None: any size, which must
+            then divide so when the model is called.
         num_classes: int, the classes scored (void excluded).
-        filters: tuple of ints, filters per resolution.
+        filters: non-empty tuple of positive ints, filters per
+            resolution.
         rescale: bool, start with `Rescaling(1 / 255)` (a layer named
             "rescale") so the model takes raw `uint8` pixels. Pass
             `student_input="rescale"` to `TeacherClass` so students learn
@@ -71,27 +74,25 @@ def unet_teacher(
         An uncompiled functional `keras.Model` named "unet_teacher".
 
     Raises:
-        ValueError: if the input size does not divide, or `num_classes`
-            is below 2.
+        ValueError: if the input size does not divide, `filters` is
+            empty or holds a non-positive integer, or `num_classes` is
+            below 2.
 
     Example:
 
     >>> unet_teacher((32, 32, 3), num_classes=4, filters=(8, 16)).count_params()
     6788
     """
-    height, width = input_shape[:2]
-    factor = 2 ** (len(filters) - 1)
-    if height % factor or width % factor:
+    received = filters
+    filters = towers._check_positive_tuple("filters", filters)
+    if not filters:
+        # Without one, no layer is "representation".
         raise ValueError(
-            f"`input_shape`'s height and width must be divisible by {factor} "
-            f"for {len(filters)} resolutions. Received: "
-            f"input_shape={tuple(input_shape)}"
+            "`filters` must hold at least one positive integer, one per "
+            f"resolution. Received: filters={received!r}"
         )
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            "`num_classes` must be an integer >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
+    input_shape = _check_input_shape(input_shape, 2 ** (len(filters) - 1))
+    num_classes = validation.check_int("num_classes", num_classes, minimum=2)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     if rescale:
@@ -119,6 +120,33 @@ def unet_teacher(
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(inputs, outputs, name="unet_teacher")
+
+
+def _check_input_shape(input_shape, factor):
+    """`(H, W, C)` with `H` and `W` None or divisible by `factor`."""
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = None
+    sizes_ok = shape is not None and len(shape) == 3
+    sizes_ok = sizes_ok and all(
+        (n is None and axis < 2) or (validation.is_int(n) and n > 0)
+        for axis, n in enumerate(shape)
+    )
+    if not sizes_ok:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels): positive "
+            "integers, height and width may be None (any size). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    if any(n is not None and n % factor for n in shape[:2]):
+        resolutions = factor.bit_length()
+        raise ValueError(
+            f"`input_shape`'s height and width must be divisible by {factor} "
+            f"for {resolutions} resolutions. Received: "
+            f"input_shape={shape}"
+        )
+    return tuple(None if n is None else int(n) for n in shape)
 
 
 def segmentation_student(filters=(16, 32, 64), convs_per_block=1, units=1):
@@ -222,6 +250,7 @@ def masked_mean_iou(
     >>> sorted(result)
     ['mean_iou', 'per_class_iou']
     """
+    batch_size = validation.check_int("batch_size", batch_size)
     metric = mean_iou(num_classes, ignore_class)
     for start in range(0, len(x), batch_size):
         stop = start + batch_size

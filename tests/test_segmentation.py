@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -51,6 +53,45 @@ def test_unet_teacher_shape_and_errors():
         segmentation.unet_teacher((90, 120, 3))
     with pytest.raises(ValueError, match="Received: num_classes=1"):
         segmentation.unet_teacher(num_classes=1)
+
+
+def test_unet_teacher_takes_any_size():
+    teacher = segmentation.unet_teacher(
+        (None, None, 3), num_classes=3, filters=(4, 8)
+    )
+    assert tuple(teacher.output.shape) == (None, None, None, 3)
+    x = np.zeros((1, 6, 10, 3), "float32")
+    assert tuple(teacher(x).shape) == (1, 6, 10, 3)
+    with pytest.raises(ValueError, match=r"input_shape=\(30, None, 3\)"):
+        segmentation.unet_teacher((30, None, 3), filters=(4, 8, 16, 32))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        # Without a resolution there is no layer "representation".
+        ({"filters": ()}, "Received: filters=()"),
+        ({"filters": (8, 0)}, "Received: filters=(8, 0)"),
+        ({"filters": "16"}, "Received: filters='16'"),
+        ({"input_shape": (32, 32)}, "Received: input_shape=(32, 32)"),
+        ({"input_shape": (32, 32, None)}, "input_shape=(32, 32, None)"),
+        ({"num_classes": True}, "Received: num_classes=True"),
+    ],
+)
+def test_unet_teacher_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        segmentation.unet_teacher(**kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.0])
+def test_masked_mean_iou_rejects_bad_batch_sizes(batch_size):
+    inputs = keras.Input((2, 2, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    x, y = np.zeros((2, 2, 2, 1)), np.zeros((2, 2, 2))
+    with pytest.raises(
+        ValueError, match=re.escape(f"Received: batch_size={batch_size}")
+    ):
+        segmentation.masked_mean_iou(model, x, y, 2, batch_size=batch_size)
 
 
 def test_masked_mean_iou_leaves_void_out():
