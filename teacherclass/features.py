@@ -58,7 +58,12 @@ class DiskCache:
     refused; give the cache the data unshuffled (training shuffles the
     cached samples anyway). Training streams the
     shards in a new random order every epoch through a shuffle buffer of
-    `shuffle_buffer` samples, so memory does not grow with the data.
+    `shuffle_buffer` samples, so memory grows with the data only until
+    that buffer is full (`benchmarks/cache_memory.py`, 28x28 images and
+    32 features, a buffer of about 73,000 samples: the fit's anonymous
+    memory grew 120, 236 and 251 MiB at 20,000, 200,000 and 600,000
+    samples, 2026-12-05; an in-memory cache 99 and 334 MiB at the first
+    two).
 
     Args:
         path: the cache directory: new, empty, or written by teacherclass.
