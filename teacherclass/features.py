@@ -60,10 +60,10 @@ class DiskCache:
     shards in a new random order every epoch through a shuffle buffer of
     `shuffle_buffer` samples, so memory grows with the data only until
     that buffer is full (`benchmarks/cache_memory.py`, 28x28 images and
-    32 features, a buffer of about 73,000 samples: the fit's anonymous
-    memory grew 120, 236 and 251 MiB at 20,000, 200,000 and 600,000
-    samples, 2026-12-05; an in-memory cache 99 and 334 MiB at the first
-    two).
+    32 features, a buffer of about 73,000 samples, 2026-12-05: the fit's
+    anonymous memory grew 120 and 236 MiB at 20,000 and 200,000 samples
+    in one run, 206 and 251 MiB at 200,000 and 600,000 in another; an
+    in-memory cache's 99 and 334 MiB at 20,000 and 200,000).
 
     Args:
         path: the cache directory: new, empty, or written by teacherclass.
