@@ -63,7 +63,8 @@ class TeacherClass(keras.Model):
     and returns it as a standalone functional model. The head is the
     teacher's current one: a teacher trained after wrapping (with its own
     `fit`) gives its new head weights to `compose`, `predict`, `evaluate`,
-    `fit` and `report`. A direct call `tc(x)` and the `*_on_batch`
+    `fit`, `report` and what `save` and `save_weights` write (checkpoints
+    of `fit_students` too). A direct call `tc(x)` and the `*_on_batch`
     methods take it when the teacher's optimizer stepped since (a
     teacher trained by `fit` or an optimizer); a head whose weights were
     set by hand (`set_weights`, `load_weights` on the teacher) is taken
@@ -320,6 +321,14 @@ class TeacherClass(keras.Model):
             return  # traced inside a function: the caller synced
         if self._teacher_step() != getattr(self, "_synced_step", None):
             self._sync_head()
+
+    def save_own_variables(self, store):
+        # Keras saves a model's own variables before its children (the
+        # teacher, the head): the head a teacher trained since wrapping
+        # gave is taken first, so the file holds a synced pair (and
+        # `ModelCheckpoint`, `BackupAndRestore` files too).
+        self._sync_head()
+        super().save_own_variables(store)
 
     def load_own_variables(self, store):
         super().load_own_variables(store)

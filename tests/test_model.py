@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import PreemptedAfterFirstEpoch
 from helpers import mlp_teacher
 
 from teacherclass import DenseTower
@@ -572,6 +573,60 @@ def test_compose_takes_the_head_the_teacher_has_now(data):
     np.testing.assert_array_equal(
         _head_kernel(tc.compose()), teacher.get_layer("out").kernel
     )
+
+
+def _trained_after_wrapping(data):
+    """A class whose teacher was trained (its own `fit`) after wrapping,
+    with MSE students (which never sync the head), and the new kernel."""
+    x, y, _, _ = data
+    teacher = mlp_teacher()
+    tc = _tc(teacher, num_students=2)
+    teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    teacher.fit(x, y, epochs=2, verbose=0)
+    trained = teacher.get_layer("out").kernel.numpy()
+    assert not np.allclose(tc.head.get_layer("out").kernel, trained)
+    return tc, trained
+
+
+def test_save_writes_the_head_the_teacher_has_now(data, tmp_path):
+    x, y, _, _ = data
+    tc, trained = _trained_after_wrapping(data)
+    tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+    tc.save(tmp_path / "tc.keras")
+    loaded = keras.saving.load_model(tmp_path / "tc.keras")
+    np.testing.assert_array_equal(_head_kernel(loaded.compose()), trained)
+    np.testing.assert_allclose(
+        loaded.predict(x[:8], verbose=0), tc.predict(x[:8], verbose=0)
+    )
+    # Weights only, into a class of another (untrained) teacher.
+    tc.save_weights(tmp_path / "tc.weights.h5")
+    other = _tc(mlp_teacher(), num_students=2)
+    other.load_weights(tmp_path / "tc.weights.h5")
+    np.testing.assert_array_equal(_head_kernel(other.compose()), trained)
+    # A head fine-tuned on the unchanged teacher is saved as tuned.
+    tc.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
+    tuned = tc.head.get_layer("out").kernel.numpy()
+    assert not np.allclose(tuned, trained)
+    tc.save(tmp_path / "tuned.keras")
+    loaded = keras.saving.load_model(tmp_path / "tuned.keras")
+    np.testing.assert_array_equal(_head_kernel(loaded.compose()), tuned)
+
+
+def test_backup_and_restore_keeps_the_head_the_teacher_has_now(data, tmp_path):
+    x = data[0]
+    tc, trained = _trained_after_wrapping(data)
+    backup = keras.callbacks.BackupAndRestore(tmp_path / "backup")
+    with pytest.raises(RuntimeError):
+        tc.fit_students(
+            x,
+            epochs=2,
+            loss="mse",
+            verbose=0,
+            callbacks=[backup, PreemptedAfterFirstEpoch()],
+        )
+    # The resumed fit restores the class from the backup.
+    tc.fit_students(x, epochs=2, loss="mse", verbose=0, callbacks=[backup])
+    np.testing.assert_array_equal(_head_kernel(tc.compose()), trained)
 
 
 def test_features_follow_the_teacher_between_calls(teacher, data):
