@@ -157,14 +157,16 @@ def _float32(outputs, name=None):
     return outputs
 
 
-def compile_like(model, teacher):
+def compile_like(model, teacher, y=None):
     """Compiles `model` like `teacher` (or with defaults fitting its output).
 
     The teacher's own compile settings when they serialize, else Adam,
-    accuracy and a matching cross-entropy (`teacher.default_compile_args`).
+    accuracy and a matching cross-entropy (`teacher.default_compile_args`),
+    chosen for the labels `y` (an array, or a dataset of `(x, y)`) as
+    `TeacherClass.fit_teacher` chooses it.
     """
     if not _compile_from(model, teacher):
-        model.compile(**teacher_lib.default_compile_args(teacher))
+        model.compile(**teacher_lib.default_compile_args(teacher, y))
 
 
 def _compile_from(model, source):

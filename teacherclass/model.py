@@ -1025,10 +1025,13 @@ class TeacherClass(keras.Model):
 
     def _compose_teacher_head(self, fine_tune, x, y, fit_kwargs):
         self._sync_head()
-        compose_lib.compile_like(self, self.teacher)
+        # An uncompiled teacher's default loss fits the labels' form (a
+        # dataset `x` carries them), as `fit_teacher` chooses it.
+        labels = y if y is not None else x
+        compose_lib.compile_like(self, self.teacher, labels)
         if fine_tune:
             with training.trainable([self.teacher, *self.students], False):
-                compose_lib.compile_like(self, self.teacher)
+                compose_lib.compile_like(self, self.teacher, labels)
                 self.fit(x, y, **fit_kwargs)
         head, clip = self.target_head()
         composed = compose_lib.compose_model(
@@ -1038,7 +1041,7 @@ class TeacherClass(keras.Model):
             clip,
             preprocessor=self.cut.preprocessor(),
         )
-        compose_lib.compile_like(composed, self.teacher)
+        compose_lib.compile_like(composed, self.teacher, labels)
         return composed
 
     def _check_composable(self):

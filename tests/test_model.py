@@ -451,6 +451,28 @@ def test_compose_with_a_new_head(teacher, data):
         )
 
 
+def _one_hot_fit(x, y, form):
+    """`compose` fine-tuning arguments: one-hot labels beside or in `x`."""
+    one_hot = keras.utils.to_categorical(y, 3)
+    if form == "arrays":
+        return dict(x=x, y=one_hot)
+    return dict(x=tf.data.Dataset.from_tensor_slices((x, one_hot)).batch(16))
+
+
+@pytest.mark.parametrize("form", ["arrays", "dataset"])
+def test_fine_tune_an_uncompiled_teacher_on_one_hot_labels(data, form):
+    # An uncompiled teacher's default loss fits the labels, as in
+    # `fit_teacher` (a sparse one failed on one-hot labels).
+    x, y = data[0][:64], data[1][:64]
+    tc = _tc(mlp_teacher(), num_students=2)
+    tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+    composed = tc.compose(
+        fine_tune=True, epochs=1, verbose=0, **_one_hot_fit(x, y, form)
+    )
+    assert isinstance(composed.loss, keras.losses.CategoricalCrossentropy)
+    assert isinstance(tc.loss, keras.losses.CategoricalCrossentropy)
+
+
 # --- augmentation: the teacher runs on each augmented batch ------------------
 
 
