@@ -192,7 +192,8 @@ def with_new_head(representation, head, y=None):
         representation: the model from the input to the students' joint
             output (`TeacherClass.representation()`).
         head: a `keras.Model` or layer taking that output.
-        y: labels, to choose a default loss when `head` is not compiled.
+        y: labels (an array, or a dataset of `(x, y)`), to choose a
+            default loss when `head` is not compiled.
 
     Returns:
         A functional `keras.Model` named "composed", compiled as `head` is,

@@ -1131,7 +1131,11 @@ class TeacherClass(keras.Model):
         )
 
     def _compose_new_head(self, head, fine_tune, x, y, fit_kwargs):
-        composed = compose_lib.with_new_head(self._representation(), head, y)
+        # An uncompiled head's default loss fits the labels (a dataset `x`
+        # carries them).
+        composed = compose_lib.with_new_head(
+            self._representation(), head, y if y is not None else x
+        )
         if fine_tune:
             with training.trainable([self.teacher, *self.students], False):
                 composed.compile_from_config(composed.get_compile_config())

@@ -473,6 +473,28 @@ def test_fine_tune_an_uncompiled_teacher_on_one_hot_labels(data, form):
     assert isinstance(tc.loss, keras.losses.CategoricalCrossentropy)
 
 
+@pytest.mark.parametrize("form", ["arrays", "dataset"])
+def test_fine_tune_an_uncompiled_new_head_on_one_hot_labels(
+    teacher, data, form
+):
+    # The default loss of an uncompiled head fits labels inside a dataset
+    # too (it was chosen from `y` only: sparse for a dataset).
+    x, y = data[0][:64], data[1][:64]
+    tc = _tc(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+    head = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(3, activation="softmax")]
+    )
+    composed = tc.compose(
+        head=head,
+        fine_tune=True,
+        epochs=1,
+        verbose=0,
+        **_one_hot_fit(x, y, form),
+    )
+    assert isinstance(composed.loss, keras.losses.CategoricalCrossentropy)
+
+
 # --- augmentation: the teacher runs on each augmented batch ------------------
 
 
