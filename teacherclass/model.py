@@ -521,8 +521,10 @@ class TeacherClass(keras.Model):
                 batched dataset's own, else 32.
             epochs: int, epochs over the data.
             verbose: "auto", 0, 1 or 2, as in `fit`.
-            callbacks: list of `keras.callbacks.Callback`. Their `model`
-                is the students' trainer (`training.StudentTrainer`), whose
+            callbacks: list of `keras.callbacks.Callback` (or one, or
+                a `keras.callbacks.CallbackList`, as `fit` takes). Their
+                `model` is the students' trainer
+                (`training.StudentTrainer`), whose
                 `save`, `save_weights` and `load_weights` are this class's:
                 `ModelCheckpoint` writes a `TeacherClass` (`.keras` or
                 weights for `load_weights`), `BackupAndRestore` restores
@@ -655,6 +657,8 @@ class TeacherClass(keras.Model):
                 "there is no representation to cache: pass one of them. "
                 f"Received: augment={augment!r}, cache={cache!r}"
             )
+        # Any form `fit` takes: one callback, a list, a `CallbackList`.
+        callbacks = training.callback_list(callbacks)
         if head_aware:
             self._sync_head()  # the head the students are scored through
         if views is not None:
@@ -768,7 +772,7 @@ class TeacherClass(keras.Model):
                 # epoch's end records these students as trained.
                 callbacks=[
                     training.MarkTrained(self, selected),
-                    *(callbacks or ()),
+                    *callbacks,
                 ],
                 validation_data=val,
                 initial_epoch=initial_epoch,
@@ -810,7 +814,7 @@ class TeacherClass(keras.Model):
                     f"`views` serves every epoch from the cached views: "
                     f"pass no `{name}`. Received: {name}={value!r}"
                 )
-        for callback in callbacks or ():
+        for callback in callbacks:
             if isinstance(callback, keras.callbacks.BackupAndRestore):
                 raise ValueError(
                     "`views` draws each epoch's view before a "

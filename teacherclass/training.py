@@ -551,6 +551,18 @@ def _per_replica(loss):
     return loss
 
 
+def callback_list(callbacks):
+    """The callbacks as a list, from any form `keras.Model.fit` takes.
+
+    None, one callback, a (nested) list of them, or a
+    `keras.callbacks.CallbackList` (its callbacks: a `History` or
+    `ProgbarLogger` among them is reused by `fit`, not added twice).
+    """
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return list(callbacks.callbacks)
+    return keras.tree.flatten(callbacks) if callbacks else []
+
+
 class MarkTrained(keras.callbacks.Callback):
     """Marks a class's students trained at the end of each epoch.
 

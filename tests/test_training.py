@@ -201,6 +201,22 @@ def test_early_stopping_stops_the_students(teacher, data):
     assert len(history.history["loss"]) == 2
 
 
+@pytest.mark.parametrize("form", ["one", "callback_list", "nested"])
+def test_callbacks_in_any_form_fit_takes(teacher, data, form):
+    stop = keras.callbacks.EarlyStopping(
+        "student_1_loss", mode="min", patience=0, min_delta=10.0
+    )
+    callbacks = {
+        "one": stop,
+        "callback_list": keras.callbacks.CallbackList([stop]),
+        "nested": [[stop]],
+    }[form]
+    history = _tc(teacher).fit_students(
+        data[0][:64], epochs=20, verbose=0, callbacks=callbacks
+    )
+    assert len(history.history["loss"]) == 2
+
+
 def test_backup_and_restore_restores_the_students(teacher, data, tmp_path):
     x = data[0]
 
