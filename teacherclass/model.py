@@ -533,7 +533,9 @@ class TeacherClass(keras.Model):
             validation_data: inputs for a validation loss per student, in
                 any form `x` accepts; with labels (`(x, y)` or a dataset
                 of them) when the objective has a label term, which the
-                `val_` losses then include.
+                `val_` losses then include. Scored in batches of
+                `validation_batch_size` (in `fit_kwargs`; default
+                `batch_size`), whatever its form.
             shuffle: bool, reshuffle the samples every epoch.
             initial_epoch: int, as in `fit`.
             students: indices of the students to train (default all); the
@@ -632,6 +634,11 @@ class TeacherClass(keras.Model):
             batch_size
             or data.dataset_batch_size(x, self.teacher.inputs[0])
             or _DEFAULT_BATCH_SIZE
+        )
+        # The validation pipeline is built here: Keras' `fit` would ignore
+        # `validation_batch_size` for it (a dataset).
+        val_batch_size = (
+            fit_kwargs.pop("validation_batch_size", None) or batch_size
         )
         validation.check_callable(
             "augment", augment, "a callable such as a Keras preprocessing layer"
@@ -749,11 +756,11 @@ class TeacherClass(keras.Model):
                 self.cut,
                 self.chunks,
                 val_x,
-                batch_size,
+                val_batch_size,
                 name="validation_data",
                 head=baselines.logits_model(self.head) if head_aware else None,
                 labels=use_labels,
-            ).batches(batch_size)
+            ).batches(val_batch_size)
         towers = [self.students[i] for i in selected]
         with distribute.scope(self._strategy), training.trainable(towers, True):
             trainer = training.for_class(

@@ -370,8 +370,9 @@ def check_sparse_labels(name, y, width):
 def check_fit_kwargs(fit_kwargs):
     """Checks the counts among `fit`'s keyword arguments.
 
-    `epochs` (default 1) and `validation_freq` must be >= 1, `batch_size`
-    and `steps_per_epoch` None or >= 1, `initial_epoch` >= 0 and below
+    `epochs` (default 1) and `validation_freq` must be >= 1, `batch_size`,
+    `steps_per_epoch`, `validation_steps` and `validation_batch_size`
+    None or >= 1, `initial_epoch` >= 0 and below
     `epochs`. Keras' `fit` would train nothing on `epochs=0` or
     `initial_epoch >= epochs` and replace `batch_size=0` by its default;
     here all are errors.
@@ -384,7 +385,12 @@ def check_fit_kwargs(fit_kwargs):
     """
     if "epochs" in fit_kwargs:
         check_int("epochs", fit_kwargs["epochs"])
-    for name in ("batch_size", "steps_per_epoch", "validation_steps"):
+    for name in (
+        "batch_size",
+        "steps_per_epoch",
+        "validation_steps",
+        "validation_batch_size",
+    ):
         if name in fit_kwargs:
             check_int(name, fit_kwargs[name], allow_none=True)
     if "initial_epoch" in fit_kwargs:

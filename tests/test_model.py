@@ -804,6 +804,32 @@ def test_validation_data_forms(teacher, data, make):
     assert np.isfinite(history.history["val_loss"][0])
 
 
+def test_validation_batch_size(teacher, data):
+    x_val = data[2][:10]
+    sizes = []
+
+    class Sizes(keras.callbacks.Callback):
+        def on_test_batch_begin(self, batch, logs=None):
+            sizes.append(batch)
+
+    tc = _tc(teacher, num_students=2)
+    history = tc.fit_students(
+        data[0][:64],
+        loss="mse",  # as `evaluate_students` scores
+        verbose=0,
+        validation_data=x_val,
+        validation_batch_size=4,
+        validation_steps=1,
+        callbacks=[Sizes()],
+    )
+    assert sizes == [0]  # one step of 4 samples, not of 32
+    assert history.history["val_loss"][0] == pytest.approx(
+        tc.evaluate_students(x_val[:4])["loss"], rel=1e-5
+    )
+    with pytest.raises(ValueError, match="Received: validation_batch_size=0"):
+        tc.fit_students(data[0], validation_data=x_val, validation_batch_size=0)
+
+
 def test_validation_data_of_one(teacher, data):
     with pytest.raises(
         ValueError, match=r"Received: validation_data=tuple of 1"
