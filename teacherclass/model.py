@@ -697,6 +697,7 @@ class TeacherClass(keras.Model):
                     f"steps_per_execution={steps_per_execution}"
                 )
             fit_kwargs["steps_per_epoch"] = steps
+            train = None
         else:
             teacher_logits = None
             if head_aware:
@@ -712,21 +713,6 @@ class TeacherClass(keras.Model):
                 y=y,
                 labels=use_labels,
             )
-            if self.conditioning is not None and not self.conditioning_fitted:
-                stats = train
-                if not isinstance(train, features.Features):
-                    # Augmented inputs have no cache: the statistics come from
-                    # one pass of the trunk over augmented inputs, the
-                    # distribution the students regress. (Clean statistics
-                    # make features that are near zero on clean inputs but
-                    # not on augmented ones thousands of deviations wide.)
-                    stats = features.extract(
-                        self.cut.trunk(),
-                        train.batches(batch_size).map(lambda x, *_: x),
-                        self.chunks,
-                        name="x",
-                    )
-                self._targets.fit(stats, self.chunks)
             batches = train.batches(batch_size, shuffle=shuffle)
         val = None
         if validation_data is not None:
@@ -761,6 +747,10 @@ class TeacherClass(keras.Model):
                 head=baselines.logits_model(self.head) if head_aware else None,
                 labels=use_labels,
             ).batches(val_batch_size)
+        if self.conditioning is not None and not self.conditioning_fitted:
+            # Once the arguments and the validation data are known good: a
+            # call refused on them leaves the class as it was.
+            self._fit_conditioning(views, train, batch_size)
         towers = [self.students[i] for i in selected]
         with distribute.scope(self._strategy), training.trainable(towers, True):
             trainer = training.for_class(
@@ -788,6 +778,30 @@ class TeacherClass(keras.Model):
             )
         self._mark_trained(selected)
         return history
+
+    def _fit_conditioning(self, views, train, batch_size):
+        """Fits the target statistics on the training targets: every view
+        of `views`, else the representation `train`."""
+        if views is not None:
+            self._targets.fit_batches(
+                (views.targets(v) for v in range(views.num_views + 1)),
+                self.chunks,
+            )
+            return
+        stats = train
+        if not isinstance(train, features.Features):
+            # Augmented inputs have no cache: the statistics come from one
+            # pass of the trunk over augmented inputs, the distribution the
+            # students regress. (Clean statistics make features that are
+            # near zero on clean inputs but not on augmented ones thousands
+            # of deviations wide.)
+            stats = features.extract(
+                self.cut.trunk(),
+                train.batches(batch_size).map(lambda x, *_: x),
+                self.chunks,
+                name="x",
+            )
+        self._targets.fit(stats, self.chunks)
 
     def _view_batches(
         self,
@@ -862,11 +876,6 @@ class TeacherClass(keras.Model):
                 f"{self.cut.feature_layer!r} of shape "
                 f"{tuple(self.cut.feature_shape[1:])}. Received: "
                 f"views={views!r}"
-            )
-        if self.conditioning is not None and not self.conditioning_fitted:
-            self._targets.fit_batches(
-                (views.targets(v) for v in range(views.num_views + 1)),
-                self.chunks,
             )
         targets = ("features", "logits") if head_aware else ("features",)
         if y is not None:

@@ -839,6 +839,19 @@ def test_validation_data_of_one(teacher, data):
         )
 
 
+def test_refused_validation_data_leaves_the_statistics_unfitted(teacher, data):
+    x, x_test = data[0][:64], data[2]
+    tc = _tc(teacher, num_students=2, conditioning="standardize")
+    with pytest.raises(ValueError, match="validation_data=tuple of 1"):
+        tc.fit_students(x, validation_data=(x_test,), verbose=0)
+    assert not tc.conditioning_fitted
+    with pytest.raises(ValueError, match="validation_data"):
+        tc.fit_students(x, validation_data=x_test[:, :5], verbose=0)
+    assert not tc.conditioning_fitted
+    tc.fit_students(x, validation_data=x_test, verbose=0)
+    assert tc.conditioning_fitted
+
+
 def test_compose_keeps_the_layers_the_user_froze(data, tmp_path):
     from teacherclass.teacher import freeze_through
 

@@ -374,6 +374,19 @@ def test_fit_students_on_views_conditions_on_every_view(tmp_path):
     )
 
 
+def test_a_refused_fit_on_views_leaves_the_statistics_unfitted(tmp_path):
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(tmp_path, teacher, x, num_views=1)
+    tc = _class(teacher, conditioning="standardize")
+    fit = dict(views=cache, batch_size=6, loss="mse", verbose=0)
+    with pytest.raises(ValueError, match="steps_per_execution=3"):
+        tc.fit_students(x, steps_per_execution=3, **fit)
+    assert not tc.conditioning_fitted
+    with pytest.raises(ValueError, match="validation_data=tuple of 1"):
+        tc.fit_students(x, validation_data=(x,), **fit)
+    assert not tc.conditioning_fitted
+
+
 def test_fit_students_refuses_views_that_do_not_fit(tmp_path):
     teacher, x = _teacher(), _x()
     cache = views.ViewCache.build(tmp_path / "a", teacher, x, num_views=1)
