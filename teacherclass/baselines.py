@@ -208,32 +208,62 @@ def single_student_classifier(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _binary_kl(temperature):
-    """KL divergence between two Bernoulli distributions given as logits.
+@keras.saving.register_keras_serializable(package="teacherclass")
+class BernoulliKL(keras.losses.Loss):
+    """KL divergence between Bernoulli distributions given as logits.
 
     `LogitsDistillation`'s KL takes a softmax over the last axis, which for
     one sigmoid logit is always 1. This loss receives the logits already
     divided by the temperature and scales by its square, as the KL does.
+    A `keras.losses.Loss`, so that Keras divides it by the replicas of a
+    `tf.distribute` strategy (whose gradients it sums), as it does the
+    softmax KL.
+
+    Args:
+        temperature: float > 0, the distillation temperature.
+        reduction: as for `keras.losses.Loss`.
+        name: the loss's name.
+        dtype: as for `keras.losses.Loss`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> t = np.array([[2.0], [-1.0]], "float32")
+    >>> round(float(BernoulliKL(temperature=1.0)(t, t)), 6)
+    0.0
     """
 
-    def binary_kl(teacher_logits, student_logits):
-        target = keras.ops.sigmoid(teacher_logits)
+    def __init__(
+        self,
+        temperature=1.0,
+        reduction="sum_over_batch_size",
+        name="bernoulli_kl",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.temperature = temperature
+
+    def call(self, y_true, y_pred):
+        target = keras.ops.sigmoid(y_true)
         cross = keras.losses.binary_crossentropy(
-            target, student_logits, from_logits=True
+            target, y_pred, from_logits=True
         )
         entropy = keras.losses.binary_crossentropy(
-            target, teacher_logits, from_logits=True
+            target, y_true, from_logits=True
         )
-        return (cross - entropy) * temperature**2
+        return (cross - entropy) * self.temperature**2
 
-    return binary_kl
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
 
 
 def logits_distillation(width, temperature):
     """The `keras.distillation.LogitsDistillation` for `width` logits.
 
     The KL between the softened distributions, times the temperature's
-    square; for one sigmoid logit, the Bernoulli KL (`_binary_kl`).
+    square; for one sigmoid logit, the Bernoulli KL (`BernoulliKL`). Both
+    are `keras.losses.Loss` instances, which Keras divides by the replicas
+    of a `tf.distribute` strategy.
 
     Args:
         width: int, the number of logits.
@@ -245,7 +275,7 @@ def logits_distillation(width, temperature):
     """
     if width == 1:
         return keras.distillation.LogitsDistillation(
-            temperature=temperature, loss=_binary_kl(temperature)
+            temperature=temperature, loss=BernoulliKL(temperature)
         )
     # An instance, not the default "kl_divergence": that string becomes a
     # plain function, which LogitsDistillation (Keras 3.15) does not

@@ -244,9 +244,8 @@ class CachedLogitsTrainer(keras.Model):
         distillation = self._distillation.compute_loss(
             ops.cast(teacher_logits, "float32"), ops.cast(y_pred, "float32")
         )
-        # Keras divides its own (label) loss by the replicas; the
-        # distillation term is not a compiled loss, so it is divided here.
-        distillation = training_lib._per_replica(distillation)
+        # Both terms are `keras.losses.Loss` results, already divided by
+        # the replicas (whose gradients Keras sums).
         return self.alpha * label_loss + (1.0 - self.alpha) * distillation
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -310,3 +310,103 @@ def test_multi_worker_mirrored_two_processes(tmp_path):
     assert first["replicas"] == second["replicas"] == 2
     for key in ("teacher", "students", "head", "predictions"):
         assert _max_diff(first[key], second[key]) < 1e-6, key
+
+
+_REFINE_STEPS = """
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import tensorflow as tf
+
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+import keras
+
+from teacherclass import baselines
+from teacherclass import refinement
+
+x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+
+
+def labels(width):
+    return np.zeros((16, 1) if width == 1 else (16,), "int32")
+
+
+def dense(width, activation=None):
+    return keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(width, activation=activation)]
+    )
+
+
+def cached(width):
+    keras.utils.set_random_seed(1)
+    student = dense(width)
+    before = student.get_weights()[0].copy()
+    trainer = refinement.CachedLogitsTrainer(student, 2.0, alpha=0.0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if width == 1:
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+    trainer.compile(optimizer=keras.optimizers.SGD(1.0), loss=loss)
+    logits = np.random.default_rng(5).normal(size=(16, width)) * 3
+    targets = {"labels": labels(width), "logits": logits.astype("float32")}
+    ds = tf.data.Dataset.from_tensor_slices((x, targets)).batch(16)
+    trainer.fit(ds, epochs=1, verbose=0)
+    return before, student
+
+
+def distilled(width):
+    keras.utils.set_random_seed(1)
+    teacher = dense(width, "sigmoid" if width == 1 else "softmax")
+    keras.utils.set_random_seed(2)
+    student = dense(width)
+    before = student.get_weights()[0].copy()
+    ds = tf.data.Dataset.from_tensor_slices((x, labels(width))).batch(16)
+    baselines.distill_into(
+        teacher, student, ds, None, temperature=2.0, alpha=0.0,
+        optimizer=keras.optimizers.SGD(1.0), verbose=0,
+    )
+    return before, student
+
+
+def step(strategy, fn, width):
+    with strategy.scope():
+        before, student = fn(width)
+    return float(np.abs(student.get_weights()[0] - before).sum())
+
+
+one = tf.distribute.OneDeviceStrategy("/cpu:0")
+two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+results = {
+    f"{fn.__name__}_{width}": [step(one, fn, width), step(two, fn, width)]
+    for fn in (cached, distilled)
+    for width in (3, 1)
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(results, f)
+"""
+
+
+def test_refinement_distillation_is_divided_once_per_replica(tmp_path):
+    """One SGD step of refinement's distillation term (alpha=0), by cached
+    logits and by the Distiller, softmax and one-unit sigmoid, moves the
+    weights as far on two replicas as on one (same global batch)."""
+    script = tmp_path / "refine_steps.py"
+    script.write_text(_REFINE_STEPS)
+    out = tmp_path / "result.json"
+    result = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, (one, two) in json.loads(out.read_text()).items():
+        assert one > 1e-3, name
+        np.testing.assert_allclose(two, one, rtol=1e-4, err_msg=name)
