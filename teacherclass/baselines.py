@@ -285,6 +285,28 @@ def logits_distillation(width, temperature):
     )
 
 
+@keras.saving.register_keras_serializable(package="teacherclass")
+class RegularizedDistiller(keras.distillation.Distiller):
+    """`keras.distillation.Distiller` that adds the student's
+    regularization losses (weight regularizers, `add_loss`).
+
+    Keras 3.15's `Distiller.compute_loss` returns the weighted label and
+    distillation terms only; a plain `keras.Model` adds `losses` once,
+    divided by the replicas, and so does this one (the student's, not
+    the frozen teacher's). Arguments are the `Distiller`'s.
+    """
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        from teacherclass import training as training_lib
+
+        total = super().compute_loss(
+            x, y, y_pred, sample_weight, training=training
+        )
+        return total + training_lib.regularization(self.student)
+
+
 def _check_models(teacher, student_model):
     _check_functional("teacher", teacher)
     _check_functional("student_model", student_model)
@@ -409,10 +431,12 @@ def distill_into(
     `student_logits`, with `LogitsDistillation` (a Bernoulli KL for one
     sigmoid unit) and a cross-entropy from logits on the labels weighted
     `alpha`. The teacher's layers' `trainable` flags are restored
-    afterwards. Arguments are those of `distill_logits` (checked there),
-    and `distiller`: None, or a callable taking the `Distiller`'s
-    keyword arguments and returning one (a subclass, e.g. refinement's,
-    whose checkpoints are the composed model).
+    afterwards. The student's regularization losses are added once (see
+    `RegularizedDistiller`). Arguments are those of `distill_logits`
+    (checked there), and `distiller`: None, or a callable taking the
+    `Distiller`'s keyword arguments and returning one (a subclass of
+    `RegularizedDistiller`, e.g. refinement's, whose checkpoints are the
+    composed model).
 
     Returns:
         The distiller's `History`.
@@ -437,7 +461,7 @@ def distill_into(
     # The Distiller freezes every layer of the teacher it is given, which
     # the logits view shares with `teacher`.
     with training.flags_kept([teacher]):
-        distiller = (distiller or keras.distillation.Distiller)(
+        distiller = (distiller or RegularizedDistiller)(
             teacher=teacher_logits,
             student=student_logits,
             distillation_losses=distillation_loss,

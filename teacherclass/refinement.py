@@ -167,7 +167,7 @@ class Checkpointed:
         )
 
 
-class _CheckpointedDistiller(Checkpointed, keras.distillation.Distiller):
+class _CheckpointedDistiller(Checkpointed, baselines.RegularizedDistiller):
     """`keras.distillation.Distiller` checkpointed as the composed model."""
 
 
@@ -176,8 +176,10 @@ class CachedLogitsTrainer(keras.Model):
 
     The loss of `keras.distillation.Distiller` with `LogitsDistillation`
     (`baselines.logits_distillation`), `alpha` times the compiled label
-    loss plus `1 - alpha` times the distillation term, where the teacher's
-    logits come with each batch: `(x, {"labels": y, "logits": z})`.
+    loss plus `1 - alpha` times the distillation term, plus the student's
+    regularization losses once (as `baselines.RegularizedDistiller`),
+    where the teacher's logits come with each batch: `(x, {"labels": y,
+    "logits": z})`.
 
     Args:
         student: a model that outputs logits (trained in place).
@@ -232,25 +234,60 @@ class CachedLogitsTrainer(keras.Model):
             )
         return y["labels"], y["logits"]
 
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Compiles the trainer; `loss` is the label loss (any loss
+        `keras.Model.compile` takes for one output), weighted `alpha`."""
+        if loss is None:
+            raise ValueError(
+                "CachedLogitsTrainer needs the label loss: pass `loss`. "
+                "Received: loss=None"
+            )
+        label_loss = keras.losses.get(loss)
+        if not isinstance(label_loss, keras.losses.Loss):
+            # Reduced over the batch and divided by the replicas, as
+            # `compile` does a loss function.
+            label_loss = _FunctionLoss(label_loss)
+        self.label_loss = label_loss
+        # As `keras.distillation.Distiller`: Keras' compiled loss would
+        # add the regularization losses inside the label term (weighted
+        # `alpha`); `compute_loss` adds them once.
+        super().compile(
+            optimizer=optimizer, loss=None, metrics=metrics, **kwargs
+        )
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         if y_pred is None:
             y_pred = self(x, training=training)
         labels, teacher_logits = self._targets(y)
-        label_loss = super().compute_loss(
-            x, labels, y_pred, sample_weight, training=training
-        )
+        label_loss = self.label_loss(labels, y_pred, sample_weight)
         distillation = self._distillation.compute_loss(
             ops.cast(teacher_logits, "float32"), ops.cast(y_pred, "float32")
         )
         # Both terms are `keras.losses.Loss` results, already divided by
-        # the replicas (whose gradients Keras sums).
-        return self.alpha * label_loss + (1.0 - self.alpha) * distillation
+        # the replicas (whose gradients Keras sums); the student's
+        # regularization losses count once, whatever `alpha`.
+        return (
+            self.alpha * ops.cast(label_loss, "float32")
+            + (1.0 - self.alpha) * distillation
+            + training_lib.regularization(self.student)
+        )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = self._targets(y)
         return super().compute_metrics(x, labels, y_pred, sample_weight)
+
+
+class _FunctionLoss(keras.losses.Loss):
+    """A loss function `(y_true, y_pred) -> per-sample loss` as a Loss."""
+
+    def __init__(self, fn):
+        super().__init__(name=getattr(fn, "__name__", None))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
 
 
 class _CheckpointedTrainer(Checkpointed, CachedLogitsTrainer):

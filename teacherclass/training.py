@@ -563,6 +563,16 @@ def callback_list(callbacks):
     return keras.tree.flatten(callbacks) if callbacks else []
 
 
+def regularization(model):
+    """The sum of `model.losses` (weight regularizers, `add_loss`),
+    divided by the replicas as Keras' own `compute_loss` divides them;
+    0.0 for a model without any."""
+    total = 0.0
+    for loss in model.losses:
+        total = total + ops.sum(ops.cast(loss, "float32"))
+    return _per_replica(total) if model.losses else total
+
+
 class MarkTrained(keras.callbacks.Callback):
     """Marks a class's students trained at the end of each epoch.
 

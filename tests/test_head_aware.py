@@ -599,6 +599,83 @@ def test_refine_on_cached_logits_equals_the_distiller(data):
     np.testing.assert_allclose(by_cache, by_distiller, atol=2e-5)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_refinement_adds_regularization_once(alpha):
+    """Both refinement paths log the student's regularization losses
+    once on top of their labels-plus-distillation loss, whatever `alpha`
+    (a step of SGD(0) changes nothing, so `loss` is the loss at the
+    start)."""
+    import tensorflow as tf
+
+    from teacherclass import baselines
+    from teacherclass import refinement
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4)).astype("float32")
+    y = rng.integers(0, 3, 16).astype("int32")
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.Softmax()]
+    )
+    logits = baselines.logits_model(teacher).predict(x, verbose=0)
+    cached = tf.data.Dataset.from_tensor_slices(
+        (x, {"labels": y, "logits": logits})
+    ).batch(16)
+    labelled = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+    def losses(regularizer):
+        keras.utils.set_random_seed(1)
+        student = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(3, kernel_regularizer=regularizer),
+            ]
+        )
+        trainer = refinement.CachedLogitsTrainer(student, 2.0, alpha)
+        trainer.compile(
+            optimizer=keras.optimizers.SGD(0.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        by_cache = trainer.fit(cached, verbose=0).history["loss"][0]
+        by_distiller = baselines.distill_into(
+            teacher,
+            student,
+            labelled,
+            temperature=2.0,
+            alpha=alpha,
+            optimizer=keras.optimizers.SGD(0.0),
+            verbose=0,
+        ).history["loss"][0]
+        return by_cache, by_distiller, float(sum(student.losses))
+
+    plain = losses(None)
+    regularized = losses(keras.regularizers.L2(10.0))
+    assert regularized[2] > 1.0
+    np.testing.assert_allclose(plain[0], plain[1], rtol=1e-5)
+    np.testing.assert_allclose(regularized[0] - plain[0], regularized[2], 1e-5)
+    np.testing.assert_allclose(regularized[1] - plain[1], regularized[2], 1e-5)
+
+
+def test_cached_logits_trainer_takes_a_loss_function():
+    """A loss given by name (a function) is reduced like Keras' own."""
+    from teacherclass import refinement
+
+    x = np.ones((8, 4), "float32")
+    targets = {"labels": np.zeros(8, "int32"), "logits": np.ones((8, 3))}
+    student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    losses = []
+    for loss in (
+        "sparse_categorical_crossentropy",
+        keras.losses.SparseCategoricalCrossentropy(),
+    ):
+        trainer = refinement.CachedLogitsTrainer(student, alpha=1.0)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+        losses.append(trainer.fit(x, targets, verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="Received: loss=None"):
+        refinement.CachedLogitsTrainer(student).compile(optimizer="sgd")
+
+
 def test_cached_logits_trainer_refuses_other_targets(teacher, data):
     from teacherclass import refinement
 
