@@ -257,23 +257,30 @@ class BernoulliKL(keras.losses.Loss):
         return {**super().get_config(), "temperature": self.temperature}
 
 
-def logits_distillation(width, temperature):
+def logits_distillation(width, temperature, sigmoid=None):
     """The `keras.distillation.LogitsDistillation` for `width` logits.
 
     The KL between the softened distributions, times the temperature's
-    square; for one sigmoid logit, the Bernoulli KL (`BernoulliKL`). Both
-    are `keras.losses.Loss` instances, which Keras divides by the replicas
-    of a `tf.distribute` strategy.
+    square: over a softmax, or for a sigmoid's logits (one unit, or a
+    multi-label head's independent units), the Bernoulli KL per unit
+    averaged over the units (`BernoulliKL`, on the scale of Keras'
+    binary cross-entropy, as the softmax KL is on the categorical
+    one's). Both are `keras.losses.Loss` instances, which Keras divides
+    by the replicas of a `tf.distribute` strategy.
 
     Args:
         width: int, the number of logits.
         temperature: float > 0.
+        sigmoid: None, or whether the logits are a sigmoid's; None: only
+            for one logit.
 
     Returns:
         A `LogitsDistillation`; its `compute_loss(teacher_logits,
         student_logits)` is the distillation term.
     """
-    if width == 1:
+    if sigmoid is None:
+        sigmoid = width == 1
+    if sigmoid:
         return keras.distillation.LogitsDistillation(
             temperature=temperature, loss=BernoulliKL(temperature)
         )
@@ -344,10 +351,11 @@ def distill_logits(
     `keras.distillation.LogitsDistillation` loss. Both models are read
     through `logits_model`: a softmax (or sigmoid) teacher is distilled
     from the input of its last activation, and the student is trained on
-    its logits, with a cross-entropy from logits on the labels. A binary
-    (one sigmoid unit) teacher gets a Bernoulli KL in place of the softmax
-    KL. The teacher is frozen while distilling; its layers' `trainable`
-    flags are restored afterwards.
+    its logits, with a cross-entropy from logits on the labels. A sigmoid
+    teacher (binary, or multi-label with several units) gets a Bernoulli
+    KL per unit in place of the softmax KL, and a binary cross-entropy
+    per unit on the labels. The teacher is frozen while distilling; its
+    layers' `trainable` flags are restored afterwards.
 
     Args:
         teacher: a trained classifier (softmax, sigmoid or linear output).
@@ -428,15 +436,14 @@ def distill_into(
 
     The step `distill_logits` and `TeacherClass.refine` share: a
     `keras.distillation.Distiller` from `logits_model(teacher)` to
-    `student_logits`, with `LogitsDistillation` (a Bernoulli KL for one
-    sigmoid unit) and a cross-entropy from logits on the labels weighted
-    `alpha`. The teacher's layers' `trainable` flags are restored
-    afterwards. The student's regularization losses are added once (see
-    `RegularizedDistiller`). Arguments are those of `distill_logits`
-    (checked there), and `distiller`: None, or a callable taking the
-    `Distiller`'s keyword arguments and returning one (a subclass of
-    `RegularizedDistiller`, e.g. refinement's, whose checkpoints are the
-    composed model).
+    `student_logits`, with `LogitsDistillation` (a Bernoulli KL per unit for a
+    sigmoid teacher, see `logits_distillation`) and a cross-entropy from logits
+    on the labels weighted `alpha`. The teacher's layers' `trainable` flags are
+    restored afterwards. The student's regularization losses are added once (see
+    `RegularizedDistiller`). Arguments are those of `distill_logits` (checked
+    there), and `distiller`: None, or a callable taking the `Distiller`'s
+    keyword arguments and returning one (a subclass of `RegularizedDistiller`,
+    e.g. refinement's, whose checkpoints are the composed model).
 
     Returns:
         The distiller's `History`.
@@ -451,8 +458,11 @@ def distill_into(
         x,
     )
     teacher_logits = logits_model(teacher)
+    width = teacher_logits.outputs[0].shape[-1]
     distillation_loss = logits_distillation(
-        teacher_logits.outputs[0].shape[-1], temperature
+        width,
+        temperature,
+        sigmoid=width == 1 or teacher_lib.sigmoid_output(teacher),
     )
     # Where the labels are, for the loss's form: `y`, or a dataset `x`.
     labels = y if y is not None or hasattr(x, "shape") else x

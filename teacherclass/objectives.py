@@ -279,14 +279,14 @@ class HeadAware:
                + label_weight * cross-entropy(labels, s)
 
     with `t` the teacher's logits (cached with the representation: still
-    one teacher pass per sample) and `s` the head's logits on the
-    substituted representation. A one-unit sigmoid head gets the Bernoulli
-    KL; heads with feature-map outputs (segmentation) are scored per
-    position, averaged. The label term needs labels
-    (`fit_students(x, y, loss=HeadAware(label_weight=...))`). The head
-    is the one the composed model uses (folded into the targets'
-    coordinates under target conditioning), with the composed model's
-    clip before it; its weights do not change.
+    one teacher pass per sample) and `s` the head's logits on the substituted
+    representation. A sigmoid head (binary, or multi-label with several units)
+    gets the Bernoulli KL per unit and a binary cross-entropy per unit on the
+    labels; heads with feature-map outputs (segmentation) are scored per
+    position, averaged. The label term needs labels (`fit_students(x, y,
+    loss=HeadAware(label_weight=...))`). The head is the one the composed model
+    uses (folded into the targets' coordinates under target conditioning), with
+    the composed model's clip before it; its weights do not change.
 
     This is SRRL (Yang et al., ICLR 2021) for a class of students: the
     MSE weighs every feature equally, while the head reads a few logit
@@ -370,35 +370,42 @@ class HeadAware:
         """Rebuilds a `HeadAware` from `get_config`'s dict."""
         return cls(**config)
 
-    def distillation(self, teacher_logits, student_logits):
+    def distillation(self, teacher_logits, student_logits, sigmoid=None):
         """`T^2` x the KL from the teacher's to the student's logits.
 
-        Softmax over the last axis; a one-unit last axis is a sigmoid
-        (Bernoulli KL). Averaged over the batch and any positions.
+        Softmax over the last axis; for a sigmoid head (`sigmoid=True`:
+        a binary or multi-label head's independent units), the Bernoulli
+        KL per unit, averaged over the units (as `baselines.BernoulliKL`).
+        `sigmoid=None`: a sigmoid only for a one-unit last axis.
+        Averaged over the batch and any positions.
         """
         t = ops.cast(teacher_logits, "float32") / self.temperature
         s = ops.cast(student_logits, "float32") / self.temperature
-        if t.shape[-1] == 1:
+        if _sigmoid(sigmoid, t):
             p = ops.sigmoid(t)
             kl = p * (ops.log_sigmoid(t) - ops.log_sigmoid(s)) + (1 - p) * (
                 ops.log_sigmoid(-t) - ops.log_sigmoid(-s)
             )
-        else:
-            log_p = ops.log_softmax(t, axis=-1)
-            kl = ops.exp(log_p) * (log_p - ops.log_softmax(s, axis=-1))
+            return self.temperature**2 * ops.mean(kl)
+        log_p = ops.log_softmax(t, axis=-1)
+        kl = ops.exp(log_p) * (log_p - ops.log_softmax(s, axis=-1))
         return self.temperature**2 * ops.mean(ops.sum(kl, axis=-1))
 
-    def label_loss(self, labels, student_logits, ignore_class=None):
+    def label_loss(
+        self, labels, student_logits, ignore_class=None, sigmoid=None
+    ):
         """Cross-entropy of the student's logits against labels.
 
         Integer labels (`(batch, ...)` or `(batch, ..., 1)`), one-hot
-        labels (the logits' shape), or 0/1 labels for a one-unit head.
-        `ignore_class`: an integer label left out of the mean (a
-        segmentation's void, as the teacher's loss ignores it).
+        labels (the logits' shape), or for a sigmoid head (`sigmoid`, as
+        for `distillation`) 0/1 labels of the logits' shape, scored by a
+        binary cross-entropy per unit. `ignore_class`: an integer label
+        left out of the mean (a segmentation's void, as the teacher's
+        loss ignores it).
         """
         logits = ops.cast(student_logits, "float32")
         width = logits.shape[-1]
-        if width == 1:
+        if _sigmoid(sigmoid, logits):
             labels = ops.reshape(ops.cast(labels, "float32"), ops.shape(logits))
             loss = ops.binary_crossentropy(labels, logits, from_logits=True)
             return ops.mean(loss)
@@ -430,6 +437,7 @@ class HeadAware:
         student_logits,
         labels,
         ignore_class=None,
+        sigmoid=None,
     ):
         """One student's loss (see the class), a float32 scalar.
 
@@ -441,18 +449,26 @@ class HeadAware:
                 in place of its chunk.
             labels: the labels, or None (the label term is then skipped).
             ignore_class: an integer label the label term leaves out.
+            sigmoid: None, or whether the head ends in a sigmoid (see
+                `distillation`).
         """
         prediction = ops.cast(prediction, "float32")
         total = self.feature_weight * _mse(chunk, prediction)
         if self.distill_weight:
             total = total + self.distill_weight * self.distillation(
-                teacher_logits, student_logits
+                teacher_logits, student_logits, sigmoid
             )
         if self.label_weight and labels is not None:
             total = total + self.label_weight * self.label_loss(
-                labels, student_logits, ignore_class
+                labels, student_logits, ignore_class, sigmoid
             )
         return total
+
+
+def _sigmoid(sigmoid, logits):
+    """Whether `logits` are a sigmoid's: `sigmoid`, or when None, a
+    one-unit last axis."""
+    return logits.shape[-1] == 1 if sigmoid is None else bool(sigmoid)
 
 
 def is_head_aware(objective):
@@ -464,8 +480,9 @@ def default_for(head):
     """The objective `fit_students(loss="auto")` trains with, for a head.
 
     `HeadAware()` (chunk MSE plus the KL through the frozen head, no
-    labels) when the head ends in a softmax or a sigmoid, whose inputs
-    are logits: the head classifies, and scoring the students through it
+    labels) when the head ends in a softmax or a sigmoid (of any width:
+    a multi-label head is scored per unit), whose inputs are logits: the
+    head classifies, and scoring the students through it
     won on the validation splits of MNIST, Fashion-MNIST and the
     short-run defaults setting (`benchmarks/results/defaults.json`,
     `benchmarks/results/mnist.md`). `"mse"`, the paper's objective,

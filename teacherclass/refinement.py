@@ -94,7 +94,11 @@ class Refinement:
         """A `CachedLogitsTrainer` of `logits` (not compiled), whose
         checkpoints are the composed model (see `Checkpointed`)."""
         return _CheckpointedTrainer(
-            self.logits_for_training(), temperature=temperature, alpha=alpha
+            self.logits_for_training(),
+            temperature=temperature,
+            alpha=alpha,
+            # None: a one-logit head is a sigmoid's, linear or not.
+            sigmoid=teacher_lib.sigmoid_output(self.head) or None,
         ).checkpoint_as(self)
 
     def current(self):
@@ -185,6 +189,9 @@ class CachedLogitsTrainer(keras.Model):
         student: a model that outputs logits (trained in place).
         temperature: float > 0, the distillation temperature.
         alpha: float in [0, 1], the weight of the label loss.
+        sigmoid: None, or whether the logits are a sigmoid's (a binary
+            or multi-label head: the Bernoulli KL per unit, see
+            `baselines.logits_distillation`); None: only for one logit.
         **kwargs: base `keras.Model` arguments.
 
     Example:
@@ -209,6 +216,7 @@ class CachedLogitsTrainer(keras.Model):
         student,
         temperature=4.0,
         alpha=0.5,
+        sigmoid=None,
         name="cached_logits_trainer",
         **kwargs,
     ):
@@ -217,8 +225,9 @@ class CachedLogitsTrainer(keras.Model):
         self.student = student
         self.temperature = temperature
         self.alpha = alpha
+        self.sigmoid = sigmoid
         self._distillation = baselines.logits_distillation(
-            student.outputs[0].shape[-1], temperature
+            student.outputs[0].shape[-1], temperature, sigmoid=sigmoid
         )
         self.built = True
 

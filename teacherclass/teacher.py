@@ -316,6 +316,13 @@ def final_layer(model):
     return layer
 
 
+def sigmoid_output(model):
+    """Whether `model` ends in a sigmoid: its outputs are independent
+    Bernoulli units (a binary or multi-label classifier), whatever its
+    width."""
+    return activation_name(final_layer(model)) == "sigmoid"
+
+
 def _label_shape(y):
     """The shape of one label, from an array, a dataset's spec or a
     `PyDataset`'s first batch; None for a generator (not read ahead)."""
@@ -340,16 +347,20 @@ def _label_shape(y):
     return tuple(getattr(y, "shape", ()))
 
 
-def default_compile_args(teacher, y=None):
+def default_compile_args(teacher, y=None, sigmoid=None):
     """Compile arguments that fit the teacher's output, for `fit_teacher`.
 
     Adam, accuracy, and a cross-entropy matching the output: binary for one
-    unit, categorical when `y` is one-hot, sparse categorical otherwise;
-    `from_logits` unless the output layer ends in softmax or sigmoid.
+    unit or a sigmoid output (multi-label, per unit), categorical when `y`
+    is one-hot, sparse categorical otherwise; `from_logits` unless the
+    output layer ends in softmax or sigmoid.
 
     Args:
         teacher: the teacher model.
         y: the labels (array or a dataset of `(x, y)`), or None.
+        sigmoid: None, or whether the outputs are independent Bernoulli
+            units (given for a model outputting a sigmoid's logits);
+            None: one unit or a sigmoid output.
 
     Returns:
         A dict of `compile` keyword arguments.
@@ -357,7 +368,9 @@ def default_compile_args(teacher, y=None):
     output = teacher.outputs[0]
     activation = activation_name(final_layer(teacher))
     width = output.shape[-1]
-    if width == 1:
+    if sigmoid is None:
+        sigmoid = width == 1 or activation == "sigmoid"
+    if sigmoid:
         loss = keras.losses.BinaryCrossentropy(
             from_logits=activation != "sigmoid"
         )
@@ -390,13 +403,17 @@ def ignore_class(teacher):
 
 
 def label_compile_args(teacher, model, y=None):
-    """`default_compile_args(model, y)` that honour the teacher's void.
+    """`default_compile_args(model, y)` that honour the teacher's void
+    and its sigmoid (a multi-label teacher's logits get a binary
+    cross-entropy per unit).
 
     A teacher compiled with a sparse cross-entropy that ignores a label
     value (`ignore_class`, a segmentation's void) passes it on: `model`
     (trained on the same labels, e.g. refined) ignores it too.
     """
-    args = default_compile_args(model, y)
+    # `model` may output the logits of the teacher's sigmoid.
+    sigmoid = model.outputs[0].shape[-1] == 1 or sigmoid_output(teacher)
+    args = default_compile_args(model, y, sigmoid=sigmoid)
     ignore = ignore_class(teacher)
     loss = args["loss"]
     if ignore is not None and isinstance(

@@ -428,6 +428,9 @@ class HeadAwareTrainer(StudentTrainer):
             head (a callable).
         ignore_class: None, or an integer label the label term leaves
             out (the teacher's loss `ignore_class`).
+        sigmoid: None, or whether the head ends in a sigmoid (its units
+            are scored as Bernoulli units, see `objectives.HeadAware`);
+            None: only a one-unit head.
         **kwargs: base `keras.Model` arguments.
 
     Its metrics: `loss` (the sum) and `student_i_loss` per student.
@@ -445,6 +448,7 @@ class HeadAwareTrainer(StudentTrainer):
         owner=None,
         transform=None,
         ignore_class=None,
+        sigmoid=None,
         **kwargs,
     ):
         super().__init__(
@@ -458,6 +462,7 @@ class HeadAwareTrainer(StudentTrainer):
         )
         self.objective = objective
         self.ignore_class = ignore_class
+        self.sigmoid = sigmoid
         self._head_ref = _Ref(logits_head)
         self._clip_ref = _Ref(clip)
         self.trackers = [
@@ -522,6 +527,7 @@ class HeadAwareTrainer(StudentTrainer):
                 student_logits,
                 labels,
                 self.ignore_class,
+                self.sigmoid,
             )
             tracker.update_state(loss, sample_weight=_batch_size(prediction))
             total = total + loss
@@ -683,6 +689,8 @@ def for_class(tc, students=None, loss="mse", augment=False, **kwargs):
             clip=clip,
             transform=transform,
             ignore_class=teacher_lib.ignore_class(tc.teacher),
+            # None: a one-unit head is a sigmoid's, linear or not.
+            sigmoid=teacher_lib.sigmoid_output(head) or None,
             **common,
         )
     common["transform"] = transform

@@ -676,6 +676,97 @@ def test_cached_logits_trainer_takes_a_loss_function():
         refinement.CachedLogitsTrainer(student).compile(optimizer="sgd")
 
 
+def _bernoulli(t, s):
+    """The Bernoulli KL per unit from logits `t` to `s`, averaged."""
+    p = 1 / (1 + np.exp(-t))
+    log_sig = lambda z: -np.logaddexp(0.0, -z)  # noqa: E731
+    kl = p * (log_sig(t) - log_sig(s)) + (1 - p) * (log_sig(-t) - log_sig(-s))
+    return float(kl.mean())
+
+
+def test_head_aware_scores_a_multi_label_head_per_unit():
+    """Shifting every logit of a sigmoid head changes each unit's
+    probability: a softmax KL would not see it."""
+    t = np.array([[2.0, -3.0, 0.5, 1.0, -1.0]] * 4, "float32")
+    s = t - 6.0
+    objective = objectives.HeadAware(temperature=1.0)
+    got = float(objective.distillation(t, s, sigmoid=True))
+    np.testing.assert_allclose(got, _bernoulli(t, s), rtol=1e-5)
+    assert got > 1.0
+    labels = np.array([[1, 0, 1, 1, 0]] * 4, "float32")
+    bce = float(keras.ops.mean(keras.ops.binary_crossentropy(labels, t, True)))
+    got = float(objective.label_loss(labels, t, sigmoid=True))
+    np.testing.assert_allclose(got, bce, rtol=1e-5)
+
+
+def _multi_label_teacher(x, k=5):
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential(
+        [
+            keras.Input((x.shape[1],)),
+            keras.layers.Dense(8, activation="relu", name="rep"),
+            keras.layers.Dense(k, activation="sigmoid", name="out"),
+        ]
+    )
+    y = (x[:, :k] > 0).astype("float32")
+    teacher.compile("adam", "binary_crossentropy")
+    return teacher, y
+
+
+def test_a_multi_label_head_is_distilled_per_unit():
+    """Refinement's two paths and the head-aware trainer take a sigmoid
+    head of 5 units as 5 Bernoulli units, not a softmax over 5."""
+    import tensorflow as tf
+
+    from teacherclass import baselines
+    from teacherclass import refinement
+
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    teacher, y = _multi_label_teacher(x)
+    logits = baselines.logits_model(teacher).predict(x, verbose=0)
+    # A student whose logits are the teacher's minus 6.
+    student = keras.models.clone_model(baselines.logits_model(teacher))
+    student.set_weights(teacher.get_weights())
+    kernel, bias = student.layers[-1].get_weights()
+    student.layers[-1].set_weights([kernel, bias - 6.0])
+    expected = {0.0: _bernoulli(logits, logits - 6.0)}
+    bce = keras.ops.binary_crossentropy(y, logits - 6.0, from_logits=True)
+    expected[1.0] = float(keras.ops.mean(bce))
+    for alpha, want in expected.items():
+        history = baselines.distill_into(
+            teacher,
+            student,
+            x,
+            y,
+            temperature=1.0,
+            alpha=alpha,
+            optimizer=keras.optimizers.SGD(0.0),
+            batch_size=16,
+            verbose=0,
+        )
+        np.testing.assert_allclose(history.history["loss"], [want], 1e-4)
+        trainer = refinement.CachedLogitsTrainer(
+            student, 1.0, alpha, sigmoid=True
+        )
+        trainer.compile(
+            optimizer=keras.optimizers.SGD(0.0),
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        )
+        cached = tf.data.Dataset.from_tensor_slices(
+            (x, {"labels": y, "logits": logits})
+        )
+        history = trainer.fit(cached.batch(16), verbose=0)
+        np.testing.assert_allclose(history.history["loss"], [want], 1e-4)
+
+    tc = TeacherClass(teacher, num_students=2)
+    assert training.for_class(tc, loss="head_aware").sigmoid is True
+    assert isinstance(objectives.default_for(tc.head), objectives.HeadAware)
+    tc.fit_students(x, epochs=1, verbose=0)
+    assert refinement.Refinement(tc).trainer().sigmoid is True
+    refined = tc.refine(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(refined.history.history["loss"]).all()
+
+
 def test_cached_logits_trainer_refuses_other_targets(teacher, data):
     from teacherclass import refinement
 

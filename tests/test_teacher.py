@@ -141,6 +141,23 @@ def test_default_compile_args_follow_the_output():
     assert args["loss"].get_config()["from_logits"]
 
 
+def test_a_multi_label_sigmoid_output_gets_a_binary_loss():
+    """Several sigmoid units are independent Bernoulli units: a binary
+    cross-entropy per unit, for the teacher and for its logits view."""
+    inputs = keras.Input((4,))
+    teacher = keras.Model(
+        inputs, keras.layers.Dense(5, activation="sigmoid")(inputs)
+    )
+    args = teacher_lib.default_compile_args(teacher, np.zeros((2, 5)))
+    assert isinstance(args["loss"], keras.losses.BinaryCrossentropy)
+    assert not args["loss"].get_config()["from_logits"]
+    assert isinstance(args["metrics"][0], keras.metrics.BinaryAccuracy)
+    logits = baselines.logits_model(teacher)
+    loss = teacher_lib.label_compile_args(teacher, logits)["loss"]
+    assert isinstance(loss, keras.losses.BinaryCrossentropy)
+    assert loss.get_config()["from_logits"]
+
+
 def test_label_loss_keeps_the_teachers_void():
     from teacherclass import segmentation
 
