@@ -389,40 +389,47 @@ def refine(
     with distribute.scope(tc._strategy):
         refinement = Refinement(tc)
         optimizer = optimizer or keras.optimizers.Adam(1e-4)
-        with training_lib.trainable(refinement.parts, True):
-            if cached:
-                trainer = refinement.trainer(temperature, alpha)
-                labels = x.map(lambda a, t: (a, t["labels"]))
-                label_args = teacher_lib.label_compile_args(
-                    tc.teacher, refinement.logits, labels
-                )
-                trainer.compile(
-                    optimizer=optimizer,
-                    loss=label_args["loss"],
-                    metrics=label_args["metrics"],
-                )
-                history = trainer.fit(
-                    x,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    **fit_kwargs,
-                )
-            else:
-                history = baselines.distill_into(
-                    tc.teacher,
-                    refinement.logits_for_training(),
-                    x,
-                    y,
-                    temperature=temperature,
-                    alpha=alpha,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    optimizer=optimizer,
-                    distiller=lambda **kw: _CheckpointedDistiller(
-                        **kw
-                    ).checkpoint_as(refinement),
-                    **fit_kwargs,
-                )
+        try:
+            with training_lib.trainable(refinement.parts, True):
+                if cached:
+                    trainer = refinement.trainer(temperature, alpha)
+                    labels = x.map(lambda a, t: (a, t["labels"]))
+                    label_args = teacher_lib.label_compile_args(
+                        tc.teacher, refinement.logits, labels
+                    )
+                    trainer.compile(
+                        optimizer=optimizer,
+                        loss=label_args["loss"],
+                        metrics=label_args["metrics"],
+                    )
+                    history = trainer.fit(
+                        x,
+                        epochs=epochs,
+                        batch_size=batch_size,
+                        **fit_kwargs,
+                    )
+                else:
+                    history = baselines.distill_into(
+                        tc.teacher,
+                        refinement.logits_for_training(),
+                        x,
+                        y,
+                        temperature=temperature,
+                        alpha=alpha,
+                        epochs=epochs,
+                        batch_size=batch_size,
+                        optimizer=optimizer,
+                        distiller=lambda **kw: _CheckpointedDistiller(
+                            **kw
+                        ).checkpoint_as(refinement),
+                        **fit_kwargs,
+                    )
+        finally:
+            # Interrupted too (a callback's error, KeyboardInterrupt): a
+            # fused output's linear copy gives what it learned back to
+            # the head, which would otherwise keep its weights from
+            # before refinement beside refined students.
+            refinement.current()
         refined = refinement.finish()
         refined.history = history  # as `fit` leaves it on a model
         return refined

@@ -767,6 +767,44 @@ def test_a_multi_label_head_is_distilled_per_unit():
     assert np.isfinite(refined.history.history["loss"]).all()
 
 
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_an_interrupted_refine_leaves_the_head_refined(teacher, data, cached):
+    """The head's fused output ("out": Dense(softmax)) is trained as a
+    linear copy; stopped by a callback, refine still gives it back, so
+    the class holds refined students beside the head they learned with.
+    """
+    import tensorflow as tf
+
+    from teacherclass import baselines
+
+    x, y = data
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    out = tc.head.get_layer("out")
+    before = out.get_weights()[0].copy()
+    if cached:
+        logits = baselines.logits_model(teacher).predict(x, verbose=0)
+        targets = {"labels": y.astype("int32"), "logits": logits}
+        args = (tf.data.Dataset.from_tensor_slices((x, targets)).batch(64),)
+        args += (None,)
+    else:
+        args = (x, y)
+    with pytest.raises(KeyboardInterrupt):
+        tc.refine(
+            *args,
+            epochs=3,
+            optimizer=keras.optimizers.SGD(0.5),
+            callbacks=[_StopAfterFirstEpoch()],
+            verbose=0,
+        )
+    assert np.abs(out.get_weights()[0] - before).max() > 1e-3
+
+
 def test_cached_logits_trainer_refuses_other_targets(teacher, data):
     from teacherclass import refinement
 
