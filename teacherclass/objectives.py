@@ -15,7 +15,14 @@ from keras import ops
 
 from teacherclass import validation
 
-_REGRESSION = ("mse", "mae", "huber", "log_cosh")
+_REGRESSION = (
+    "mse",
+    "mae",
+    "huber",
+    "log_cosh",
+    "mean_squared_error",
+    "mean_absolute_error",
+)
 
 
 def get(loss):
@@ -23,9 +30,11 @@ def get(loss):
 
     Args:
         loss: a name from ("mse", "mae", "huber", "log_cosh",
-            "adversarial", "adversarial_paper", "head_aware"), an
-            `Adversarial`, a `HeadAware`, a `keras.losses.Loss`, or a
-            callable `(y_true, y_pred) -> loss`.
+            "mean_squared_error", "mean_absolute_error", "adversarial",
+            "adversarial_paper", "head_aware"), an
+            `Adversarial`, a `HeadAware`, a `keras.losses.Loss` (an
+            instance, or a class: made with its defaults), or a callable
+            `(y_true, y_pred) -> loss`.
 
     Returns:
         A function `(target, prediction) -> scalar float32`, an
@@ -43,6 +52,7 @@ def get(loss):
     """
     if isinstance(loss, (Adversarial, HeadAware)):
         return loss
+    loss = _instance(loss)
     if loss == "head_aware":
         return HeadAware()
     if loss == "adversarial":
@@ -53,7 +63,7 @@ def get(loss):
         if loss not in _REGRESSION:
             raise ValueError(
                 f"`loss` must be one of {_REGRESSION + _OWN_STEP}, a "
-                "keras.losses.Loss or a callable. "
+                "keras.losses.Loss (class or instance) or a callable. "
                 f"Received: loss={loss!r}"
             )
         loss = keras.losses.get(loss)
@@ -74,9 +84,9 @@ def regression_loss(loss):
     """Resolves a regression `loss` to what `keras.Model.compile` takes.
 
     Args:
-        loss: a name from ("mse", "mae", "huber", "log_cosh"), a
-            `keras.losses.Loss`, or a callable `(y_true, y_pred) -> loss`
-            (per sample, or per position for feature maps).
+        loss: a name as for `get`, a `keras.losses.Loss` (instance or
+            class), or a callable `(y_true, y_pred) -> loss` (per sample,
+            or per position for feature maps).
 
     Returns:
         A Keras loss function or `keras.losses.Loss`.
@@ -97,8 +107,18 @@ def regression_loss(loss):
             f"loss; it trains with its own step. Received: loss={loss!r}"
         )
     get(loss)  # checks it
+    loss = _instance(loss)
     if isinstance(loss, str):
         return keras.losses.get(loss)
+    return loss
+
+
+def _instance(loss):
+    """A `keras.losses.Loss` subclass instantiated with its defaults (as
+    `keras.Model.compile` does): called on `(y_true, y_pred)`, the class
+    would build a loss named after the targets."""
+    if isinstance(loss, type) and issubclass(loss, keras.losses.Loss):
+        return loss()
     return loss
 
 

@@ -29,6 +29,31 @@ def test_get_resolves_names():
 
 
 @pytest.mark.parametrize(
+    "loss", [keras.losses.MeanSquaredError, "mean_squared_error"]
+)
+def test_a_loss_class_or_keras_name_is_a_loss(loss):
+    """A `keras.losses.Loss` class is made with its defaults, as
+    `keras.Model.compile` makes it: not called on the targets."""
+    target = np.ones((4, 3), "float32")
+    prediction = np.zeros((4, 3), "float32")
+    assert float(objectives.get(loss)(target, prediction)) == 1.0
+    resolved = objectives.regression_loss(loss)
+    assert float(keras.ops.mean(resolved(target, prediction))) == 1.0
+
+
+def test_one_student_trains_with_a_loss_class(teacher, data):
+    tc = _tc(teacher)
+    history = tc.fit_students(
+        data[0][:32],
+        loss=keras.losses.MeanSquaredError,
+        students=[0],
+        epochs=1,
+        verbose=0,
+    )
+    assert np.isfinite(history.history["student_0_loss"]).all()
+
+
+@pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"direct_weight": -1}, "Received: direct_weight=-1"),
