@@ -1134,7 +1134,8 @@ class TeacherClass(keras.Model):
 
         Raises:
             ValueError: on untrained students, missing labels, a
-                generator or `PyDataset` `x`, `epochs` below 1, a
+                generator or `PyDataset` `x`, `epochs` or `batch_size`
+                below 1, `initial_epoch` not below `epochs`, a
                 `temperature` that is not positive or an `alpha` outside
                 [0, 1].
         """

@@ -361,12 +361,16 @@ def refine(
 
     Raises:
         ValueError: on untrained students, missing labels, a generator
-            or `PyDataset` `x`, `epochs` below 1, a `temperature` that is
+            or `PyDataset` `x`, `epochs` or `batch_size` below 1,
+            `initial_epoch` not below `epochs`, a `temperature` that is
             not positive or an `alpha` outside [0, 1].
     """
     import tensorflow as tf
 
-    validation.check_int("epochs", epochs)
+    # `epochs` and `batch_size` are refine's own arguments: checked with
+    # the other counts (`initial_epoch` below `epochs`), on both paths.
+    counts = {"epochs": epochs, "batch_size": batch_size, **fit_kwargs}
+    validation.check_fit_kwargs(counts)
     if validation.is_stream(x):
         raise ValueError(
             "refine() reads arrays or a tf.data.Dataset (the distillation "
@@ -385,7 +389,7 @@ def refine(
     cached = y is None and cached_logits(x)
     tc._check_composable()
     if not cached:
-        validation.check_labelled_fit(tc.teacher, x, y, tc.teacher, fit_kwargs)
+        validation.check_labelled_fit(tc.teacher, x, y, tc.teacher, counts)
     with distribute.scope(tc._strategy):
         refinement = Refinement(tc)
         optimizer = optimizer or keras.optimizers.Adam(1e-4)

@@ -805,6 +805,29 @@ def test_an_interrupted_refine_leaves_the_head_refined(teacher, data, cached):
     assert np.abs(out.get_weights()[0] - before).max() > 1e-3
 
 
+def test_refine_resumes_at_initial_epoch(teacher, data):
+    """`epochs` is refine's own argument: `initial_epoch` is checked
+    against it, by the Distiller and on cached logits alike."""
+    import tensorflow as tf
+
+    from teacherclass import baselines
+
+    x, y = data
+    x, y = x[:32], y[:32]
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    logits = baselines.logits_model(teacher).predict(x, verbose=0)
+    targets = {"labels": y.astype("int32"), "logits": logits}
+    cached = tf.data.Dataset.from_tensor_slices((x, targets)).batch(16)
+    for args in ((x, y), (cached, None)):
+        refined = tc.refine(*args, epochs=3, initial_epoch=1, verbose=0)
+        assert refined.history.epoch == [1, 2]
+        with pytest.raises(ValueError, match="initial_epoch=3, epochs=3"):
+            tc.refine(*args, epochs=3, initial_epoch=3, verbose=0)
+        with pytest.raises(ValueError, match="Received: batch_size=0"):
+            tc.refine(*args, batch_size=0, verbose=0)
+
+
 def test_cached_logits_trainer_refuses_other_targets(teacher, data):
     from teacherclass import refinement
 
