@@ -6,8 +6,11 @@ like any Keras model: `fit_teacher`, `fit_students` and
 nothing more. `tf.distribute.MultiWorkerMirroredStrategy` needs one fix in
 Keras 3 (keras-team/keras#20585): Keras' TensorFlow trainer calls
 `strategy.reduce` on a nest of tensors (an `(x, y)` batch) and with
-`axis=0` on scalar metrics, which that strategy rejects. The subclass here
-reduces each tensor of a nest and reduces scalars across replicas only.
+`axis=0` on its metrics' results, which that strategy rejects for scalars
+and, for a vector result (`F1Score(average=None)`, one value per class),
+would average over the classes too. The subclass here reduces each
+tensor of a nest, across replicas only, element-wise, as Keras' other
+strategies' path does.
 """
 
 import contextlib
@@ -37,8 +40,10 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
     A drop-in replacement: same arguments, same `TF_CONFIG` cluster
     description, same collective all-reduce. Only `reduce` differs (see
-    the module docstring). Create it first thing in each worker, before
-    any other TensorFlow op, as with TensorFlow's own.
+    the module docstring): it reduces across replicas only, element-wise,
+    whatever `axis` (Keras passes `axis=0` for its metrics' results,
+    whose leading axis is not a batch). Create it first thing in each
+    worker, before any other TensorFlow op, as with TensorFlow's own.
 
     Example (each worker process, `TF_CONFIG` set per worker):
 
@@ -57,7 +62,7 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
             return tf.nest.map_structure(
                 lambda v: self.reduce(reduce_op, v, axis), value
             )
-        local = self.experimental_local_results(value)[0]
-        if axis is not None and local.shape.rank == 0:
-            axis = None
-        return super().reduce(reduce_op, value, axis)
+        # A metric's result (scalar or one value per class): across
+        # replicas only, as `tf.reduce_mean(local_results, axis=0)`, what
+        # Keras does under other strategies.
+        return super().reduce(reduce_op, value, axis=None)

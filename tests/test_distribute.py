@@ -410,3 +410,49 @@ def test_refinement_distillation_is_divided_once_per_replica(tmp_path):
     for name, (one, two) in json.loads(out.read_text()).items():
         assert one > 1e-3, name
         np.testing.assert_allclose(two, one, rtol=1e-4, err_msg=name)
+
+
+_VECTOR_METRIC = """
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf
+
+from teacherclass import distribute
+
+strategy = distribute.MultiWorkerMirroredStrategy()
+vector = strategy.run(lambda: tf.constant([0.2, 0.5, 0.9]))
+scalar = strategy.run(lambda: tf.constant(0.5))
+with open(sys.argv[1], "w") as f:
+    json.dump(
+        {
+            # What Keras' trainer asks for a metric's result.
+            "vector": strategy.reduce("MEAN", vector, axis=0).numpy().tolist(),
+            "scalar": float(strategy.reduce("MEAN", scalar, axis=0)),
+        },
+        f,
+    )
+"""
+
+
+def test_multi_worker_reduces_a_vector_metric_element_wise(tmp_path):
+    """A metric with one value per class (`F1Score(average=None)`) keeps
+    its classes: averaged across replicas only, as Keras does under its
+    other strategies (one process: the reduction is the same)."""
+    script = tmp_path / "vector_metric.py"
+    script.write_text(_VECTOR_METRIC)
+    out = tmp_path / "result.json"
+    result = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(out.read_text())
+    np.testing.assert_allclose(got["vector"], [0.2, 0.5, 0.9], rtol=1e-6)
+    assert got["scalar"] == pytest.approx(0.5)
