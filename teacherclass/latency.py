@@ -5,16 +5,50 @@ import time
 
 import numpy as np
 
+# The length a variable-length input (`keras.Input((None,))`) is timed
+# at: a sentence of tokens, or a short sequence.
+SEQUENCE_LENGTH = 128
 
-def input_specs(model):
-    """`[(shape without batch, dtype), ...]` of a model's inputs."""
+
+def input_specs(model, sequence_length=None):
+    """`[(shape without batch, dtype), ...]` of a model's inputs.
+
+    Args:
+        model: a built model with known inputs.
+        sequence_length: None, or an int that replaces each unknown
+            (None) dimension, so that a batch of that shape can be made.
+    """
     inputs = getattr(model, "inputs", None)
     if not inputs:
         raise ValueError(
             "The model must be built with known inputs (a functional or "
             f"Sequential model). Received: model={model!r}"
         )
-    return [(tuple(t.shape[1:]), t.dtype) for t in inputs]
+    specs = [(tuple(t.shape[1:]), t.dtype) for t in inputs]
+    if sequence_length is None:
+        return specs
+    return [
+        (tuple(sequence_length if d is None else d for d in shape), dtype)
+        for shape, dtype in specs
+    ]
+
+
+def _check_known(specs):
+    unknown = [shape for shape, _ in specs if None in shape]
+    if unknown:
+        raise ValueError(
+            "A sample batch needs every input dimension known: give a "
+            "variable-length input a length (`sequence_length`). "
+            f"Received: input shapes {[s for s, _ in specs]}"
+        )
+
+
+def to_numpy(outputs):
+    """`outputs` (a tensor, or a structure of tensors of any shapes) as
+    NumPy: the call's asynchronous work finishes."""
+    import keras
+
+    return keras.tree.map_structure(np.asarray, outputs)
 
 
 def _is_string(dtype):
@@ -28,6 +62,7 @@ def zero_inputs(specs, batch_size):
 
     A string input gets empty strings.
     """
+    _check_known(specs)
     arrays = [
         np.full((batch_size, *shape), "", dtype=object)
         if _is_string(dt)
@@ -50,6 +85,7 @@ def sample_inputs(specs, batch_size, seed=0):
     >>> sample_inputs([((), "string")], 2).dtype
     dtype('O')
     """
+    _check_known(specs)
     rng = np.random.default_rng(seed)
     arrays = []
     for shape, dtype in specs:
@@ -72,8 +108,9 @@ def time_call(fn, x, repeats=20, warmup=3):
     """Median wall time of `fn(x)` in milliseconds, after `warmup` calls.
 
     Args:
-        fn: a callable; its result is converted to NumPy, so asynchronous
-            work is finished inside the timing.
+        fn: a callable; its result (a tensor or a structure of them,
+            e.g. a model's several outputs) is converted to NumPy, so
+            asynchronous work is finished inside the timing.
         x: its argument.
         repeats: int, timed calls.
         warmup: int, untimed calls first (tracing, allocation).
@@ -87,33 +124,53 @@ def time_call(fn, x, repeats=20, warmup=3):
     True
     """
     for _ in range(warmup):
-        np.asarray(fn(x))
+        to_numpy(fn(x))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        np.asarray(fn(x))
+        to_numpy(fn(x))
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
 
 
-def model_latency(model, batch_sizes=(1, 64), repeats=20, warmup=3):
+def model_latency(
+    model,
+    batch_sizes=(1, 64),
+    repeats=20,
+    warmup=3,
+    sequence_length=SEQUENCE_LENGTH,
+):
     """CPU latency of a Keras model's compiled inference call per batch.
 
     The model's call runs in a `tf.function` (as `predict` does, without
-    its per-call overhead) on random inputs of each batch size.
+    its per-call overhead) on random inputs of each batch size. A model
+    with several outputs is timed until all are computed.
 
     Args:
         model: a built `keras.Model` with known inputs.
         batch_sizes: the batch sizes to time.
         repeats: int, timed calls per batch size (the median is kept).
         warmup: int, untimed calls first.
+        sequence_length: int, the length a variable-length input
+            (an unknown dimension, `keras.Input((None,))`) is timed at.
 
     Returns:
         A dict `{str(batch_size): milliseconds}`.
+
+    Example:
+
+    >>> import keras
+    >>> tokens = keras.Input((None,), dtype="int32")
+    >>> pooled = keras.layers.GlobalAveragePooling1D()(
+    ...     keras.layers.Embedding(10, 4)(tokens))
+    >>> heads = [keras.layers.Dense(2)(pooled), keras.layers.Dense(3)(pooled)]
+    >>> model = keras.Model(tokens, heads)
+    >>> sorted(model_latency(model, batch_sizes=(1,), repeats=2))
+    ['1']
     """
     import tensorflow as tf
 
-    specs = input_specs(model)
+    specs = input_specs(model, sequence_length)
     call = tf.function(lambda x: model(x, training=False))
     with tf.device("/CPU:0"):
         return {

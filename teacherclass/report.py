@@ -23,6 +23,7 @@ from datetime import timezone
 
 import numpy as np
 
+from teacherclass import latency as latency_lib
 from teacherclass import validation
 from teacherclass.figures import save_figures
 from teacherclass.flops import count_flops
@@ -435,7 +436,13 @@ def measure_export(
     return entry
 
 
-def paired_latency(models, batch_sizes=(1, 64), repeats=20, warmup=3):
+def paired_latency(
+    models,
+    batch_sizes=(1, 64),
+    repeats=20,
+    warmup=3,
+    sequence_length=latency_lib.SEQUENCE_LENGTH,
+):
     """CPU latency of several models measured side by side.
 
     For each batch size every model's inference call is traced and warmed
@@ -448,6 +455,8 @@ def paired_latency(models, batch_sizes=(1, 64), repeats=20, warmup=3):
         batch_sizes: the batch sizes to time.
         repeats: int, rounds (timed calls per model and batch size).
         warmup: int, untimed calls of each model first.
+        sequence_length: int, the length a variable-length input is
+            timed at (see `latency.model_latency`).
 
     Returns:
         A dict `{name: {str(batch_size): milliseconds}}`.
@@ -475,17 +484,17 @@ def paired_latency(models, batch_sizes=(1, 64), repeats=20, warmup=3):
     with tf.device("/CPU:0"):
         for b in validation.check_batch_sizes(batch_sizes):
             batches = {
-                name: sample_inputs(input_specs(model), b)
+                name: sample_inputs(input_specs(model, sequence_length), b)
                 for name, model in models.items()
             }
             for name, call in calls.items():
                 for _ in range(max(1, warmup)):
-                    np.asarray(call(batches[name]))
+                    latency_lib.to_numpy(call(batches[name]))
             times = {name: [] for name in models}
             for _ in range(repeats):
                 for name, call in calls.items():
                     start = time.perf_counter()
-                    np.asarray(call(batches[name]))
+                    latency_lib.to_numpy(call(batches[name]))
                     times[name].append(time.perf_counter() - start)
             for name in models:
                 result[name][str(b)] = 1000 * statistics.median(times[name])
@@ -539,6 +548,7 @@ def measure(
     warmup=3,
     composed=None,
     litert=False,
+    sequence_length=latency_lib.SEQUENCE_LENGTH,
 ):
     """Measures the teacher, each student, the head and the composed model.
 
@@ -569,6 +579,9 @@ def measure(
         litert: bool, also export the teacher and the composed model to
             LiteRT, float and int8, and record the files' sizes as
             `litert_bytes` (seconds per model; `x` calibrates int8).
+        sequence_length: int, the length a variable-length input
+            (`keras.Input((None,))`) is timed at; recorded as the
+            report's `sequence_length` when the teacher has one.
 
     Returns:
         A `CompressionReport` with `models` and `exports` filled in.
@@ -611,6 +624,7 @@ def measure(
         batch_sizes,
         repeats,
         warmup,
+        sequence_length,
     )
     for name, model in parts.items():
         models[name] = {
@@ -618,7 +632,9 @@ def measure(
             "flops": count_flops(model),
             "macs": count_macs(model),
             "latency_ms": paired.get(name)
-            or model_latency(model, batch_sizes, repeats, warmup),
+            or model_latency(
+                model, batch_sizes, repeats, warmup, sequence_length
+            ),
         }
     if litert:
         for name in ("teacher", "composed"):
@@ -656,6 +672,8 @@ def measure(
         for b in batch_sizes
     }
     report["batch_sizes"] = list(batch_sizes)
+    if any(None in t.shape[1:] for t in tc.teacher.inputs):
+        report["sequence_length"] = sequence_length
     if exports:
         if not isinstance(exports, dict):
             exports = {os.path.basename(os.fspath(p)): p for p in exports}

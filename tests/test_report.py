@@ -419,3 +419,27 @@ def test_a_binary_teacher_of_logits_is_scored_at_threshold_zero():
     assert report_lib.decision_threshold(sigmoid) == 0.5
     logits = np.array([[-0.2], [0.3]])
     assert report_lib.accuracy(logits, np.array([0, 1]), threshold=0.0) == 1.0
+
+
+def test_latency_of_a_variable_length_input_and_several_outputs():
+    """A token input of unknown length is timed at `sequence_length`;
+    a model with outputs of different shapes is timed whole."""
+    from teacherclass import latency
+
+    tokens = keras.Input((None,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(
+        keras.layers.Embedding(10, 4)(tokens)
+    )
+    text = keras.Model(tokens, keras.layers.Dense(2)(pooled))
+    inputs = keras.Input((4,))
+    two = keras.Model(
+        inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(3)(inputs)]
+    )
+    for model in (text, two):
+        timed = latency.model_latency(model, batch_sizes=(2,), repeats=2)
+        assert list(timed) == ["2"] and timed["2"] > 0
+    timed = report_lib.paired_latency({"text": text, "two": two}, (1,), 2)
+    assert sorted(timed) == ["text", "two"]
+    assert latency.input_specs(text, 7)[0][0] == (7,)
+    with pytest.raises(ValueError, match=r"Received: input shapes \[\(None,"):
+        latency.sample_inputs(latency.input_specs(text), 1)
