@@ -34,6 +34,10 @@ class Refinement:
 
     Args:
         tc: a `TeacherClass` whose students are all trained or loaded.
+        labels: optional training labels (an array, or a dataset of
+            `(x, y)`): `finish` compiles the refined model with the
+            teacher's settings, or for an uncompiled teacher with the
+            cross-entropy these labels need (one-hot or integer).
 
     Attributes:
         composed: the composed `keras.Model` (students, clip, head).
@@ -44,9 +48,12 @@ class Refinement:
         parts: the layers refinement trains (the students and the head).
     """
 
-    def __init__(self, tc):
+    def __init__(self, tc, labels=None):
         tc._check_composable()
         self._teacher = tc.teacher
+        # The training labels (an array, or a dataset of `(x, y)`): what
+        # `finish` picks an uncompiled teacher's default loss from.
+        self.labels = labels
         self.head, clip = tc.target_head()
         inputs = tc.cut.inputs()
         rep = compose_lib.representation_model(
@@ -123,7 +130,7 @@ class Refinement:
     def finish(self):
         """The refined composed model, compiled like the teacher."""
         composed = self.current()
-        compose_lib.compile_like(composed, self._teacher)
+        compose_lib.compile_like(composed, self._teacher, self.labels)
         return composed
 
 
@@ -391,15 +398,21 @@ def refine(
     if not cached:
         validation.check_labelled_fit(tc.teacher, x, y, tc.teacher, counts)
     with distribute.scope(tc._strategy):
-        refinement = Refinement(tc)
+        refinement = Refinement(
+            tc,
+            labels=(
+                x.map(lambda a, t: (a, t["labels"]))
+                if cached
+                else (y if y is not None else x)
+            ),
+        )
         optimizer = optimizer or keras.optimizers.Adam(1e-4)
         try:
             with training_lib.trainable(refinement.parts, True):
                 if cached:
                     trainer = refinement.trainer(temperature, alpha)
-                    labels = x.map(lambda a, t: (a, t["labels"]))
                     label_args = teacher_lib.label_compile_args(
-                        tc.teacher, refinement.logits, labels
+                        tc.teacher, refinement.logits, refinement.labels
                     )
                     trainer.compile(
                         optimizer=optimizer,

@@ -474,6 +474,20 @@ def test_fine_tune_an_uncompiled_teacher_on_one_hot_labels(data, form):
 
 
 @pytest.mark.parametrize("form", ["arrays", "dataset"])
+def test_refine_an_uncompiled_teacher_on_one_hot_labels(data, form):
+    # The refined model is compiled for the labels it was refined on
+    # (it was compiled with a sparse loss: evaluate failed on them).
+    x, y = data[0][:64], data[1][:64]
+    tc = _tc(mlp_teacher(), num_students=2)
+    tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+    fit = _one_hot_fit(x, y, form)
+    refined = tc.refine(fit["x"], fit.get("y"), epochs=1, verbose=0)
+    assert isinstance(refined.loss, keras.losses.CategoricalCrossentropy)
+    loss, _ = refined.evaluate(**fit, verbose=0)
+    assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize("form", ["arrays", "dataset"])
 def test_fine_tune_an_uncompiled_new_head_on_one_hot_labels(
     teacher, data, form
 ):
