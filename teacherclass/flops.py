@@ -149,7 +149,7 @@ def _shapes(value):
     return [tuple(keras.ops.shape(t)) for t in flat if hasattr(t, "shape")]
 
 
-def count_flops(model, per_layer=False):
+def count_flops(model, per_layer=False, sequence_length=None):
     """FLOPs of one forward pass on one sample, from per-layer formulas.
 
     The model runs once on a batch of one zero sample while every layer
@@ -177,6 +177,9 @@ def count_flops(model, per_layer=False):
     Args:
         model: a built `keras.Model` or layer with a known input shape.
         per_layer: bool, also return each counted call.
+        sequence_length: None, or an int that a variable-length input
+            dimension (`keras.Input((None,))`) is counted at; with None,
+            such an input raises a `ValueError`.
 
     Returns:
         An int, or `(total, [(layer_name, class_name, flops), ...])` with
@@ -191,15 +194,16 @@ def count_flops(model, per_layer=False):
     """
     counted = [
         (name, kind, 2 * macs + other)
-        for name, kind, macs, other in _costs(model)
+        for name, kind, macs, other in _costs(model, sequence_length)
         if 2 * macs + other
     ]
     total = sum(f for _, _, f in counted)
     return (total, counted) if per_layer else total
 
 
-def _costs(model):
-    """`[(layer_name, class_name, multiply_adds, other_flops), ...]`."""
+def _costs(model, sequence_length=None):
+    """`[(layer_name, class_name, multiply_adds, other_flops), ...]`, on
+    one zero sample (unknown dimensions at `sequence_length`)."""
     import keras
 
     records = []
@@ -211,7 +215,7 @@ def _costs(model):
         records.append((self, _shapes(inputs), _shapes(outputs)))
         return outputs
 
-    sample = zero_inputs(input_specs(model), batch_size=1)
+    sample = zero_inputs(input_specs(model, sequence_length), batch_size=1)
     keras.layers.Layer.__call__ = recording
     try:
         model(sample, training=False)
@@ -226,7 +230,7 @@ def _costs(model):
     return costs
 
 
-def count_macs(model, per_layer=False):
+def count_macs(model, per_layer=False, sequence_length=None):
     """Multiply-adds of one forward pass on one sample.
 
     The multiply-add part of `count_flops`: each `Dense`, `BatchedDense`,
@@ -243,6 +247,9 @@ def count_macs(model, per_layer=False):
     Args:
         model: a built `keras.Model` or layer with a known input shape.
         per_layer: bool, also return each counted call.
+        sequence_length: None, or an int that a variable-length input
+            dimension (`keras.Input((None,))`) is counted at; with None,
+            such an input raises a `ValueError`.
 
     Returns:
         An int, or `(total, [(layer_name, class_name, macs), ...])` with
@@ -256,7 +263,9 @@ def count_macs(model, per_layer=False):
     32
     """
     counted = [
-        (name, kind, macs) for name, kind, macs, _ in _costs(model) if macs
+        (name, kind, macs)
+        for name, kind, macs, _ in _costs(model, sequence_length)
+        if macs
     ]
     total = sum(m for _, _, m in counted)
     return (total, counted) if per_layer else total

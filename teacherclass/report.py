@@ -501,7 +501,7 @@ def paired_latency(
     return result
 
 
-def litert_sizes(model, representative_data=None):
+def litert_sizes(model, representative_data=None, sequence_length=None):
     """Sizes in bytes of a model's LiteRT files, float32 and int8.
 
     Exports `model` twice into a temporary directory (seconds each), with
@@ -512,6 +512,10 @@ def litert_sizes(model, representative_data=None):
         model: a built `keras.Model`.
         representative_data: inputs to calibrate the int8 ranges; default
             64 random samples shaped like the model's input.
+        sequence_length: None, or an int: the length of the default
+            calibration samples on a variable-length input
+            (`keras.Input((None,))`); with None, such an input raises a
+            `ValueError` when `representative_data` is not given.
 
     Returns:
         `{"float": bytes, "int8": bytes}`.
@@ -522,7 +526,9 @@ def litert_sizes(model, representative_data=None):
     from teacherclass.latency import input_specs
 
     if representative_data is None:
-        representative_data = sample_inputs(input_specs(model), 64)
+        representative_data = sample_inputs(
+            input_specs(model, sequence_length), 64
+        )
     sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, quantize in (("float", None), ("int8", "int8")):
@@ -580,7 +586,8 @@ def measure(
             LiteRT, float and int8, and record the files' sizes as
             `litert_bytes` (seconds per model; `x` calibrates int8).
         sequence_length: int, the length a variable-length input
-            (`keras.Input((None,))`) is timed at; recorded as the
+            (`keras.Input((None,))`) is timed and counted (FLOPs, MACs,
+            LiteRT calibration without `x`) at; recorded as the
             report's `sequence_length` when the teacher has one.
 
     Returns:
@@ -629,8 +636,8 @@ def measure(
     for name, model in parts.items():
         models[name] = {
             "params": int(model.count_params()),
-            "flops": count_flops(model),
-            "macs": count_macs(model),
+            "flops": count_flops(model, sequence_length=sequence_length),
+            "macs": count_macs(model, sequence_length=sequence_length),
             "latency_ms": paired.get(name)
             or model_latency(
                 model, batch_sizes, repeats, warmup, sequence_length
@@ -639,7 +646,9 @@ def measure(
     if litert:
         for name in ("teacher", "composed"):
             models[name]["litert_bytes"] = litert_sizes(
-                parts[name], None if x is None else np.asarray(x)[:64]
+                parts[name],
+                None if x is None else np.asarray(x)[:64],
+                sequence_length,
             )
     if x is not None:
         errors = tc.evaluate_students(x)

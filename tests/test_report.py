@@ -443,3 +443,50 @@ def test_latency_of_a_variable_length_input_and_several_outputs():
     assert latency.input_specs(text, 7)[0][0] == (7,)
     with pytest.raises(ValueError, match=r"Received: input shapes \[\(None,"):
         latency.sample_inputs(latency.input_specs(text), 1)
+
+
+def _variable_length_text_teacher():
+    tokens = keras.Input((None,), dtype="int32")
+    h = keras.layers.Conv1D(6, 3, use_bias=False)(
+        keras.layers.Embedding(50, 4)(tokens)
+    )
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    h = keras.layers.Dense(8, activation="relu", name="rep")(h)
+    return keras.Model(tokens, keras.layers.Dense(3, "softmax")(h))
+
+
+def test_flops_of_a_variable_length_input_at_sequence_length():
+    model = _variable_length_text_teacher()
+    conv = 8 * 6 * (2 * 3 * 4)  # 10 tokens, kernel 3: 8 outputs
+    pool = 8 * 6
+    dense = (2 * 6 * 8 + 8) + (2 * 8 * 3 + 3)
+    assert flops.count_flops(model, sequence_length=10) == conv + pool + dense
+    assert flops.count_macs(model, sequence_length=10) == 8 * 6 * 3 * 4 + 72
+    for count in (flops.count_flops, flops.count_macs):
+        with pytest.raises(ValueError, match="sequence_length"):
+            count(model)
+
+
+def test_measure_and_litert_sizes_of_a_variable_length_teacher(monkeypatch):
+    """`measure` counts FLOPs (and calibrates LiteRT without `x`) at its
+    `sequence_length`; it crashed on an unknown dimension."""
+    teacher = _variable_length_text_teacher()
+    tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+    x = np.random.default_rng(0).integers(0, 50, (16, 10)).astype("int32")
+    tc.fit_students(x, epochs=1, verbose=0)
+    r = report_lib.measure(
+        tc, batch_sizes=(1,), repeats=1, warmup=1, sequence_length=10
+    )
+    assert r["sequence_length"] == 10
+    assert r["models"]["teacher"]["flops"] == flops.count_flops(
+        teacher, sequence_length=10
+    )
+    calibration = []
+
+    def export(model, path, representative_data=None, **kwargs):
+        calibration.append(representative_data)
+        open(path, "wb").close()
+
+    monkeypatch.setattr(export_lib, "export", export)
+    report_lib.litert_sizes(teacher, sequence_length=7)
+    assert calibration[1].shape == (64, 7)
