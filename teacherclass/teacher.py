@@ -347,30 +347,60 @@ def _label_shape(y):
     return tuple(getattr(y, "shape", ()))
 
 
+def _output_shaped(label, output):
+    """Whether a label shape (`_label_shape`) is one output's: one-hot or
+    multi-hot, not a class index."""
+    return (
+        label is not None
+        and len(label) == len(output.shape)
+        and label[-1] == output.shape[-1]
+    )
+
+
 def default_compile_args(teacher, y=None, sigmoid=None):
     """Compile arguments that fit the teacher's output, for `fit_teacher`.
 
-    Adam, accuracy, and a cross-entropy matching the output: binary for one
-    unit or a sigmoid output (multi-label, per unit), categorical when `y`
-    is one-hot, sparse categorical otherwise; `from_logits` unless the
-    output layer ends in softmax or sigmoid.
+    Adam, accuracy, and a cross-entropy matching the output and the
+    labels: binary for one unit, and per unit for a sigmoid output
+    (multi-label) unless `y` holds class indices; else categorical when
+    `y` is one-hot, sparse categorical otherwise; `from_logits` unless
+    the output layer ends in softmax or sigmoid.
 
     Args:
         teacher: the teacher model.
         y: the labels (array or a dataset of `(x, y)`), or None.
         sigmoid: None, or whether the outputs are independent Bernoulli
             units (given for a model outputting a sigmoid's logits);
-            None: one unit or a sigmoid output.
+            None: a sigmoid output. Several such units take a binary
+            cross-entropy on labels of the output's shape (multi-hot)
+            or unknown ones (None, a generator), a sparse categorical
+            one on class indices.
 
     Returns:
         A dict of `compile` keyword arguments.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> tags = keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(5, "sigmoid")])
+    >>> y = np.zeros((2, 5))
+    >>> type(default_compile_args(tags, y)["loss"]).__name__
+    'BinaryCrossentropy'
+    >>> type(default_compile_args(tags, np.zeros(2, int))["loss"]).__name__
+    'SparseCategoricalCrossentropy'
     """
     output = teacher.outputs[0]
     activation = activation_name(final_layer(teacher))
     width = output.shape[-1]
     if sigmoid is None:
-        sigmoid = width == 1 or activation == "sigmoid"
-    if sigmoid:
+        sigmoid = activation == "sigmoid"
+    label = _label_shape(y)
+    # Several Bernoulli units are scored per unit on multi-hot labels (or
+    # labels not known ahead); class indices keep a sparse loss.
+    per_unit = label is None or _output_shaped(label, output)
+    if width == 1 or (sigmoid and per_unit):
         loss = keras.losses.BinaryCrossentropy(
             from_logits=activation != "sigmoid"
         )
@@ -382,10 +412,7 @@ def default_compile_args(teacher, y=None, sigmoid=None):
         ]
         return {"optimizer": "adam", "loss": loss, "metrics": metrics}
     from_logits = activation != "softmax"
-    label = _label_shape(y)
-    one_hot = label is not None and len(label) == len(output.shape)
-    one_hot = one_hot and label[-1] == width
-    if one_hot:
+    if _output_shaped(label, output):
         loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(
@@ -405,14 +432,15 @@ def ignore_class(teacher):
 def label_compile_args(teacher, model, y=None):
     """`default_compile_args(model, y)` that honour the teacher's void
     and its sigmoid (a multi-label teacher's logits get a binary
-    cross-entropy per unit).
+    cross-entropy per unit on multi-hot labels, a sparse one on class
+    indices).
 
     A teacher compiled with a sparse cross-entropy that ignores a label
     value (`ignore_class`, a segmentation's void) passes it on: `model`
     (trained on the same labels, e.g. refined) ignores it too.
     """
     # `model` may output the logits of the teacher's sigmoid.
-    sigmoid = model.outputs[0].shape[-1] == 1 or sigmoid_output(teacher)
+    sigmoid = sigmoid_output(teacher)
     args = default_compile_args(model, y, sigmoid=sigmoid)
     ignore = ignore_class(teacher)
     loss = args["loss"]

@@ -158,6 +158,34 @@ def test_a_multi_label_sigmoid_output_gets_a_binary_loss():
     assert loss.get_config()["from_logits"]
 
 
+def test_class_indices_of_a_sigmoid_output_keep_a_sparse_loss():
+    """Several sigmoid units trained on class indices (not multi-hot) get
+    a sparse cross-entropy, as before the multi-label loss: a binary one
+    crashed in `fit_teacher` on labels of another shape."""
+    import tensorflow as tf
+
+    from teacherclass import TeacherClass
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(6, activation="relu", name="rep")(inputs)
+    teacher = keras.Model(
+        inputs, keras.layers.Dense(5, activation="sigmoid")(hidden)
+    )
+    x = np.random.default_rng(0).random((8, 4)).astype("float32")
+    y = np.arange(8) % 5
+    sparse = keras.losses.SparseCategoricalCrossentropy
+    for labels in (y, tf.data.Dataset.from_tensor_slices((x, y)).batch(4)):
+        args = teacher_lib.default_compile_args(teacher, labels)
+        assert isinstance(args["loss"], sparse)
+        logits = baselines.logits_model(teacher)
+        loss = teacher_lib.label_compile_args(teacher, logits, labels)["loss"]
+        assert isinstance(loss, sparse)
+        assert loss.get_config()["from_logits"]
+    tc = TeacherClass(teacher, feature_layer="rep", num_students=2)
+    tc.fit_teacher(x, y, epochs=1, batch_size=4, verbose=0)
+    assert isinstance(teacher.loss, sparse)
+
+
 def test_label_loss_keeps_the_teachers_void():
     from teacherclass import segmentation
 
