@@ -532,7 +532,8 @@ def default_for(head):
     outputs = getattr(head, "outputs", None)
     if not outputs or len(outputs) != 1:
         return "mse"
-    layer = teacher_lib.producer(outputs[0])
+    # Past a float32 cast (mixed precision) and into a nested head.
+    layer = teacher_lib.final_layer(head)
     if teacher_lib.activation_name(layer) in baselines.PROBABILITIES:
         return HeadAware()
     return "mse"

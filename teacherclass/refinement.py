@@ -105,7 +105,9 @@ class Refinement:
             temperature=temperature,
             alpha=alpha,
             # None: a one-logit head is a sigmoid's, linear or not.
-            sigmoid=teacher_lib.sigmoid_output(self.head) or None,
+            sigmoid=(
+                teacher_lib.sigmoid_output(self.head, self._teacher) or None
+            ),
         ).checkpoint_as(self)
 
     def current(self):

@@ -316,11 +316,57 @@ def final_layer(model):
     return layer
 
 
-def sigmoid_output(model):
-    """Whether `model` ends in a sigmoid: its outputs are independent
-    Bernoulli units (a binary or multi-label classifier), whatever its
-    width."""
-    return activation_name(final_layer(model)) == "sigmoid"
+# A compiled loss that scores each output unit as a Bernoulli variable.
+_BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy")
+
+
+def _binary_loss(loss):
+    """Whether a compiled loss (a name, a `Loss` or a function) is a
+    binary cross-entropy, from logits or not."""
+    if isinstance(loss, str):
+        return loss in (*_BINARY_LOSSES, "bce")
+    if isinstance(
+        loss,
+        (
+            keras.losses.BinaryCrossentropy,
+            keras.losses.BinaryFocalCrossentropy,
+        ),
+    ):
+        return True
+    name = getattr(loss, "__name__", None)
+    return name in _BINARY_LOSSES
+
+
+def sigmoid_output(model, teacher=None):
+    """Whether `model`'s outputs are independent Bernoulli units (a
+    binary or multi-label classifier), whatever its width.
+
+    They are when `model` ends in a sigmoid, or in a linear layer (logits)
+    of a teacher compiled with a binary cross-entropy (from logits or
+    not).
+
+    Args:
+        model: a model whose final layer is read: a teacher, or its head.
+        teacher: the model whose compiled loss is read (the teacher of a
+            head); default `model`.
+
+    Example:
+
+    >>> import keras
+    >>> tags = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5)])
+    >>> sigmoid_output(tags)
+    False
+    >>> tags.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))
+    >>> sigmoid_output(tags)
+    True
+    """
+    activation = activation_name(final_layer(model))
+    if activation == "sigmoid":
+        return True
+    if activation not in (None, "linear"):
+        return False
+    teacher = model if teacher is None else teacher
+    return _binary_loss(getattr(teacher, "loss", None))
 
 
 def _label_shape(y):

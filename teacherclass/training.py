@@ -690,7 +690,7 @@ def for_class(tc, students=None, loss="mse", augment=False, **kwargs):
             transform=transform,
             ignore_class=teacher_lib.ignore_class(tc.teacher),
             # None: a one-unit head is a sigmoid's, linear or not.
-            sigmoid=teacher_lib.sigmoid_output(head) or None,
+            sigmoid=teacher_lib.sigmoid_output(head, tc.teacher) or None,
             **common,
         )
     common["transform"] = transform

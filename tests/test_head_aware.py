@@ -767,6 +767,62 @@ def test_a_multi_label_head_is_distilled_per_unit():
     assert np.isfinite(refined.history.history["loss"]).all()
 
 
+@pytest.mark.parametrize(
+    "loss",
+    [
+        keras.losses.BinaryCrossentropy(from_logits=True),
+        "binary_crossentropy",
+    ],
+)
+def test_a_linear_head_compiled_with_a_binary_loss_is_multi_label(loss):
+    """Logits (no sigmoid layer) of a teacher compiled with a binary
+    cross-entropy are Bernoulli units too: its head is distilled and
+    labelled per unit, not as a softmax over 5."""
+    from teacherclass import baselines
+    from teacherclass import refinement
+    from teacherclass import teacher as teacher_lib
+
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    teacher = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8, activation="relu", name="rep"),
+            keras.layers.Dense(5, name="out"),
+        ]
+    )
+    assert not teacher_lib.sigmoid_output(teacher)
+    teacher.compile("adam", loss)
+    y = (x[:, :5] > 0).astype("float32")
+    assert teacher_lib.sigmoid_output(teacher)
+    tc = TeacherClass(teacher, num_students=2)
+    assert training.for_class(tc, loss="head_aware").sigmoid is True
+    tc.fit_students(x, epochs=1, verbose=0)
+    refined = refinement.Refinement(tc)
+    assert refined.trainer().sigmoid is True
+    label_loss = teacher_lib.label_compile_args(teacher, refined.logits, y)
+    assert isinstance(label_loss["loss"], keras.losses.BinaryCrossentropy)
+    assert label_loss["loss"].get_config()["from_logits"]
+    distill = baselines.logits_distillation(
+        5, 1.0, sigmoid=teacher_lib.sigmoid_output(teacher)
+    )
+    assert type(distill.loss).__name__ == "BernoulliKL"
+
+
+def test_a_mixed_precision_classifier_defaults_to_head_aware():
+    """The float32 cast ending a mixed-precision head is looked past."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = keras.Input((8,))
+        probabilities = keras.layers.Dense(5, activation="sigmoid")(inputs)
+        head = keras.Model(
+            inputs,
+            keras.layers.Activation("linear", dtype="float32")(probabilities),
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(objectives.default_for(head), objectives.HeadAware)
+
+
 class _StopAfterFirstEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         raise KeyboardInterrupt
