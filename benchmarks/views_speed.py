@@ -33,9 +33,14 @@ At the default paths, a run at settings other than the file's (speed:
 `--batch-size`, `--seeds`) is refused before it starts: give `--out` to
 write elsewhere, or to replace that file.
 
-Run: python benchmarks/views_speed.py [--samples 1024] [--rounds 3]
-     python benchmarks/views_speed.py --accuracy --teacher T.keras \
-         --data-dir ../shared/data [--samples 10000] [--epochs 8]
+The defaults are the recorded runs' settings, so these commands (from
+the repository root) redo them; the teacher is compared as a resolved
+path.
+
+Run: python benchmarks/views_speed.py [--samples 4096] [--rounds 3]
+     python benchmarks/views_speed.py --accuracy \
+         --teacher benchmarks/cache/cifar10/teacher-36e8359d4c-seed0.keras \
+         --data-dir ../shared/data [--samples 10000] [--epochs 8] [--seeds 2]
 """
 
 import argparse
@@ -49,6 +54,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import keras  # noqa: E402
@@ -79,10 +85,27 @@ ACCURACY_SETTINGS = (
 )
 
 
+def teacher_path(path):
+    """`path` resolved (a relative one from the repository root), and
+    relative to the root when inside it: how a teacher is recorded and
+    compared, whichever way it was spelt."""
+    resolved = (REPO / path).resolve()
+    try:
+        return str(resolved.relative_to(REPO))
+    except ValueError:
+        return str(resolved)
+
+
+def _same(key, recorded, value):
+    if key == "teacher":
+        return teacher_path(recorded) == teacher_path(value)
+    return recorded == value
+
+
 def check_out(path, settings):
     """Raises ValueError if the file at `path` (a default `--out`) holds
-    a result of other `settings` (only those both name are compared),
-    which a run would replace."""
+    a result of other `settings` (only those both name are compared; the
+    teacher as a resolved path), which a run would replace."""
     path = Path(path)
     if not path.is_file():
         return
@@ -90,7 +113,7 @@ def check_out(path, settings):
     differ = [
         f"{k} {recorded[k]!r} recorded, {v!r} now"
         for k, v in settings.items()
-        if k in recorded and recorded[k] != v
+        if k in recorded and not _same(k, recorded[k], v)
     ]
     if differ:
         raise ValueError(
@@ -246,7 +269,7 @@ def accuracy(args):
         "batch_size": batch,
         "precision": keras.config.dtype_policy().name,
         "class": "n = 4, cifar10_fast_student, plain MSE, no fine-tuning",
-        "teacher": str(args.teacher),
+        "teacher": teacher_path(args.teacher),
         "teacher_val_accuracy": float(
             np.mean(
                 teacher.predict(x_val, batch_size=BATCH, verbose=0).argmax(-1)
@@ -318,7 +341,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="speed rounds")
     p.add_argument("--epochs", type=int, default=8, help="accuracy epochs")
     p.add_argument("--batch-size", type=int, default=256, help="accuracy")
-    p.add_argument("--seeds", type=int, default=1, help="accuracy seeds")
+    p.add_argument("--seeds", type=int, default=2, help="accuracy seeds")
     p.add_argument("--views", type=int, default=None)
     p.add_argument("--teacher", default=None)
     p.add_argument("--data-dir", default=None)
@@ -327,6 +350,10 @@ def main(argv=None):
     # bfloat16 where the CPU has it, else float32 (precision_speed.py).
     precision.set_policy("auto")
     if args.accuracy:
+        if not args.teacher:
+            raise SystemExit("--accuracy needs --teacher, a trained teacher")
+        # From the working directory, as `load_model` reads it.
+        args.teacher = str(Path(args.teacher).resolve())
         args.samples = args.samples or 10_000
         args.views = 4 if args.views is None else args.views
         if args.out is None:
@@ -336,7 +363,7 @@ def main(argv=None):
             check_out(
                 ACCURACY_OUT,
                 {
-                    "teacher": str(args.teacher),
+                    "teacher": teacher_path(args.teacher),
                     "samples": samples,
                     "epochs": args.epochs,
                     "views": args.views,
@@ -346,7 +373,7 @@ def main(argv=None):
             )
             args.out = ACCURACY_OUT
         return accuracy(args)
-    args.samples = args.samples or 1024
+    args.samples = args.samples or 4096
     args.views = 2 if args.views is None else args.views
     if args.out is None:
         check_out(SPEED_OUT, {"samples": args.samples, "views": args.views})
