@@ -29,6 +29,7 @@ _REGISTERING_MODULES = (
     "teacherclass.fusion",
     "teacherclass.architectures",
     "teacherclass.model",
+    "teacherclass.baselines",  # BernoulliKL, RegularizedDistiller
 )
 
 # The group of a `.weights.h5` file that holds a trainer's optimizer state
