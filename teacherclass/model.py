@@ -9,9 +9,13 @@ writes students as files, `export` and `report` take the composed model.
 """
 
 import math
+import weakref
 
 import keras
 import numpy as np
+
+# The base of what Keras' saving walks; not exported by `keras`.
+from keras.src.saving.keras_saveable import KerasSaveable
 
 from teacherclass import baselines
 from teacherclass import chunking
@@ -35,6 +39,32 @@ from teacherclass import views as views_lib
 _DEFAULT_BATCH_SIZE = 32
 # `fit` arguments that weigh labels: students learn no labels.
 _LABEL_WEIGHTS = ("class_weight", "sample_weight")
+
+
+class _AfterLoad(KerasSaveable):
+    """Records a `TeacherClass`'s head pair once Keras loaded its weights.
+
+    Keras' saving walks a model's own variables first, then its public
+    attributes (the teacher among them), then its private ones: held by
+    a private attribute, this is loaded after the teacher. Recording the
+    teacher's head digest here (not lazily at the first sync) lets a
+    teacher trained after `load_model`/`load_weights` be detected. Not a
+    `Layer`, so no layer tracks it; it saves nothing.
+    """
+
+    def __init__(self, owner):
+        # A weak reference: Keras' walk ignores it (no cycle to visit).
+        self._owner = weakref.ref(owner)
+
+    def _obj_type(self):
+        # Keras' walk knows a closed list of kinds; this one holds no
+        # attribute to walk, and a Loss's skip list is small.
+        return "Loss"
+
+    def load_own_variables(self, store):
+        owner = self._owner()
+        if owner is not None:
+            owner._record_head()
 
 
 def _resolve_clip(clip, cut):
@@ -201,6 +231,8 @@ class TeacherClass(keras.Model):
         # The teacher's head weights `head` was last synced with; None:
         # take the current pair as synced (after loading weights).
         self._head_digest = self.cut.head_digest()
+        # Records the pair as loaded once the teacher's weights are in.
+        self._after_load = _AfterLoad(self)
         self._feature_clip = (
             None
             if self.clip is None
@@ -333,11 +365,18 @@ class TeacherClass(keras.Model):
     def load_own_variables(self, store):
         super().load_own_variables(store)
         # Loaded teacher and head are a saved pair: keep both as they are.
+        # Keras loads the children (the teacher) after this: `_AfterLoad`
+        # records the teacher's head as loaded; None until then.
         self._head_digest = None
+
+    def _record_head(self):
+        """Takes the teacher and head as they are now as a synced pair."""
+        self._head_digest = self.cut.head_digest()
+        self._synced_step = self._teacher_step()
 
     def set_weights(self, weights):
         super().set_weights(weights)
-        self._head_digest = None
+        self._record_head()
 
     # The whole-data entry points first take the teacher's head if it
     # changed (`_sync_head`); per-call ones if the teacher's optimizer

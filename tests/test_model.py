@@ -670,6 +670,45 @@ def test_save_writes_the_head_the_teacher_has_now(data, tmp_path):
     np.testing.assert_array_equal(_head_kernel(loaded.compose()), tuned)
 
 
+def test_a_loaded_class_takes_the_head_its_teacher_is_trained_to(
+    data, tmp_path
+):
+    """A class loaded from a file, then its teacher trained: predict and
+    save take the new head (the first sync after loading used to take
+    the trained teacher as the loaded pair). A head fine-tuned on the
+    unchanged teacher before saving stays as loaded."""
+    x, y, _, _ = data
+    tc, _ = _trained_after_wrapping(data)
+    tc.fit_students(x, epochs=1, loss="mse", verbose=0)
+    tc.compose(fine_tune=True, x=x, y=y, epochs=1, verbose=0)
+    tuned = tc.head.get_layer("out").kernel.numpy()
+    tc.save(tmp_path / "tc.keras")
+    tc.save_weights(tmp_path / "tc.weights.h5")
+    loaded = keras.saving.load_model(tmp_path / "tc.keras")
+    other = _tc(mlp_teacher(), num_students=2)
+    other.load_weights(tmp_path / "tc.weights.h5")
+    for c in (loaded, other):  # no sync before the teacher is trained
+        np.testing.assert_array_equal(c.head.get_layer("out").kernel, tuned)
+    loaded.teacher.fit(x, y, epochs=1, verbose=0)
+    loaded.save(tmp_path / "again.keras")
+    again = keras.saving.load_model(tmp_path / "again.keras")
+    trained = loaded.teacher.get_layer("out").kernel.numpy()
+    assert not np.allclose(trained, tuned)
+    np.testing.assert_array_equal(again.head.get_layer("out").kernel, trained)
+    other.teacher.compile(
+        optimizer="adam", loss="sparse_categorical_crossentropy"
+    )
+    other.teacher.fit(x, y, epochs=1, verbose=0)
+    other.predict(x[:8], verbose=0)
+    np.testing.assert_array_equal(
+        other.head.get_layer("out").kernel,
+        other.teacher.get_layer("out").kernel,
+    )
+    # Unchanged teacher: the tuned head loaded is kept.
+    kept = keras.saving.load_model(tmp_path / "tc.keras")
+    np.testing.assert_array_equal(_head_kernel(kept.compose()), tuned)
+
+
 def test_backup_and_restore_keeps_the_head_the_teacher_has_now(data, tmp_path):
     x = data[0]
     tc, trained = _trained_after_wrapping(data)
