@@ -387,6 +387,11 @@ class AdversarialTrainer(StudentTrainer):
                 )
                 g_total = g_total + g_loss
                 d_total = d_total + d_loss
+            # The students' regularizers, as Keras' `compute_loss` adds
+            # them (not the discriminators'): trained and logged.
+            g_total = g_total + _penalty(
+                [loss for s in self.students for loss in s.losses]
+            )
             if training:
                 # Per replica, as Keras' losses are (see `_per_replica`).
                 g_scaled = self.optimizer.scale_loss(_per_replica(g_total))
@@ -533,8 +538,8 @@ class HeadAwareTrainer(StudentTrainer):
             total = total + loss
         # Keras' own losses divide a replica's loss by the replicas (whose
         # gradients it then sums); this loss is not a Keras loss, so the
-        # same is done here.
-        return _per_replica(total)
+        # same is done here; `regularization` divides its own sum.
+        return _per_replica(total) + regularization(self)
 
 
 def _batch_size(outputs):
@@ -573,10 +578,16 @@ def regularization(model):
     """The sum of `model.losses` (weight regularizers, `add_loss`),
     divided by the replicas as Keras' own `compute_loss` divides them;
     0.0 for a model without any."""
+    losses = model.losses
+    return _per_replica(_penalty(losses)) if losses else 0.0
+
+
+def _penalty(losses):
+    """The sum of `losses` (a layer's `losses`), in float32."""
     total = 0.0
-    for loss in model.losses:
+    for loss in losses:
         total = total + ops.sum(ops.cast(loss, "float32"))
-    return _per_replica(total) if model.losses else total
+    return total
 
 
 class MarkTrained(keras.callbacks.Callback):

@@ -88,6 +88,33 @@ def test_epoch_losses_do_not_depend_on_a_short_last_batch(
         assert short[name] == pytest.approx(whole[name], rel=1e-5), name
 
 
+@pytest.mark.parametrize("loss", ["mse", "head_aware", "adversarial"])
+def test_every_trainer_adds_the_students_regularization(teacher, data, loss):
+    """The students' weight regularizers are in every objective's loss,
+    as Keras adds them to a regression loss (head-aware and adversarial
+    dropped them)."""
+    x = data[0][:16]
+
+    def tower(regularizer):
+        return keras.Sequential(
+            [keras.layers.Dense(8, kernel_regularizer=regularizer)]
+        )
+
+    def evaluate(regularizer):
+        keras.utils.set_random_seed(1)
+        tc = _tc(teacher, student=[tower(regularizer), tower(regularizer)])
+        trainer = training.for_class(tc, loss=loss, augment=1)
+        trainer.compile(loss=loss)
+        logs = trainer.evaluate(x, batch_size=16, verbose=0, return_dict=True)
+        kernels = [s.layers[0].kernel.numpy() for s in tc.students]
+        return logs["loss"], sum(float(np.sum(k**2)) for k in kernels)
+
+    plain, _ = evaluate(None)
+    regularized, norm = evaluate(keras.regularizers.L2(100.0))
+    assert 100.0 * norm > 1.0
+    np.testing.assert_allclose(regularized - plain, 100.0 * norm, rtol=1e-4)
+
+
 def test_the_class_switches_no_modes(teacher, data):
     tc = _tc(teacher)
     tc.fit_students(data[0], verbose=0)
