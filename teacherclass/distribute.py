@@ -9,8 +9,8 @@ Keras 3 (keras-team/keras#20585): Keras' TensorFlow trainer calls
 `axis=0` on its metrics' results, which that strategy rejects for scalars
 and, for a vector result (`F1Score(average=None)`, one value per class),
 would average over the classes too. The subclass here reduces each
-tensor of a nest, across replicas only, element-wise, as Keras' other
-strategies' path does.
+tensor of a nest, and Keras' metric results across replicas only,
+element-wise, as Keras' other strategies' path does.
 """
 
 import contextlib
@@ -40,9 +40,10 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
     A drop-in replacement: same arguments, same `TF_CONFIG` cluster
     description, same collective all-reduce. Only `reduce` differs (see
-    the module docstring): it reduces across replicas only, element-wise,
-    whatever `axis` (Keras passes `axis=0` for its metrics' results,
-    whose leading axis is not a batch). Create it first thing in each
+    the module docstring): Keras' metric results (it passes `axis=0`,
+    whose leading axis is not a batch) are reduced across replicas only,
+    element-wise; any other caller's `axis` is honoured, as TensorFlow's
+    (a scalar takes none). Create it first thing in each
     worker, before any other TensorFlow op, as with TensorFlow's own.
 
     Example (each worker process, `TF_CONFIG` set per worker):
@@ -58,11 +59,35 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     """
 
     def reduce(self, reduce_op, value, axis=None):
+        return self._reduce(reduce_op, value, axis, _called_by_keras())
+
+    def _reduce(self, reduce_op, value, axis, keras_result):
         if isinstance(value, (tuple, list, dict)):
             return tf.nest.map_structure(
-                lambda v: self.reduce(reduce_op, v, axis), value
+                lambda v: self._reduce(reduce_op, v, axis, keras_result),
+                value,
             )
-        # A metric's result (scalar or one value per class): across
-        # replicas only, as `tf.reduce_mean(local_results, axis=0)`, what
-        # Keras does under other strategies.
-        return super().reduce(reduce_op, value, axis=None)
+        local = self.experimental_local_results(value)[0]
+        if keras_result or (axis is not None and local.shape.rank == 0):
+            # Keras' `axis=0` on a metric's result (scalar or one value
+            # per class): across replicas only, as its other strategies'
+            # `tf.reduce_mean(local_results, axis=0)`. Another caller's
+            # `axis` (a batch of per-example values) is honoured.
+            axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
+# The module whose `reduce_per_replica` passes `axis=0` for metric results.
+_KERAS_TRAINER = "keras.src.backend.tensorflow.trainer"
+
+
+def _called_by_keras():
+    """Whether the caller of `reduce` is Keras' TensorFlow trainer.
+
+    Keras calls it while tracing its step (in Python), so the calling
+    frame tells Keras' metric results from a custom loop's tensors.
+    """
+    import sys
+
+    caller = sys._getframe(2)  # 0: here, 1: `reduce`, 2: its caller
+    return caller.f_globals.get("__name__") == _KERAS_TRAINER

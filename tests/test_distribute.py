@@ -423,15 +423,26 @@ import tensorflow as tf
 
 from teacherclass import distribute
 
+from keras.src.backend.tensorflow import trainer
+
 strategy = distribute.MultiWorkerMirroredStrategy()
 vector = strategy.run(lambda: tf.constant([0.2, 0.5, 0.9]))
 scalar = strategy.run(lambda: tf.constant(0.5))
+per_example = strategy.run(lambda: tf.constant([1.0, 2.0, 3.0, 4.0]))
+# Keras' path for a multi-worker cluster (one process here is not one).
+trainer._collective_all_reduce_multi_worker = lambda strategy: True
+logs = trainer.reduce_per_replica(
+    {"vector": vector, "scalar": scalar}, strategy, reduction="auto"
+)
 with open(sys.argv[1], "w") as f:
     json.dump(
         {
-            # What Keras' trainer asks for a metric's result.
-            "vector": strategy.reduce("MEAN", vector, axis=0).numpy().tolist(),
-            "scalar": float(strategy.reduce("MEAN", scalar, axis=0)),
+            "vector": logs["vector"].numpy().tolist(),
+            "scalar": float(logs["scalar"]),
+            # A custom loop's per-example values: `axis` honoured.
+            "sum": float(strategy.reduce("SUM", per_example, axis=0)),
+            "mean": float(strategy.reduce("MEAN", per_example, axis=0)),
+            "scalar_axis": float(strategy.reduce("SUM", scalar, axis=0)),
         },
         f,
     )
@@ -440,8 +451,9 @@ with open(sys.argv[1], "w") as f:
 
 def test_multi_worker_reduces_a_vector_metric_element_wise(tmp_path):
     """A metric with one value per class (`F1Score(average=None)`) keeps
-    its classes: averaged across replicas only, as Keras does under its
-    other strategies (one process: the reduction is the same)."""
+    its classes in Keras' multi-worker path: averaged across replicas
+    only, as Keras does under its other strategies (one process: the
+    reduction is the same). A custom loop's `axis` is honoured."""
     script = tmp_path / "vector_metric.py"
     script.write_text(_VECTOR_METRIC)
     out = tmp_path / "result.json"
@@ -456,3 +468,7 @@ def test_multi_worker_reduces_a_vector_metric_element_wise(tmp_path):
     got = json.loads(out.read_text())
     np.testing.assert_allclose(got["vector"], [0.2, 0.5, 0.9], rtol=1e-6)
     assert got["scalar"] == pytest.approx(0.5)
+    # Other callers' `axis` reduces that axis too (was ignored).
+    assert got["sum"] == pytest.approx(10.0)
+    assert got["mean"] == pytest.approx(2.5)
+    assert got["scalar_axis"] == pytest.approx(0.5)
