@@ -897,6 +897,9 @@ class TeacherClass(keras.Model):
                 "the cache was built on. Received: x of type "
                 f"{type(x).__name__}"
             )
+        # As without views (`features._scan`): one NaN image makes every
+        # loss NaN.
+        validation.check_finite("x", x)
         if head_aware and not views.meta.get("logits"):
             raise ValueError(
                 "A head-aware objective scores students against the "

@@ -255,19 +255,24 @@ class ViewCache:
 
         Raises:
             TypeError: if `teacher` is not a `keras.Model`.
-            ValueError: on a bad `x`, `num_views`, `max_shift` (at most
-                127, and less than the images' height and width), `seed`,
-                `batch_size`, `verbose`, `feature_layer` or
-                `logits_layer`, a teacher not built or with several inputs
-                or outputs, a cache in `directory` made with other
-                settings (the stored logits' layer among them), or a
-                `directory` holding other files than a view cache's.
+            ValueError: on a bad `x` (NaN or Inf included), `num_views`,
+                `max_shift` (at most 127, and less than the images' height
+                and width), `seed`, `batch_size`, `verbose`,
+                `feature_layer` or `logits_layer`, a teacher not built or
+                with several inputs or outputs, a cache in `directory`
+                made with other settings (the stored logits' layer among
+                them), a `directory` holding other files than a view
+                cache's, or a view whose representation or logits are not
+                finite (nothing of that view is written).
         """
         num_views = validation.check_int("num_views", num_views)
         max_shift = validation.check_int("max_shift", max_shift, minimum=0)
         seed = validation.check_int("seed", seed, minimum=0)
         batch_size = validation.check_int("batch_size", batch_size)
         _check_images(x, max_shift)
+        # As `fit_students` without views: a ReLU trunk maps NaN to 0, and
+        # a NaN target makes every loss NaN.
+        validation.check_finite("x", x)
         if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(
                 '`verbose` must be "auto", 0, 1 or 2. '
@@ -339,10 +344,11 @@ class ViewCache:
                 if verbose:
                     bar.update(step + 1)
             names = ("targets", "logits")[: len(outs)]
-            for name, out in zip(names, outs):
-                _write_npy(
-                    directory / f"{name}_{view}.npy", np.concatenate(out)
-                )
+            arrays = [np.concatenate(out) for out in outs]
+            for kind, array in zip(("representation", "logits"), arrays):
+                _check_finite_targets(kind, array, view)
+            for name, array in zip(names, arrays):
+                _write_npy(directory / f"{name}_{view}.npy", array)
             cache.meta["views_done"] = view + 1
             _write_json(meta_path, cache.meta)
             if after_view is not None:
@@ -616,6 +622,20 @@ def _check_images(x, max_shift):
             f"({tuple(shape[1:3])}: the borders are reflected) and at most "
             f"127. Received: max_shift={max_shift}"
         )
+
+
+def _check_finite_targets(kind, array, view):
+    """Raises a ValueError if the teacher's `kind` of view `view` holds
+    NaN or Inf (finite images: the teacher's weights are at fault)."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    bad_samples = int((~finite).reshape(len(array), -1).any(1).sum())
+    raise ValueError(
+        f"The teacher's {kind} of view {view} holds {int((~finite).sum())} "
+        f"non-finite values (NaN or Inf) in {bad_samples} of {len(array)} "
+        "samples. Check the teacher's weights and the input scaling."
+    )
 
 
 # What a build leaves in its directory before `views.json` is written.

@@ -505,3 +505,32 @@ def test_a_teacher_with_its_own_layer_names_needs_no_layer_arguments(
         views.ViewCache.build(
             tmp_path / "d", relu_out, x, 1, logits_layer=input_name
         )
+
+
+def test_non_finite_images_and_targets_are_refused(tmp_path):
+    """As `fit_students` without views: one NaN pixel would make every
+    loss NaN and the students' weights non-finite."""
+    teacher, x = _teacher(), _x()
+    bad = x.copy()
+    bad[5, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="`x` holds non-finite values"):
+        views.ViewCache.build(tmp_path / "a", teacher, bad, 1, verbose=0)
+    assert not (tmp_path / "a").exists()
+    # A teacher whose logits are NaN: the view is not written.
+    broken = _teacher()
+    kernel = broken.get_layer("classifier").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    with pytest.raises(
+        ValueError, match="logits of view 0 holds 120 .* in 12 of 12 samples"
+    ):
+        views.ViewCache.build(tmp_path / "b", broken, x, 1, verbose=0)
+    assert views.ViewCache(tmp_path / "b").meta["views_done"] == 0
+    assert not list((tmp_path / "b").glob("*_0.npy"))
+    # Images changed in place after the build, off the digest's sample.
+    x = np.random.default_rng(0).random((100, 8, 8, 3), dtype="float32")
+    cache = views.ViewCache.build(tmp_path / "c", teacher, x, 1, verbose=0)
+    x[2, 0, 0, 0] = np.inf  # image 2: not among the 64 hashed
+    assert views._inputs_match(x, cache.meta["inputs"])
+    tc = _class(teacher)
+    with pytest.raises(ValueError, match="in 1 of 100 samples"):
+        tc.fit_students(x, views=cache, batch_size=50, verbose=0)
