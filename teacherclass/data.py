@@ -9,6 +9,7 @@ teacher's input shape.
 import numpy as np
 import tensorflow as tf
 
+from teacherclass import teacher as teacher_lib
 from teacherclass import validation
 
 
@@ -172,7 +173,14 @@ def dataset_batch_size(x, input_spec):
 
 
 def augmented_labelled(
-    x, y, augment, batch_size, shuffle=True, seed=None, sample_weight=None
+    x,
+    y,
+    augment,
+    batch_size,
+    input_spec,
+    shuffle=True,
+    seed=None,
+    sample_weight=None,
 ):
     """Labelled training batches whose inputs are augmented anew each epoch.
 
@@ -188,6 +196,12 @@ def augmented_labelled(
         augment: callable `(x, training=True) -> x`, e.g. a Keras
             preprocessing layer.
         batch_size: int, samples per batch for arrays.
+        input_spec: the teacher's input `KerasTensor`: the inputs are
+            checked against its rank, and get the trailing axis of 1 it
+            has and they lack, as Keras' Functional model adds it (`(N,
+            H, W)` for `Input((H, W, 1))`), before `augment` reads them;
+            a dict holding only the input (by its name) is read as the
+            input.
         shuffle: bool, a new order every epoch for arrays.
         seed: int or None, for the shuffle.
         sample_weight: None, or per-sample weights for array inputs,
@@ -195,6 +209,11 @@ def augmented_labelled(
 
     Returns:
         A batched, prefetched `tf.data.Dataset`.
+
+    Raises:
+        ValueError: on inputs of another rank than the teacher's, or a
+            dict or a dataset's element of other inputs than the
+            teacher's one.
     """
     if isinstance(x, tf.data.Dataset):
         if sample_weight is not None:
@@ -204,10 +223,29 @@ def augmented_labelled(
                 f"sample_weight of type {type(sample_weight).__name__}"
             )
         ds = x
+        spec = _first(x.element_spec)
+        if isinstance(spec, dict):
+            name = _input_name(spec, input_spec, "x.element_spec")
+            ds = ds.map(lambda inputs, *rest: (inputs[name], *rest))
+            spec = spec[name]
+        if not isinstance(spec, tf.TensorSpec):
+            raise ValueError(
+                "`augment` reads one batch of inputs: `x` must yield "
+                "`(inputs, y[, sample_weight])` with one input tensor. "
+                f"Received: x.element_spec={x.element_spec}"
+            )
+        received = f"x.element_spec={x.element_spec}"
+        if _adds_unit_axis(spec.shape, input_spec, received):
+            ds = ds.map(lambda inputs, *rest: (inputs[..., None], *rest))
     else:
+        if isinstance(x, dict):
+            x = x[_input_name(x, input_spec, "x")]
         x = np.asarray(x)
         if x.dtype == np.float64:
             x = x.astype(np.float32)
+        received = f"x.shape={_shape_str(x.shape)}"
+        if _adds_unit_axis(x.shape, input_spec, received):
+            x = x[..., None]
         columns = (x, np.asarray(y))
         if sample_weight is not None:
             columns += (np.asarray(sample_weight),)
@@ -224,4 +262,34 @@ def augmented_labelled(
 
     return ds.map(run, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
+    )
+
+
+def _input_name(structure, input_spec, name):
+    """The key of a dict of inputs that holds the teacher's one input
+    (its `Input` layer's name, as `fit` reads dicts)."""
+    key = teacher_lib.input_name(input_spec)
+    if list(structure) != [key]:
+        raise ValueError(
+            "`augment` reads one batch of inputs: a dict of inputs must "
+            f"hold only the teacher's input, {key!r}. Received: {name} "
+            f"with keys {sorted(structure)}"
+        )
+    return key
+
+
+def _adds_unit_axis(shape, input_spec, received):
+    """Whether batches of `shape` need the teacher's trailing axis of 1
+    (`(B, H, W)` for `Input((H, W, 1))`), as Keras' Functional model adds
+    it; raises a ValueError on another rank."""
+    expected = tuple(input_spec.shape)
+    if len(shape) == len(expected):
+        return False
+    if len(shape) == len(expected) - 1 and expected[-1] == 1:
+        return True
+    raise ValueError(
+        f"`x` has inputs of shape {_shape_str(shape)} and the teacher takes "
+        f"{_shape_str(expected)}: `augment` reads batches of the teacher's "
+        f"rank ({len(expected)}, or {len(expected) - 1} when its last axis "
+        f"is 1). Received: {received}"
     )

@@ -459,7 +459,10 @@ class TeacherClass(keras.Model):
                 Keras preprocessing layer such as `RandomTranslation`, or
                 a `keras.Sequential` of them); labels pass unchanged, and
                 validation data is not augmented. Arrays are shuffled
-                every epoch unless `shuffle=False`.
+                every epoch unless `shuffle=False`. Inputs that lack the
+                teacher's trailing axis of 1 (`(N, H, W)` for `Input((H,
+                W, 1))`) get it first, as Keras' `fit` adds it; a dict
+                of inputs holds the teacher's input alone.
             **fit_kwargs: passed to the teacher's `fit` (`epochs`,
                 `batch_size`, `validation_data`, `callbacks`, ...).
 
@@ -470,7 +473,9 @@ class TeacherClass(keras.Model):
             ValueError: on missing labels (`y`), class labels outside the
                 head's outputs, non-finite inputs, counts (`epochs`,
                 `batch_size`) below 1, or `augment` with a generator or
-                `PyDataset` (or with `sample_weight` beside a dataset).
+                `PyDataset` (or with `sample_weight` beside a dataset,
+                inputs of another rank than the teacher's, or a dict of
+                other inputs).
             TypeError: on strings for a numeric teacher, or the reverse.
         """
         validation.check_labelled_fit(
@@ -501,6 +506,7 @@ class TeacherClass(keras.Model):
                 fit_kwargs.pop("batch_size", None) or _DEFAULT_BATCH_SIZE,
                 shuffle=fit_kwargs.pop("shuffle", True),
                 sample_weight=fit_kwargs.pop("sample_weight", None),
+                input_spec=self.teacher.inputs[0],
             )
             y = None
             fit_kwargs["shuffle"] = False  # the pipeline shuffles itself

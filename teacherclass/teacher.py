@@ -92,6 +92,12 @@ def producer(tensor):
     return None if isinstance(layer, keras.layers.InputLayer) else layer
 
 
+def input_name(tensor):
+    """The name of the `Input` layer of an input KerasTensor: the key
+    `fit` reads a dict of inputs by."""
+    return tensor._keras_history.operation.name
+
+
 def _node(teacher, layer):
     """The node of `layer` in the teacher's own graph.
 

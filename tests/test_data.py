@@ -72,3 +72,59 @@ def test_empty_inputs():
 def test_wrong_type():
     with pytest.raises(TypeError, match="Received: x of type dict"):
         data.batched_inputs({"a": 1}, SPEC, 2)
+
+
+def _flips(ds, x):
+    """How each served image relates to its original (unshuffled)."""
+    kinds = []
+    for i, (batch, _) in enumerate(ds):
+        for got, image in zip(batch.numpy(), x[8 * i : 8 * i + 8]):
+            kinds.append(
+                "same"
+                if np.array_equal(got, image)
+                else "h"
+                if np.array_equal(got, image[:, ::-1])
+                else "other"
+            )
+    return kinds
+
+
+def test_augment_reads_images_given_without_their_channel_axis():
+    """`(N, H, W)` for `Input((H, W, 1))`, as Keras' `fit` takes them: the
+    augmentation sees `(B, H, W, 1)` batches, not one image of height B."""
+    x = np.random.default_rng(0).random((32, 5, 5), dtype="float32")
+    y = np.arange(32)
+    spec = keras.Input((5, 5, 1))
+    flip = keras.layers.RandomFlip("horizontal", seed=0)
+    arrays = data.augmented_labelled(
+        x, y, flip, 8, input_spec=spec, shuffle=False
+    )
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    on_dataset = data.augmented_labelled(batches, None, flip, 8, spec)
+    for ds in (arrays, on_dataset):
+        assert tuple(ds.element_spec[0].shape) == (None, 5, 5, 1)
+        kinds = _flips(ds, x[..., None])
+        assert set(kinds) == {"same", "h"} and len(kinds) == 32
+    # Another rank than the teacher's (less its axis of 1): refused.
+    with pytest.raises(ValueError, match=r"x.shape=\(32, 5\)"):
+        data.augmented_labelled(x[..., 0], y, flip, 8, spec)
+    with pytest.raises(ValueError, match=r"x.element_spec=.*shape=\(None, 5\)"):
+        data.augmented_labelled(
+            batches.map(lambda a, b: (a[..., 0], b)), None, flip, 8, spec
+        )
+    with pytest.raises(ValueError, match=r"teacher takes \(None, 5, 5, 3\)"):
+        data.augmented_labelled(x, y, flip, 8, keras.Input((5, 5, 3)))
+
+
+def test_augment_reads_a_dict_of_the_teachers_input():
+    x = np.random.default_rng(0).random((16, 5, 5, 1), dtype="float32")
+    y = np.arange(16)
+    spec = keras.Input((5, 5, 1), name="image")
+    flip = keras.layers.RandomFlip("horizontal", seed=0)
+    ds = data.augmented_labelled({"image": x}, y, flip, 8, spec, shuffle=False)
+    assert set(_flips(ds, x)) == {"same", "h"}
+    batches = tf.data.Dataset.from_tensor_slices(({"image": x}, y)).batch(8)
+    ds = data.augmented_labelled(batches, None, flip, 8, spec)
+    assert set(_flips(ds, x)) == {"same", "h"}
+    with pytest.raises(ValueError, match=r"Received: x with keys \['img'\]"):
+        data.augmented_labelled({"img": x}, y, flip, 8, spec)

@@ -313,3 +313,33 @@ def test_a_dataset_of_one_tuples_has_no_labels(teacher, data):
         tc.fit_students(ones, loss=LABELS_ONLY, epochs=1, verbose=0)
     history = tc.fit_students(ones, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def _image_teacher(name="image"):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5, 5, 1), name=name)
+    h = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    r = keras.layers.GlobalAveragePooling2D(name="representation")(h)
+    out = keras.layers.Dense(2, activation="softmax")(r)
+    return keras.Model(inputs, out)
+
+
+def test_fit_teacher_augments_images_without_channel_axis_or_in_a_dict():
+    """Keras' `fit` takes `(N, H, W)` for `Input((H, W, 1))` and a dict
+    keyed by the input's name; `augment` reads batches of `(B, H, W, 1)`
+    either way (not one image of height B)."""
+    x = np.random.default_rng(0).random((16, 5, 5), dtype="float32")
+    y = np.arange(16) % 2
+    seen = []
+
+    def augment(images, training=False):
+        seen.append(tuple(images.shape))  # traced once per pipeline
+        return images
+
+    tc = TeacherClass(_image_teacher(), num_students=2)
+    tc.fit_teacher(x, y, augment=augment, epochs=1, verbose=0)
+    assert seen == [(None, 5, 5, 1)]
+    tc.fit_teacher({"image": x}, y, augment=augment, epochs=1, verbose=0)
+    assert seen == [(None, 5, 5, 1)] * 2
+    with pytest.raises(ValueError, match=r"x with keys \['pixels'\]"):
+        tc.fit_teacher({"pixels": x}, y, augment=augment, verbose=0)
