@@ -33,6 +33,45 @@ def _batched(shape, expected):
     return len(shape) == len(expected) + 1 and _compatible(shape[1:], expected)
 
 
+def _lacks_unit_axis(sample_shape, expected):
+    """Whether samples of `sample_shape` are the teacher's `expected` ones
+    less their trailing axis of 1, which Keras' Functional model adds
+    (`(H, W)` for `Input((H, W, 1))`, `()` for `Input((1,))`)."""
+    return (
+        len(expected) >= 1
+        and expected[-1] == 1
+        and _compatible(sample_shape, expected[:-1])
+    )
+
+
+def element_layout(shape, expected):
+    """How a dataset element of `shape` reads as the teacher's samples of
+    shape `expected`.
+
+    Returns:
+        `(batched, add_axis)`: whether the element is a batch, and whether
+        it lacks the teacher's trailing axis of 1 (added as Keras'
+        Functional model adds it); None if it fits neither way.
+    """
+    shape, expected = tuple(shape), tuple(expected)
+    if _batched(shape, expected):
+        return True, False
+    # An unknown leading dimension where the teacher has a known one is a
+    # batch's, when a batch fits: `(None,)` for `Input((1,))` is a batch
+    # of scalars (as Keras' `fit` reads it), not one sample.
+    sample = _compatible(shape, expected) and not (
+        shape and shape[0] is None and expected[0] is not None
+    )
+    if len(shape) == len(expected) and not sample:
+        if _lacks_unit_axis(shape[1:], expected):
+            return True, True
+    if _compatible(shape, expected):
+        return False, False
+    if _lacks_unit_axis(shape, expected):
+        return False, True
+    return None
+
+
 def _weights_refused(name, received):
     return ValueError(
         "Sample weights weigh labels, and students learn no labels (they "
@@ -57,7 +96,13 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
             Sample weights (a third element) are refused: they weigh
             labels, which students do not learn.
         input_spec: the teacher's input `KerasTensor` (shape and dtype).
-        batch_size: int, used unless `x` is an already batched dataset.
+            Inputs lacking its trailing axis of 1 (`(N,)` for
+            `Input((1,))`, `(N, H, W)` for `Input((H, W, 1))`) get it, as
+            Keras' Functional model adds it.
+        batch_size: int, used unless `x` is an already batched dataset
+            (an element with the teacher's rank whose leading dimension
+            is unknown where the teacher's is known, such as `(None,)`
+            for `Input((1,))`, is a batch lacking that axis).
         name: the argument's name, for error messages.
 
     Returns:
@@ -89,16 +134,17 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
         if isinstance(x.element_spec, (tuple, list)):
             x = x.map(lambda *e: e[0])
         shape = tuple(spec.shape)
-        if _batched(shape, expected):
-            ds = x
-        elif _compatible(shape, expected):
-            ds = x.batch(batch_size)
-        else:
+        layout = element_layout(shape, expected)
+        if layout is None:
             raise ValueError(
                 f"`{name}` yields samples of shape {_shape_str(shape)} but "
                 f"the teacher expects {_shape_str(expected)} per sample "
                 f"(batched or not). Received: {name}.element_spec={spec}"
             )
+        batched, add_axis = layout
+        ds = x if batched else x.batch(batch_size)
+        if add_axis:
+            ds = ds.map(lambda inputs: inputs[..., None])
         if ds.cardinality() == 0:
             raise ValueError(
                 f"`{name}` is empty. Received: {name}={x} with no element"
@@ -130,6 +176,8 @@ def batched_inputs(x, input_spec, batch_size, name="x"):
             f"`{name}` must be an array, a tensor or a tf.data.Dataset. "
             f"Received: {name} of type {type(x).__name__}"
         )
+    if x.ndim and _lacks_unit_axis(x.shape[1:], expected):
+        x = x[..., None]  # as Keras' Functional model adds the axis
     if x.ndim == 0 or not _compatible(x.shape[1:], expected):
         raise ValueError(
             f"`{name}` has samples of shape {_shape_str(x.shape[1:])} but "
@@ -160,8 +208,8 @@ def dataset_batch_size(x, input_spec):
     spec = _first(x.element_spec)
     if not isinstance(spec, tf.TensorSpec):
         return None
-    expected = tuple(input_spec.shape[1:])
-    if not _batched(tuple(spec.shape), expected):
+    layout = element_layout(spec.shape, input_spec.shape[1:])
+    if layout is None or not layout[0]:
         return None  # unbatched (or not fitting; `batched_inputs` says so)
     if spec.shape[0] is not None:
         return int(spec.shape[0])

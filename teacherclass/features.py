@@ -685,7 +685,7 @@ def _preprocessed(batches, preprocessor):
     return batches.map(lambda b: preprocessor(b, training=False))
 
 
-def _label_batches(x, y, batches, batch_size, name):
+def _label_batches(x, y, batches, batch_size, name, input_spec):
     """Input batches with their labels: `y` zipped onto `batches`, or a
     dataset `x`'s own `(x, y)` pairs, read in one pass (`batches`, made
     from `x`, is then only its checked shape)."""
@@ -696,9 +696,14 @@ def _label_batches(x, y, batches, batch_size, name):
             # One pass over `x`, inputs and labels together: two passes
             # over a shuffled dataset would pair them in different orders.
             pairs = x.map(lambda *e: (e[0], e[1]))
-            # Unbatched samples were batched by `batched_inputs`.
-            if x.element_spec[0].shape.rank < batches.element_spec.shape.rank:
+            # As `batched_inputs` reads the inputs (it checked they fit).
+            batched, add_axis = data.element_layout(
+                x.element_spec[0].shape, input_spec.shape[1:]
+            )
+            if not batched:
                 pairs = pairs.batch(batch_size)
+            if add_axis:
+                pairs = pairs.map(lambda inputs, y: (inputs[..., None], y))
             return pairs
         else:
             raise ValueError(
@@ -764,7 +769,9 @@ def representation(
         x, cut.teacher.inputs[0], batch_size, name=name
     )
     if labels:
-        batches = _label_batches(x, y, batches, batch_size, name)
+        batches = _label_batches(
+            x, y, batches, batch_size, name, cut.teacher.inputs[0]
+        )
     preprocessor = cut.preprocessor()
     if augment is None:
         batches = _preprocessed(batches, preprocessor)

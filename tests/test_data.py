@@ -128,3 +128,42 @@ def test_augment_reads_a_dict_of_the_teachers_input():
     assert set(_flips(ds, x)) == {"same", "h"}
     with pytest.raises(ValueError, match=r"Received: x with keys \['img'\]"):
         data.augmented_labelled({"img": x}, y, flip, 8, spec)
+
+
+def test_inputs_lacking_the_teachers_axis_of_one_get_it_as_in_keras():
+    """Keras' Functional model adds a missing trailing axis of 1: `(N,)`
+    for `Input((1,))`, `(N, H, W)` for `Input((H, W, 1))`; a batched
+    dataset of `(None,)` is batches of scalars, not one sample."""
+    scalar = keras.Input((1,))
+    x = np.arange(10, dtype="float32")
+    batched = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    for form in (
+        x,
+        batched,
+        tf.data.Dataset.from_tensor_slices((x, x)).batch(4),
+        tf.data.Dataset.from_tensor_slices(x),  # unbatched scalars
+    ):
+        ds = data.batched_inputs(form, scalar, batch_size=4)
+        assert tuple(ds.element_spec.shape) == (None, 1)
+        np.testing.assert_array_equal(np.concatenate(list(ds)), x[:, None])
+    assert data.dataset_batch_size(batched, scalar) == 4
+    fixed = tf.data.Dataset.from_tensor_slices(x).batch(5, drop_remainder=True)
+    assert data.dataset_batch_size(fixed, scalar) == 5
+    assert len(list(data.batched_inputs(fixed, scalar, 4))) == 2
+    images = np.random.default_rng(0).random((6, 3, 3), dtype="float32")
+    channel = keras.Input((3, 3, 1))
+    for form in (images, tf.data.Dataset.from_tensor_slices(images).batch(4)):
+        ds = data.batched_inputs(form, channel, batch_size=4)
+        assert tuple(ds.element_spec.shape) == (None, 3, 3, 1)
+        np.testing.assert_array_equal(
+            np.concatenate(list(ds)), images[..., None]
+        )
+    texts = tf.data.Dataset.from_tensor_slices(["a b", "c", "d e"]).batch(2)
+    ds = data.batched_inputs(texts, keras.Input((1,), dtype="string"), 4)
+    assert [tuple(b.shape) for b in ds] == [(2, 1), (1, 1)]
+    # A variable-length sample of the teacher's shape stays a sample.
+    sequence = tf.data.Dataset.from_tensor_slices(np.zeros((3, 5, 1)))
+    ds = data.batched_inputs(sequence, keras.Input((None, 1)), 2)
+    assert [tuple(b.shape) for b in ds] == [(2, 5, 1), (1, 5, 1)]
+    with pytest.raises(ValueError, match=r"x.shape=\(10, 2\)"):
+        data.batched_inputs(np.zeros((10, 2)), scalar, 4)

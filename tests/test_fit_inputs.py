@@ -343,3 +343,23 @@ def test_fit_teacher_augments_images_without_channel_axis_or_in_a_dict():
     assert seen == [(None, 5, 5, 1)] * 2
     with pytest.raises(ValueError, match=r"x with keys \['pixels'\]"):
         tc.fit_teacher({"pixels": x}, y, augment=augment, verbose=0)
+
+
+def test_a_dataset_of_scalar_batches_feeds_a_teacher_of_one_feature():
+    """`Input((1,))` fed batches of shape `(None,)`, as Keras' `fit` takes
+    them: read once as batches (labels too), not batched again."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((1,))
+    rep = keras.layers.Dense(4, activation="relu", name="rep")(inputs)
+    teacher = keras.Model(inputs, keras.layers.Dense(3)(rep))
+    x = np.random.default_rng(0).random(20, dtype="float32")
+    y = np.arange(20) % 3
+    tc = TeacherClass(
+        teacher, feature_layer="rep", num_students=2, student=DenseTower(4)
+    )
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    for form in (ds, x):
+        history = tc.fit_students(form, epochs=1, loss="mse", verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+    history = tc.fit_students(ds, epochs=1, loss=LABELS_ONLY, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
