@@ -461,7 +461,8 @@ class ViewCache:
         beyond a batch is copied.
 
         Args:
-            x: the training images the cache was built on (an array).
+            x: the training images the cache was built on (an array or
+                a tensor).
             batch_size: int.
             epochs: int, the epoch to stop before, as `fit`'s.
             initial_epoch: int, the first epoch served.
@@ -489,6 +490,9 @@ class ViewCache:
                 unknown target name, "labels" without `labels` (or of
                 another length), or no epoch to serve.
         """
+        if keras.ops.is_tensor(x):
+            # `gather` indexes the images in NumPy, as the build read them.
+            x = keras.ops.convert_to_numpy(x)
         names = (targets,) if isinstance(targets, str) else tuple(targets)
         unknown = [t for t in names if t not in _TARGETS]
         if not names or unknown:

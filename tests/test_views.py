@@ -534,3 +534,20 @@ def test_non_finite_images_and_targets_are_refused(tmp_path):
     tc = _class(teacher)
     with pytest.raises(ValueError, match="in 1 of 100 samples"):
         tc.fit_students(x, views=cache, batch_size=50, verbose=0)
+
+
+def test_dataset_and_epochs_take_the_tensor_the_cache_was_built_on(
+    tmp_path,
+):
+    import tensorflow as tf
+
+    teacher, x = _teacher(), _x()
+    images = tf.constant(x)
+    cache = views.ViewCache.build(tmp_path, teacher, images, 1, verbose=0)
+    labels = np.arange(len(x), dtype="int32")
+    want = list(cache.dataset(x, 1, 5, labels=labels, with_logits=True))
+    got = list(cache.dataset(images, 1, 5, labels=labels, with_logits=True))
+    for (a, t), (b, u) in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(t["logits"], u["logits"])
+    assert len(list(cache.epochs(images, 4, 2))) == 6
