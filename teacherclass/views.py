@@ -412,14 +412,24 @@ class ViewCache:
             A batched, prefetched `tf.data.Dataset`.
 
         Raises:
-            ValueError: on `with_logits` with `labels="logits"`.
+            ValueError: on `with_logits` with `labels="logits"`, either
+                of them on a cache without logits, or as `epochs`.
         """
+        epoch = validation.check_int("epoch", epoch, minimum=0)
         logits_only = isinstance(labels, str) and labels == "logits"
         if with_logits and logits_only:
             raise ValueError(
                 "`with_logits` adds the logits to another target; "
                 "`labels='logits'` already serves them alone. Received: "
                 "labels='logits', with_logits=True"
+            )
+        if (with_logits or logits_only) and not self.meta["logits"]:
+            shown = "labels='logits'" if logits_only else "with_logits=True"
+            raise ValueError(
+                f"The view cache in {self.directory} holds no logits (it "
+                "was built with `logits_layer=None`, or its teacher has "
+                "none): build it with `logits_layer` to serve them. "
+                f"Received: {shown}"
             )
         if logits_only:
             targets, labels = ("logits",), None
@@ -487,17 +497,32 @@ class ViewCache:
 
         Raises:
             ValueError: on `x` of another length than the cache's, an
-                unknown target name, "labels" without `labels` (or of
-                another length), or no epoch to serve.
+                unknown target name, "logits" from a cache without
+                logits, "labels" without `labels` (or of another length),
+                a `batch_size`, `epochs` or `initial_epoch` that is not
+                an integer (>= 1; `initial_epoch` >= 0), or no epoch to
+                serve.
         """
         if keras.ops.is_tensor(x):
             # `gather` indexes the images in NumPy, as the build read them.
             x = keras.ops.convert_to_numpy(x)
+        batch_size = validation.check_int("batch_size", batch_size)
+        epochs = validation.check_int("epochs", epochs)
+        initial_epoch = validation.check_int(
+            "initial_epoch", initial_epoch, minimum=0
+        )
         names = (targets,) if isinstance(targets, str) else tuple(targets)
         unknown = [t for t in names if t not in _TARGETS]
         if not names or unknown:
             raise ValueError(
                 f"`targets` must name one or more of {_TARGETS}. "
+                f"Received: targets={targets!r}"
+            )
+        if "logits" in names and not self.meta["logits"]:
+            raise ValueError(
+                f"The view cache in {self.directory} holds no logits (it "
+                "was built with `logits_layer=None`, or its teacher has "
+                "none): build it with `logits_layer` to serve them. "
                 f"Received: targets={targets!r}"
             )
         num = len(x)

@@ -551,3 +551,32 @@ def test_dataset_and_epochs_take_the_tensor_the_cache_was_built_on(
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(t["logits"], u["logits"])
     assert len(list(cache.epochs(images, 4, 2))) == 6
+
+
+def test_dataset_and_epochs_refuse_what_the_cache_cannot_serve(tmp_path):
+    teacher, x = _teacher(), _x()
+    cache = views.ViewCache.build(
+        tmp_path, teacher, x, 1, logits_layer=None, verbose=0
+    )
+    labels = np.zeros(len(x), "int32")
+    for kwargs, received in (
+        (dict(labels="logits"), "labels='logits'"),
+        (dict(labels=labels, with_logits=True), "with_logits=True"),
+    ):
+        with pytest.raises(ValueError, match=f"holds no logits.*{received}"):
+            cache.dataset(x, 0, 4, **kwargs)
+    with pytest.raises(ValueError, match=r"Received: targets=\('features',"):
+        cache.epochs(x, 4, 1, targets=("features", "logits"))
+    for kwargs, received in (
+        (dict(batch_size=0), "batch_size=0"),
+        (dict(batch_size=2.5), "batch_size=2.5"),
+        (dict(epochs=1.0), "epochs=1.0"),
+        (dict(initial_epoch=-1), "initial_epoch=-1"),
+    ):
+        args = {"batch_size": 4, "epochs": 2, **kwargs}
+        with pytest.raises(ValueError, match=f"Received: {received}"):
+            cache.epochs(x, **args)
+    with pytest.raises(ValueError, match="Received: epoch=0.5"):
+        cache.dataset(x, 0.5, 4)
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        cache.dataset(x, 0, 0)
