@@ -79,7 +79,9 @@ class DiskCache:
             without the teacher); an int hashes only the first that many
             batches plus the number of batches, for inputs too slow to
             read twice (e.g. JPEG decoding), at the risk of not noticing a
-            change past them.
+            change past them. It applies to a new cache: an existing one
+            is checked with the setting it was written with (kept in its
+            `teacherclass-cache.json`), whatever is passed here.
 
     Raises:
         ValueError: if an option is not a positive integer.
@@ -454,10 +456,13 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
                 "untouched: delete it, or pass another path. "
                 f"Received: cache={path!r}"
             )
+        # The setting the cache was written with: hashed another way, the
+        # same teacher and data would read as others.
+        stored = meta.get("fingerprint_batches", cache.fingerprint_batches)
         digest = fingerprint(
             trunk,
             batches,
-            cache.fingerprint_batches,
+            stored,
             head if version == 3 and meta.get("logits") else None,
         )
         if meta.get("fingerprint") != digest:
@@ -478,7 +483,7 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             path,
             shards=meta["shards"],
             shuffle_buffer=cache.shuffle_buffer,
-            fingerprint_batches=cache.fingerprint_batches,
+            fingerprint_batches=stored,
         )
         return _disk_features(
             cache,

@@ -243,6 +243,25 @@ def test_partial_fingerprint_still_detects_a_new_teacher(tmp_path):
         features.extract(trunk, shorter, (6,), cache=cache)
 
 
+def test_a_cache_is_checked_with_the_fingerprint_batches_it_was_written_with(
+    tmp_path,
+):
+    """Reopened by path (hashing every batch) or with another setting, a
+    cache of the same teacher and data is reused, not blamed on them."""
+    _, batches = _batches(n=40)
+    trunk = _trunk()
+    written = features.DiskCache(tmp_path / "c", fingerprint_batches=2)
+    features.extract(trunk, batches, (6,), cache=written)
+    for cache in (
+        tmp_path / "c",
+        features.DiskCache(tmp_path / "c", fingerprint_batches=1),
+    ):
+        feats = features.extract(trunk, batches, (6,), cache=cache)
+        assert feats.num_samples == 40
+    with pytest.raises(ValueError, match="different teacher or dataset"):
+        features.extract(_trunk(seed=2), batches, (6,), cache=tmp_path / "c")
+
+
 def test_old_format_cache_is_refused(tmp_path):
     _, batches = _batches()
     features.extract(_trunk(), batches, (6,), cache=tmp_path)
