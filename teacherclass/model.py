@@ -14,8 +14,10 @@ import weakref
 import keras
 import numpy as np
 
-# The base of what Keras' saving walks; not exported by `keras`.
-from keras.src.saving.keras_saveable import KerasSaveable
+try:  # The base of what Keras' saving walks; not exported by `keras`.
+    from keras.src.saving.keras_saveable import KerasSaveable
+except ImportError:  # a Keras that moved it: loaded pairs sync lazily
+    KerasSaveable = object
 
 from teacherclass import baselines
 from teacherclass import chunking
@@ -232,7 +234,8 @@ class TeacherClass(keras.Model):
         # take the current pair as synced (after loading weights).
         self._head_digest = self.cut.head_digest()
         # Records the pair as loaded once the teacher's weights are in.
-        self._after_load = _AfterLoad(self)
+        if KerasSaveable is not object:
+            self._after_load = _AfterLoad(self)
         self._feature_clip = (
             None
             if self.clip is None
