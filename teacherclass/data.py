@@ -225,10 +225,10 @@ def augmented_labelled(
     y,
     augment,
     batch_size,
-    input_spec,
     shuffle=True,
     seed=None,
     sample_weight=None,
+    input_spec=None,
 ):
     """Labelled training batches whose inputs are augmented anew each epoch.
 
@@ -244,16 +244,17 @@ def augmented_labelled(
         augment: callable `(x, training=True) -> x`, e.g. a Keras
             preprocessing layer.
         batch_size: int, samples per batch for arrays.
-        input_spec: the teacher's input `KerasTensor`: the inputs are
-            checked against its rank, and get the trailing axis of 1 it
-            has and they lack, as Keras' Functional model adds it (`(N,
-            H, W)` for `Input((H, W, 1))`), before `augment` reads them;
-            a dict holding only the input (by its name) is read as the
-            input.
         shuffle: bool, a new order every epoch for arrays.
         seed: int or None, for the shuffle.
         sample_weight: None, or per-sample weights for array inputs,
             served with their samples (a dataset carries its own).
+        input_spec: optional, the teacher's input `KerasTensor` (as
+            `fit_teacher` passes it): the inputs are checked against its
+            rank, and get the trailing axis of 1 it has and they lack, as
+            Keras' Functional model adds it (`(N, H, W)` for
+            `Input((H, W, 1))`), before `augment` reads them; a dict
+            holding only the input (by its name) is read as the input.
+            Without it the inputs are augmented as given.
 
     Returns:
         A batched, prefetched `tf.data.Dataset`.
@@ -316,6 +317,12 @@ def augmented_labelled(
 def _input_name(structure, input_spec, name):
     """The key of a dict of inputs that holds the teacher's one input
     (its `Input` layer's name, as `fit` reads dicts)."""
+    if input_spec is None:
+        raise ValueError(
+            "`augment` reads one batch of inputs: pass the tensor, or "
+            "`input_spec=` (the teacher's input) to read it from a dict. "
+            f"Received: {name} with keys {sorted(structure)}"
+        )
     key = teacher_lib.input_name(input_spec)
     if list(structure) != [key]:
         raise ValueError(
@@ -329,7 +336,9 @@ def _input_name(structure, input_spec, name):
 def _adds_unit_axis(shape, input_spec, received):
     """Whether batches of `shape` need the teacher's trailing axis of 1
     (`(B, H, W)` for `Input((H, W, 1))`), as Keras' Functional model adds
-    it; raises a ValueError on another rank."""
+    it; raises a ValueError on another rank. False without a spec."""
+    if input_spec is None:
+        return False
     expected = tuple(input_spec.shape)
     if len(shape) == len(expected):
         return False

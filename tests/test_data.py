@@ -100,20 +100,28 @@ def test_augment_reads_images_given_without_their_channel_axis():
         x, y, flip, 8, input_spec=spec, shuffle=False
     )
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    on_dataset = data.augmented_labelled(batches, None, flip, 8, spec)
+    on_dataset = data.augmented_labelled(
+        batches, None, flip, 8, input_spec=spec
+    )
     for ds in (arrays, on_dataset):
         assert tuple(ds.element_spec[0].shape) == (None, 5, 5, 1)
         kinds = _flips(ds, x[..., None])
         assert set(kinds) == {"same", "h"} and len(kinds) == 32
     # Another rank than the teacher's (less its axis of 1): refused.
     with pytest.raises(ValueError, match=r"x.shape=\(32, 5\)"):
-        data.augmented_labelled(x[..., 0], y, flip, 8, spec)
+        data.augmented_labelled(x[..., 0], y, flip, 8, input_spec=spec)
     with pytest.raises(ValueError, match=r"x.element_spec=.*shape=\(None, 5\)"):
         data.augmented_labelled(
-            batches.map(lambda a, b: (a[..., 0], b)), None, flip, 8, spec
+            batches.map(lambda a, b: (a[..., 0], b)),
+            None,
+            flip,
+            8,
+            input_spec=spec,
         )
     with pytest.raises(ValueError, match=r"teacher takes \(None, 5, 5, 3\)"):
-        data.augmented_labelled(x, y, flip, 8, keras.Input((5, 5, 3)))
+        data.augmented_labelled(
+            x, y, flip, 8, input_spec=keras.Input((5, 5, 3))
+        )
 
 
 def test_augment_reads_a_dict_of_the_teachers_input():
@@ -121,13 +129,21 @@ def test_augment_reads_a_dict_of_the_teachers_input():
     y = np.arange(16)
     spec = keras.Input((5, 5, 1), name="image")
     flip = keras.layers.RandomFlip("horizontal", seed=0)
-    ds = data.augmented_labelled({"image": x}, y, flip, 8, spec, shuffle=False)
+    ds = data.augmented_labelled(
+        {"image": x}, y, flip, 8, input_spec=spec, shuffle=False
+    )
     assert set(_flips(ds, x)) == {"same", "h"}
     batches = tf.data.Dataset.from_tensor_slices(({"image": x}, y)).batch(8)
-    ds = data.augmented_labelled(batches, None, flip, 8, spec)
+    ds = data.augmented_labelled(batches, None, flip, 8, input_spec=spec)
     assert set(_flips(ds, x)) == {"same", "h"}
     with pytest.raises(ValueError, match=r"Received: x with keys \['img'\]"):
-        data.augmented_labelled({"img": x}, y, flip, 8, spec)
+        data.augmented_labelled({"img": x}, y, flip, 8, input_spec=spec)
+    # Without the teacher's input (the positional call of the CIFAR-10
+    # notebook): the inputs as given; a dict cannot be read.
+    ds = data.augmented_labelled(x, y, flip, 8, False, 0)
+    assert tuple(ds.element_spec[0].shape) == (None, 5, 5, 1)
+    with pytest.raises(ValueError, match="input_spec="):
+        data.augmented_labelled({"image": x}, y, flip, 8)
 
 
 def test_inputs_lacking_the_teachers_axis_of_one_get_it_as_in_keras():
