@@ -101,6 +101,9 @@ def main(argv=None):
         "--out", default=str(HERE / "results/cifar10_teacher_probe.json")
     )
     args = p.parse_args(argv)
+    # The code this run trains with: read now, not when it ends (a long
+    # run's tree may have moved on by then).
+    git_state = _git_state() or {}
     for flag in ("samples", "validation", "epochs"):
         if getattr(args, flag) < 1:
             raise ValueError(
@@ -206,7 +209,7 @@ def main(argv=None):
     flip_accuracy = float((both.argmax(-1) == y_val.ravel()).mean())
     record = {
         "label": args.label,
-        **(_git_state() or {}),
+        **git_state,
         **{k: settings[k] for k in SETTINGS},
         "params": int(teacher.count_params()),
         "recipe": dict(architectures.FAST_RECIPE),
