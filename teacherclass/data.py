@@ -59,8 +59,13 @@ def element_layout(shape, expected):
     # An unknown leading dimension where the teacher has a known one is a
     # batch's, when a batch fits: `(None,)` for `Input((1,))` is a batch
     # of scalars (as Keras' `fit` reads it), not one sample.
+    # Only a fully known rest says so: a generator's loose spec, e.g.
+    # `(None, None)` for `Input((8, 1))`, is one sample.
     sample = _compatible(shape, expected) and not (
-        shape and shape[0] is None and expected[0] is not None
+        shape
+        and shape[0] is None
+        and expected[0] is not None
+        and None not in shape[1:]
     )
     if len(shape) == len(expected) and not sample:
         if _lacks_unit_axis(shape[1:], expected):
@@ -284,8 +289,7 @@ def augmented_labelled(
                 f"Received: x.element_spec={x.element_spec}"
             )
         received = f"x.element_spec={x.element_spec}"
-        if _adds_unit_axis(spec.shape, input_spec, received):
-            ds = ds.map(lambda inputs, *rest: (inputs[..., None], *rest))
+        unit_axis = _adds_unit_axis(spec.shape, input_spec, received)
     else:
         if isinstance(x, dict):
             x = x[_input_name(x, input_spec, "x")]
@@ -293,8 +297,7 @@ def augmented_labelled(
         if x.dtype == np.float64:
             x = x.astype(np.float32)
         received = f"x.shape={_shape_str(x.shape)}"
-        if _adds_unit_axis(x.shape, input_spec, received):
-            x = x[..., None]
+        unit_axis = _adds_unit_axis(x.shape, input_spec, received)
         columns = (x, np.asarray(y))
         if sample_weight is not None:
             columns += (np.asarray(sample_weight),)
@@ -304,7 +307,13 @@ def augmented_labelled(
         ds = ds.batch(batch_size)
 
     def run(inputs, *rest):
-        out = augment(inputs, training=True)
+        # The teacher's axis of 1 only for `augment` (images read as
+        # images): the batches keep the rank the user gave, so the
+        # teacher is traced alike with and without `augment`.
+        if unit_axis:
+            out = augment(inputs[..., None], training=True)[..., 0]
+        else:
+            out = augment(inputs, training=True)
         if out.dtype.is_floating and inputs.dtype.is_floating:
             out = tf.cast(out, inputs.dtype)
         return (out, *rest)
@@ -344,6 +353,8 @@ def _adds_unit_axis(shape, input_spec, received):
         return False
     if len(shape) == len(expected) - 1 and expected[-1] == 1:
         return True
+    if len(shape) == len(expected) + 1 and shape[-1] == 1:
+        return False  # Keras' Functional model squeezes it: as given
     raise ValueError(
         f"`x` has inputs of shape {_shape_str(shape)} and the teacher takes "
         f"{_shape_str(expected)}: `augment` reads batches of the teacher's "

@@ -68,7 +68,8 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
                 value,
             )
         local = self.experimental_local_results(value)[0]
-        if keras_result or (axis is not None and local.shape.rank == 0):
+        rank = tf.TensorShape(getattr(local, "shape", ())).rank
+        if keras_result or (axis is not None and rank == 0):
             # Keras' `axis=0` on a metric's result (scalar or one value
             # per class): across replicas only, as its other strategies'
             # `tf.reduce_mean(local_results, axis=0)`. Another caller's

@@ -15,6 +15,7 @@ input, and the composed model keeps the preprocessing in front.
 import dataclasses
 
 import keras
+import numpy as np
 
 # Layers that are the identity at inference: the representation sits before
 # them, not after (a Dropout between features and classifier is common).
@@ -396,16 +397,17 @@ def _label_shape(y):
         return tuple(spec[1].shape)  # batched: (None, ...) like an array
     if y is None:
         return None
-    return tuple(getattr(y, "shape", ()))
+    return tuple(np.shape(y))
 
 
 def _output_shaped(label, output):
     """Whether a label shape (`_label_shape`) is one output's: one-hot or
-    multi-hot, not a class index."""
+    multi-hot, not a class index (an unknown last dimension, as a
+    generator's dataset declares it, is taken for the output's)."""
     return (
         label is not None
         and len(label) == len(output.shape)
-        and label[-1] == output.shape[-1]
+        and label[-1] in (None, output.shape[-1])
     )
 
 

@@ -91,7 +91,8 @@ def _flips(ds, x):
 
 def test_augment_reads_images_given_without_their_channel_axis():
     """`(N, H, W)` for `Input((H, W, 1))`, as Keras' `fit` takes them: the
-    augmentation sees `(B, H, W, 1)` batches, not one image of height B."""
+    augmentation sees `(B, H, W, 1)` batches, not one image of height B;
+    the batches keep the rank given (Keras adds the axis)."""
     x = np.random.default_rng(0).random((32, 5, 5), dtype="float32")
     y = np.arange(32)
     spec = keras.Input((5, 5, 1))
@@ -104,8 +105,8 @@ def test_augment_reads_images_given_without_their_channel_axis():
         batches, None, flip, 8, input_spec=spec
     )
     for ds in (arrays, on_dataset):
-        assert tuple(ds.element_spec[0].shape) == (None, 5, 5, 1)
-        kinds = _flips(ds, x[..., None])
+        assert tuple(ds.element_spec[0].shape) == (None, 5, 5)
+        kinds = _flips(ds, x)
         assert set(kinds) == {"same", "h"} and len(kinds) == 32
     # Another rank than the teacher's (less its axis of 1): refused.
     with pytest.raises(ValueError, match=r"x.shape=\(32, 5\)"):
@@ -183,3 +184,16 @@ def test_inputs_lacking_the_teachers_axis_of_one_get_it_as_in_keras():
     assert [tuple(b.shape) for b in ds] == [(2, 5, 1), (1, 5, 1)]
     with pytest.raises(ValueError, match=r"x.shape=\(10, 2\)"):
         data.batched_inputs(np.zeros((10, 2)), scalar, 4)
+
+
+def test_a_loose_element_spec_is_one_sample():
+    # A generator's `(None, None)` for `Input((8, 1))` is one sample of
+    # unknown sizes (was read as a batch lacking the axis of 1); a fully
+    # known `(None,)` for `Input((1,))` is a batch of scalars.
+    assert data.element_layout((None, None), (8, 1)) == (False, False)
+    assert data.element_layout((None, None, None), (5, 5, 1)) == (
+        False,
+        False,
+    )
+    assert data.element_layout((None,), (1,)) == (True, True)
+    assert data.element_layout((None, 4, 4), (4, 4, 1)) == (True, True)

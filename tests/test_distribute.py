@@ -419,6 +419,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np
 import tensorflow as tf
 
 from teacherclass import distribute
@@ -443,6 +444,10 @@ with open(sys.argv[1], "w") as f:
             "sum": float(strategy.reduce("SUM", per_example, axis=0)),
             "mean": float(strategy.reduce("MEAN", per_example, axis=0)),
             "scalar_axis": float(strategy.reduce("SUM", scalar, axis=0)),
+            # A NumPy value, as TensorFlow's strategies take it.
+            "numpy": float(
+                strategy.reduce("SUM", np.ones(3, "float32"), axis=0)
+            ),
         },
         f,
     )
@@ -472,3 +477,4 @@ def test_multi_worker_reduces_a_vector_metric_element_wise(tmp_path):
     assert got["sum"] == pytest.approx(10.0)
     assert got["mean"] == pytest.approx(2.5)
     assert got["scalar_axis"] == pytest.approx(0.5)
+    assert got["numpy"] == pytest.approx(3.0)

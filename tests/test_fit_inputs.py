@@ -363,3 +363,27 @@ def test_a_dataset_of_scalar_batches_feeds_a_teacher_of_one_feature():
         assert np.isfinite(history.history["loss"][0])
     history = tc.fit_students(ds, epochs=1, loss=LABELS_ONLY, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_augment_keeps_the_rank_keras_fit_sees():
+    """A teacher fit with `augment` on `(N, H, W)` images trains without
+    it on the same arrays, and the reverse (a batch traced at another
+    rank made Keras' retracing lose the shape); an extra trailing 1
+    (`(N, H, W, 1)` for `Input((H, W))`, which Keras squeezes) passes."""
+    x = np.random.default_rng(0).random((16, 5, 5), dtype="float32")
+    y = np.arange(16) % 2
+    flip = keras.layers.RandomFlip("horizontal", seed=0)
+    tc = TeacherClass(_image_teacher(), num_students=2)
+    tc.fit_teacher(x, y, augment=flip, epochs=1, verbose=0)
+    tc.fit_teacher(x, y, epochs=1, verbose=0)
+    tc.fit_teacher(x, y, augment=flip, epochs=1, verbose=0)
+    inputs = keras.Input((5, 5))
+    rep = keras.layers.Dense(4, activation="relu", name="rep")(
+        keras.layers.Flatten()(inputs)
+    )
+    flat = keras.Model(inputs, keras.layers.Dense(2)(rep))
+    tc = TeacherClass(flat, feature_layer="rep", num_students=2)
+    history = tc.fit_teacher(
+        x[..., None], y, augment=lambda a, training: a, epochs=1, verbose=0
+    )
+    assert np.isfinite(history.history["loss"][0])

@@ -206,3 +206,27 @@ def test_label_loss_keeps_the_teachers_void():
     teacher.compile(loss="sparse_categorical_crossentropy")
     plain = teacher_lib.label_compile_args(teacher, logits)["loss"]
     assert plain.get_config()["ignore_class"] is None
+
+
+def test_labels_of_unknown_width_of_a_sigmoid_output_are_its_units():
+    # A generator's dataset declares labels `(None, None)`: multi-hot for a
+    # multi-unit sigmoid output (it got a sparse loss); a list of
+    # multi-hot labels too.
+    import tensorflow as tf
+
+    from teacherclass import teacher as teacher_lib
+
+    inputs = keras.Input((4,))
+    teacher = keras.Model(
+        inputs, keras.layers.Dense(5, activation="sigmoid")(inputs)
+    )
+    labels = tf.data.Dataset.from_generator(
+        lambda: iter(()),
+        output_signature=(
+            tf.TensorSpec((None, 4)),
+            tf.TensorSpec((None, None)),
+        ),
+    )
+    for y in (labels, [[0, 1, 0, 0, 1]] * 3):
+        loss = teacher_lib.default_compile_args(teacher, y)["loss"]
+        assert isinstance(loss, keras.losses.BinaryCrossentropy), y
