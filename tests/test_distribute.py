@@ -179,22 +179,29 @@ def _max_diff(a, b):
     )
 
 
-@pytest.fixture(scope="module")
-def mirrored(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mirrored")
-    script = tmp / "mirrored.py"
-    script.write_text(_MIRRORED)
-    out = tmp / "result.json"
+def _run_script(folder, source, timeout=600):
+    """Runs `source` as a script in a fresh process (`_env`) with the
+    path of its JSON result as its argument; returns the result."""
+    script = folder / "script.py"
+    script.write_text(source)
+    out = folder / "result.json"
     result = subprocess.run(
         [sys.executable, str(script), str(out)],
         capture_output=True,
         text=True,
         env=_env(),
-        # Over 300 s was seen with the machine loaded three times over.
-        timeout=900,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    # Over 300 s was seen with the machine loaded three times over.
+    return _run_script(
+        tmp_path_factory.mktemp("mirrored"), _MIRRORED, timeout=900
+    )
 
 
 def _check_case(results, name, reference):
@@ -396,18 +403,7 @@ def test_refinement_distillation_is_divided_once_per_replica(tmp_path):
     """One SGD step of refinement's distillation term (alpha=0), by cached
     logits and by the Distiller, softmax and one-unit sigmoid, moves the
     weights as far on two replicas as on one (same global batch)."""
-    script = tmp_path / "refine_steps.py"
-    script.write_text(_REFINE_STEPS)
-    out = tmp_path / "result.json"
-    result = subprocess.run(
-        [sys.executable, str(script), str(out)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    for name, (one, two) in json.loads(out.read_text()).items():
+    for name, (one, two) in _run_script(tmp_path, _REFINE_STEPS).items():
         assert one > 1e-3, name
         np.testing.assert_allclose(two, one, rtol=1e-4, err_msg=name)
 
@@ -459,18 +455,7 @@ def test_multi_worker_reduces_a_vector_metric_element_wise(tmp_path):
     its classes in Keras' multi-worker path: averaged across replicas
     only, as Keras does under its other strategies (one process: the
     reduction is the same). A custom loop's `axis` is honoured."""
-    script = tmp_path / "vector_metric.py"
-    script.write_text(_VECTOR_METRIC)
-    out = tmp_path / "result.json"
-    result = subprocess.run(
-        [sys.executable, str(script), str(out)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    got = json.loads(out.read_text())
+    got = _run_script(tmp_path, _VECTOR_METRIC)
     np.testing.assert_allclose(got["vector"], [0.2, 0.5, 0.9], rtol=1e-6)
     assert got["scalar"] == pytest.approx(0.5)
     # Other callers' `axis` reduces that axis too (was ignored).
