@@ -424,12 +424,8 @@ class ViewCache:
                 "labels='logits', with_logits=True"
             )
         if (with_logits or logits_only) and not self.meta["logits"]:
-            shown = "labels='logits'" if logits_only else "with_logits=True"
-            raise ValueError(
-                f"The view cache in {self.directory} holds no logits (it "
-                "was built with `logits_layer=None`, or its teacher has "
-                "none): build it with `logits_layer` to serve them. "
-                f"Received: {shown}"
+            raise self._no_logits(
+                "labels='logits'" if logits_only else "with_logits=True"
             )
         if logits_only:
             targets, labels = ("logits",), None
@@ -446,6 +442,15 @@ class ViewCache:
             targets=targets,
             labels=labels,
             preprocessor=preprocessor,
+        )
+
+    def _no_logits(self, received):
+        """The error for logits asked of a cache built without them."""
+        return ValueError(
+            f"The view cache in {self.directory} holds no logits (it was "
+            "built with `logits_layer=None`, or its teacher has none): "
+            f"build it with `logits_layer` to serve them. Received: "
+            f"{received}"
         )
 
     def epochs(
@@ -519,12 +524,7 @@ class ViewCache:
                 f"Received: targets={targets!r}"
             )
         if "logits" in names and not self.meta["logits"]:
-            raise ValueError(
-                f"The view cache in {self.directory} holds no logits (it "
-                "was built with `logits_layer=None`, or its teacher has "
-                "none): build it with `logits_layer` to serve them. "
-                f"Received: targets={targets!r}"
-            )
+            raise self._no_logits(f"targets={targets!r}")
         num = len(x)
         if num != self.num_samples:
             raise ValueError(
@@ -656,14 +656,13 @@ def _check_images(x, max_shift):
 def _check_finite_targets(kind, array, view):
     """Raises a ValueError if the teacher's `kind` of view `view` holds
     NaN or Inf (finite images: the teacher's weights are at fault)."""
-    finite = np.isfinite(array)
-    if finite.all():
+    bad_samples = validation.count_non_finite(array)
+    if not bad_samples:
         return
-    bad_samples = int((~finite).reshape(len(array), -1).any(1).sum())
     raise ValueError(
-        f"The teacher's {kind} of view {view} holds {int((~finite).sum())} "
-        f"non-finite values (NaN or Inf) in {bad_samples} of {len(array)} "
-        "samples. Check the teacher's weights and the input scaling."
+        f"The teacher's {kind} of view {view} holds non-finite values "
+        f"(NaN or Inf) in {bad_samples} of {len(array)} samples. Check "
+        "the teacher's weights and the input scaling."
     )
 
 
