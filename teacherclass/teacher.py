@@ -400,14 +400,17 @@ def _label_shape(y):
     return tuple(np.shape(y))
 
 
-def _output_shaped(label, output):
+def _output_shaped(label, output, unknown=False):
     """Whether a label shape (`_label_shape`) is one output's: one-hot or
-    multi-hot, not a class index (an unknown last dimension, as a
-    generator's dataset declares it, is taken for the output's)."""
+    multi-hot, not a class index. With `unknown`, an unknown last
+    dimension (as a generator's dataset declares it) counts as the
+    output's: a sigmoid output's labels are then its units; a softmax
+    output's stay class indices, as before."""
+    widths = (None, output.shape[-1]) if unknown else (output.shape[-1],)
     return (
         label is not None
         and len(label) == len(output.shape)
-        and label[-1] in (None, output.shape[-1])
+        and label[-1] in widths
     )
 
 
@@ -453,7 +456,7 @@ def default_compile_args(teacher, y=None, sigmoid=None):
     label = _label_shape(y)
     # Several Bernoulli units are scored per unit on multi-hot labels (or
     # labels not known ahead); class indices keep a sparse loss.
-    per_unit = label is None or _output_shaped(label, output)
+    per_unit = label is None or _output_shaped(label, output, unknown=True)
     if width == 1 or (sigmoid and per_unit):
         loss = keras.losses.BinaryCrossentropy(
             from_logits=activation != "sigmoid"

@@ -230,3 +230,25 @@ def test_labels_of_unknown_width_of_a_sigmoid_output_are_its_units():
     for y in (labels, [[0, 1, 0, 0, 1]] * 3):
         loss = teacher_lib.default_compile_args(teacher, y)["loss"]
         assert isinstance(loss, keras.losses.BinaryCrossentropy), y
+
+
+def test_labels_of_unknown_width_of_a_softmax_output_stay_class_indices():
+    # The tolerance for a generator's `(None, None)` labels is the
+    # sigmoid output's: a softmax output keeps the sparse loss it had.
+    import tensorflow as tf
+
+    from teacherclass import teacher as teacher_lib
+
+    inputs = keras.Input((4,))
+    teacher = keras.Model(
+        inputs, keras.layers.Dense(5, activation="softmax")(inputs)
+    )
+    labels = tf.data.Dataset.from_generator(
+        lambda: iter(()),
+        output_signature=(
+            tf.TensorSpec((None, 4)),
+            tf.TensorSpec((None, None)),
+        ),
+    )
+    loss = teacher_lib.default_compile_args(teacher, labels)["loss"]
+    assert isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
