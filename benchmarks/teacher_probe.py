@@ -69,6 +69,41 @@ def check_label(data, label, settings):
         )
 
 
+def alternating_flip_batches(x, y, batch, epochs, augment, seed):
+    """`epochs` epochs of shuffled batches, in one repeated dataset,
+    flipped as airbench flips: image `i` is mirrored in epoch `e` when
+    its own coin (drawn once from `seed` and `i`) differs from `e`'s
+    parity, so each image alternates between its two orientations. The
+    recipe's `augment` (a Sequential ending in a `RandomFlip`) gives its
+    shifts only."""
+    shift = keras.Sequential(
+        [
+            layer
+            for layer in augment.layers
+            if not isinstance(layer, keras.layers.RandomFlip)
+        ]
+    )
+    coin = tf.random.stateless_uniform([len(x)], seed=[seed, 7]) < 0.5
+    base = tf.data.Dataset.from_tensor_slices((x, y, coin))
+
+    def epoch(e):
+        def flip(images, labels, coins):
+            mirror = tf.not_equal(coins, e % 2 == 1)
+            images = tf.where(
+                mirror[:, None, None, None], images[:, :, ::-1], images
+            )
+            return tf.cast(shift(images, training=True), images.dtype), labels
+
+        # A new order each epoch: a seed of its own.
+        order = base.shuffle(len(x), seed=seed * 100_003 + e)
+        return order.batch(batch).map(flip)
+
+    ds = epoch(0)
+    for e in range(1, epochs):
+        ds = ds.concatenate(epoch(e))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True)
@@ -96,6 +131,26 @@ def main(argv=None):
         action="store_true",
         help="airbench's Lookahead (teacherclass.lookahead) during "
         "training (default: the recipe's)",
+    )
+    p.add_argument(
+        "--decay",
+        choices=architectures.DECAYS,
+        default=None,
+        help="the learning rate's fall after the warmup (airbench: "
+        "linear; default: the recipe's)",
+    )
+    p.add_argument(
+        "--uniform-shifts",
+        action="store_true",
+        help="every whole shift equally likely (airbench's crops; "
+        "default: the recipe's)",
+    )
+    p.add_argument(
+        "--alternating-flip",
+        action="store_true",
+        help="airbench's flips: each image mirrored at random in the "
+        "first epoch, then in every other epoch the opposite way "
+        "(default: a random flip each epoch)",
     )
     p.add_argument(
         "--out", default=str(HERE / "results/cifar10_teacher_probe.json")
@@ -133,6 +188,10 @@ def main(argv=None):
         options["bias_lr_scale"] = args.bias_lr_scale
     if args.lookahead:
         options["lookahead"] = True
+    if args.decay:
+        options["decay"] = args.decay
+    if args.uniform_shifts:
+        options["uniform_shifts"] = True
     recipe = architectures.cifar10_fast_recipe(
         args.epochs, math.ceil(len(x) / batch), seed=args.seed, **options
     )
@@ -153,6 +212,12 @@ def main(argv=None):
         "lookahead": getattr(recipe, "lookahead", False),
         "identity_init": identity_init,
     }
+    # Recorded only when given, so older records keep their settings.
+    for name in ("decay", "uniform_shifts"):
+        if name in options:
+            recorded_options[name] = options[name]
+    if args.alternating_flip:
+        recorded_options["alternating_flip"] = True
     settings = {
         "samples": len(x),
         "validation": f"the last {args.validation} training images",
@@ -170,13 +235,20 @@ def main(argv=None):
         optimizer=recipe.optimizer, loss=recipe.loss, metrics=recipe.metrics
     )
     y1 = keras.utils.to_categorical(y, 10).astype("float32")
-    ds = (
-        tf.data.Dataset.from_tensor_slices((x, y1))
-        .shuffle(len(x), seed=args.seed)
-        .batch(batch)
-        .map(lambda a, b: (recipe.augment(a, training=True), b))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    if args.alternating_flip:
+        ds = alternating_flip_batches(
+            x, y1, batch, args.epochs, recipe.augment, args.seed
+        )
+        steps_per_epoch = math.ceil(len(x) / batch)
+    else:
+        ds = (
+            tf.data.Dataset.from_tensor_slices((x, y1))
+            .shuffle(len(x), seed=args.seed)
+            .batch(batch)
+            .map(lambda a, b: (recipe.augment(a, training=True), b))
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        steps_per_epoch = None
     timer = EpochTimer()
     callbacks = [timer]
     if getattr(recipe, "lookahead", False):
@@ -189,6 +261,7 @@ def main(argv=None):
         ds,
         epochs=args.epochs,
         validation_data=(x_val, y_val1),
+        steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         verbose=2,
     ).history

@@ -750,7 +750,7 @@ def cifar10_fast_teacher(
     return teacher
 
 
-def cifar10_augmentation(seed=None, pixels=4):
+def cifar10_augmentation(seed=None, pixels=4, uniform=False):
     """CIFAR-10's standard training augmentation, as a Keras Sequential.
 
     Random translations of up to `pixels` pixels with reflected borders
@@ -760,10 +760,18 @@ def cifar10_augmentation(seed=None, pixels=4):
     `teacherclass.views` to draw cached views. Float32 whatever the dtype
     policy, so the pixels stay exact.
 
+    By default a shift is drawn from `[-pixels, pixels]` and rounded, so
+    the largest shifts are half as likely as the others (with
+    `pixels=2`: 12.5% for each of -2 and 2, 25% for -1, 0 and 1). With
+    `uniform=True` it is drawn from `[-pixels - 0.5, pixels + 0.5]`, so
+    every whole shift is equally likely (20% each with `pixels=2`), as
+    in a padded random crop (airbench's).
+
     Args:
         seed: int or None, the layers' seed.
         pixels: int, the largest shift (4 for the students' views; the
             fast teacher's recipe uses 2).
+        uniform: bool, every whole shift equally likely.
 
     Returns:
         A `keras.Sequential` of `RandomTranslation` and `RandomFlip`.
@@ -779,12 +787,16 @@ def cifar10_augmentation(seed=None, pixels=4):
     TensorShape([2, 32, 32, 3])
     """
     pixels = validation.check_int("pixels", pixels, minimum=0)
+    uniform = validation.check_bool("uniform", uniform)
     second = None if seed is None else seed + 1
+    # Rounded to the nearest pixel: a range of pixels + 0.5 gives every
+    # whole shift a unit-wide interval.
+    reach = (pixels + 0.5 if uniform and pixels else pixels) / 32
     return keras.Sequential(
         [
             keras.layers.RandomTranslation(
-                pixels / 32,
-                pixels / 32,
+                reach,
+                reach,
                 fill_mode="reflect",
                 interpolation="nearest",
                 seed=seed,
@@ -873,6 +885,82 @@ class BiasScaledSGD(keras.optimizers.SGD):
         return {**super().get_config(), "bias_lr_scale": self.bias_lr_scale}
 
 
+@keras.saving.register_keras_serializable(package="teacherclass")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate that rises, then falls, along straight lines.
+
+    airbench's schedule (`np.interp` over three points): from
+    `initial_learning_rate` at step 0 up to `peak_learning_rate` at
+    `warmup_steps`, then down to `final_learning_rate` at `decay_steps`
+    (the last step), and constant after it. Keras's `CosineDecay` with
+    `warmup_target` has the same warmup, then a cosine.
+
+    Args:
+        initial_learning_rate: float, the rate at step 0.
+        peak_learning_rate: float, the rate at `warmup_steps`.
+        final_learning_rate: float, the rate at `decay_steps`.
+        warmup_steps: int >= 0, where the rise ends.
+        decay_steps: int > `warmup_steps`, where the fall ends.
+
+    Raises:
+        ValueError: if a rate is not a non-negative number, or the steps
+            are not integers with `0 <= warmup_steps < decay_steps`.
+
+    Example:
+
+    >>> lr = WarmupLinearDecay(0.2, 1.0, 0.0, warmup_steps=2,
+    ...                        decay_steps=4)
+    >>> [round(float(lr(s)), 2) for s in range(6)]
+    [0.2, 0.6, 1.0, 0.5, 0.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate,
+        peak_learning_rate,
+        final_learning_rate,
+        warmup_steps,
+        decay_steps,
+    ):
+        self.initial_learning_rate = validation.check_real(
+            "initial_learning_rate", initial_learning_rate
+        )
+        self.peak_learning_rate = validation.check_real(
+            "peak_learning_rate", peak_learning_rate
+        )
+        self.final_learning_rate = validation.check_real(
+            "final_learning_rate", final_learning_rate
+        )
+        self.warmup_steps = validation.check_int(
+            "warmup_steps", warmup_steps, minimum=0
+        )
+        self.decay_steps = validation.check_int(
+            "decay_steps", decay_steps, minimum=self.warmup_steps + 1
+        )
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup = float(self.warmup_steps)
+        rise = self.initial_learning_rate + (
+            self.peak_learning_rate - self.initial_learning_rate
+        ) * step / max(warmup, 1.0)
+        fall = self.peak_learning_rate + (
+            self.final_learning_rate - self.peak_learning_rate
+        ) * keras.ops.minimum(
+            (step - warmup) / (self.decay_steps - warmup), 1.0
+        )
+        return keras.ops.where(step < warmup, rise, fall)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "peak_learning_rate": self.peak_learning_rate,
+            "final_learning_rate": self.final_learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "decay_steps": self.decay_steps,
+        }
+
+
 # airbench94's recipe at batch 512, translated to Keras's conventions:
 # its learning rate 11.5 "per 1024 examples" with Nesterov momentum 0.85
 # is a peak of 0.75 on a batch-mean loss at batch 512; its coupled weight
@@ -888,7 +976,12 @@ FAST_RECIPE = {
     "weight_decay": 0.0089,
     "label_smoothing": 0.2,
     "translate": 2,
+    # Not airbench's (cosine decay and rounded shifts): the options
+    # `decay="linear"` and `uniform_shifts=True` give airbench's.
+    "decay": "cosine",
+    "uniform_shifts": False,
 }
+DECAYS = ("cosine", "linear")
 
 
 def cifar10_fast_recipe(
@@ -898,16 +991,19 @@ def cifar10_fast_recipe(
     seed=None,
     bias_lr_scale=None,
     lookahead=None,
+    decay=None,
+    uniform_shifts=None,
 ):
     """The fast teacher's training recipe for `epochs` of `steps_per_epoch`.
 
     airbench94's (`FAST_RECIPE`): SGD with Nesterov momentum 0.85 and
     decoupled weight decay 0.0089 on every weight; the learning rate rises
     linearly from 0.15 to 0.75 over the first 23% of the steps, then falls
-    along a cosine to 0.0525 (airbench: linearly); categorical
-    cross-entropy with label smoothing 0.2 (labels one-hot); batch 512;
-    random 2-pixel reflected translations and flips
-    (`cifar10_augmentation(pixels=2)`).
+    along a cosine to 0.0525 (airbench: linearly, `decay="linear"`);
+    categorical cross-entropy with label smoothing 0.2 (labels one-hot);
+    batch 512; random 2-pixel reflected translations and flips
+    (`cifar10_augmentation(pixels=2)`; airbench's shifts are uniform,
+    `uniform_shifts=True`).
 
     Args:
         epochs: int, the epochs the schedule spans.
@@ -922,13 +1018,19 @@ def cifar10_fast_recipe(
         lookahead: bool or None, whether the recipe trains with
             airbench's Lookahead (`Recipe.lookahead`). None:
             `FAST_RECIPE`'s, else False.
+        decay: "cosine" or "linear" (airbench's, `WarmupLinearDecay`),
+            the fall after the warmup, or None: `FAST_RECIPE`'s.
+        uniform_shifts: bool or None, every whole shift equally likely
+            (`cifar10_augmentation(uniform=)`, airbench's), or None:
+            `FAST_RECIPE`'s.
 
     Returns:
         A `Recipe`.
 
     Raises:
         ValueError: if `epochs`, `steps_per_epoch` or `batch_size` is not
-            a positive integer, or `bias_lr_scale` not a positive number.
+            a positive integer, `bias_lr_scale` not a positive number,
+            `decay` not one of `DECAYS` or a switch not a bool.
 
     Example:
 
@@ -945,17 +1047,31 @@ def cifar10_fast_recipe(
         bias_lr_scale = FAST_RECIPE.get("bias_lr_scale", 1.0)
     if lookahead is None:
         lookahead = FAST_RECIPE.get("lookahead", False)
+    if decay is None:
+        decay = FAST_RECIPE.get("decay", "cosine")
+    if decay not in DECAYS:
+        raise ValueError(
+            f"`decay` must be one of {DECAYS}. Received: decay={decay!r}"
+        )
+    if uniform_shifts is None:
+        uniform_shifts = FAST_RECIPE.get("uniform_shifts", False)
+    uniform_shifts = validation.check_bool("uniform_shifts", uniform_shifts)
     total = epochs * steps_per_epoch
     warmup = max(1, int(round(FAST_RECIPE["warmup_fraction"] * total)))
     peak = FAST_RECIPE["peak_lr"]
-    # Linear warmup, then a cosine down: one serializable Keras schedule.
-    lr = keras.optimizers.schedules.CosineDecay(
-        FAST_RECIPE["start_fraction"] * peak,
-        decay_steps=max(1, total - warmup),
-        alpha=FAST_RECIPE["end_fraction"],
-        warmup_target=peak,
-        warmup_steps=warmup,
-    )
+    start = FAST_RECIPE["start_fraction"] * peak
+    end = FAST_RECIPE["end_fraction"] * peak
+    if decay == "cosine":
+        # Linear warmup, then a cosine down: one Keras schedule.
+        lr = keras.optimizers.schedules.CosineDecay(
+            start,
+            decay_steps=max(1, total - warmup),
+            alpha=FAST_RECIPE["end_fraction"],
+            warmup_target=peak,
+            warmup_steps=warmup,
+        )
+    else:
+        lr = WarmupLinearDecay(start, peak, end, warmup, max(total, warmup + 1))
     optimizer = BiasScaledSGD(
         bias_lr_scale=bias_lr_scale,
         learning_rate=lr,
@@ -972,7 +1088,9 @@ def cifar10_fast_recipe(
         metrics=["categorical_accuracy"],
         batch_size=batch_size,
         epochs=epochs,
-        augment=cifar10_augmentation(seed, pixels=FAST_RECIPE["translate"]),
+        augment=cifar10_augmentation(
+            seed, pixels=FAST_RECIPE["translate"], uniform=uniform_shifts
+        ),
         lookahead=bool(lookahead),
     )
 

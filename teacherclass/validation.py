@@ -56,6 +56,35 @@ def check_int(name, value, minimum=1, allow_none=False):
     return int(value)
 
 
+def check_bool(name, value):
+    """Checks a switch such as `uniform`: a Python or NumPy bool.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value received.
+
+    Returns:
+        `value` as a Python bool.
+
+    Raises:
+        ValueError: if `value` is not a bool (0, 1 and "yes" are not).
+
+    Example:
+
+    >>> check_bool("uniform", True)
+    True
+    >>> check_bool("uniform", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `uniform` must be True or False. Received: uniform=1
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"`{name}` must be True or False. Received: {name}={value!r}"
+        )
+    return bool(value)
+
+
 def check_real(name, value, minimum=0.0, strict=False, maximum=None):
     """Checks a finite real number such as a weight or a temperature.
 

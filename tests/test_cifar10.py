@@ -108,6 +108,54 @@ def test_fast_recipe_schedule_and_parts():
         architectures.cifar10_augmentation(pixels=-1)
 
 
+def test_fast_recipe_linear_decay_is_airbench_schedule():
+    # airbench's np.interp over (0, 23%, 100%) of the steps, at 20%, 100%
+    # and 7% of the peak; straight lines between, constant after.
+    recipe = architectures.cifar10_fast_recipe(
+        epochs=10, steps_per_epoch=10, decay="linear"
+    )
+    lr = recipe.learning_rate
+    steps = np.arange(120)
+    expected = 0.75 * np.interp(steps, [0, 23, 100], [0.2, 1.0, 0.07])
+    got = [float(lr(s)) for s in steps]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    restored = keras.optimizers.schedules.deserialize(
+        keras.optimizers.schedules.serialize(lr)
+    )
+    assert isinstance(restored, architectures.WarmupLinearDecay)
+    assert float(restored(61)) == pytest.approx(float(lr(61)))
+    with pytest.raises(ValueError, match="decay='step'"):
+        architectures.cifar10_fast_recipe(1, 1, decay="step")
+    with pytest.raises(ValueError, match="uniform_shifts=1"):
+        architectures.cifar10_fast_recipe(1, 1, uniform_shifts=1)
+    with pytest.raises(ValueError, match="decay_steps=3"):
+        architectures.WarmupLinearDecay(0.1, 1.0, 0.0, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "uniform, expected",
+    [(False, [0.125, 0.25, 0.25, 0.25, 0.125]), (True, [0.2] * 5)],
+)
+def test_augmentation_shift_distribution(uniform, expected):
+    # Whole-pixel shifts in [-2, 2]: rounded from a continuous draw (the
+    # extremes half as likely) or uniform (a padded random crop's).
+    aug = architectures.cifar10_augmentation(seed=1, pixels=2, uniform=uniform)
+    shift = aug.layers[0]
+    x = np.tile(
+        np.arange(32, dtype="float32")[None, None, :, None], (4000, 32, 1, 1)
+    )
+    out = keras.ops.convert_to_numpy(shift(x, training=True))
+    shifts = out[:, 16, 16, 0] - 16
+    # Each image moved as a whole, by a whole number of pixels.
+    np.testing.assert_array_equal(
+        out[:, 16, 3:29, 0], x[:, 16, 3:29, 0] + shifts[:, None]
+    )
+    counts = [np.mean(shifts == s) for s in range(-2, 3)]
+    np.testing.assert_allclose(counts, expected, atol=0.025)
+    with pytest.raises(ValueError, match="uniform='yes'"):
+        architectures.cifar10_augmentation(uniform="yes")
+
+
 def test_bias_scaled_sgd_scales_only_the_bn_offsets_step():
     # One step from equal weights: the BN offsets ("beta") move 64x as
     # far as under plain SGD, every other variable exactly as far; weight

@@ -51,3 +51,29 @@ def test_a_label_recorded_with_other_settings_is_kept(probe, tmp_path):
     ):
         probe.main([*argv, "--seed", "1"])
     assert json.loads(out.read_text())["runs"] == {"a": recorded}
+
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch(probe):
+    # Left halves bright: a mirrored image is bright on the right. Each
+    # image starts on its own coin, then alternates; the order changes.
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((10, 4, 32, 3)).astype("float32")
+    x[:, :, :16] += 10
+    y = np.arange(10, dtype="float32")[:, None]
+    aug = probe.architectures.cifar10_augmentation(seed=0, pixels=0)
+    batches = list(probe.alternating_flip_batches(x, y, 4, 3, aug, 0))
+    assert [len(b[0]) for b in batches] == [4, 4, 2] * 3
+    epochs = [{}, {}, {}]
+    orders = [[], [], []]
+    for k, (images, labels) in enumerate(batches):
+        for image, label in zip(images.numpy(), labels.numpy()):
+            right = image[:, 16:].mean() > image[:, :16].mean()
+            epochs[k // 3][int(label[0])] = bool(right)
+            orders[k // 3].append(int(label[0]))
+    first = epochs[0]
+    assert 0 < sum(first.values()) < 10  # a coin per image
+    assert epochs[1] == {i: not m for i, m in first.items()}
+    assert epochs[2] == first
+    assert orders[0] != orders[1]
