@@ -188,7 +188,7 @@ def test_run_digits_meets_the_target(capsys, tmp_path):
 
 def test_run_with_conditioning_correlation_and_refinement(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["run", "--teacher-epochs", "8", "--epochs", "8", "--progress", "0"]
+    argv = ["run", "--teacher-epochs", "5", "--epochs", "5", "--progress", "0"]
     argv += ["--conditioning", "standardize", "--chunk-order", "correlation"]
     argv += ["--refine-epochs", "2", "--run-dir", str(run_dir)]
     assert cli.main(argv) == 0
