@@ -287,7 +287,7 @@ def _table(rows):
 # ----------------------------------------------------------------------
 
 
-def accuracy(y_pred, y, ignore_class=None, threshold=0.5):
+def accuracy(y_pred, y, ignore_class=None, threshold=0.5, multi_label=False):
     """Classification accuracy of predictions against labels.
 
     Args:
@@ -298,9 +298,17 @@ def accuracy(y_pred, y, ignore_class=None, threshold=0.5):
             (a segmentation's void, as the teacher's loss ignores it).
         threshold: float, the decision threshold of one output: 0.5 for a
             probability, 0.0 for a logit (see `decision_threshold`).
+        multi_label: bool, the outputs are independent units (a
+            multi-label sigmoid, `teacher.sigmoid_output`) and `y` their
+            0/1 labels `(..., classes)`: each unit is a decision at
+            `threshold`, and the score is the fraction of units right
+            (Keras' `binary_accuracy`), not an argmax.
 
     Returns:
         A float in [0, 1] (NaN when every label is `ignore_class`).
+
+    Raises:
+        ValueError: if `multi_label` and `y` is not shaped as `y_pred`.
 
     Example:
 
@@ -308,8 +316,19 @@ def accuracy(y_pred, y, ignore_class=None, threshold=0.5):
     0.5
     >>> accuracy(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 5]), 5)
     1.0
+    >>> accuracy(np.array([[0.9, 0.7], [0.2, 0.1]]),
+    ...          np.array([[1, 1], [0, 1]]), multi_label=True)
+    0.75
     """
     y_pred, y = np.asarray(y_pred), np.asarray(y)
+    if multi_label:
+        if y.shape != y_pred.shape:
+            raise ValueError(
+                "Multi-label accuracy needs one 0/1 label per output unit, "
+                f"shaped as the predictions {y_pred.shape}. Received: y "
+                f"with shape {y.shape}"
+            )
+        return float(np.mean((y_pred > threshold) == (y > 0.5)))
     if y_pred.shape[-1] == 1:
         pred = (y_pred[..., 0] > threshold).astype("int64")
     else:
@@ -573,7 +592,10 @@ def measure(
         tc: a `TeacherClass` whose students are trained.
         x: optional inputs (a NumPy array) for accuracy and student errors.
         y: optional labels for accuracy. Labels equal to the teacher's
-            loss `ignore_class` (a segmentation's void) are left out.
+            loss `ignore_class` (a segmentation's void) are left out. A
+            multi-label teacher's (`teacher.sigmoid_output`, 0/1 labels
+            shaped as its outputs) are scored per unit (`accuracy`'s
+            `multi_label`).
         batch_sizes: batch sizes to time.
         exports: optional exported artifacts: a dict `{name: path}` or a
             list of paths (named by file name). SavedModel directories,
@@ -622,6 +644,15 @@ def measure(
     validation.check_scoring_labels(
         x, y, tc.teacher.outputs[0].shape[1:], ignore_class
     )
+    # A multi-label sigmoid teacher's 0/1 labels, one per unit: scored
+    # per unit, as Keras' binary accuracy (an argmax would be wrong).
+    output_shape = tuple(tc.teacher.outputs[0].shape[1:])
+    multi_label = (
+        y is not None
+        and output_shape[-1] not in (None, 1)
+        and np.shape(y)[1:] == output_shape
+        and teacher_lib.sigmoid_output(tc.teacher)
+    )
     composed = composed if composed is not None else tc.compose()
     parts = _parts(tc)
     parts["composed"] = composed
@@ -658,7 +689,11 @@ def measure(
             for name in ("teacher", "composed"):
                 pred = parts[name].predict(x, verbose=0, batch_size=256)
                 models[name]["accuracy"] = accuracy(
-                    pred, y, ignore_class, decision_threshold(parts[name])
+                    pred,
+                    y,
+                    ignore_class,
+                    decision_threshold(parts[name]),
+                    multi_label=multi_label,
                 )
     report = CompressionReport.from_counts(
         teacher=models["teacher"]["params"],

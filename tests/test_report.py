@@ -490,3 +490,30 @@ def test_measure_and_litert_sizes_of_a_variable_length_teacher(monkeypatch):
     monkeypatch.setattr(export_lib, "export", export)
     report_lib.litert_sizes(teacher, sequence_length=7)
     assert calibration[1].shape == (64, 7)
+
+
+def test_measure_scores_a_multi_label_teacher_per_unit():
+    # Four independent tags: the report's accuracy is the fraction of
+    # tags right (Keras' binary accuracy), not an argmax over the tags.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = (x[:, :4] > 0).astype("float32")
+    teacher = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(4, activation="sigmoid"),
+        ]
+    )
+    teacher.compile("adam", "binary_crossentropy")
+    tc = TeacherClass(teacher, num_students=2)
+    tc.fit_students(x, epochs=1, verbose=0)
+    r = report_lib.measure(tc, x, y, batch_sizes=(1,), repeats=1, warmup=0)
+    for name, model in (("teacher", teacher), ("composed", tc.compose())):
+        pred = model.predict(x, verbose=0)
+        expected = float(keras.metrics.BinaryAccuracy()(y, pred).numpy())
+        got = r["models"][name]["accuracy"]
+        assert got == pytest.approx(expected, abs=1e-6), name
+        assert got != report_lib.accuracy(pred, y)  # the argmax score
+    with pytest.raises(ValueError, match=r"Received: y with shape \(64,\)"):
+        report_lib.accuracy(pred, y[:, 0], multi_label=True)
