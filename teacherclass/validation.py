@@ -140,7 +140,24 @@ def check_real(name, value, minimum=0.0, strict=False, maximum=None):
 
 
 def check_positive_ints(name, values):
-    """Checks a sequence of positive integers; returns it as a tuple."""
+    """Checks a sequence of positive integers; returns it as a tuple.
+
+    The error echoes the value received (a string is no sequence of
+    integers, and is not shown as its characters).
+
+    Example:
+
+    >>> check_positive_ints("batch_sizes", [1, 64])
+    (1, 64)
+    >>> try:
+    ...     check_positive_ints("sizes", "64")
+    ... except ValueError as e:
+    ...     print(e)
+    `sizes` must hold positive integers. Received: sizes='64'
+    """
+    received = values
+    if isinstance(values, (str, bytes)):
+        values = (values,)
     try:
         values = tuple(values)
     except TypeError:
@@ -150,7 +167,8 @@ def check_positive_ints(name, values):
         for v in values
     ):
         raise ValueError(
-            f"`{name}` must hold positive integers. Received: {name}={values!r}"
+            f"`{name}` must hold positive integers. "
+            f"Received: {name}={received!r}"
         )
     return tuple(int(v) for v in values)
 

@@ -128,6 +128,9 @@ def test_bad_batch_sizes():
     tc = TeacherClass(mlp_teacher(), num_students=2)
     with pytest.raises(ValueError, match="Received: batch_sizes=\\(0,\\)"):
         report_lib.measure(tc, batch_sizes=(0,))
+    # Echoed as received, not as its characters ('6', '4').
+    with pytest.raises(ValueError, match="Received: batch_sizes='64'$"):
+        report_lib.measure(tc, batch_sizes="64")
 
 
 def test_count_report_prints_as_before():
