@@ -300,7 +300,10 @@ class RegularizedDistiller(keras.distillation.Distiller):
     Keras 3.15's `Distiller.compute_loss` returns the weighted label and
     distillation terms only; a plain `keras.Model` adds `losses` once,
     divided by the replicas, and so does this one (the student's, not
-    the frozen teacher's). Arguments are the `Distiller`'s.
+    the frozen teacher's). Arguments are the `Distiller`'s. The logs'
+    `loss` holds the regularization; the `Distiller`'s own
+    `total_loss` (its weighted label and distillation terms, tracked
+    inside Keras' `compute_loss`) does not.
     """
 
     def compute_loss(
@@ -375,7 +378,9 @@ def distill_logits(
         validation_data: as for `fit`.
         optimizer: optimizer name or instance for the student.
         **fit_kwargs: passed to the distiller's `fit`. Its logs hold
-            `student_loss`, `distillation_loss` and `total_loss`; pass a
+            `student_loss`, `distillation_loss` and `total_loss` (the
+            last without the student's regularization, which `loss`
+            adds: `RegularizedDistiller`); pass a
             `keras.callbacks.History()` in `callbacks` to keep them.
 
     Returns:
