@@ -15,8 +15,13 @@ step, over the trainable variables only. This callback exists for
 airbench's schedule, which leaves early training alone.
 """
 
+import numbers
+import warnings
+
 import keras
 import numpy as np
+
+from teacherclass import validation
 
 
 class Lookahead(keras.callbacks.Callback):
@@ -39,17 +44,28 @@ class Lookahead(keras.callbacks.Callback):
     batch: keep `fit`'s `steps_per_execution` at 1 (or a divisor of
     `every`).
 
+    The schedule runs over the optimizer's steps from 0, not from the
+    step this callback is made at (a resumed run makes a new one at a
+    later step and must keep the same schedule). To fine-tune a model
+    whose optimizer has already taken steps, pass
+    `total_steps=int(model.optimizer.iterations) + steps`; `alpha` then
+    starts at `alpha(iterations)`, not at 0.
+
     Args:
         model: a built `keras.Model`, compiled before training.
-        total_steps: int, the optimizer steps the training will take;
-            at that step the weights become the slow copy.
-        every: int, steps between two updates of the slow copy.
-        peak: float in `[0, 1)`, `alpha` at the last step.
+        total_steps: int, the optimizer step (its `iterations`, counted
+            from 0) at which training ends; at that step the weights
+            become the slow copy.
+        every: int, steps between two updates of the slow copy, at most
+            `total_steps`.
+        peak: real number in `[0, 1)`, `alpha` at the last step.
 
     Raises:
         ValueError: if `total_steps` or `every` is not a positive
-            integer, `peak` is not in `[0, 1)`, or `model` has no
-            weights yet.
+            integer, `every` exceeds `total_steps`, `peak` is not in
+            `[0, 1)`, or `model` has no weights yet; and when training
+            begins with the optimizer already at or past `total_steps`
+            (the weights would never end on the slow copy).
 
     Example:
 
@@ -66,17 +82,20 @@ class Lookahead(keras.callbacks.Callback):
 
     def __init__(self, model, total_steps, every=5, peak=0.95**5):
         super().__init__()
-        for name, value in (("total_steps", total_steps), ("every", every)):
-            if (
-                not isinstance(value, (int, np.integer))
-                or isinstance(value, bool)
-                or value < 1
-            ):
-                raise ValueError(
-                    f"`{name}` must be a positive integer. "
-                    f"Received: {name}={value!r}"
-                )
-        if not isinstance(peak, (int, float)) or not 0 <= peak < 1:
+        total_steps = validation.check_int("total_steps", total_steps)
+        every = validation.check_int("every", every)
+        if every > total_steps:
+            # No update would run, and the last step would set the
+            # weights back to the slow copy: the starting weights.
+            raise ValueError(
+                "`every` must be at most `total_steps`. "
+                f"Received: every={every}, total_steps={total_steps}"
+            )
+        if (
+            not isinstance(peak, numbers.Real)
+            or isinstance(peak, (bool, np.bool_))
+            or not 0 <= peak < 1
+        ):
             raise ValueError(
                 f"`peak` must be a number in [0, 1). Received: peak={peak!r}"
             )
@@ -88,8 +107,8 @@ class Lookahead(keras.callbacks.Callback):
                 "`model` must be built (have weights) before Lookahead "
                 f"copies them. Received: model={model.name!r} with no weights"
             )
-        self.total_steps = int(total_steps)
-        self.every = int(every)
+        self.total_steps = total_steps
+        self.every = every
         self.peak = float(peak)
         self.variables = [
             keras.Variable(
@@ -115,6 +134,18 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._checked = False
+        self._check_not_ended()
+
+    def _check_not_ended(self):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step >= self.total_steps:
+            raise ValueError(
+                f"The optimizer already stands at step {step}, at or past "
+                "`total_steps`, which counts the optimizer's steps from 0: "
+                "the weights would never end on the slow copy. To train "
+                f"`n` more steps, pass total_steps={step} + n. "
+                f"Received: total_steps={self.total_steps}"
+            )
 
     def on_train_batch_begin(self, batch, logs=None):
         if not getattr(self, "_checked", False):
@@ -122,13 +153,12 @@ class Lookahead(keras.callbacks.Callback):
             # `on_train_begin` has run, a `BackupAndRestore` listed after
             # this one included.
             self._checked = True
+            self._check_not_ended()  # a checkpoint restored since
             self._check_step()
 
     def _check_step(self):
         step = int(self.model.optimizer.iterations.numpy())
         if step != int(self._step.numpy()):
-            import warnings
-
             warnings.warn(
                 "Lookahead's slow copy stands at optimizer step "
                 f"{int(self._step.numpy())}, the optimizer at {step} (a run "

@@ -154,3 +154,47 @@ def test_rejects_bad_arguments():
     unbuilt = keras.Sequential([keras.layers.Dense(1)], name="unbuilt")
     with pytest.raises(ValueError, match="Received: model='unbuilt'"):
         Lookahead(unbuilt, total_steps=10)
+
+
+def test_rejects_every_beyond_total_steps():
+    # No update would run and the last step would set the weights back
+    # to the starting ones.
+    with pytest.raises(ValueError, match="Received: every=5, total_steps=4"):
+        Lookahead(_model(), total_steps=4, every=5)
+
+
+def test_peak_takes_any_real_number_but_a_bool():
+    look = Lookahead(_model(), total_steps=8, peak=np.float32(0.5))
+    assert look.peak == 0.5 and type(look.peak) is float
+    with pytest.raises(ValueError, match="Received: peak=False"):
+        Lookahead(_model(), total_steps=8, peak=False)
+
+
+def test_refuses_an_optimizer_already_at_total_steps():
+    # `total_steps` is the optimizer's step at which training ends,
+    # counted from 0: on a model trained 4 steps, total_steps=4 would
+    # never end on the slow copy.
+    model = _model()
+    _fit(model, 1)
+    before = _values(model.weights)
+    look = Lookahead(model, total_steps=4, every=2)
+    with pytest.raises(
+        ValueError, match=r"stands at step 4.*Received: total_steps=4"
+    ):
+        _fit(model, 1, [look])
+    assert int(model.optimizer.iterations.numpy()) == 4
+    for a, b in zip(before, _values(model.weights)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fine_tunes_with_total_steps_past_the_optimizers_step():
+    # Fine-tuning 8 steps: total_steps = iterations + 8 ends on the slow
+    # copy, with alpha on the optimizer's schedule.
+    model = _model()
+    _fit(model, 1)
+    look = Lookahead(model, total_steps=4 + 8, every=3, peak=0.9)
+    assert look.alpha(6) == pytest.approx(0.9 * (6 / 12) ** 3)
+    _fit(model, 2, [look])
+    assert int(model.optimizer.iterations.numpy()) == 12
+    for slow, w in zip(_values(look.variables), _values(model.weights)):
+        np.testing.assert_array_equal(slow, w)
