@@ -9,6 +9,7 @@ each from its class and shapes.
 import numpy as np
 
 from teacherclass.latency import input_specs
+from teacherclass.latency import pack_inputs
 from teacherclass.latency import zero_inputs
 
 
@@ -175,7 +176,10 @@ def count_flops(model, per_layer=False, sequence_length=None):
       sublayers are counted).
 
     Args:
-        model: a built `keras.Model` or layer with a known input shape.
+        model: a functional or Sequential `keras.Model` (any structure
+            of inputs, a dict included). A layer or a subclassed model
+            has no known inputs: count it wrapped,
+            `keras.Model(x, layer(x))`.
         per_layer: bool, also return each counted call.
         sequence_length: None, or an int that a variable-length input
             dimension (`keras.Input((None,))`) is counted at; with None,
@@ -184,6 +188,10 @@ def count_flops(model, per_layer=False, sequence_length=None):
     Returns:
         An int, or `(total, [(layer_name, class_name, flops), ...])` with
         `per_layer=True`.
+
+    Raises:
+        ValueError: if `model` has no known inputs (a layer, a subclassed
+            model), or a variable-length input and no `sequence_length`.
 
     Example:
 
@@ -215,7 +223,9 @@ def _costs(model, sequence_length=None):
         records.append((self, _shapes(inputs), _shapes(outputs)))
         return outputs
 
-    sample = zero_inputs(input_specs(model, sequence_length), batch_size=1)
+    sample = pack_inputs(
+        model, zero_inputs(input_specs(model, sequence_length), batch_size=1)
+    )
     keras.layers.Layer.__call__ = recording
     try:
         model(sample, training=False)
@@ -245,7 +255,10 @@ def count_macs(model, per_layer=False, sequence_length=None):
     the usual "MACs" of model cards (e.g. a `Dense(4)` on 8 inputs: 32).
 
     Args:
-        model: a built `keras.Model` or layer with a known input shape.
+        model: a functional or Sequential `keras.Model` (any structure
+            of inputs, a dict included). A layer or a subclassed model
+            has no known inputs: count it wrapped,
+            `keras.Model(x, layer(x))`.
         per_layer: bool, also return each counted call.
         sequence_length: None, or an int that a variable-length input
             dimension (`keras.Input((None,))`) is counted at; with None,
@@ -254,6 +267,10 @@ def count_macs(model, per_layer=False, sequence_length=None):
     Returns:
         An int, or `(total, [(layer_name, class_name, macs), ...])` with
         `per_layer=True`.
+
+    Raises:
+        ValueError: if `model` has no known inputs (a layer, a subclassed
+            model), or a variable-length input and no `sequence_length`.
 
     Example:
 

@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from teacherclass import validation
+
 # The length a variable-length input (`keras.Input((None,))`) is timed
 # at: a sentence of tokens, or a short sequence.
 SEQUENCE_LENGTH = 128
@@ -72,6 +74,37 @@ def zero_inputs(specs, batch_size):
     return arrays[0] if len(arrays) == 1 else arrays
 
 
+def pack_inputs(model, arrays):
+    """`arrays` (from `zero_inputs` or `sample_inputs` of the model's
+    `input_specs`) in the structure the model is called on.
+
+    `input_specs` lists the inputs flat, as `model.inputs` does; a model
+    built on a dict (or a nest) of inputs takes them back in that
+    structure (a dict's entries match by sorted key, as Keras flattens
+    them). A single input stays one array.
+
+    Example:
+
+    >>> import keras
+    >>> a, b = keras.Input((2,), name="a"), keras.Input((3,), name="b")
+    >>> joined = keras.layers.Concatenate()([a, b])
+    >>> model = keras.Model({"b": b, "a": a}, joined)
+    >>> batch = pack_inputs(model, zero_inputs(input_specs(model), 1))
+    >>> {name: x.shape for name, x in sorted(batch.items())}
+    {'a': (1, 2), 'b': (1, 3)}
+    """
+    import keras
+
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):
+        return arrays  # a Sequential model not called yet: one input
+    if not keras.tree.is_nested(structure):
+        return arrays
+    flat = arrays if isinstance(arrays, list) else [arrays]
+    return keras.tree.pack_sequence_as(structure, flat)
+
+
 # Words common to English vocabularies, for a text model's sample input.
 _WORDS = ("the", "movie", "was", "good", "and", "not", "a", "bad", "film")
 
@@ -118,11 +151,17 @@ def time_call(fn, x, repeats=20, warmup=3):
     Returns:
         A float, milliseconds.
 
+    Raises:
+        ValueError: if `repeats` is not an integer >= 1 or `warmup` not
+            one >= 0.
+
     Example:
 
     >>> time_call(np.sum, np.ones(10), repeats=3) >= 0
     True
     """
+    repeats = validation.check_int("repeats", repeats)
+    warmup = validation.check_int("warmup", warmup, minimum=0)
     for _ in range(warmup):
         to_numpy(fn(x))
     times = []
@@ -143,12 +182,14 @@ def model_latency(
     """CPU latency of a Keras model's compiled inference call per batch.
 
     The model's call runs in a `tf.function` (as `predict` does, without
-    its per-call overhead) on random inputs of each batch size. A model
-    with several outputs is timed until all are computed.
+    its per-call overhead) on random inputs of each batch size, in the
+    structure of its inputs (a dict for a dict-input model). A model with
+    several outputs is timed until all are computed.
 
     Args:
-        model: a built `keras.Model` with known inputs.
-        batch_sizes: the batch sizes to time.
+        model: a built functional or Sequential `keras.Model`.
+        batch_sizes: positive ints, the batch sizes to time (one int:
+            that one).
         repeats: int, timed calls per batch size (the median is kept).
         warmup: int, untimed calls first.
         sequence_length: int, the length a variable-length input
@@ -156,6 +197,11 @@ def model_latency(
 
     Returns:
         A dict `{str(batch_size): milliseconds}`.
+
+    Raises:
+        ValueError: if `batch_sizes` holds a non-positive or non-integer
+            size, `repeats` is below 1, `warmup` below 0, or the model
+            has no known inputs.
 
     Example:
 
@@ -170,10 +216,18 @@ def model_latency(
     """
     import tensorflow as tf
 
+    batch_sizes = validation.check_batch_sizes(batch_sizes)
+    repeats = validation.check_int("repeats", repeats)
+    warmup = validation.check_int("warmup", warmup, minimum=0)
     specs = input_specs(model, sequence_length)
     call = tf.function(lambda x: model(x, training=False))
     with tf.device("/CPU:0"):
         return {
-            str(b): time_call(call, sample_inputs(specs, b), repeats, warmup)
+            str(b): time_call(
+                call,
+                pack_inputs(model, sample_inputs(specs, b)),
+                repeats,
+                warmup,
+            )
             for b in batch_sizes
         }

@@ -142,13 +142,19 @@ def check_real(name, value, minimum=0.0, strict=False, maximum=None):
 def check_positive_ints(name, values):
     """Checks a sequence of positive integers; returns it as a tuple.
 
-    The error echoes the value received (a string is no sequence of
-    integers, and is not shown as its characters).
+    A single integer counts as a sequence of one. The message echoes the
+    value received (a string is no sequence of integers and is not shown
+    as its characters; a one-shot iterator: the values it gave).
 
     Example:
 
-    >>> check_positive_ints("batch_sizes", [1, 64])
-    (1, 64)
+    >>> check_positive_ints("batch_sizes", 8)
+    (8,)
+    >>> try:
+    ...     check_positive_ints("batch_sizes", [1, 0])
+    ... except ValueError as e:
+    ...     print(e)
+    `batch_sizes` must hold positive integers. Received: batch_sizes=[1, 0]
     >>> try:
     ...     check_positive_ints("sizes", "64")
     ... except ValueError as e:
@@ -166,6 +172,8 @@ def check_positive_ints(name, values):
         isinstance(v, _INT) and not isinstance(v, bool) and v > 0
         for v in values
     ):
+        if hasattr(received, "__iter__") and not hasattr(received, "__len__"):
+            received = values  # an iterator, now spent
         raise ValueError(
             f"`{name}` must hold positive integers. "
             f"Received: {name}={received!r}"

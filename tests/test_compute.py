@@ -33,6 +33,27 @@ def test_macs_are_the_multiply_add_part_of_flops():
     assert count_flops(model) == 2 * (conv + dense) + other
 
 
+def test_a_layer_or_subclassed_model_is_counted_wrapped():
+    # Neither has known inputs; wrapped in a functional model, it counts.
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.dense(x)
+
+    layer = keras.layers.Dense(4)
+    layer.build((None, 3))
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 3), "float32"))  # built by a call
+    for unknown in (layer, subclassed):
+        with pytest.raises(ValueError, match="functional or Sequential"):
+            count_macs(unknown)
+        x = keras.Input((3,))
+        assert count_macs(keras.Model(x, unknown(x))) == 3 * 4
+
+
 def _one_layer(layer, shape):
     x = keras.Input(shape)
     return keras.Model(x, layer(x))

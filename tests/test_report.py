@@ -448,6 +448,58 @@ def test_latency_of_a_variable_length_input_and_several_outputs():
         latency.sample_inputs(latency.input_specs(text), 1)
 
 
+@pytest.mark.parametrize("order", ["ab", "ba"])
+def test_flops_and_latency_of_a_dict_input_model(order):
+    """A model built on a dict of inputs is counted and timed on a dict
+    (the flat list of its inputs failed when the keys were not sorted)."""
+    import warnings
+
+    from teacherclass import latency
+
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    inputs = {"a": a, "b": b} if order == "ab" else {"b": b, "a": a}
+    joined = keras.layers.Concatenate()(
+        [keras.layers.Dense(2)(a), keras.layers.Dense(2)(b)]
+    )
+    model = keras.Model(inputs, joined)
+    with warnings.catch_warnings():
+        # Keras warns of a structure that does not match its inputs'.
+        warnings.simplefilter("error", UserWarning)
+        assert flops.count_macs(model) == 4 * 2 + 3 * 2
+        assert flops.count_flops(model) == 2 * (4 * 2 + 3 * 2) + 2 + 2
+        timed = latency.model_latency(model, batch_sizes=(2,), repeats=1)
+    assert list(timed) == ["2"] and timed["2"] > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"repeats": 0}, "Received: repeats=0"),
+        ({"warmup": -1}, "Received: warmup=-1"),
+        ({"batch_sizes": (0,)}, r"Received: batch_sizes=\(0,\)"),
+        ({"batch_sizes": "8"}, "Received: batch_sizes='8'"),
+        ({"batch_sizes": (2, 1.5)}, r"Received: batch_sizes=\(2, 1.5\)"),
+    ],
+)
+def test_latency_rejects_bad_arguments(kwargs, message):
+    from teacherclass import latency
+
+    model = _variable_length_text_teacher()
+    with pytest.raises(ValueError, match=message):
+        latency.model_latency(model, **{"batch_sizes": (1,), **kwargs})
+    if "batch_sizes" not in kwargs:
+        with pytest.raises(ValueError, match=message):
+            latency.time_call(np.sum, np.ones(3), **kwargs)
+
+
+def test_latency_of_one_batch_size_given_as_an_int():
+    from teacherclass import latency
+
+    model = _variable_length_text_teacher()
+    timed = latency.model_latency(model, batch_sizes=2, repeats=1, warmup=0)
+    assert list(timed) == ["2"]
+
+
 def _variable_length_text_teacher():
     tokens = keras.Input((None,), dtype="int32")
     h = keras.layers.Conv1D(6, 3, use_bias=False)(
