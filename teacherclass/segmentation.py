@@ -33,12 +33,13 @@ CAMVID_CLASSES = (
 CAMVID_VOID = 11
 
 
-def _conv_bn_relu(x, filters, name):
+def _conv_bn_relu(x, filters, name, relu_name=None):
     x = keras.layers.Conv2D(
         filters, 3, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
     x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    relu_name = relu_name or f"{name}_relu"
+    return keras.layers.Activation("relu", name=relu_name)(x)
 
 
 def unet_teacher(
@@ -54,9 +55,10 @@ def unet_teacher(
     transposed convolution, joins the encoder's features of the same
     resolution and applies two Conv-BatchNorm-ReLU. The last of them is
     the layer "representation" (`filters[0]` channels at full
-    resolution); a 1x1 convolution "logits" and a softmax
-    "probabilities" follow, so `TeacherClass(teacher)` finds it. The
-    defaults (CamVid's 11 classes) have 1,945,691 parameters.
+    resolution; with one entry, no decoder: the encoder's last ReLU); a
+    1x1 convolution "logits" and a softmax "probabilities" follow, so
+    `TeacherClass(teacher)` finds it. The defaults (CamVid's 11 classes)
+    have 1,945,691 parameters.
 
     Args:
         input_shape: `(H, W, C)`; `H` and `W` divisible by
@@ -98,11 +100,15 @@ def unet_teacher(
     if rescale:
         x = keras.layers.Rescaling(1.0 / 255, name="rescale")(x)
     skips = []
+    # One resolution has no decoder: the encoder's last ReLU is the
+    # representation (a model saved before kept "down_0_b_relu" in its
+    # config, and loads as it was).
+    last = "representation" if len(filters) == 1 else None
     for level, f in enumerate(filters):
         if level:
             x = keras.layers.MaxPooling2D(2, name=f"pool_{level}")(x)
         x = _conv_bn_relu(x, f, f"down_{level}_a")
-        x = _conv_bn_relu(x, f, f"down_{level}_b")
+        x = _conv_bn_relu(x, f, f"down_{level}_b", last)
         skips.append(x)
     for level in reversed(range(len(filters) - 1)):
         f = filters[level]

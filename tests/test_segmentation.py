@@ -66,6 +66,26 @@ def test_unet_teacher_takes_any_size():
         segmentation.unet_teacher((30, None, 3), filters=(4, 8, 16, 32))
 
 
+def test_one_resolution_names_its_encoder_output_representation():
+    # No decoder: the encoder's last ReLU is the representation, so
+    # TeacherClass finds it as with more resolutions.
+    teacher = segmentation.unet_teacher((8, 8, 3), num_classes=3, filters=(4,))
+    assert [layer.name for layer in teacher.layers[-3:]] == [
+        "representation",
+        "logits",
+        "probabilities",
+    ]
+    assert tuple(teacher.get_layer("representation").output.shape) == (
+        None,
+        8,
+        8,
+        4,
+    )
+    tc = TeacherClass(teacher, num_students=2)
+    assert tc.feature_layer == "representation"
+    assert tc.chunks == (2, 2)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
