@@ -24,11 +24,13 @@ only: the other kinds' coordinates are uncorrelated).
 The statistics come from the training cache (one pass, float64). The
 change is undone exactly inside the composed model without an extra
 layer: the head's first affine layer (a `Dense`, or a 1x1 `Conv2D` on
-feature maps, possibly behind layers that are the identity at inference)
-absorbs `f = t @ inv(A) + mean` into its kernel and bias. A clip to the
-representation's range (see `compose.FeatureClip`) moves into the new
-coordinates when `A` is diagonal up to a permutation ("standardize"); a
-rotation mixes features, so "pca" and "whiten" compose without a clip.
+channels_last feature maps, possibly behind layers that are the identity
+at inference, with a bias) absorbs `f = t @ inv(A) + mean` into its
+kernel and bias. A clip to the representation's range (see
+`compose.FeatureClip`) moves into the new coordinates for "standardize"
+(`A` diagonal: a positive scale per feature); a rotation mixes features,
+so "pca" and "whiten" compose without a clip, even where their `A`
+happens to be diagonal (e.g. a representation of one live feature).
 """
 
 import warnings
@@ -236,8 +238,9 @@ class Conditioning:
         """A copy of `head` that reads targets instead of features.
 
         The first affine layer of the head (a `Dense`, or a `Conv2D` with a
-        1x1 kernel, possibly behind Dropout-like layers) absorbs the inverse
-        change: kernel `W' = inv(A) @ W`, bias `b' = b + mean @ W`.
+        1x1 kernel on channels_last maps, possibly behind Dropout-like
+        layers) absorbs the inverse change: kernel `W' = inv(A) @ W`, bias
+        `b' = b + mean @ W`.
 
         Args:
             head: the functional head model, representation -> output.
@@ -247,7 +250,8 @@ class Conditioning:
             weights, except the folded layer.
 
         Raises:
-            ValueError: if the head does not start with such a layer, or
+            ValueError: if the head does not start with such a layer, the
+                layer has no bias, has LoRA enabled or is quantized, or
                 the representation also feeds another layer.
         """
         folded = keras.models.clone_model(head)
@@ -258,16 +262,13 @@ class Conditioning:
         w = kernel.reshape(-1, shape[-1])  # (d, units); 1x1 conv: same
         new_kernel = (self.inverse_matrix @ w).reshape(shape)
         bias_shift = self.mean @ w
-        weights = [new_kernel.astype(np.float32)]
-        if layer.use_bias:
-            bias = np.asarray(layer.bias.numpy(), dtype=np.float64)
-            weights.append((bias + bias_shift).astype(np.float32))
-        elif np.any(bias_shift):
-            raise ValueError(
-                f"The head's first layer {layer.name!r} has no bias to "
-                "absorb the features' mean. Received: use_bias=False"
-            )
-        layer.set_weights(weights)
+        bias = np.asarray(layer.bias.numpy(), dtype=np.float64)
+        layer.set_weights(
+            [
+                new_kernel.astype(np.float32),
+                (bias + bias_shift).astype(np.float32),
+            ]
+        )
         return folded
 
     def digest(self):
@@ -821,12 +822,7 @@ def _first_affine(head, kind=None):
                 f"Received: conditioning={kind!r}"
             )
         layer = readers[0].operation if readers else None
-        if isinstance(layer, keras.layers.Dense) or (
-            isinstance(layer, keras.layers.Conv2D)
-            and tuple(layer.kernel_size) == (1, 1)
-            and tuple(layer.strides) == (1, 1)
-            and layer.groups == 1
-        ):
+        if isinstance(layer, keras.layers.Dense) or _pointwise_conv(layer):
             calls = sum(node.operation is layer for node in nodes)
             if calls > 1:
                 # Its folded weights would also apply to its other inputs.
@@ -837,14 +833,63 @@ def _first_affine(head, kind=None):
                     "conditioning=None with this head. "
                     f"Received: conditioning={kind!r}"
                 )
+            _check_weights_foldable(layer, kind)
             return layer
         if not isinstance(layer, _INFERENCE_IDENTITY):
             break
         tensor = readers[0].outputs[0]
         what = f"the output of {layer.name!r}"
+    if isinstance(layer, keras.layers.Conv2D) and (
+        layer.data_format != "channels_last"
+    ):
+        received = f"{layer.name!r} with data_format={layer.data_format!r}"
+    else:
+        received = f"head layers {[layer.name for layer in head.layers]}"
     raise ValueError(
         "Target conditioning folds into the head's first layer, which must "
-        "be a Dense or a 1x1 Conv2D (Dropout-like layers before it are "
-        "fine). Received: head layers "
-        f"{[layer.name for layer in head.layers]}"
+        "be a Dense or a 1x1 Conv2D with data_format='channels_last' "
+        "(Dropout-like layers before it are fine). Use conditioning=None "
+        f"with this head. Received: {received}"
     )
+
+
+def _pointwise_conv(layer):
+    """Whether `layer` is a 1x1 Conv2D mixing the last axis only."""
+    # channels_first maps hold the features on axis 1, not the last one
+    # the representation is conditioned along.
+    return (
+        isinstance(layer, keras.layers.Conv2D)
+        and tuple(layer.kernel_size) == (1, 1)
+        and tuple(layer.strides) == (1, 1)
+        and layer.groups == 1
+        and layer.data_format == "channels_last"
+    )
+
+
+def _check_weights_foldable(layer, kind):
+    """Raises a ValueError unless `fold` can rewrite `layer`'s weights:
+    a float kernel and a bias (which absorbs the features' mean)."""
+    if not layer.use_bias:
+        raise ValueError(
+            "Target conditioning folds the features' mean into the bias "
+            f"of the head's first layer {layer.name!r}, which has none "
+            "(use_bias=False). Use conditioning=None with this head. "
+            f"Received: conditioning={kind!r}"
+        )
+    # Their kernel is more than one float weight: folding would rewrite
+    # one part of it only.
+    if getattr(layer, "lora_enabled", False):
+        raise ValueError(
+            "Target conditioning rewrites the kernel of the head's first "
+            f"layer {layer.name!r}, which has LoRA enabled (its kernel is "
+            "a sum of several weights). Use conditioning=None with this "
+            f"head. Received: conditioning={kind!r}"
+        )
+    mode = getattr(layer, "quantization_mode", None)
+    if mode is not None:
+        raise ValueError(
+            "Target conditioning rewrites the kernel of the head's first "
+            f"layer {layer.name!r}, which is quantized ({mode!r}). Use "
+            "conditioning=None with this head, or quantize after "
+            f"compose(). Received: conditioning={kind!r}"
+        )

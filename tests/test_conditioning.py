@@ -507,3 +507,71 @@ def test_a_chunk_of_constant_features_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Conditioning.fit(f, "standardize", chunks, order="variance")
+
+
+def _teacher_with_head(head_layer, rep_width=6, rep_layer=None):
+    """inputs (4,) -> "rep" -> `head_layer` -> softmax."""
+    inputs = keras.Input((4,))
+    rep = rep_layer or keras.layers.Dense(
+        rep_width, activation="relu", name="rep"
+    )
+    x = head_layer(rep(inputs))
+    return keras.Model(inputs, keras.layers.Activation("softmax")(x))
+
+
+def test_a_head_without_bias_is_refused_when_the_class_is_built():
+    # Its bias absorbs the features' mean: refused before any training,
+    # not when fit_students or compose() first folds it.
+    from teacherclass import TeacherClass
+
+    teacher = _teacher_with_head(
+        keras.layers.Dense(3, use_bias=False, name="logits")
+    )
+    message = (
+        r"first layer 'logits', which has none \(use_bias=False\). Use "
+        r"conditioning=None with this head. Received: conditioning='{}'"
+    )
+    for kind in conditioning.KINDS:
+        with pytest.raises(ValueError, match=message.format(kind)):
+            TeacherClass(teacher, num_students=2, conditioning=kind)
+    TeacherClass(teacher, num_students=2)  # used as it is
+    inputs = keras.Input((6,))
+    head = keras.Model(
+        inputs, keras.layers.Dense(3, use_bias=False, name="logits")(inputs)
+    )
+    with pytest.raises(ValueError, match=message.format("pca")):
+        Conditioning.fit(_features(), "pca").fold(head)
+
+
+def test_a_channels_first_1x1_conv_is_refused():
+    # It mixes axis 1, not the last axis the conditioning works along.
+    inputs = keras.Input((6, 3, 3))
+    conv = keras.layers.Conv2D(4, 1, data_format="channels_first", name="c1")
+    head = keras.Model(inputs, conv(inputs))
+    with pytest.raises(
+        ValueError,
+        match=r"a 1x1 Conv2D with data_format='channels_last' .*Use "
+        r"conditioning=None with this head. Received: 'c1' with "
+        r"data_format='channels_first'$",
+    ):
+        conditioning.check_foldable(head, "standardize")
+
+
+@pytest.mark.parametrize("change", ["lora", "int8"])
+def test_a_lora_or_quantized_first_layer_is_refused(change):
+    # Their kernel is several weights: folding rewrote one and crashed.
+    inputs = keras.Input((6,))
+    dense = keras.layers.Dense(3, name="out")
+    head = keras.Model(inputs, dense(inputs))
+    if change == "lora":
+        dense.enable_lora(2)
+        what = "has LoRA enabled"
+    else:
+        dense.quantize("int8")
+        what = r"is quantized \('int8'\)"
+    with pytest.raises(
+        ValueError,
+        match=rf"layer 'out', which {what}.*Use conditioning=None with "
+        r"this head.* Received: conditioning='standardize'$",
+    ):
+        Conditioning.fit(_features(), "standardize").fold(head)
