@@ -450,7 +450,9 @@ class TargetConditioning:
         fitted = self.get()
         if fitted is None:
             return self.feature_clip
-        if self.clip is None or not fitted.diagonal:
+        # The kind, not `fitted.diagonal`: `features` clips by kind, and a
+        # "pca" matrix can be diagonal by chance (one live feature).
+        if self.clip is None or self.kind != "standardize":
             return None
         low, high = fitted.target_bounds(self.clip)
         return compose_lib.FeatureClip(low, high, name="feature_clip")
@@ -475,6 +477,7 @@ class TargetConditioning:
             return compose_lib.join(outputs, self.feature_clip)
         rep = ops.cast(compose_lib.join(outputs), "float32")
         rep = ops.matmul(rep, self._inverse) + self._mean
+        # As `target_clip`: by kind alone.
         if self.kind == "standardize" and self.feature_clip:
             rep = self.feature_clip(rep)
         return rep

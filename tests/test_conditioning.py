@@ -575,3 +575,30 @@ def test_a_lora_or_quantized_first_layer_is_refused(change):
         r"this head.* Received: conditioning='standardize'$",
     ):
         Conditioning.fit(_features(), "standardize").fold(head)
+
+
+def test_a_diagonal_pca_does_not_clip_in_the_composed_model():
+    # A 1-wide representation: the "pca" matrix is [[1.0]], diagonal. The
+    # class does not clip a rotation's targets; the composed model must
+    # not either.
+    from teacherclass import TeacherClass
+
+    keras.utils.set_random_seed(0)
+    rep = keras.layers.Dense(1, activation="relu", name="rep")
+    teacher = _teacher_with_head(keras.layers.Dense(3), rep_layer=rep)
+    rep.set_weights([np.ones((4, 1)), np.zeros(1)])
+    x = np.random.default_rng(0).random((32, 4)).astype("float32")
+    tc = TeacherClass(teacher, num_students=1, conditioning="pca")
+    assert tc.clip == (0.0, None)
+    tc.fit_students(x, epochs=1, verbose=0)
+    assert tc.target_conditioning().diagonal
+    assert tc.target_head()[1] is None
+    # Students far below the representation's range (features < 0).
+    weights = tc.students[0].get_weights()
+    weights[-1] = weights[-1] - 100.0
+    tc.students[0].set_weights(weights)
+    np.testing.assert_allclose(
+        tc.compose().predict(x[:4], verbose=0),
+        tc.predict(x[:4], verbose=0),
+        atol=1e-5,
+    )
