@@ -307,27 +307,38 @@ class TargetConditioning:
         head: the head the conditioning folds into.
         clip: the feature clip `(low, high)`, or None.
         feature_clip: the `compose.FeatureClip` layer of `clip`, or None.
+        order_argument: str or None, the user's argument(s) that set
+            `order` (e.g. "chunk_order='variance'"), for errors; None:
+            `chunk_order=<order>`.
 
     Raises:
         ValueError: on an unknown `kind`, an `order` without a `kind`, or a
-            head that `Conditioning.fold` cannot rewrite.
+            head that `Conditioning.fold` cannot rewrite (checked here, so
+            a class that would fail to compose is refused when built).
     """
 
-    def __init__(self, model, kind, order, width, head, clip, feature_clip):
+    def __init__(
+        self,
+        model,
+        kind,
+        order,
+        width,
+        head,
+        clip,
+        feature_clip,
+        order_argument=None,
+    ):
         if kind is not None and kind not in KINDS:
             raise ValueError(
                 f"`conditioning` must be None or one of {KINDS}. "
                 f"Received: conditioning={kind!r}"
             )
         if order is not None and kind is None:
-            argument = (
-                "balance_chunks=True"
-                if order == "variance"
-                else f"chunk_order={order!r}"
-            )
+            argument = order_argument or f"chunk_order={order!r}"
             raise ValueError(
                 f"`{argument}` orders the conditioned coordinates: pass a "
-                "`conditioning` too. Received: conditioning=None"
+                "`conditioning` too (e.g. conditioning='standardize'). "
+                f"Received: {argument}, conditioning=None"
             )
         self.kind = kind
         if order == "correlation" and kind not in (None, "standardize"):
@@ -378,11 +389,14 @@ class TargetConditioning:
 
     def set(self, fitted):
         """Stores a fitted `Conditioning` of this kind and width."""
-        if (
-            self.kind is None
-            or fitted.kind != self.kind
-            or fitted.mean.shape != (self.width,)
-        ):
+        if self.kind is None:
+            raise ValueError(
+                "This class has no target conditioning "
+                "(conditioning=None): it has no statistics to set. Build "
+                "it with the `conditioning` of these statistics to use "
+                f"them. Received: a {fitted.kind!r} conditioning"
+            )
+        if fitted.kind != self.kind or fitted.mean.shape != (self.width,):
             raise ValueError(
                 f"This class conditions its targets with {self.kind!r} "
                 f"over {self.width} features. Received: a {fitted.kind!r} "
@@ -488,15 +502,27 @@ def _warn_constant_chunks(matrix, covariance, chunks, order):
     would regress constants (a chunk by correlation can gather the
     teacher's dead ReLUs, which correlate with nothing)."""
     variance = (matrix * (covariance @ matrix)).sum(axis=0)  # of targets
+    live = int(np.sum(variance >= _MIN_STD**2))
+    if order == "variance":
+        # It already gives each chunk a varying feature while there are
+        # enough of them.
+        remedy = (
+            f"Only {live} of the {len(variance)} features vary, fewer "
+            f"than the {len(chunks)} chunks (students): use fewer "
+            "students, or another feature_layer."
+        )
+    else:
+        remedy = (
+            "order='variance' gives every chunk an equal share of the "
+            "variance, so none holds constants alone."
+        )
     for i, (start, stop) in enumerate(chunking.bounds(chunks)):
         if np.all(variance[start:stop] < _MIN_STD**2):
             warnings.warn(
                 f"Chunk {i} of {len(chunks)} (targets {start}-{stop - 1}) "
                 "holds only constant features (e.g. ReLUs that never fire "
                 "on these samples): its student has nothing to learn. "
-                "order='variance' gives every chunk an equal share of the "
-                "variance, so none holds constants alone. "
-                f"Received: order={order!r}",
+                f"{remedy} Received: order={order!r}",
                 stacklevel=3,
             )
 

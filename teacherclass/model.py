@@ -261,6 +261,10 @@ class TeacherClass(keras.Model):
             balance_chunks, chunk_order, "balance_chunks", "chunk_order"
         )
         self.balance_chunks = self.chunk_order == "variance"
+        # The arguments the user set the order with, for errors.
+        given = ["balance_chunks=True"] if balance_chunks else []
+        if chunk_order not in (None, "contiguous"):
+            given.append(f"chunk_order={chunk_order!r}")
         # Not a Keras object either: its statistics are this model's weights.
         self._targets = conditioning_lib.TargetConditioning(
             self,
@@ -270,6 +274,7 @@ class TeacherClass(keras.Model):
             self.head,
             self.clip,
             self._feature_clip,
+            order_argument=", ".join(given) or None,
         )
         self._strategy = distribute.current_strategy()
         self.built = True

@@ -602,3 +602,51 @@ def test_a_diagonal_pca_does_not_clip_in_the_composed_model():
         tc.predict(x[:4], verbose=0),
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize(
+    "kwargs, received",
+    [
+        ({"chunk_order": "variance"}, "chunk_order='variance'"),
+        ({"balance_chunks": True}, "balance_chunks=True"),
+        ({"chunk_order": "correlation"}, "chunk_order='correlation'"),
+    ],
+)
+def test_an_order_without_conditioning_names_the_arguments_passed(
+    kwargs, received
+):
+    from teacherclass import TeacherClass
+
+    with pytest.raises(
+        ValueError,
+        match=rf"^`{received}` orders the conditioned coordinates: pass a "
+        rf"`conditioning` too.*Received: {received}, conditioning=None$",
+    ):
+        TeacherClass(_skip_teacher(), num_students=2, **kwargs)
+
+
+def test_too_few_varying_features_for_the_chunks_is_warned_about():
+    # One varying feature of 4, two chunks: order="variance" is set, so
+    # the warning must not advise it.
+    rng = np.random.default_rng(0)
+    f = np.c_[rng.random((50, 1)), np.zeros((50, 3))].astype("float32")
+    with pytest.warns(UserWarning) as record:
+        Conditioning.fit(f, "standardize", (2, 2), order="variance")
+    (message,) = [str(w.message) for w in record]
+    assert "Only 1 of the 4 features vary, fewer than the 2 chunks" in (message)
+    assert "use fewer students, or another feature_layer" in message
+    assert "gives every chunk an equal share" not in message
+
+
+def test_statistics_set_on_a_class_without_conditioning_are_refused():
+    from teacherclass import TeacherClass
+
+    tc = TeacherClass(_skip_teacher(), feature_layer="skip", num_students=2)
+    with pytest.raises(
+        ValueError,
+        match=r"^This class has no target conditioning "
+        r"\(conditioning=None\).*Received: a 'standardize' conditioning$",
+    ):
+        tc.set_target_conditioning(
+            Conditioning.fit(np.random.rand(50, 8), "standardize")
+        )
