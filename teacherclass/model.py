@@ -993,8 +993,14 @@ class TeacherClass(keras.Model):
 
         The students' outputs, concatenated in chunk order and clipped like
         the composed model's, without the head: features to reuse for
-        another task. Its output is float32 under a mixed-precision policy
-        too, as the composed model's is.
+        another task. They are in the students' target coordinates: under
+        `conditioning`, the conditioned targets `(f - mean) @ A` (their
+        order included), not the teacher's feature coordinates; map them
+        back with `self.target_conditioning().inverse` (NumPy) where the
+        teacher's features are needed. Without `conditioning` they are the
+        teacher's features (as the students estimate them). Its output is
+        float32 under a mixed-precision policy too, as the composed
+        model's is.
 
         Returns:
             A functional `keras.Model` sharing the students' layers.
