@@ -84,7 +84,8 @@ class DiskCache:
             `teacherclass-cache.json`), whatever is passed here.
 
     Raises:
-        ValueError: if an option is not a positive integer.
+        ValueError: if an option is not a positive integer, or `path` is
+            empty.
 
     Example:
 
@@ -112,6 +113,12 @@ class DiskCache:
             "fingerprint_batches", fingerprint_batches, allow_none=True
         )
         self.path = os.fspath(path)
+        if not self.path:
+            # "" would write the cache into the working directory.
+            raise ValueError(
+                "`path` must name the cache directory. "
+                f"Received: path={self.path!r}"
+            )
         self.shards = int(shards)
         self.shuffle_buffer = shuffle_buffer
         self.fingerprint_batches = fingerprint_batches
@@ -418,6 +425,22 @@ def _disk_features(cache, data_path, num_samples, drop_logits=False, head=None):
     return Features(pairs, num_samples, shuffle_buffer=buffer, sources=load)
 
 
+def _is_partial_save(path):
+    """Whether `path` is a directory holding only what an interrupted
+    `tf.data.Dataset.save` leaves: its spec and metadata files (or their
+    temporary copies) and numbered run directories."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    for entry in os.listdir(path):
+        full = os.path.join(path, entry)
+        if entry.isdigit() and os.path.isdir(full):
+            continue
+        if entry.startswith(("dataset_spec.pb", "snapshot.metadata")):
+            continue
+        return False
+    return True
+
+
 def _disk(trunk, batches, chunks, cache, name, head=None):
     path = cache.path
     meta_path = os.path.join(path, _META)
@@ -492,10 +515,14 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             drop_logits=extra_logits,
             head=head if missing_logits else None,
         )
+    tmp = data_path + ".partial"
     leftovers = set(os.listdir(path)) if os.path.isdir(path) else set()
-    # A `features.partial` alone is an interrupted write of this function.
+    # A `features.partial` alone is an interrupted write of this function,
+    # if it holds what `Dataset.save` writes: it is deleted below.
     if os.path.exists(path) and (
-        not os.path.isdir(path) or leftovers - {"features.partial"}
+        not os.path.isdir(path)
+        or leftovers - {"features.partial"}
+        or (leftovers and not _is_partial_save(tmp))
     ):
         raise ValueError(
             "`cache` must be a new or empty directory, or one written by "
@@ -503,7 +530,6 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             f"Received: cache={path!r}"
         )
     digest = fingerprint(trunk, batches, cache.fingerprint_batches)
-    tmp = data_path + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     created = not os.path.exists(path)
     os.makedirs(path, exist_ok=True)
@@ -654,8 +680,8 @@ def extract(trunk, batches, chunks, cache=None, name="x", head=None):
 
     Raises:
         ValueError: if the data is empty, an input or a feature is NaN or
-            infinite, or
-            `cache` holds something else.
+            infinite, `cache` is an empty path, or `cache` holds
+            something else.
         TypeError: if `cache` is neither None, a path nor a `DiskCache`.
 
     Example:
@@ -670,6 +696,12 @@ def extract(trunk, batches, chunks, cache=None, name="x", head=None):
     """
     if cache is not None:
         if isinstance(cache, (str, os.PathLike)):
+            if not os.fspath(cache):
+                # "" would write the cache into the working directory.
+                raise ValueError(
+                    "`cache` must be None (memory) or name a directory. "
+                    f"Received: cache={cache!r}"
+                )
             cache = DiskCache(cache)
         if not isinstance(cache, DiskCache):
             raise TypeError(

@@ -289,3 +289,36 @@ def test_cache_of_the_wrong_type():
     _, batches = _batches()
     with pytest.raises(TypeError, match="Received: cache=3"):
         features.extract(_trunk(), batches, (6,), cache=3)
+
+
+def test_an_empty_cache_path_is_refused(tmp_path, monkeypatch):
+    # "" wrote into the working directory, and deleted its
+    # `features.partial` first.
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "features.partial" / "mine.txt"
+    mine.parent.mkdir()
+    mine.write_text("the user's")
+    _, batches = _batches()
+    with pytest.raises(ValueError, match=r"^`path` .* Received: path=''$"):
+        features.DiskCache("")
+    with pytest.raises(ValueError, match=r"^`cache` .* Received: cache=''$"):
+        features.extract(_trunk(), batches, (6,), cache="")
+    assert mine.read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.partial"]
+
+
+def test_only_an_interrupted_write_of_the_cache_is_deleted(tmp_path):
+    _, batches = _batches()
+    # A `features.partial` of the user's, alone in the directory: kept.
+    mine = tmp_path / "c" / "features.partial" / "mine.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("the user's")
+    with pytest.raises(ValueError, match="something else and is left"):
+        features.extract(_trunk(), batches, (6,), cache=tmp_path / "c")
+    assert mine.read_text() == "the user's"
+    # What `Dataset.save` wrote before an interruption: written over.
+    partial = tmp_path / "d" / "features.partial"
+    tf.data.Dataset.range(3).save(str(partial))
+    feats = features.extract(_trunk(), batches, (6,), cache=tmp_path / "d")
+    assert feats.num_samples == 20
+    assert not partial.exists()
