@@ -32,8 +32,12 @@ _META = "teacherclass-cache.json"
 # 4: the fingerprint leaves the head out; the logits' head has its own
 #    (`logits_fingerprint`), so a call without logits reads a cache with
 #    them. Format 3 caches are still read, as they were written.
-_FORMAT = 4
-_READABLE = (3, 4)
+# 5: the inputs are hashed sample by sample (`_sample_fingerprint`), so
+#    the same data at another batch size reads the same cache; with
+#    `fingerprint_batches`, the number of samples hashed is kept. Formats
+#    3 and 4 are still read, hashed batch by batch as they were written.
+_FORMAT = 5
+_READABLE = (3, 4, 5)
 _SCAN_BATCH = 4096
 # Input batches per shard block when the number of batches is unknown.
 _BLOCK = 16
@@ -74,14 +78,18 @@ class DiskCache:
         shuffle_buffer: int, samples held to shuffle a training epoch.
             Defaults to about 64 MiB of samples (at least 1024, at most
             all of them).
-        fingerprint_batches: int or None. None hashes every input batch to
-            tell datasets apart (one extra read of the inputs per run,
-            without the teacher); an int hashes only the first that many
-            batches plus the number of batches, for inputs too slow to
-            read twice (e.g. JPEG decoding), at the risk of not noticing a
-            change past them. It applies to a new cache: an existing one
-            is checked with the setting it was written with (kept in its
-            `teacherclass-cache.json`), whatever is passed here.
+        fingerprint_batches: int or None. None hashes every input sample
+            to tell datasets apart (one extra read of the inputs per run,
+            without the teacher); an int hashes only the samples of the
+            first that many batches and checks the number of samples
+            (from the number of batches when it is known), for inputs too
+            slow to read twice (e.g. JPEG decoding), at the risk of not
+            noticing a change past them. Either way the hash does not
+            depend on the batch size: the same data batched otherwise
+            reads the same cache. It applies to a new cache: an existing
+            one is checked with the setting it was written with (kept in
+            its `teacherclass-cache.json`, with the number of samples it
+            hashed), whatever is passed here.
 
     Raises:
         ValueError: if an option is not a positive integer, or `path` is
@@ -264,9 +272,11 @@ def _scan(pairs, chunks, name="x"):
 def fingerprint(trunk, batches, max_batches=None, head=None):
     """A hash of the trunk (architecture and weights) and of the inputs.
 
-    It identifies a disk cache: the same teacher on the same data gives the
-    same fingerprint. Hashing the inputs reads them once, without running
-    the teacher.
+    It identified a disk cache of formats 3 and 4, which are still read:
+    the same teacher on the same data, in the same batches, gives the same
+    fingerprint. Hashing the inputs reads them once, without running the
+    teacher. New caches use `_sample_fingerprint`, which does not depend
+    on the batch size.
 
     Args:
         trunk: the `keras.Model` that computes the representation.
@@ -301,6 +311,89 @@ def fingerprint(trunk, batches, max_batches=None, head=None):
         known = int(batches.cardinality())
         h.update(str(known if known >= 0 else count).encode())
     return h.hexdigest()
+
+
+def _sample_fingerprint(trunk, batches, max_batches=None, max_samples=None):
+    """A hash of the trunk and of the inputs, sample by sample.
+
+    Each input component (inputs, labels) has its own running hash of its
+    samples' bytes, so the hash is the same whatever the batch size: the
+    samples of a component, batch after batch, are its rows in order.
+
+    Args:
+        trunk: the `keras.Model` that computes the representation.
+        batches: batched `tf.data.Dataset` of inputs.
+        max_batches: int or None: hash only the samples of the first
+            `max_batches` batches (a new cache's `fingerprint_batches`).
+        max_samples: int or None: hash only the first `max_samples`
+            samples (what an existing cache hashed).
+
+    Returns:
+        `(digest, hashed, length)`: the hex digest, the number of samples
+        hashed, and the inputs' length for `_length_matches`: `("samples",
+        n)` when every sample was read, else `("batches", number of
+        batches, samples in the first)`.
+    """
+    h = hashlib.sha256()
+    h.update(
+        json.dumps(trunk.get_config(), sort_keys=True, default=str).encode()
+    )
+    _hash_weights(h, trunk)
+    # One sample's structure, shapes and dtypes: without the batch axis.
+    sample_spec = tf.nest.map_structure(
+        lambda spec: (
+            None if spec.shape.rank is None else spec.shape[1:].as_list(),
+            spec.dtype.name,
+        ),
+        batches.element_spec,
+    )
+    h.update(repr(sample_spec).encode())
+    parts = None
+    hashed = count = num_batches = first = 0
+    known = int(batches.cardinality())
+    partial = max_batches is not None or max_samples is not None
+    for element in batches:
+        arrays = [np.asarray(t) for t in tf.nest.flatten(element)]
+        size = arrays[0].shape[0]
+        if parts is None:
+            parts = [hashlib.sha256() for _ in arrays]
+            first = size
+        take = size
+        if max_batches is not None and num_batches >= max_batches:
+            take = 0
+        if max_samples is not None:
+            take = min(take, max_samples - hashed)
+        if take:
+            for part, array in zip(parts, arrays):
+                part.update(np.ascontiguousarray(array[:take]).tobytes())
+            hashed += take
+        count += size
+        num_batches += 1
+        done = (max_batches is not None and num_batches >= max_batches) or (
+            max_samples is not None and hashed >= max_samples
+        )
+        if done and known >= 0:
+            break  # the length follows from the number of batches
+    for part in parts or ():
+        h.update(part.digest())
+    if partial:
+        h.update(f"first {hashed} samples".encode())
+    if partial and known >= 0 and count:
+        length = ("batches", known, first)
+    else:
+        length = ("samples", count)
+    return h.hexdigest(), hashed, length
+
+
+def _length_matches(length, num_samples):
+    """Whether inputs of `length` (from `_sample_fingerprint`) can hold
+    `num_samples` samples: exactly, or in as many batches of the first
+    batch's size (the last one possibly short)."""
+    kind, *value = length
+    if kind == "samples":
+        return value[0] == num_samples
+    num_batches, first = value
+    return num_batches == -(-num_samples // first)  # ceil
 
 
 def _hash_weights(h, model):
@@ -482,17 +575,33 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
         # The setting the cache was written with: hashed another way, the
         # same teacher and data would read as others.
         stored = meta.get("fingerprint_batches", cache.fingerprint_batches)
-        digest = fingerprint(
-            trunk,
-            batches,
-            stored,
-            head if version == 3 and meta.get("logits") else None,
-        )
-        if meta.get("fingerprint") != digest:
+        if version >= 5:
+            digest, _, length = _sample_fingerprint(
+                trunk, batches, max_samples=meta.get("fingerprint_samples")
+            )
+            same = meta.get("fingerprint") == digest and _length_matches(
+                length, meta["num_samples"]
+            )
+        else:
+            digest = fingerprint(
+                trunk,
+                batches,
+                stored,
+                head if version == 3 and meta.get("logits") else None,
+            )
+            same = meta.get("fingerprint") == digest
+        if not same:
+            hint = ""
+            if version < 5 and stored is not None:
+                hint = (
+                    " (a cache of format 4 or older written with "
+                    "fingerprint_batches hashed whole batches: it reads "
+                    "only at the batch size it was written with)"
+                )
             raise ValueError(
                 "`cache` holds the features of a different teacher or "
-                "dataset. It is left untouched: delete it, or pass another "
-                f"path. Received: cache={path!r}"
+                f"dataset{hint}. It is left untouched: delete it, or pass "
+                f"another path. Received: cache={path!r}"
             )
         if version >= 4 and logits and not missing_logits:
             if meta.get("logits_fingerprint") != _weights_digest(head):
@@ -529,7 +638,9 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             "teacherclass; it is something else and is left untouched. "
             f"Received: cache={path!r}"
         )
-    digest = fingerprint(trunk, batches, cache.fingerprint_batches)
+    digest, hashed, _ = _sample_fingerprint(
+        trunk, batches, max_batches=cache.fingerprint_batches
+    )
     shutil.rmtree(tmp, ignore_errors=True)
     created = not os.path.exists(path)
     os.makedirs(path, exist_ok=True)
@@ -554,6 +665,10 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
                 "format": _FORMAT,
                 "fingerprint": digest,
                 "fingerprint_batches": cache.fingerprint_batches,
+                # What a later run hashes, whatever its batch size.
+                "fingerprint_samples": (
+                    None if cache.fingerprint_batches is None else hashed
+                ),
                 "num_samples": num_samples,
                 "shards": cache.shards,
                 "chunks": list(chunks),

@@ -291,6 +291,63 @@ def test_cache_of_the_wrong_type():
         features.extract(_trunk(), batches, (6,), cache=3)
 
 
+@pytest.mark.parametrize("fingerprint_batches", [None, 2])
+@pytest.mark.parametrize("labels", [False, True])
+def test_the_same_data_at_another_batch_size_reads_the_cache(
+    tmp_path, fingerprint_batches, labels
+):
+    # The inputs are hashed sample by sample: 40 samples in batches of 8
+    # are the same data in batches of 10 or 3 (labels too).
+    x = np.random.default_rng(0).random((40, 4)).astype("float32")
+    y = np.arange(40)
+
+    def batches(size, n=40):
+        data = (x[:n], y[:n]) if labels else x[:n]
+        return tf.data.Dataset.from_tensor_slices(data).batch(size)
+
+    trunk = _trunk()
+    cache = features.DiskCache(
+        tmp_path / "c", fingerprint_batches=fingerprint_batches
+    )
+    features.extract(trunk, batches(8), (6,), cache=cache)
+    for size in (10, 3, 40):
+        feats = features.extract(trunk, batches(size), (6,), cache=cache)
+        assert feats.num_samples == 40
+    # Still refused: other samples, fewer of them, another teacher.
+    other = x.copy()
+    other[0, 0] += 1.0
+    data = (other, y) if labels else other
+    for trunk_, batches_ in [
+        (trunk, tf.data.Dataset.from_tensor_slices(data).batch(10)),
+        (trunk, batches(10, n=20)),
+        (_trunk(seed=2), batches(10)),
+    ]:
+        with pytest.raises(ValueError, match="different teacher or dataset"):
+            features.extract(trunk_, batches_, (6,), cache=cache)
+
+
+def test_a_format_4_cache_is_still_read_at_its_batch_size(tmp_path):
+    _, batches = _batches(n=40)
+    trunk = _trunk()
+    path = tmp_path / "c"
+    cache = features.DiskCache(path, fingerprint_batches=2)
+    features.extract(trunk, batches, (6,), cache=cache)
+    meta_path = path / "teacherclass-cache.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["fingerprint_samples"]
+    meta["format"] = 4  # hashed batch by batch
+    meta["fingerprint"] = features.fingerprint(trunk, batches, 2)
+    meta_path.write_text(json.dumps(meta))
+    assert features.extract(trunk, batches, (6,), cache=path).num_samples == 40
+    with pytest.raises(
+        ValueError,
+        match=r"different teacher or dataset \(a cache of format 4 or older "
+        r"written with fingerprint_batches hashed whole batches: it reads "
+        r"only at the batch size it was written with\)",
+    ):
+        features.extract(trunk, batches.unbatch().batch(10), (6,), cache=path)
+
+
 def test_an_empty_cache_path_is_refused(tmp_path, monkeypatch):
     # "" wrote into the working directory, and deleted its
     # `features.partial` first.
