@@ -710,9 +710,13 @@ class Augmented:
         shuffled and batched as the cached pairs are.
 
         Returns:
-            A batched, prefetched `tf.data.Dataset` of `(x,)`; floating
-            inputs keep their dtype (a layer under a mixed precision policy
-            would otherwise hand the students rounded inputs).
+            A batched, prefetched `tf.data.Dataset` of `(x,)`. Floating
+            outputs are cast back to the inputs' dtype, so the trunk and
+            the students get the dtype they were given; their values are
+            what `augment` computed, though: a layer under a mixed
+            precision policy (e.g. "mixed_bfloat16") computes, and so
+            rounds, in its compute dtype. Build the augmentation layers
+            with `dtype="float32"` to keep the inputs' precision.
         """
         augment = self._augment
 
