@@ -167,7 +167,8 @@ class TeacherClass(keras.Model):
             the inputs) and are then weights of the class: saved with it,
             and recorded (with a digest) by `save_students`, so students
             trained in separate jobs agree. `compose()` folds the inverse
-            into the head's first Dense or 1x1 Conv2D (no extra layer);
+            into the head's first Dense or 1x1 Conv2D and its bias (no
+            extra layer; a head without one is refused here);
             the clip moves into the target coordinates for "standardize"
             and is dropped for "pca" and "whiten" (a rotation mixes
             features, so no per-coordinate range holds).
