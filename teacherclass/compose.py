@@ -26,6 +26,11 @@ class FeatureClip(keras.layers.Layer):
         high: the upper bound, in the same forms.
         **kwargs: base layer arguments.
 
+    Raises:
+        ValueError: if `low` exceeds `high`, `low` and `high` are lists of
+            different lengths, or (when the layer is built) a list's
+            length is not the input's feature width.
+
     Example:
 
     >>> clip = FeatureClip(low=0.0)
@@ -37,6 +42,16 @@ class FeatureClip(keras.layers.Layer):
         super().__init__(**kwargs)
         low, high = _bound(low), _bound(high)
         if (
+            isinstance(low, list)
+            and isinstance(high, list)
+            and len(low) != len(high)
+        ):
+            raise ValueError(
+                "`low` and `high` must have the same length when both are "
+                f"per-feature lists. Received: low={low} ({len(low)} "
+                f"values), high={high} ({len(high)} values)"
+            )
+        if (
             low is not None
             and high is not None
             and np.any(np.asarray(low) > np.asarray(high))
@@ -47,6 +62,21 @@ class FeatureClip(keras.layers.Layer):
             )
         self.low = low
         self.high = high
+
+    def build(self, input_shape):
+        width = input_shape[-1] if input_shape else None
+        for name, bound in (("low", self.low), ("high", self.high)):
+            if (
+                isinstance(bound, list)
+                and width is not None
+                and len(bound) not in (1, width)
+            ):
+                raise ValueError(
+                    f"`{name}` must hold one value per feature: the input "
+                    f"has {width} features, `{name}` {len(bound)}. "
+                    f"Received: {name}={bound} for "
+                    f"input_shape={tuple(input_shape)}"
+                )
         self.built = True
 
     def call(self, inputs):
