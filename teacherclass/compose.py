@@ -193,24 +193,58 @@ def compile_like(model, teacher, y=None):
     The teacher's own compile settings when they serialize, else Adam,
     accuracy and a matching cross-entropy (`teacher.default_compile_args`),
     chosen for the labels `y` (an array, or a dataset of `(x, y)`) as
-    `TeacherClass.fit_teacher` chooses it.
+    `TeacherClass.fit_teacher` chooses it. Losses and metrics given per
+    output (dicts keyed by the teacher's output name) are keyed by
+    `model`'s output name when both have one output; keys that are not
+    `model`'s output names bring the defaults instead.
     """
     if not _compile_from(model, teacher):
         model.compile(**teacher_lib.default_compile_args(teacher, y))
 
 
+# The compile arguments that may be dicts keyed by output name.
+_PER_OUTPUT = ("loss", "loss_weights", "metrics", "weighted_metrics")
+
+
 def _compile_from(model, source):
     """Compiles `model` with `source`'s compile config; False when it has
-    none or it does not round-trip (a loss or metric of one's own, not
-    registered with Keras)."""
+    none, it does not round-trip (a loss or metric of one's own, not
+    registered with Keras) or its per-output dicts name outputs `model`
+    does not have.
+
+    A one-key dict is re-keyed to a single-output `model`'s output name
+    (a composed model's output is named after its head, not after the
+    teacher's output layer), or unwrapped for a model without output
+    names."""
     if not getattr(source, "compiled", False):
         return False
     try:
         config = source.get_compile_config()
         if not config:
             return False
-        model.compile_from_config(config)
+        config = keras.saving.deserialize_keras_object(config)
     except Exception:  # custom objects that do not (de)serialize
+        return False
+    names = list(getattr(model, "output_names", None) or [])
+    single = len(getattr(source, "output_names", None) or [None]) == 1
+    for key in _PER_OUTPUT:
+        value = config.get(key)
+        if not isinstance(value, dict):
+            continue
+        if len(value) == 1 and len(names) == 1:
+            config[key] = {names[0]: next(iter(value.values()))}
+        elif len(value) == 1 and not names and single:
+            # A subclassed model (`TeacherClass`) has no output names: the
+            # one output's setting applies to its one output.
+            config[key] = next(iter(value.values()))
+        elif names and not set(value) <= set(names):
+            return False
+    try:
+        model.compile(**config)
+        if model.built and model.optimizer is not None:
+            # As `compile_from_config` does: the optimizer's slots exist.
+            model.optimizer.build(model.trainable_variables)
+    except Exception:  # a loss or metric that does not fit `model`
         return False
     return True
 

@@ -2,7 +2,10 @@ import keras
 import numpy as np
 import pytest
 
+from teacherclass import TeacherClass
 from teacherclass import compose
+from teacherclass import teacher as teacher_lib
+from teacherclass import towers as towers_lib
 
 
 def test_feature_clip_bounds_of_different_lengths_are_a_value_error():
@@ -37,3 +40,101 @@ def test_feature_clip_per_feature_and_single_bounds_clip():
     np.testing.assert_array_equal(
         compose.FeatureClip(low=[0.0])(x), [[0.0, 0.25, 5.0]]
     )
+
+
+def _sparse_ce(model, x, y):
+    probs = np.asarray(model.predict(x, verbose=0), "float64")
+    return float(np.mean(-np.log(probs[np.arange(len(y)), y])))
+
+
+def _labelled(n=8, width=6, classes=3):
+    rng = np.random.default_rng(0)
+    x = rng.random((n, width)).astype("float32")
+    return x, rng.integers(0, classes, n)
+
+
+def _dict_compiled_teacher():
+    inputs = keras.Input((6,), name="x")
+    features = keras.layers.Dense(5, activation="relu", name="feat")(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(
+        features
+    )
+    teacher = keras.Model(inputs, outputs)
+    teacher.compile(
+        optimizer="adam",
+        loss={"predictions": "sparse_categorical_crossentropy"},
+        metrics={"predictions": ["accuracy"]},
+    )
+    return teacher
+
+
+def test_compile_like_keys_per_output_settings_by_the_composed_output():
+    # The teacher's settings are keyed "predictions"; the composed model's
+    # one output is named "head" (after the cut head).
+    teacher = _dict_compiled_teacher()
+    cut = teacher_lib.cut(teacher, "feat")
+    towers = [towers_lib.DenseTower(u, hidden=(4,)) for u in (2, 3)]
+    composed = compose.compose_model(cut.inputs(), towers, cut.head())
+    x, y = _labelled()
+    compose.compile_like(composed, teacher, y)
+    assert composed.output_names == ["head"]
+    assert composed.loss == {"head": "sparse_categorical_crossentropy"}
+    loss, accuracy = composed.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(loss, _sparse_ce(composed, x, y), rtol=1e-5)
+    predictions = np.argmax(composed.predict(x, verbose=0), -1)
+    np.testing.assert_allclose(accuracy, np.mean(predictions == y))
+
+
+def test_with_new_head_keys_the_heads_settings_by_the_composed_output():
+    inputs = keras.Input((6,), name="inputs")
+    towers = [towers_lib.DenseTower(u, hidden=(4,)) for u in (2, 3)]
+    rep = compose.representation_model(inputs, towers)
+    head_inputs = keras.Input((5,))
+    head = keras.Model(
+        head_inputs,
+        keras.layers.Dense(3, activation="softmax", name="cls")(head_inputs),
+        name="head",
+    )
+    head.compile(
+        optimizer="adam",
+        loss={"cls": "sparse_categorical_crossentropy"},
+        metrics={"cls": ["accuracy"]},
+    )
+    composed = compose.with_new_head(rep, head)
+    x, y = _labelled()
+    history = composed.fit(x, y, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "accuracy"}
+    loss, _ = composed.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(loss, _sparse_ce(composed, x, y), rtol=1e-5)
+
+
+def test_settings_for_outputs_the_model_lacks_bring_the_defaults():
+    inputs = keras.Input((4,))
+    source = keras.Model(
+        inputs,
+        {
+            "a": keras.layers.Dense(2, name="a")(inputs),
+            "b": keras.layers.Dense(2, name="b")(inputs),
+        },
+    )
+    source.compile(optimizer="adam", loss={"a": "mse", "b": "mae"})
+    model = keras.Model(inputs, keras.layers.Dense(2, name="c")(inputs))
+    assert compose._compile_from(model, source) is False
+    assert not model.compiled
+
+
+def test_teacher_class_compose_with_a_teacher_compiled_per_output():
+    teacher = _dict_compiled_teacher()
+    tc = TeacherClass(
+        teacher,
+        num_students=2,
+        feature_layer="feat",
+        student=towers_lib.DenseTower(1, hidden=(4,)),
+    )
+    x, y = _labelled(16)
+    tc.fit_students(x, epochs=1, verbose=0)
+    composed = tc.compose()
+    loss, _ = composed.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(loss, _sparse_ce(composed, x, y), rtol=1e-5)
+    # The class itself is compiled like the teacher too.
+    np.testing.assert_allclose(tc.evaluate(x, y, verbose=0)[0], loss, rtol=1e-5)
