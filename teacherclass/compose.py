@@ -9,6 +9,8 @@ prediction away from its target: it can only lower each student's error
 (for ReLU features it is the paper's ReLU after the students).
 """
 
+import itertools
+
 import keras
 import numpy as np
 from keras import ops
@@ -164,18 +166,27 @@ def compose_model(
     return keras.Model(inputs, float32_output(head(rep)), name=name)
 
 
-def float32_output(outputs):
+def float32_output(outputs, name="float32_output"):
     """`outputs` in float32: a mixed-precision head may compute in float16.
 
     Keras' mixed-precision guide keeps a model's outputs in float32 for
     numeric stability of the loss and for the user; a float32 linear
     activation casts them (and is the identity otherwise).
+
+    Args:
+        outputs: a KerasTensor, or a structure of them (a head of several
+            tasks, whose casts Keras names).
+        name: the name of the cast layer of a single output; None lets
+            Keras choose a unique one.
+
+    Returns:
+        `outputs`, float32.
     """
     if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
         outputs = outputs[0]  # a functional head returns a list
     if isinstance(outputs, (list, tuple, dict)):  # a head of several tasks
         return keras.tree.map_structure(_float32, outputs)
-    return _float32(outputs, name="float32_output")
+    return _float32(outputs, name=name)
 
 
 def _float32(outputs, name=None):
@@ -274,14 +285,26 @@ def with_new_head(representation, head, y=None):
         )
     rep = representation.outputs[0]
     try:
-        head(rep)
+        outputs = head(rep)
     except Exception as e:
         raise ValueError(
             "`head` must take the students' representation of shape "
             f"{tuple(rep.shape)}: {e}. Received: head={head!r}"
         ) from e
+    # `representation()` under mixed precision already ends in a cast
+    # named "float32_output": the head's cast takes another name.
+    taken = {layer.name for layer in representation.layers}
+    name = "float32_output"
+    if name in taken:
+        name = next(
+            f"{name}_{i}"
+            for i in itertools.count(1)
+            if f"{name}_{i}" not in taken
+        )
     composed = keras.Model(
-        representation.inputs[0], float32_output(head(rep)), name="composed"
+        representation.inputs[0],
+        float32_output(outputs, name=name),
+        name="composed",
     )
     if not _compile_from(composed, head):
         composed.compile(**teacher_lib.default_compile_args(composed, y))

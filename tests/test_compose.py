@@ -138,3 +138,31 @@ def test_teacher_class_compose_with_a_teacher_compiled_per_output():
     np.testing.assert_allclose(loss, _sparse_ce(composed, x, y), rtol=1e-5)
     # The class itself is compiled like the teacher too.
     np.testing.assert_allclose(tc.evaluate(x, y, verbose=0)[0], loss, rtol=1e-5)
+
+
+def test_a_new_head_on_the_mixed_precision_representation():
+    keras.config.set_dtype_policy("mixed_float16")
+    inputs = keras.Input((6,))
+    features = keras.layers.Dense(5, activation="relu", name="feat")(inputs)
+    teacher = keras.Model(inputs, keras.layers.Dense(3)(features))
+    tc = TeacherClass(
+        teacher,
+        num_students=2,
+        feature_layer="feat",
+        student=towers_lib.DenseTower(1, hidden=(4,)),
+    )
+    x, _ = _labelled()
+    tc.fit_students(x, epochs=1, verbose=0)
+    representation = tc.representation()
+    assert representation.output.dtype == "float32"
+    head = keras.layers.Dense(3)  # computes in float16
+    composed = compose.with_new_head(representation, head)
+    names = [layer.name for layer in composed.layers]
+    assert names.count("float32_output") == 1
+    assert composed.output.dtype == "float32"
+    np.testing.assert_allclose(
+        composed.predict(x, verbose=0),
+        head(representation.predict(x, verbose=0)),
+        rtol=1e-2,
+        atol=1e-2,
+    )
