@@ -24,9 +24,10 @@ computation instead, with the same result:
 
 Which mode is fastest depends on the device and the batch size (on a
 2-core CPU a grouped convolution beat separate ones at batch 1 and lost
-at batch 64), so `fuse(model, mode="auto")` times every mode and the
-unfused model on the current device and keeps
-the fastest, recording the timings in `model.fusion`.
+at batch 64), so `fuse(model, mode="auto")` times "concat", "grouped"
+and the unfused model on the current device and keeps the fastest,
+recording the timings in `model.fusion` ("einsum" is left out of the
+timing, `AUTO_MODES`: its int8 LiteRT export is inaccurate, see below).
 
 The fused model saves with `safe_mode=True` loading and exports to LiteRT
 through `teacherclass.export`. For int8 LiteRT, fuse with "grouped" or
@@ -289,6 +290,11 @@ class FusedTowers(keras.layers.Layer):
         mode: "concat", "grouped" or "einsum".
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
+    Raises:
+        TypeError: if `tower` is not a serialized tower (a dict).
+        ValueError: if `tower` is not one of `SUPPORTED_TOWERS`, `units`
+            holds fewer than 2 positive integers, or `mode` is unknown.
+
     Example:
 
     >>> towers = [towers_lib.DenseTower(u, hidden=(8,)) for u in (3, 5)]
@@ -309,6 +315,16 @@ class FusedTowers(keras.layers.Layer):
             raise ValueError(
                 "FusedTowers joins at least 2 towers. "
                 f"Received: units={list(units)!r}"
+            )
+        if not isinstance(tower, dict):
+            # A tower instance would fail inside Keras' deserialization
+            # with "Could not parse config".
+            raise TypeError(
+                "`tower` must be a tower serialized with "
+                "`keras.saving.serialize_keras_object` (a dict), e.g. "
+                "`FusedTowers(keras.saving.serialize_keras_object(tower), "
+                "units)`, or use `FusedTowers.from_towers(towers)`. "
+                f"Received: tower={tower!r}"
             )
         template = keras.saving.deserialize_keras_object(tower)
         if not _supported(template):
@@ -550,9 +566,48 @@ class FusedTowers(keras.layers.Layer):
     def set_tower_weights(self, towers):
         """Copies the weights of `towers` (in output order) into this layer.
 
+        An unbuilt layer is first built on the towers' input shape.
+
         Args:
-            towers: built towers of this layer's architecture and units.
+            towers: built towers of this layer's architecture (`tower`),
+                with this layer's `units` in order, built on its input
+                shape.
+
+        Raises:
+            ValueError: if the towers' units differ from `units` (another
+                order included), the towers cannot be fused, their
+                architecture is not `tower`'s, or they were built on
+                another input shape than this layer.
         """
+        towers = list(towers)
+        units = [getattr(t, "units", None) for t in towers]
+        if units != self.units:
+            raise ValueError(
+                f"`towers` must have this layer's units {self.units}, in "
+                f"output order. Received: towers with units={units}"
+            )
+        reason = incompatibility(towers)
+        if reason:
+            raise ValueError(f"{reason}. Received: towers={towers!r}")
+        template = keras.saving.deserialize_keras_object(self.tower)
+        if type(towers[0]) is not type(template) or _shared_config(
+            towers[0]
+        ) != _shared_config(template):
+            raise ValueError(
+                "`towers` must have this layer's architecture `tower` "
+                f"(equal configs but for {list(_PER_TOWER_KEYS)}). "
+                f"Received: towers with config "
+                f"{_shared_config(towers[0])}, tower={_shared_config(template)}"
+            )
+        shape = tuple(towers[0].get_build_config()["input_shape"])
+        if not self.built:
+            self.build(shape)
+        built = tuple(self.get_build_config()["input_shape"])
+        if built[1:] != shape[1:]:
+            raise ValueError(
+                "`towers` must be built on this layer's input shape "
+                f"{built}. Received: towers built on input_shape={shape}"
+            )
         per_tower = [_weighted_layers(t) for t in towers]
         index = 0
         for step in self._steps:
@@ -663,12 +718,21 @@ class FusedTowers(keras.layers.Layer):
         return config
 
 
+def _shared_config(tower):
+    """A tower's config without the keys that may differ within a group."""
+    config = tower.get_config()
+    return {k: v for k, v in config.items() if k not in _PER_TOWER_KEYS}
+
+
 def incompatibility(towers):
     """Why `towers` cannot be fused, or "" when they can.
 
     They can when there are at least two, all built on the same input
     shape, of one class in `SUPPORTED_TOWERS`, with equal configurations
-    but for `units` and `name`.
+    but for `units`, `name` and `trainable` (ignored: the fused layer is
+    for inference), and, for towers that have a `pooling` argument
+    (`TextTower`), `pooling="flatten"` (the fused steps flatten the
+    convolutions' map).
 
     Args:
         towers: a list of layers.
@@ -691,10 +755,7 @@ def incompatibility(towers):
         names = list(SUPPORTED_TOWERS)
         return f"{classes[0]} is not one of the fusable towers {names}"
 
-    def shared(tower):
-        config = tower.get_config()
-        return {k: v for k, v in config.items() if k not in _PER_TOWER_KEYS}
-
+    shared = _shared_config
     if any(shared(t) != shared(towers[0]) for t in towers[1:]):
         return "towers of different architectures (configs differ)"
     pooling = getattr(towers[0], "pooling", "flatten")

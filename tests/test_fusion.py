@@ -404,3 +404,62 @@ def test_a_string_input_composition_fuses():
     )
     auto = fusion.fuse(composed, batch_sizes=(1, 2), rounds=1, calls=1)
     assert set(auto.fusion.latency_ms) == {"none", *fusion.AUTO_MODES}
+
+
+def _built_towers(units, hidden=(4,), width=6):
+    towers = [towers_lib.DenseTower(u, hidden=hidden) for u in units]
+    for tower in towers:
+        tower.build((None, width))
+    return towers
+
+
+@pytest.mark.parametrize("mode", fusion.FUSED_MODES)
+def test_set_tower_weights_checks_the_towers(mode):
+    towers = _built_towers((2, 3))
+    layer = fusion.FusedTowers.from_towers(towers, mode=mode)
+    with pytest.raises(
+        ValueError,
+        match=r"units \[2, 3\], in output order. "
+        r"Received: towers with units=\[3, 2\]",
+    ):
+        layer.set_tower_weights(towers[::-1])
+    with pytest.raises(
+        ValueError, match=r"Received: towers with units=\[2, 2\]"
+    ):
+        layer.set_tower_weights(_built_towers((2, 2)))
+    with pytest.raises(ValueError, match="this layer's architecture `tower`"):
+        layer.set_tower_weights(_built_towers((2, 3), hidden=(5,)))
+    with pytest.raises(
+        ValueError,
+        match=r"input shape \(None, 6\). "
+        r"Received: towers built on input_shape=\(None, 7\)",
+    ):
+        layer.set_tower_weights(_built_towers((2, 3), width=7))
+    # Right towers into a layer made from its config (not yet built).
+    copy = fusion.FusedTowers.from_config(layer.get_config())
+    copy.set_tower_weights(towers)
+    x = np.random.default_rng(0).random((4, 6)).astype("float32")
+    joined = np.concatenate([t(x) for t in towers], axis=-1)
+    np.testing.assert_allclose(copy(x), joined, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_towers_wants_a_serialized_tower():
+    with pytest.raises(
+        TypeError,
+        match=r"`tower` must be a tower serialized with "
+        r"`keras.saving.serialize_keras_object` \(a dict\).*"
+        r"Received: tower=<DenseTower",
+    ):
+        fusion.FusedTowers(towers_lib.DenseTower(3), [2, 3])
+
+
+def test_the_docs_say_what_auto_times_and_what_fusion_ignores():
+    assert "times every mode" not in fusion.__doc__
+    assert '"einsum" is left out of the\ntiming' in fusion.__doc__
+    doc = fusion.incompatibility.__doc__
+    assert "`trainable` (ignored" in doc
+    assert '`pooling="flatten"`' in doc
+    # What the docstring says: `trainable` does not keep towers apart.
+    towers = _built_towers((2, 3))
+    towers[1].trainable = False
+    assert fusion.incompatibility(towers) == ""
