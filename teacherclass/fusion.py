@@ -48,6 +48,7 @@ import numpy as np
 from keras import ops
 
 from teacherclass import latency
+from teacherclass import teacher as teacher_lib
 from teacherclass import towers as towers_lib
 from teacherclass import validation
 
@@ -781,7 +782,8 @@ class FusionInfo:
 
     Attributes:
         mode: the mode the model runs in: "none" (unfused), "concat",
-            "grouped" or "einsum".
+            "grouped" or "einsum" ("mixed" for a model fused before whose
+            groups run in different modes).
         requested: the `mode` asked for ("auto" included).
         reason: why this mode: the measurement, or why fusion was not
             possible.
@@ -820,13 +822,57 @@ def _contains_tower_output(args):
     )
 
 
-def _fused_clone(model, mode):
-    """A copy of `model` (sharing its other layers) with towers fused.
+def _holds_towers(layer):
+    """Whether `layer` is a model with fusable towers inside (at any
+    depth)."""
+    return isinstance(layer, keras.Model) and any(
+        _supported(inner) or _holds_towers(inner)
+        for inner in getattr(layer, "layers", ())
+    )
+
+
+def _fused_layers(model):
+    """The `FusedTowers` layers of `model` and of the models inside it."""
+    found = []
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, FusedTowers):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += _fused_layers(layer)
+    return found
+
+
+def _tower_classes(model):
+    """The class names of the towers in `model` and the models inside."""
+    found = set()
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, towers_lib.Tower):
+            found.add(type(layer).__name__)
+        elif isinstance(layer, keras.Model):
+            found |= _tower_classes(layer)
+    return found
+
+
+def _fused_clone(model, mode, groups=None):
+    """An uncompiled copy of `model` (sharing its other layers) with towers
+    fused, inside the functional models it nests too.
 
     Returns:
         `(model, groups)`, or raises `_Unfusable` with the reason.
     """
-    groups = []
+    top = groups is None
+    groups = [] if top else groups
+
+    def clone(layer):
+        if not _holds_towers(layer):
+            return layer
+        try:
+            return _fused_clone(layer, mode, groups)[0]
+        except _Unfusable as e:
+            raise _Unfusable(
+                f"the towers sit inside nested model {layer.name!r}, which "
+                f"could not be fused: {e}"
+            ) from e
 
     def call(layer, *args, **kwargs):
         if _supported(layer):
@@ -867,21 +913,28 @@ def _fused_clone(model, mode):
         return fused(parts[0].inputs, **parts[0].kwargs)
 
     try:
+        if any(
+            _supported(teacher_lib.producer(t))
+            for t in keras.tree.flatten(model.output)
+        ):
+            raise _Unfusable(
+                f"a tower's output is an output of model {model.name!r}, "
+                "not joined there by one concatenation of towers"
+            )
+        # An uncompiled view of the same graph: `clone_model` recompiles a
+        # compiled model from its compile config, which fails for a loss
+        # or metric Keras cannot deserialize (a plain function, a lambda).
+        # `fuse` compiles the copy itself (`_compile_like`).
+        view = keras.Model(model.input, model.output, name=model.name)
         clone = keras.models.clone_model(
-            model, clone_function=lambda layer: layer, call_function=call
+            view, clone_function=clone, call_function=call
         )
     except _Unfusable:
         raise
     except Exception as e:  # a graph clone_model cannot replay
         raise _Unfusable(f"the model could not be rebuilt: {e}") from e
-    if not groups:
-        found = sorted(
-            {
-                type(layer).__name__
-                for layer in model.layers
-                if isinstance(layer, towers_lib.Tower)
-            }
-        )
+    if top and not groups:
+        found = sorted(_tower_classes(model))
         if found:
             raise _Unfusable(f"no fusable towers (found {found})")
         raise _Unfusable("no student towers in the model")
@@ -891,6 +944,43 @@ def _fused_clone(model, mode):
 def _with_info(model, info):
     model.fusion = info
     return model
+
+
+def _compile_like(clone, model):
+    """Compiles `clone` as `model` is compiled.
+
+    Returns:
+        "" when it is (or `model` is not compiled), else why `clone` was
+        left uncompiled.
+    """
+    if not getattr(model, "compiled", False):
+        return ""
+    # The compile arguments as they were passed: Keras keeps them only
+    # here. A loss or metric Keras cannot deserialize (a plain function,
+    # a lambda) is taken as it is; a function holds no state.
+    passed = getattr(getattr(model, "_compile_config", None), "config", {})
+    kwargs = {}
+    try:
+        for key, value in model.get_compile_config().items():
+            try:
+                kwargs[key] = keras.saving.deserialize_keras_object(value)
+            except Exception:
+                if key not in passed:
+                    raise
+                kwargs[key] = passed[key]
+                if key == "optimizer" and kwargs[key] is not None:
+                    # A fresh optimizer: one holds its model's slots.
+                    optimizer = passed[key]
+                    kwargs[key] = type(optimizer).from_config(
+                        optimizer.get_config()
+                    )
+        clone.compile(**kwargs)
+        if clone.built and clone.optimizer is not None:
+            # As `compile_from_config` does: the optimizer's slots exist.
+            clone.optimizer.build(clone.trainable_variables)
+    except Exception as e:
+        return f"; left uncompiled: its compile settings do not copy ({e})"
+    return ""
 
 
 def _max_error(a, b):
@@ -957,9 +1047,13 @@ def fuse(
     Student towers of one architecture that read the same input and are
     joined by one concatenation become one `FusedTowers` layer (see the
     module's docstring for the modes); every other layer is shared with
-    `model`. The fused model's outputs equal `model`'s within float
-    tolerance; it saves and loads with `safe_mode=True` and exports to
-    LiteRT like any composed model.
+    `model`. Towers inside a functional model nested in `model` (e.g. a
+    representation model called by a larger one) are fused there. The
+    fused model's outputs equal `model`'s within float tolerance; it saves
+    and loads with `safe_mode=True` and exports to LiteRT like any
+    composed model. A model that already holds `FusedTowers` is returned
+    as it is, its `fusion` record kept (or, loaded from a file, set to
+    "already fused").
 
     With `mode="auto"`, "concat", "grouped" and the unfused model are
     timed (not "einsum", whose int8 LiteRT export is inaccurate) on the
@@ -980,9 +1074,13 @@ def fuse(
     Returns:
         A `keras.Model` with a `fusion` attribute: the fused model, or
         `model` itself when it was not fused (the reason is in
-        `fusion.reason`). A fused model is compiled like `model`.
+        `fusion.reason`). A fused model is compiled like `model`, with
+        `model`'s own loss and metric objects where they do not
+        deserialize (a plain function, a lambda); where even that fails
+        it is left uncompiled and `fusion.reason` says so.
 
     Raises:
+        TypeError: if `model` is not a `keras.Model` (in every mode).
         ValueError: if `mode` is unknown, `batch_sizes` does not hold
             positive integers, or `rounds` or `calls` is not an integer
             >= 1.
@@ -1004,13 +1102,29 @@ def fuse(
     batch_sizes = validation.check_batch_sizes(batch_sizes)
     rounds = validation.check_int("rounds", rounds)
     calls = validation.check_int("calls", calls)
-    if mode == "none":
-        return _with_info(model, FusionInfo("none", mode, "mode='none'"))
     if not isinstance(model, keras.Model):
         raise TypeError(
             "`model` must be a functional keras.Model. "
             f"Received: model={model!r}"
         )
+    fused = _fused_layers(model)
+    if fused:
+        # A record of the earlier `fuse` is kept (it says what was done);
+        # a model loaded from a file has none.
+        if isinstance(getattr(model, "fusion", None), FusionInfo):
+            return model
+        modes = sorted({layer.mode for layer in fused})
+        return _with_info(
+            model,
+            FusionInfo(
+                modes[0] if len(modes) == 1 else "mixed",
+                mode,
+                f"already fused (mode={'/'.join(modes)!r})",
+                groups=len(fused),
+            ),
+        )
+    if mode == "none":
+        return _with_info(model, FusionInfo("none", mode, "mode='none'"))
     modes = AUTO_MODES if mode == "auto" else (mode,)
     candidates = {}
     groups = 0
@@ -1062,6 +1176,7 @@ def fuse(
     else:
         chosen = mode
         reason = f"mode={mode!r}"
+    reason += _compile_like(candidates[chosen], model)
     return _with_info(
         candidates[chosen],
         FusionInfo(chosen, mode, reason, latencies, groups),

@@ -406,6 +406,36 @@ def test_a_string_input_composition_fuses():
     assert set(auto.fusion.latency_ms) == {"none", *fusion.AUTO_MODES}
 
 
+def _mean_squared(y_true, y_pred):
+    # A plain function: its compile config does not deserialize.
+    return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+
+@pytest.mark.filterwarnings("ignore:The object being serialized includes")
+def test_a_model_compiled_with_unregistered_loss_and_metric_fuses():
+    # `clone_model` recompiled the copy from the compile config, which
+    # fails for these: fuse used to return the model unfused.
+    model = _composed("dense", (3, 5))
+    model.compile(
+        optimizer="adam",
+        loss=_mean_squared,
+        metrics=[lambda y_true, y_pred: keras.ops.mean(y_pred)],
+    )
+    fused = fusion.fuse(model, mode="concat")
+    assert fused is not model
+    assert fused.fusion.mode == "concat"
+    assert fused.fusion.reason == "mode='concat'"
+    assert fused.compiled
+    assert fused.optimizer is not model.optimizer
+    x = _inputs(model)
+    y = np.random.default_rng(1).random((5, 3)).astype("float32")
+    np.testing.assert_allclose(
+        fused.evaluate(x, y, verbose=0),
+        model.evaluate(x, y, verbose=0),
+        rtol=1e-5,
+    )
+
+
 def _built_towers(units, hidden=(4,), width=6):
     towers = [towers_lib.DenseTower(u, hidden=hidden) for u in units]
     for tower in towers:
@@ -451,6 +481,75 @@ def test_fused_towers_wants_a_serialized_tower():
         r"Received: tower=<DenseTower",
     ):
         fusion.FusedTowers(towers_lib.DenseTower(3), [2, 3])
+
+
+@pytest.mark.parametrize("mode", ["none", "concat"])
+def test_a_model_that_is_not_a_model_is_a_type_error(mode):
+    with pytest.raises(
+        TypeError,
+        match="`model` must be a functional keras.Model. Received: model='m'",
+    ):
+        fusion.fuse("m", mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["none", "concat", "einsum"])
+def test_a_fused_model_is_returned_with_its_record(mode, tmp_path):
+    model = _composed("dense", (3, 5))
+    fused = fusion.fuse(model, mode="grouped")
+    record = fused.fusion
+    assert fusion.fuse(fused, mode=mode) is fused
+    assert fused.fusion is record
+    assert fused.fusion.mode == "grouped"
+    # Loaded from a file, it has no record: it says it was fused before.
+    fused.save(tmp_path / "fused.keras")
+    loaded = keras.saving.load_model(tmp_path / "fused.keras")
+    assert fusion.fuse(loaded, mode=mode) is loaded
+    assert loaded.fusion.mode == "grouped"
+    assert loaded.fusion.requested == mode
+    assert loaded.fusion.reason == "already fused (mode='grouped')"
+    assert loaded.fusion.groups == 1
+
+
+def test_towers_inside_a_nested_model_fuse():
+    inputs = keras.Input((6,))
+    towers = _built_towers((2, 3))
+    rep = keras.layers.Concatenate()([t(inputs) for t in towers])
+    representation = keras.Model(inputs, rep, name="representation")
+    outer_inputs = keras.Input((6,))
+    model = keras.Model(
+        outer_inputs, keras.layers.Dense(2)(representation(outer_inputs))
+    )
+    fused = fusion.fuse(model, mode="concat")
+    assert fused.fusion.mode == "concat"
+    assert fused.fusion.groups == 1
+    inner = fused.get_layer("representation")
+    assert inner is not representation
+    assert isinstance(inner.get_layer("fused_students"), fusion.FusedTowers)
+    assert not any(isinstance(la, towers_lib.Tower) for la in inner.layers)
+    assert fused.layers[-1] is model.layers[-1]
+    x = np.random.default_rng(0).random((4, 6)).astype("float32")
+    np.testing.assert_allclose(fused(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_towers_split_over_nested_models_say_where_they_sit():
+    def single(units, name):
+        inputs = keras.Input((6,))
+        return keras.Model(
+            inputs, towers_lib.DenseTower(units)(inputs), name=name
+        )
+
+    a, b = single(2, "first"), single(3, "second")
+    inputs = keras.Input((6,))
+    model = keras.Model(
+        inputs, keras.layers.Concatenate()([a(inputs), b(inputs)])
+    )
+    fused = fusion.fuse(model, mode="concat")
+    assert fused is model
+    assert fused.fusion.reason == (
+        "the towers sit inside nested model 'first', which could not be "
+        "fused: a tower's output is an output of model 'first', not joined "
+        "there by one concatenation of towers"
+    )
 
 
 def test_the_docs_say_what_auto_times_and_what_fusion_ignores():
