@@ -17,10 +17,12 @@ import hashlib
 import os
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from teacherclass import towers as towers_lib
+from teacherclass import validation
 from teacherclass.model import TeacherClass
 
 try:
@@ -35,14 +37,13 @@ except ImportError as e:  # an optional extra, imported only by its users
 
 def _choices(name, values):
     values = tuple(values)
-    if not values or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
-    ):
+    if not values or not all(validation.is_int(v) and v > 0 for v in values):
         raise ValueError(
             f"`{name}` must be a non-empty sequence of positive integers. "
             f"Received: {name}={values!r}"
         )
-    return sorted(set(values))
+    # Python ints: Keras Tuner's `Choice` takes no NumPy integers.
+    return sorted({int(v) for v in values})
 
 
 def _latency_ms(model, x, runs=10):
@@ -56,17 +57,80 @@ def _latency_ms(model, x, runs=10):
     return 1000.0 * float(np.median(times))
 
 
+def _is_accuracy(name):
+    """Whether a metric's name is an accuracy's ("acc" is Keras' alias)."""
+    return name == "acc" or name.endswith(("accuracy", "_acc"))
+
+
 def _accuracy(results):
-    for key in ("accuracy", "sparse_categorical_accuracy"):
+    for key in ("accuracy", "acc", "sparse_categorical_accuracy"):
         if key in results:
             return float(results[key])
     for key, value in results.items():
-        if key.endswith("accuracy"):
+        if _is_accuracy(key):
             return float(value)
     raise ValueError(
         "The composed model reports no accuracy: compile the teacher with "
         "an accuracy metric. Received: metrics="
         f"{sorted(results)}"
+    )
+
+
+def _metric_names(metrics):
+    """The names of the metrics of a compile config, or None if unsure.
+
+    None for a metric of one's own (not Keras'): the composed model then
+    may not compile like the teacher (see `compose.compile_like`).
+    """
+    if metrics is None:
+        return []
+    if isinstance(metrics, str):
+        return [metrics]
+    if isinstance(metrics, dict) and "class_name" in metrics:
+        if metrics.get("registered_name") or not str(
+            metrics.get("module", "")
+        ).startswith("keras"):
+            return None
+        return [metrics.get("config", {}).get("name", "")]
+    if isinstance(metrics, dict):  # per output
+        metrics = list(metrics.values())
+    if isinstance(metrics, (list, tuple)):
+        names = []
+        for entry in metrics:
+            found = _metric_names(entry)
+            if found is None:
+                return None
+            names.extend(found)
+        return names
+    return None
+
+
+def _check_accuracy_metric(teacher):
+    """Refuses a teacher compiled without an accuracy metric.
+
+    The composed model is compiled like the teacher and each trial is
+    scored by its accuracy: without one, every trial would fail only
+    after training (and Keras Tuner would retry it). An uncompiled
+    teacher gets defaults with an accuracy.
+    """
+    if not getattr(teacher, "compiled", False):
+        return
+    try:
+        config = teacher.get_compile_config()
+        # What `compose.compile_like` does: a config that does not compile
+        # (objects of one's own, not registered) gives the defaults.
+        keras.Sequential([keras.Input((1,))]).compile_from_config(config)
+    except Exception:
+        return
+    names = _metric_names(config.get("metrics"))
+    if names is None or any(_is_accuracy(n) for n in names):
+        return
+    raise ValueError(
+        "StudentHyperModel scores each trial by the composed model's "
+        "accuracy, and the composed model is compiled like the teacher, "
+        "whose metrics hold none: compile the teacher with an accuracy "
+        'metric (e.g. metrics=["accuracy"]). Received: teacher compiled '
+        f"with metrics={names}"
     )
 
 
@@ -84,8 +148,11 @@ class StudentHyperModel(keras_tuner.HyperModel):
     and `objective=keras_tuner.Objective("val_accuracy", "max")`, then
     `pareto_front(tuner)` for accuracy against size.
 
-    Every completed trial's numbers are also kept in `trials` (a list of
-    dicts) in this process.
+    Every completed `fit`'s numbers are also kept in `trials` (a list of
+    dicts) in this process: one row per execution, so a tuner with
+    `executions_per_trial=2` adds two rows per trial (`trial` counts the
+    rows, not Keras Tuner's trials; `trial_results(tuner)` gives one row
+    per trial).
 
     Args:
         teacher: the trained teacher `keras.Model`.
@@ -114,8 +181,11 @@ class StudentHyperModel(keras_tuner.HyperModel):
     Raises:
         ImportError: if keras-tuner is not installed (`pip install
             keras-tuner tensorboard`).
-        ValueError: on empty or non-positive choices or budget (and when
-            the tuner is made, if the smallest students are over it).
+        ValueError: on empty or non-positive choices, budget,
+            `batch_size` or `latency_batch`, an unknown `feature_layer`,
+            a teacher compiled without an accuracy metric (each trial is
+            scored by it), and, when the tuner is made, if the smallest
+            students are over the budget.
 
     Example:
 
@@ -161,23 +231,26 @@ class StudentHyperModel(keras_tuner.HyperModel):
         self.filters = _choices("filters", filters)
         self.units = _choices("units", units)
         if max_params is not None and (
-            not isinstance(max_params, int) or max_params < 1
+            not validation.is_int(max_params) or max_params < 1
         ):
             raise ValueError(
                 "`max_params` must be a positive integer or None. "
                 f"Received: max_params={max_params!r}"
             )
-        self.max_params = max_params
+        self.max_params = None if max_params is None else int(max_params)
         self.feature_layer = feature_layer
-        self.batch_size = batch_size
+        self.batch_size = validation.check_int("batch_size", batch_size)
         self.cache = cache
         self._cache_dir = None
         self._last_trial_cache = None  # (x, teacher digest, folder)
-        self.latency_batch = latency_batch
+        self.latency_batch = validation.check_int(
+            "latency_batch", latency_batch
+        )
         spec = teacher.inputs[0]
         self._images = len(spec.shape) in (3, 4) and "int" not in str(
             spec.dtype
         )
+        _check_accuracy_metric(teacher)
         self.trials = []
 
     def _tower(self, hp):
@@ -391,6 +464,13 @@ def _validation_data(validation_data, input_spec, batch_size):
         3,
     ):
         x, y, *weights = validation_data
+        first = tf.nest.flatten(x)[0] if x is not None else None
+        if first is not None and hasattr(first, "__len__") and not len(first):
+            # Keras would evaluate it to no metric at all.
+            raise ValueError(
+                "`validation_data` holds no sample. Received: validation_data"
+                f" with x_val of shape {np.shape(first)}"
+            )
         val = {"x": x, "y": y, "batch_size": batch_size}
         if weights:
             val["sample_weight"] = weights[0]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import blobs
+from helpers import mlp_teacher
 from helpers import trained_mlp_teacher
 
 from teacherclass import tuning
@@ -180,8 +181,9 @@ def test_validation_data_may_be_a_dataset(teacher, tmp_path):
             ).repeat(),
             "infinite",
         ),
+        ((np.zeros((0, 8)), np.zeros(0)), "holds no sample"),
     ],
-    ids=["dict", "array", "no_labels", "repeated"],
+    ids=["dict", "array", "no_labels", "repeated", "empty"],
 )
 def test_unsupported_validation_data_is_refused(
     teacher, validation_data, message
@@ -207,6 +209,45 @@ def test_bad_choices(teacher):
         tuning.StudentHyperModel(teacher, units=())
     with pytest.raises(ValueError, match="Received: max_params=0"):
         tuning.StudentHyperModel(teacher, max_params=0)
+    with pytest.raises(ValueError, match="Received: latency_batch=0"):
+        tuning.StudentHyperModel(teacher, latency_batch=0)
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        tuning.StudentHyperModel(teacher, batch_size=0)
+
+
+def test_numpy_integer_choices_are_taken(teacher):
+    hypermodel = tuning.StudentHyperModel(
+        teacher,
+        num_students=np.array([2, 1]),
+        units=(np.int64(4),),
+        max_params=np.int64(10_000),
+        latency_batch=np.int32(2),
+    )
+    assert hypermodel.num_students == [1, 2]
+    assert hypermodel.max_params == 10_000
+    assert all(type(v) is int for v in hypermodel.num_students)
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    assert model.num_students == 1
+
+
+def test_a_teacher_compiled_with_acc_is_scored(tmp_path):
+    x, y = blobs(n=32, classes=3, shape=(8,))
+    teacher = mlp_teacher(width=4)
+    teacher.compile("adam", "sparse_categorical_crossentropy", metrics=["acc"])
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(2,)
+    )
+    hp = keras_tuner.HyperParameters()
+    result = hypermodel.fit(
+        hp, hypermodel.build(hp), x, validation_data=(x, y), verbose=0
+    )
+    assert 0.0 <= result["val_accuracy"] <= 1.0
+    # A teacher without any accuracy is refused before any trial trains.
+    teacher.compile("adam", "sparse_categorical_crossentropy", metrics=["mae"])
+    with pytest.raises(
+        ValueError, match=r"Received: teacher compiled with metrics=\['mae'\]"
+    ):
+        tuning.StudentHyperModel(teacher)
 
 
 def test_pareto_front_drops_dominated_trials():
