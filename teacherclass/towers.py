@@ -930,17 +930,54 @@ def default_tower(teacher, input_spec=None, feature_shape=None):
     'SegmentationTower'
     """
     spec = teacher.inputs[0] if input_spec is None else input_spec
-    if "int" in str(spec.dtype) and len(spec.shape) == 2:
-        # Token ids; integer images (uint8 pixels) fall through.
+    kind = input_kind(spec, feature_shape)
+    if kind == "text":
         return _fitting_text_tower(spec.shape[1], _vocab_size(teacher))
-    if len(spec.shape) in (3, 4):
-        if feature_shape is not None and len(feature_shape) == 4:
-            if tuple(feature_shape[1:3]) == tuple(spec.shape[1:3]):
-                return SegmentationTower(1)
+    if kind == "segmentation":
+        return SegmentationTower(1)
+    if kind == "image":
         if None in tuple(spec.shape[1:3]):
             return ConvTower(1, padding="same", pooling="global_average")
         return _fitting_conv_tower(spec.shape)
     return DenseTower(1)
+
+
+def input_kind(input_spec, feature_shape=None):
+    """What the students' input is, as `default_tower` reads it.
+
+    Token ids are integers of rank 2 `(batch, length)`; any other input of
+    rank 3 or 4 (float or integer pixels, e.g. uint8) is an image, whose
+    students make a "segmentation" feature map when the representation
+    is a map of the image's height and width; the rest is "dense".
+
+    Args:
+        input_spec: the students' input (a `KerasTensor`, or anything with
+            `shape` and `dtype`).
+        feature_shape: the representation's shape `(batch, ..., d)`, or
+            None if unknown.
+
+    Returns:
+        "text", "segmentation", "image" or "dense".
+
+    Example:
+
+    >>> input_kind(keras.Input((8, 8, 1), dtype="uint8"))
+    'image'
+    >>> input_kind(keras.Input((8, 8, 1)), feature_shape=(None, 8, 8, 4))
+    'segmentation'
+    >>> input_kind(keras.Input((20,), dtype="int32"))
+    'text'
+    """
+    shape = tuple(input_spec.shape)
+    if "int" in str(input_spec.dtype) and len(shape) == 2:
+        # Token ids; integer images (uint8 pixels) fall through.
+        return "text"
+    if len(shape) in (3, 4):
+        if feature_shape is not None and len(feature_shape) == 4:
+            if tuple(feature_shape[1:3]) == shape[1:3]:
+                return "segmentation"
+        return "image"
+    return "dense"
 
 
 def make_tower(

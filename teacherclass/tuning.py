@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from teacherclass import teacher as teacher_lib
 from teacherclass import towers as towers_lib
 from teacherclass import validation
 from teacherclass.model import TeacherClass
@@ -138,14 +139,20 @@ class StudentHyperModel(keras_tuner.HyperModel):
     """A Keras Tuner `HyperModel` over the students' width and number.
 
     Each trial builds a `TeacherClass` for `teacher` with
-    `num_students` students (hyperparameter "num_students"), each a
-    `ConvTower` with two `same`-padded convolution blocks of "filters"
-    filters and a dense bottleneck of "units" (image teachers), or a
-    `DenseTower` with one hidden layer of "units" (other teachers). `fit`
-    trains them in one pass (`fit_students`, with the tuner's callbacks),
-    composes them with the teacher's head and reports the composed model's
-    `val_accuracy`, its parameters and its latency. Use it with any tuner
-    and `objective=keras_tuner.Objective("val_accuracy", "max")`, then
+    `num_students` students (hyperparameter "num_students"). Image
+    teachers (inputs of rank 3 or 4, float or integer pixels, read as
+    `towers.input_kind` reads them) get a `ConvTower` with two
+    `same`-padded convolution blocks of "filters" filters and a dense
+    bottleneck of "units": one block on images under 4 pixels, one
+    convolution and no pooling under 2, a global average pooling on
+    images of unknown size; a representation that is a feature map of
+    the image's size gets a `SegmentationTower` of two levels of
+    "filters" filters (no "units"). Other teachers get a `DenseTower`
+    with one hidden layer of "units". `fit` trains the students in one
+    pass (`fit_students`, with the tuner's callbacks), composes them with
+    the teacher's head and reports the composed model's `val_accuracy`,
+    its parameters and its latency. Use it with any tuner and
+    `objective=keras_tuner.Objective("val_accuracy", "max")`, then
     `pareto_front(tuner)` for accuracy against size.
 
     Every completed `fit`'s numbers are also kept in `trials` (a list of
@@ -246,25 +253,24 @@ class StudentHyperModel(keras_tuner.HyperModel):
         self.latency_batch = validation.check_int(
             "latency_batch", latency_batch
         )
-        spec = teacher.inputs[0]
-        self._images = len(spec.shape) in (3, 4) and "int" not in str(
-            spec.dtype
-        )
+        # The students' input and target, as `TeacherClass` resolves them.
+        cut = teacher_lib.cut(teacher, feature_layer)
+        student_inputs = cut.student_inputs()
+        self._student_shape = tuple(student_inputs.shape)
+        self._kind = towers_lib.input_kind(student_inputs, cut.feature_shape)
+        if self._kind == "text":  # token ids: a dense tower, as before
+            self._kind = "dense"
         _check_accuracy_metric(teacher)
         self.trials = []
 
     def _tower(self, hp):
-        units = hp.Choice("units", self.units)
-        if self._images:
+        if self._kind == "segmentation":
             f = hp.Choice("filters", self.filters)
-            return towers_lib.ConvTower(
-                1,
-                filters=(f, f),
-                convs_per_block=1,
-                padding="same",
-                bottleneck=units,
-                dropout=0.0,
-            )
+            return towers_lib.SegmentationTower(1, filters=(f, f))
+        units = hp.Choice("units", self.units)
+        if self._kind == "image":
+            f = hp.Choice("filters", self.filters)
+            return _conv_tower(f, units, self._student_shape)
         return towers_lib.DenseTower(1, hidden=(units,))
 
     @property
@@ -336,11 +342,10 @@ class StudentHyperModel(keras_tuner.HyperModel):
         student_params = _student_params(model)
         if self.max_params is None or student_params <= self.max_params:
             return model
-        smallest = {
-            "num_students": self.num_students[0],
-            "units": self.units[0],
-        }
-        if self._images:
+        smallest = {"num_students": self.num_students[0]}
+        if self._kind != "segmentation":
+            smallest["units"] = self.units[0]
+        if self._kind in ("image", "segmentation"):
             smallest["filters"] = self.filters[0]
         # The parameters grow with every choice: none is within the budget.
         if all(hp.values.get(k) == v for k, v in smallest.items()):
@@ -426,6 +431,34 @@ class StudentHyperModel(keras_tuner.HyperModel):
 
 def _student_params(model):
     return sum(s.count_params() for s in model.students)
+
+
+def _conv_tower(filters, units, input_shape):
+    """Two `same`-padded blocks of `filters`, fewer where they do not fit.
+
+    As `towers.default_tower` fits its `ConvTower`: an image under 4
+    pixels takes one block (one pooling), under 2 one convolution and no
+    pooling; one of unknown height or width a global average pooling.
+    """
+    common = {"padding": "same", "bottleneck": units, "dropout": 0.0}
+    if None in tuple(input_shape[1:3]):
+        return towers_lib.ConvTower(
+            1,
+            filters=(filters, filters),
+            convs_per_block=1,
+            pooling="global_average",
+            **common,
+        )
+    for count in (2, 1):
+        tower = towers_lib.ConvTower(
+            1, filters=(filters,) * count, convs_per_block=1, **common
+        )
+        if tower._misfit(input_shape) is None:
+            return tower
+    # One convolution, short of a block: no pooling, any size fits.
+    return towers_lib.ConvTower(
+        1, filters=(filters,), convs_per_block=2, **common
+    )
 
 
 def _validation_data(validation_data, input_spec, batch_size):

@@ -12,6 +12,7 @@ from helpers import blobs
 from helpers import mlp_teacher
 from helpers import trained_mlp_teacher
 
+from teacherclass import towers
 from teacherclass import tuning
 
 
@@ -248,6 +249,58 @@ def test_a_teacher_compiled_with_acc_is_scored(tmp_path):
         ValueError, match=r"Received: teacher compiled with metrics=\['mae'\]"
     ):
         tuning.StudentHyperModel(teacher)
+
+
+def _image_teacher(shape, dtype="float32", segmentation=False):
+    layers = [keras.Input(shape, dtype=dtype)]
+    if dtype == "uint8":
+        layers.append(keras.layers.Rescaling(1 / 255))
+    layers.append(keras.layers.Conv2D(4, 3, padding="same"))
+    if segmentation:
+        layers.append(keras.layers.Conv2D(2, 1, activation="softmax"))
+    else:
+        layers.append(keras.layers.GlobalAveragePooling2D())
+        layers.append(keras.layers.Dense(3, activation="softmax"))
+    return keras.Sequential(layers)
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, segmentation, tower, filters, pooling",
+    [
+        ((8, 8, 1), "uint8", False, towers.ConvTower, (2, 2), "flatten"),
+        ((3, 3, 1), "float32", False, towers.ConvTower, (2,), "flatten"),
+        ((1, 1, 1), "float32", False, towers.ConvTower, (2,), "flatten"),
+        (
+            (None, None, 3),
+            "float32",
+            False,
+            towers.ConvTower,
+            (2, 2),
+            "global_average",
+        ),  # fmt: skip
+        ((8, 8, 1), "float32", True, towers.SegmentationTower, (2, 2), None),
+    ],
+    ids=["uint8", "3px", "1px", "unknown_size", "feature_map"],
+)
+def test_image_students_fit_the_teacher(
+    shape, dtype, segmentation, tower, filters, pooling
+):
+    teacher = _image_teacher(shape, dtype, segmentation)
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(2,), filters=(2,), units=(2,)
+    )
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    for student in model.students:
+        assert type(student) is tower
+        assert student.filters == filters
+        if pooling is not None:
+            assert student.pooling == pooling
+    # Each student maps the students' input to its chunk's shape.
+    x = np.ones((2, *(s or 6 for s in shape)), "float32")  # (rescaled)
+    size = (6, 6) if None in shape else shape[:2]
+    for student, width in zip(model.students, model.chunks):
+        expected = (2, *size, width) if segmentation else (2, width)
+        assert tuple(student(x).shape) == expected
 
 
 def test_pareto_front_drops_dominated_trials():
