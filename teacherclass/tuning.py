@@ -15,12 +15,16 @@ or `pip install ".[tuner]"` in a clone of the repository.
 
 import hashlib
 import os
+import random
 import time
+import uuid
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from teacherclass import features
 from teacherclass import teacher as teacher_lib
 from teacherclass import towers as towers_lib
 from teacherclass import validation
@@ -138,7 +142,7 @@ def _check_accuracy_metric(teacher):
 class StudentHyperModel(keras_tuner.HyperModel):
     """A Keras Tuner `HyperModel` over the students' width and number.
 
-    Each trial builds a `TeacherClass` for `teacher` with
+    Each trial builds a `TeacherClass` for a copy of `teacher` with
     `num_students` students (hyperparameter "num_students"). Image
     teachers (inputs of rank 3 or 4, float or integer pixels, read as
     `towers.input_kind` reads them) get a `ConvTower` with two
@@ -154,6 +158,12 @@ class StudentHyperModel(keras_tuner.HyperModel):
     its parameters and its latency. Use it with any tuner and
     `objective=keras_tuner.Objective("val_accuracy", "max")`, then
     `pareto_front(tuner)` for accuracy against size.
+
+    The trials wrap a copy of `teacher` with its weights of the search
+    (made again when they change), never `teacher` itself: Keras Tuner
+    saves every trial's weights and loads them back into the model it
+    builds (`tuner.get_best_models()`), which would otherwise put the
+    search's weights back into a teacher trained on since.
 
     Every completed `fit`'s numbers are also kept in `trials` (a list of
     dicts) in this process: one row per execution, so a tuner with
@@ -179,7 +189,9 @@ class StudentHyperModel(keras_tuner.HyperModel):
             (the teacher and data do not change), so the teacher runs once
             per sample for the whole search. None: a folder per teacher
             and training set in a temporary directory made on the first
-            trial (`cache_dir`).
+            trial (`cache_dir`): a NumPy training set is known by its
+            content, any other (a dataset, a tuple) by the object, so a
+            new dataset object gets a new folder.
         latency_batch: int, samples per call when timing the composed
             model.
         name: the hypermodel's name.
@@ -249,7 +261,9 @@ class StudentHyperModel(keras_tuner.HyperModel):
         self.batch_size = validation.check_int("batch_size", batch_size)
         self.cache = cache
         self._cache_dir = None
-        self._last_trial_cache = None  # (x, teacher digest, folder)
+        # (the teacher's copy, its cache token, the teacher's digest then)
+        self._copy = None
+        self._last_trial_cache = None  # (x, token, folder)
         self.latency_batch = validation.check_int(
             "latency_batch", latency_batch
         )
@@ -284,37 +298,61 @@ class StudentHyperModel(keras_tuner.HyperModel):
             self._cache_dir = tempfile.mkdtemp(prefix="teacherclass-tuning-")
         return self._cache_dir
 
-    def _trial_cache(self, x):
+    def _trial_cache(self, x, model):
         """`cache`, or a folder of `cache_dir` for this teacher and data.
 
-        Without a `cache`, each teacher (its weights) and training set
-        gets its own folder of the temporary directory: a later search on
-        other data, or after the teacher trained on, makes a new cache
-        rather than failing every trial on the old one.
+        Without a `cache`, each copy of the teacher (a new one whenever
+        its weights change) and training set gets its own folder of the
+        temporary directory: a later search on other data, or after the
+        teacher trained on, makes a new cache rather than failing every
+        trial on the old one. A NumPy training set is known by its
+        content; any other by the object, the last one held so that the
+        trials of one search share a folder.
         """
         if self.cache is not None:
             return self.cache
-        digest = self._teacher_digest()
+        if self._copy is not None and model.teacher is self._copy[0]:
+            token = self._copy[1]
+        else:  # a model this hypermodel did not build: a folder of its own
+            token = uuid.uuid4().hex
         if self._last_trial_cache is not None:
-            last_x, last_digest, folder = self._last_trial_cache
+            last_x, last_token, folder = self._last_trial_cache
             # The trials of one search: the same data, the same teacher.
-            if last_x is x and last_digest == digest:
+            if last_x is x and last_token == token:
                 return folder
-        key = hashlib.sha256(digest.encode())
+        key = hashlib.sha256(token.encode())
         if isinstance(x, np.ndarray):
             key.update(f"{x.dtype}{x.shape}".encode())
-            key.update(memoryview(np.ascontiguousarray(x)).cast("B"))
-        else:  # a dataset: one cache per object (held below, so its id
-            # is not reused while it is the last one)
-            key.update(f"{type(x).__name__}{id(x)}".encode())
+            if x.dtype.hasobject:  # (strings): their values, not pointers
+                for value in x.ravel():
+                    key.update(repr(value).encode())
+            else:
+                key.update(memoryview(np.ascontiguousarray(x)).cast("B"))
+        else:
+            # Another object may take a freed object's id: a new folder
+            # for every new object.
+            key.update(uuid.uuid4().bytes)
         folder = os.path.join(self.cache_dir, key.hexdigest()[:16])
-        self._last_trial_cache = (x, digest, folder)
+        self._last_trial_cache = (x, token, folder)
         return folder
 
-    def _teacher_digest(self):
-        from teacherclass import features
+    def _teacher_copy(self):
+        """The copy of `teacher` the trials wrap, with its current weights.
 
-        return features._weights_digest(self.teacher)
+        Made again when the teacher's weights changed (it trained on) or
+        the copy's did (Keras Tuner loaded a trial's weights into it), and
+        shared by the trials in between: their representation caches
+        agree.
+        """
+        digest = features._weights_digest(self.teacher)
+        if (
+            self._copy is None
+            or self._copy[2] != digest
+            or features._weights_digest(self._copy[0]) != digest
+        ):
+            copy = _copy_teacher(self.teacher)
+            self._copy = (copy, uuid.uuid4().hex, digest)
+        return self._copy[0]
 
     def build(self, hp):
         """A `TeacherClass` with the students `hp` describes.
@@ -334,7 +372,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 `max_params`: every trial would be.
         """
         model = TeacherClass(
-            self.teacher,
+            self._teacher_copy(),
             feature_layer=self.feature_layer,
             num_students=hp.Choice("num_students", self.num_students),
             student=self._tower(hp),
@@ -404,7 +442,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
             validation_data, self.teacher.inputs[0], kwargs["batch_size"]
         )
         if "cache" not in kwargs:
-            kwargs["cache"] = self._trial_cache(x)
+            kwargs["cache"] = self._trial_cache(x, model)
         model.fit_students(x, **kwargs)
         composed = model.compose()
         results = composed.evaluate(**val, verbose=0, return_dict=True)
@@ -459,6 +497,72 @@ def _conv_tower(filters, units, input_shape):
     return towers_lib.ConvTower(
         1, filters=(filters,), convs_per_block=2, **common
     )
+
+
+def _copy_teacher(teacher):
+    """A copy of `teacher` with its weights, sharing no variable with it.
+
+    Layers without weights (`TextVectorization`, `Rescaling`, ...) are
+    shared rather than rebuilt: some keep state outside weights (a
+    vocabulary) that a rebuilt layer would lose, and sharing them shares
+    no weight. The input keeps its name (the key of dict inputs). A
+    teacher that cannot be copied (a layer without a working
+    `get_config`) is wrapped itself, with a warning.
+    """
+
+    def copy_layer(layer):
+        if not layer.weights:
+            return layer
+        if isinstance(layer, keras.Model):  # a nested model: the same way
+            try:
+                return keras.models.clone_model(
+                    layer, clone_function=copy_layer
+                )
+            except ValueError:  # subclassed: no graph to clone
+                pass
+        return layer.__class__.from_config(layer.get_config())
+
+    kwargs = {}
+    if not isinstance(teacher, keras.Sequential):
+        spec = teacher.inputs[0]
+        kwargs["input_tensors"] = keras.Input(
+            batch_shape=spec.shape,
+            dtype=spec.dtype,
+            name=teacher_lib.input_name(spec),
+        )
+    compiled = teacher.compiled
+    # The copy's new layers draw initial weights (overwritten below) from
+    # the global seed: put its state back, so that a trial's students are
+    # the same under one seed whether or not a copy was made first.
+    state = random.getstate(), np.random.get_state()
+    try:
+        # `clone_model` compiles the copy like the teacher, and fails where
+        # that does not round-trip: compiled below, where it may fail.
+        teacher.compiled = False
+        copy = keras.models.clone_model(
+            teacher, clone_function=copy_layer, **kwargs
+        )
+        copy.set_weights(teacher.get_weights())
+    except Exception as e:  # a layer's config that does not rebuild it
+        warnings.warn(
+            "StudentHyperModel could not copy the teacher "
+            f"({type(e).__name__}: {e}), so the trials wrap the teacher "
+            "itself: `tuner.get_best_models()` loads the weights the "
+            "teacher had during the search back into it. Received: "
+            f"teacher={teacher.name!r}",
+            stacklevel=3,
+        )
+        return teacher
+    finally:
+        teacher.compiled = compiled
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+    if compiled:
+        try:  # the composed model is compiled like this copy
+            copy.compile_from_config(teacher.get_compile_config())
+        except Exception:  # as `compose.compile_like`: the defaults
+            pass
+    return copy
 
 
 def _validation_data(validation_data, input_spec, batch_size):

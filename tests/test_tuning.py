@@ -251,6 +251,69 @@ def test_a_teacher_compiled_with_acc_is_scored(tmp_path):
         tuning.StudentHyperModel(teacher)
 
 
+def test_best_models_leave_the_teacher_trained_on_since(tmp_path):
+    x, y = blobs(n=32, classes=3, shape=(8,))
+    teacher = mlp_teacher(width=4)
+    searched = [w.copy() for w in teacher.get_weights()]
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(2,), units=(2,)
+    )
+    tuner = _random_search(hypermodel, tmp_path / "best", max_trials=1)
+    tuner.search(x, validation_data=(x, y), epochs=1, verbose=0)
+    # The user trains the teacher on after the search.
+    teacher.set_weights([w + 1.0 for w in searched])
+    trained = [w.copy() for w in teacher.get_weights()]
+    best = tuner.get_best_models(1)[0]
+    for kept, now in zip(trained, teacher.get_weights()):
+        np.testing.assert_array_equal(kept, now)
+    # The best model is the one scored: its teacher has the search's
+    # weights.
+    assert best.teacher is not teacher
+    for was, copy in zip(searched, best.teacher.get_weights()):
+        np.testing.assert_array_equal(was, copy)
+
+
+def test_a_new_dataset_never_reads_an_old_cache(teacher, monkeypatch):
+    # Python gives a freed object's id to a new one: every object sharing
+    # one id, each dataset must still get a cache of its own, not the
+    # teacher's features of other data.
+    monkeypatch.setattr(tuning, "id", lambda obj: 1, raising=False)
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(2,)
+    )
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    for seed in range(2):
+        x, y = blobs(n=16, classes=3, shape=(8,), seed=seed)
+        data = tf.data.Dataset.from_tensor_slices(x).batch(8)
+        hypermodel.fit(hp, model, data, validation_data=(x, y), verbose=0)
+    assert len(os.listdir(hypermodel.cache_dir)) == 2
+
+
+def test_string_inputs_are_cached_by_their_content():
+    texts = np.array(
+        ["good movie", "bad movie", "great film", "awful"] * 2, dtype=object
+    )
+    y = np.array([1, 0, 1, 0] * 2)
+    vectorize = keras.layers.TextVectorization(
+        max_tokens=20, output_sequence_length=4
+    )
+    vectorize.adapt(texts)
+    inputs = keras.Input((), dtype="string")
+    h = keras.layers.Embedding(20, 4)(vectorize(inputs))
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    teacher = keras.Model(inputs, keras.layers.Dense(2, "softmax")(h))
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(2,)
+    )
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    for _ in range(2):  # equal strings, other objects
+        x = np.array(["".join(t) for t in texts.tolist()], dtype=object)
+        hypermodel.fit(hp, model, x, validation_data=(texts, y), verbose=0)
+    assert len(os.listdir(hypermodel.cache_dir)) == 1
+
+
 def _image_teacher(shape, dtype="float32", segmentation=False):
     layers = [keras.Input(shape, dtype=dtype)]
     if dtype == "uint8":
