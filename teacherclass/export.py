@@ -94,7 +94,9 @@ def float32_copy(model):
     return copy
 
 
-def calibration_samples(data, num_samples=_CALIBRATION_SAMPLES, seed=0):
+def calibration_samples(
+    data, num_samples=_CALIBRATION_SAMPLES, seed=0, sample_rank=None
+):
     """Draws calibration inputs for int8 quantization from training data.
 
     Args:
@@ -103,6 +105,12 @@ def calibration_samples(data, num_samples=_CALIBRATION_SAMPLES, seed=0):
             `(x, y[, sample_weight])`, batched or not.
         num_samples: int, how many samples to draw at most.
         seed: int, the seed of the random draw.
+        sample_rank: int or None, the rank of one input sample (the
+            model's input rank less the batch axis): a dataset whose
+            elements have one axis more yields batches, of any size
+            (`drop_remainder=True` ones too). None, or elements of
+            another rank: they are batches when their first axis has an
+            unknown size.
 
     Returns:
         A float32 NumPy array of at most `num_samples` inputs.
@@ -114,6 +122,11 @@ def calibration_samples(data, num_samples=_CALIBRATION_SAMPLES, seed=0):
 
     >>> calibration_samples(np.ones((500, 8)), num_samples=10).shape
     (10, 8)
+    >>> import tensorflow as tf
+    >>> batches = tf.data.Dataset.from_tensor_slices(np.ones((64, 4, 4)))
+    >>> batches = batches.batch(16, drop_remainder=True)  # (16, 4, 4)
+    >>> calibration_samples(batches, 10, sample_rank=2).shape
+    (10, 4, 4)
     """
     import tensorflow as tf
 
@@ -122,8 +135,13 @@ def calibration_samples(data, num_samples=_CALIBRATION_SAMPLES, seed=0):
         if isinstance(spec, tuple):
             data = data.map(lambda *e: e[0])
             spec = data.element_spec
-        # Unbatch when the first axis is a batch axis of unknown size.
-        if spec.shape.rank and spec.shape[0] is None:
+        rank = spec.shape.rank
+        if sample_rank is not None and rank in (sample_rank, sample_rank + 1):
+            # A batch of any size, `drop_remainder=True` ones too.
+            batched = rank == sample_rank + 1
+        else:  # a batch axis is one of unknown size
+            batched = bool(rank) and spec.shape[0] is None
+        if batched:
             data = data.unbatch()
         rows = list(data.take(num_samples).as_numpy_iterator())
         x = np.stack(rows) if rows else np.zeros((0,))
@@ -150,12 +168,18 @@ def _representative_dataset(samples):
     return generate
 
 
-def _litert_kwargs(quantize, representative_data, num_samples):
+def _litert_kwargs(model, quantize, representative_data, num_samples):
     if quantize is None:
         return {}
     import tensorflow as tf
 
-    samples = calibration_samples(representative_data, num_samples)
+    try:
+        sample_rank = len(model.inputs[0].shape) - 1
+    except (AttributeError, IndexError, ValueError):  # no known input
+        sample_rank = None
+    samples = calibration_samples(
+        representative_data, num_samples, sample_rank=sample_rank
+    )
     return {
         "optimizations": [tf.lite.Optimize.DEFAULT],
         "representative_dataset": _representative_dataset(samples),
@@ -235,7 +259,7 @@ def export(
     if format == "litert":
         model = float32_copy(model)
         kwargs = _litert_kwargs(
-            quantize, representative_data, num_calibration_samples
+            model, quantize, representative_data, num_calibration_samples
         )
     path = os.path.abspath(path)  # "." or "out/" name a folder too
     parent = os.path.dirname(path)

@@ -240,6 +240,33 @@ def test_calibration_samples_from_arrays_and_datasets():
         export_lib.calibration_samples(np.zeros((0, 2)))
 
 
+def test_int8_calibrates_on_batches_of_a_fixed_size(tmp_path):
+    # `drop_remainder=True` batches have a known first axis: they are
+    # still batches of the model's (8, 8, 1) inputs, not samples.
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(2, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+    x = np.random.default_rng(0).random((32, 8, 8, 1)).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((x, x[:, 0, 0, 0]))
+    batches = batches.batch(16, drop_remainder=True)
+    path = export_lib.export(
+        model,
+        tmp_path / "q.tflite",
+        format="litert",
+        quantize="int8",
+        representative_data=batches,
+        num_calibration_samples=8,
+    )
+    assert export_lib.load(path)(x[:2]).shape == (2, 2)
+    samples = export_lib.calibration_samples(batches, 10, sample_rank=3)
+    np.testing.assert_array_equal(samples, x[:10])
+
+
 def test_load_rejects_unknown_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="No exported model"):
         export_lib.load(tmp_path / "missing.tflite")
