@@ -18,6 +18,7 @@ compiled model does, so that `BackupAndRestore` resumes the step count
 import importlib
 import os
 import re
+import warnings
 import zipfile
 import zlib
 
@@ -205,7 +206,11 @@ def load_optimizer_state(optimizer, variables, filepath):
             optimizer as it is.
 
     Returns:
-        True when the optimizer's state was restored.
+        True when the optimizer's state was restored; False when there
+        was none to restore, or when the saved state holds another
+        number of variables than the optimizer (another model's or
+        optimizer's): the optimizer is then left as it is, with a
+        warning that gives both counts.
     """
     filepath = _local_weights_file(filepath)
     if optimizer is None or filepath is None or not os.path.isfile(filepath):
@@ -218,5 +223,15 @@ def load_optimizer_state(optimizer, variables, filepath):
         store = {key: value[()] for key, value in f[_OPTIMIZER_GROUP].items()}
     if not optimizer.built:
         optimizer.build(variables)
+    if len(store) != len(optimizer.variables):
+        # Keras would skip it too, with a warning only: say so here.
+        warnings.warn(
+            f"The optimizer state saved in {filepath} was not restored: "
+            f"it holds {len(store)} variables, the optimizer "
+            f"{optimizer.name!r} has {len(optimizer.variables)}. The "
+            "optimizer starts afresh.",
+            stacklevel=2,
+        )
+        return False
     optimizer.load_own_variables(store)
     return True

@@ -177,3 +177,24 @@ def test_fresh_process_loads_without_importing_teacherclass(composed):
     np.testing.assert_allclose(
         np.load(path.with_suffix(".out.npy")), expected, atol=1e-5
     )
+
+
+def test_optimizer_state_of_another_size_is_not_restored(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = tmp_path / "m.weights.h5"
+    model.save_weights(path)
+    one = [keras.Variable(np.ones(3))]
+    two = [keras.Variable(np.ones(3)), keras.Variable(np.ones(2))]
+    saved = keras.optimizers.Adam()
+    saved.build(one)
+    saving.save_optimizer_state(saved, path)
+    other = keras.optimizers.Adam()
+    other.build(two)
+    before = [v.numpy().copy() for v in other.variables]
+    with pytest.warns(UserWarning, match=r"holds 4 variables.* has 6"):
+        assert saving.load_optimizer_state(other, two, path) is False
+    for kept, now in zip(before, other.variables):
+        np.testing.assert_array_equal(kept, now.numpy())
+    # The same size is restored.
+    same = keras.optimizers.Adam()
+    assert saving.load_optimizer_state(same, one, path) is True
