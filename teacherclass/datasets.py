@@ -551,7 +551,8 @@ def _decode_images(tree, folder, rels, channels):
     """Decodes image files into one uint8 array `(N, H, W, channels)`."""
     if not rels:
         return np.zeros((0, 0, 0, channels), np.uint8)
-    ds = tf.data.Dataset.from_tensor_slices(tree.read(rels))
+    files = tree.read(rels)
+    ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.map(
         lambda data: tf.io.decode_image(
             data, channels=channels, expand_animations=False
@@ -561,11 +562,46 @@ def _decode_images(tree, folder, rels, channels):
     try:
         batches = list(ds.batch(1024).as_numpy_iterator())
     except tf.errors.InvalidArgumentError as e:
-        raise ValueError(
-            f"The images under {tree.describe(folder)!r} do not all have the "
-            f"same size. Received: {e.message.splitlines()[0]}"
-        ) from e
+        # Which file failed, or which two differ in size: only found by
+        # decoding the files one by one, on this error path only.
+        raise _image_error(tree, folder, rels, files, channels, e) from e
     return np.concatenate(batches)
+
+
+def _image_error(tree, folder, rels, files, channels, error):
+    """The `ValueError` naming the file behind a failed batch decode."""
+    first = {}
+    for rel, data in zip(rels, files):
+        try:
+            shape = tf.io.decode_image(
+                data, channels=channels, expand_animations=False
+            ).shape
+        except tf.errors.InvalidArgumentError as e:
+            return ValueError(
+                f"{tree.describe(rel)!r} is not an image that decodes (a "
+                "truncated or corrupt file?). Received: "
+                f"{_tf_message(e)}"
+            )
+        first.setdefault(tuple(shape), rel)
+        if len(first) > 1:
+            (shape_a, a), (shape_b, b) = first.items()
+            return ValueError(
+                f"The images under {tree.describe(folder)!r} do not all have "
+                f"the same size. Received: {tree.describe(a)!r} of shape "
+                f"{shape_a} and {tree.describe(b)!r} of shape {shape_b}"
+            )
+    return ValueError(
+        f"The images under {tree.describe(folder)!r} could not be read. "
+        f"Received: {_tf_message(error)}"
+    )
+
+
+def _tf_message(error):
+    """A TensorFlow error's first line, without the names of its graph
+    node and op (`{{function_node ...}}`, `[Op:DecodeImage]`)."""
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message)
+    line = (message.strip().splitlines() or [""])[0]
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line)
 
 
 def _image_files(tree, folder):

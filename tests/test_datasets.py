@@ -246,6 +246,33 @@ def test_cifar10_wrong_class_count(tmp_path):
         datasets.load("cifar10", data_dir=tmp_path)
 
 
+def test_cifar10_names_an_image_that_does_not_decode(tmp_path):
+    _make_cifar_tree(tmp_path / "cifar10", per_class=1, splits=("test",))
+    bad = tmp_path / "cifar10" / "test" / "cat" / "0000.png"
+    bad.write_bytes(bad.read_bytes()[:40])  # cut short
+    with pytest.raises(ValueError) as info:
+        datasets.load("cifar10", "test", data_dir=tmp_path)
+    assert str(info.value) == (
+        f"{str(bad)!r} is not an image that decodes (a truncated or corrupt "
+        "file?). Received: Invalid PNG. Failed to initialize decoder."
+    )
+
+
+def test_cifar10_images_of_two_sizes_are_named(tmp_path):
+    _make_cifar_tree(tmp_path / "cifar10", per_class=1, splits=("test",))
+    folder = tmp_path / "cifar10" / "test"
+    _write_png(folder / "cat" / "0000.png", np.zeros((30, 32, 3), np.uint8))
+    with pytest.raises(ValueError) as info:
+        datasets.load("cifar10", "test", data_dir=tmp_path)
+    # The first file in reading order, then the first of another size.
+    assert str(info.value) == (
+        f"The images under {str(folder)!r} do not all have the same size. "
+        f"Received: {str(folder / 'airplane' / '0000.png')!r} of shape "
+        f"(32, 32, 3) and {str(folder / 'cat' / '0000.png')!r} of shape "
+        "(30, 32, 3)"
+    )
+
+
 # ---------------------------------------------------------------- imdb
 
 
