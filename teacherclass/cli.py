@@ -600,9 +600,18 @@ def _is_run_config(path):
 
 
 def _create_run_dir(path):
-    if os.path.exists(path):
-        shutil.rmtree(path)  # checked by _check_run_dir
-    os.makedirs(path)
+    """Makes the run directory; empties an existing one (checked by
+    `_check_run_dir`: empty, or a run that --overwrite replaces), keeping
+    the directory itself, which may be a link the user made."""
+    if not os.path.isdir(path):
+        os.makedirs(path)
+        return
+    for name in os.listdir(path):
+        entry = os.path.join(path, name)
+        if os.path.isdir(entry) and not os.path.islink(entry):
+            shutil.rmtree(entry)
+        else:
+            os.remove(entry)
 
 
 def _saved(run_dir):

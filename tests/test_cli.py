@@ -496,3 +496,35 @@ def test_a_relative_data_dir_is_kept_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data_dir, source = cli._data_dir("mnist", "data")
     assert data_dir == str(tmp_path / "data") and source == "--data-dir"
+
+
+def _no_stages(monkeypatch):
+    """Stubs the run's stages: what is before them runs; returns the
+    training and test sizes each call saw."""
+    calls = []
+
+    def stages(args, run_dir, tc, train, test):
+        calls.append((len(train[0]), len(test[0])))
+
+    monkeypatch.setattr(cli, "_stages", stages)
+    return calls
+
+
+def test_run_dir_may_be_a_link_to_an_empty_folder(
+    tmp_path, monkeypatch, capsys
+):
+    """Used as it is; --overwrite empties it, keeping the link."""
+    _no_stages(monkeypatch)
+    target = tmp_path / "disk" / "empty"
+    target.mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    argv = ["run", "--run-dir", str(link), "--progress", "0"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert link.is_symlink() and (target / "config.json").is_file()
+    (target / "histories.json").write_text("{}")
+    assert cli.main(argv) == 1  # a run: replaced with --overwrite only
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert cli.main(argv + ["--overwrite"]) == 0, capsys.readouterr().err
+    assert link.is_symlink() and target.is_dir()
+    assert sorted(p.name for p in target.iterdir()) == ["config.json"]
