@@ -790,19 +790,18 @@ def _run(args, state):
             if getattr(args, key) is None:
                 setattr(args, key, value)
     _import_tensorflow(verbose)
-    import keras
-
     from teacherclass import TeacherClass
 
-    keras.utils.set_random_seed(args.seed)
     policy = _precision(args.precision)
     x, y = _load(args.dataset, data_dir, "train", source)
     x_test, y_test = _load(args.dataset, data_dir, "test", source)
     teacher_path = os.path.join(run_dir, "teacher.keras")
     try:
+        _seed(args.seed, "teacher model")
         teacher, student = _architectures(args.dataset, args.students)
         if resuming and os.path.isfile(teacher_path):
             teacher = _load_keras(teacher_path, "RUN_DIR", compile=True)
+        _seed(args.seed, "student models")  # whether the teacher loaded
         tc = TeacherClass(
             teacher,
             num_students=args.students,
@@ -841,6 +840,20 @@ def _run(args, state):
     return _stages(args, run_dir, tc, (x, y), (x_test, y_test))
 
 
+# What `_seed` seeds, in run order: each starts from `--seed` plus its
+# index, so that it draws the same numbers whether the stages before it
+# ran or were loaded (a resumed run trains what an uninterrupted one
+# would).
+_SEEDED = ("teacher model", "student models", "teacher", "students", "compose")
+
+
+def _seed(seed, stage):
+    import keras
+
+    # Modulo: NumPy's and Keras' seeds are 32 bits.
+    keras.utils.set_random_seed((seed + _SEEDED.index(stage)) % 2**32)
+
+
 def _stages(args, run_dir, tc, train, test):
     """The run's stages; each saves its product, which a resume reuses."""
     import keras
@@ -860,6 +873,7 @@ def _stages(args, run_dir, tc, train, test):
         _phase("teacher: loaded from teacher.keras")
     else:
         _phase(f"teacher ({args.teacher_epochs} epochs)")
+        _seed(args.seed, "teacher")
         history = tc.fit_teacher(
             x,
             y,
@@ -879,6 +893,7 @@ def _stages(args, run_dir, tc, train, test):
         tc.load_students(students_path)
     else:
         _phase(f"representation and students ({args.epochs} epochs)")
+        _seed(args.seed, "students")
         progress = _StudentProgress.make(
             tc.num_students, tc.chunks, every=max(1, args.epochs // 4)
         )
@@ -916,6 +931,7 @@ def _stages(args, run_dir, tc, train, test):
         if os.path.isdir(refined_path):  # of a composed model now gone
             shutil.rmtree(refined_path)
         _phase("compose")
+        _seed(args.seed, "compose")
         refine = args.refine_epochs > 0
         fuse = "none" if refine else "auto"
         if args.fine_tune_epochs > 0:

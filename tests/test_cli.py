@@ -437,6 +437,18 @@ def test_resume_finishes_an_interrupted_run(quick_run, tmp_path, capsys):
     histories = json.loads((run_dir / "histories.json").read_text())
     assert len(histories["students"]["student_0_loss"]) == 2
     assert len(histories["teacher"]["loss"]) == 2
+    # The students trained as in the uninterrupted run: each stage is
+    # seeded from --seed, whether the stages before it ran or loaded.
+    _, _, uninterrupted = quick_run
+    expected = json.loads((uninterrupted / "histories.json").read_text())
+    assert histories["students"] == expected["students"]
+    report = json.loads((run_dir / "report.json").read_text())
+    expected = json.loads((uninterrupted / "report.json").read_text())
+    for i in range(4):
+        name = f"student_{i}"
+        assert report["models"][name]["mse"] == pytest.approx(
+            expected["models"][name]["mse"], rel=1e-6
+        )
 
     assert cli.main(["report", str(run_dir)]) == 0
     capsys.readouterr()
