@@ -536,6 +536,15 @@ def _load(dataset, data_dir, split, source="--data-dir"):
             f"to a folder holding, in {_DATA_LAYOUTS.get(dataset, '')} or "
             f"directly, {_IDX_FILES} (or unzipped)."
         ) from e
+    except datasets.WrongDatasetError as e:
+        # The library's message names its Python argument (`name=`).
+        raise CommandError(
+            f"--dataset {dataset}: the IDX files in {e.where} are the "
+            f"official {e.found} files (their labels match), not {dataset} "
+            f"ones; pass --dataset {e.found}, or --data-dir to a folder "
+            f"holding {_DATA_LAYOUTS[dataset]} with the files of {dataset}. "
+            f"Received: {source}={data_dir}"
+        ) from e
     return architectures.for_dataset(dataset).prepare(x), y
 
 

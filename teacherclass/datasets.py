@@ -106,6 +106,23 @@ _SEED = 0
 _DIGITS_TEST_FRACTION = 0.2
 
 
+class WrongDatasetError(ValueError):
+    """The files found are another dataset's: MNIST's read as Fashion-MNIST
+    (or the reverse), which share file names.
+
+    Attributes:
+        found: the dataset the files are (`"mnist"`).
+        requested: the dataset asked for (`"fashion_mnist"`).
+        where: the folder or archive member holding them.
+    """
+
+    def __init__(self, message, found, requested, where):
+        super().__init__(message)
+        self.found = found
+        self.requested = requested
+        self.where = where
+
+
 def load(
     name,
     split="train",
@@ -178,9 +195,11 @@ def load(
         A tuple `(x, y)` of NumPy arrays, in the formats listed above.
 
     Raises:
-        ValueError: if `name` or `split` is unknown, files in the
-            official layout are malformed, or the official MNIST files are
-            read as Fashion-MNIST (or the reverse).
+        ValueError: if `name` or `split` is unknown, or files in the
+            official layout are malformed (an image that does not decode
+            is named).
+        WrongDatasetError: (a `ValueError`) if the official MNIST files
+            are read as Fashion-MNIST (or the reverse).
         FileNotFoundError: if the dataset is found neither in `data_dir` nor
             in tensorflow-datasets and `download` is False.
         ImportError: for `digits` without scikit-learn installed.
@@ -536,13 +555,16 @@ def _read_mnist(name, tree, base, split):
     digest = hashlib.sha256(y.tobytes()).hexdigest()[:16]
     for other, labels in _OFFICIAL_LABELS.items():
         if other != name and digest in labels.values():
-            raise ValueError(
+            raise WrongDatasetError(
                 f"The IDX files in {tree.describe(base)!r} are the official "
                 f"{other!r} files (their labels match), not {name!r} ones: "
                 "both datasets use the same file names. Give each dataset "
                 f"its own sub-folder ({other}/ and {name}/) or pass "
                 f"name={other!r}. "
-                f"Received: name={name!r}"
+                f"Received: name={name!r}",
+                found=other,
+                requested=name,
+                where=tree.describe(base),
             )
     return x[..., None].copy(), y.astype(np.int64)
 

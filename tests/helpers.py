@@ -28,6 +28,29 @@ def shared_data():
     return path
 
 
+def write_idx_files(folder, n_train=5, n_test=3):
+    """MNIST's four official IDX files (gzipped) in `folder`, tiny: images
+    of zeros, labels `arange(n) % 10`. Returns the labels by split."""
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = {}
+    for split, prefix, n in (
+        ("train", "train", n_train),
+        ("test", "t10k", n_test),
+    ):
+        labels[split] = np.arange(n, dtype=np.uint8) % 10
+        for kind, array in (
+            ("images-idx3", np.zeros((n, 28, 28), np.uint8)),
+            ("labels-idx1", labels[split]),
+        ):
+            header = bytes([0, 0, 0x08, array.ndim])
+            header += b"".join(d.to_bytes(4, "big") for d in array.shape)
+            with gzip.open(folder / f"{prefix}-{kind}-ubyte.gz", "wb") as f:
+                f.write(header + array.tobytes())
+    return labels
+
+
 def load_script(path, name=None):
     """A script of the repository (`path` relative to its root, e.g.
     "benchmarks/reproduce.py"), imported as a module named `name` (default:

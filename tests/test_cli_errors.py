@@ -410,6 +410,38 @@ def test_docs_state_the_exit_statuses():
     assert statuses == {cli.EXIT_ERROR, cli.EXIT_USAGE}
 
 
+def test_mnist_files_given_as_fashion_mnist_name_the_flags(
+    tmp_path, monkeypatch, capsys
+):
+    """The library's error names its argument `name=`; the command's names
+    --dataset and --data-dir."""
+    import hashlib
+
+    from helpers import write_idx_files
+
+    from teacherclass import datasets
+
+    labels = write_idx_files(tmp_path / "data" / "mnist")
+    # These tiny files stand for the official MNIST ones.
+    digests = {
+        split: hashlib.sha256(y.tobytes()).hexdigest()[:16]
+        for split, y in labels.items()
+    }
+    monkeypatch.setitem(datasets._OFFICIAL_LABELS, "mnist", digests)
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "data" / "mnist"
+    argv = ["run", "--dataset", "fashion_mnist", "--data-dir", str(folder)]
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"teacherclass: error: --dataset fashion_mnist: the IDX files in "
+        f"{folder} are the official mnist files (their labels match), not "
+        "fashion_mnist ones; pass --dataset mnist, or --data-dir to a "
+        "folder holding fashion_mnist/ or fashion-mnist/ with the files of "
+        f"fashion_mnist. Received: --data-dir={folder}\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_a_corrupt_model_in_a_fresh_process(tmp_path):
     """The whole stderr is one line: TensorFlow's log lines are hidden."""
     _user_files(tmp_path)
