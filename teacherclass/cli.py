@@ -464,10 +464,19 @@ def _load_keras(path, what, compile=False):
     from teacherclass.saving import load_model
 
     if not zipfile.is_zipfile(path):
+        run_dir, name = os.path.split(path)
+        # Made from it: kept, they would be measured against the model
+        # trained again. (report.json's export records go too: they
+        # measured the composed model that is replaced.)
+        later = (
+            _PRODUCTS[_PRODUCTS.index(name) + 1 :] if name in _PRODUCTS else ()
+        )
+        later = [p for p in later if os.path.exists(os.path.join(run_dir, p))]
+        also = f" and what the run made from it ({', '.join(later)})"
         raise CommandError(
             f"{what} {path} is truncated or not a .keras archive. Delete "
-            "it (and report.json), then "
-            f"{_resume_hint(os.path.dirname(path))} writes it again."
+            f"it{also if later else ''}, then {_resume_hint(run_dir)} "
+            f"writes {'them' if later else 'it'} again."
         )
     try:
         return load_model(path, compile=compile)

@@ -79,6 +79,11 @@ def _user_files(root):
     _write(root / "list" / "config.json", _SETTINGS)
     _write(root / "list" / "report.json", [1, 2])
     _write(root / "oldconfig" / "config.json", {"dataset": "digits"})
+    # A run whose teacher.keras was cut short, with what was made from it.
+    _write(root / "stale" / "config.json", _SETTINGS)
+    _write(root / "stale" / "teacher.keras", b"PK\x03\x04 teacher")
+    _write(root / "stale" / "students" / "student_0.keras", b"a student")
+    _write(root / "stale" / "composed.keras", b"a composed model")
 
 
 def _files(root):
@@ -234,6 +239,16 @@ ROWS = {
         1,
         ["leave out --students", "--resume={tmp}/unfinished"],
     ),
+    "resume a truncated teacher with what was made from it": (
+        ["run", "--resume", "{tmp}/stale"],
+        1,
+        [
+            "{tmp}/stale/teacher.keras is truncated or not a .keras "
+            "archive. Delete it and what the run made from it (students, "
+            "composed.keras), then `teacherclass run --resume {tmp}/stale` "
+            "writes them again."
+        ],
+    ),
     "resume a corrupt config": (
         ["run", "--resume", "{tmp}/badjson"],
         1,
@@ -294,7 +309,11 @@ ROWS = {
     "export a truncated model": (
         ["export", "{tmp}/run", "--output", "{tmp}/out.tflite"],
         1,
-        ["{tmp}/run/composed.keras", "truncated"],
+        [
+            "{tmp}/run/composed.keras is truncated or not a .keras archive. "
+            "Delete it and what the run made from it (report.json), then "
+            "`teacherclass run --resume {tmp}/run` writes them again."
+        ],
     ),
     "export a zip that is not a model": (
         ["export", "{tmp}/zip", "--output", "{tmp}/out.tflite"],
