@@ -131,7 +131,9 @@ class _Formatter(argparse.HelpFormatter):
         return f"{help} (default: %(default)s)"
 
 
-def _parser():
+def _parser(typed_only=False):
+    """The command's parser; with `typed_only`, the settings of `run` have
+    no defaults, so that a parse holds only the ones typed."""
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument(
         "-v",
@@ -150,13 +152,13 @@ def _parser():
         formatter_class=_Formatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_run(commands, verbose)
+    _add_run(commands, verbose, typed_only)
     _add_report(commands, verbose)
     _add_export(commands, verbose)
     return parser
 
 
-def _add_run(commands, verbose):
+def _add_run(commands, verbose, typed_only):
     run = commands.add_parser(
         "run",
         parents=[verbose],
@@ -173,28 +175,33 @@ def _add_run(commands, verbose):
             "finished by `teacherclass run --resume RUN_DIR`."
         ),
     )
-    run.add_argument(
-        "--dataset", choices=_DATASETS, default="digits", help="the data"
-    )
-    run.add_argument(
+
+    def add(*names, **kwargs):
+        action = run.add_argument(*names, **kwargs)
+        if typed_only and action.dest in _SETTINGS:
+            # Absent from the parse unless typed (see `_typed`).
+            action.default = argparse.SUPPRESS
+
+    add("--dataset", choices=_DATASETS, default="digits", help="the data")
+    add(
         "--data-dir",
         metavar="DIR",
         default=None,
         help="folder with the dataset's official files, in mnist/ or "
         "fashion_mnist/ or directly (default: $TEACHERCLASS_DATA)",
     )
-    run.add_argument(
+    add(
         "--run-dir",
         metavar="DIR",
         default=None,
         help="where to write the run (default: runs/<dataset>-<timestamp>)",
     )
-    run.add_argument(
+    add(
         "--overwrite",
         action="store_true",
         help="replace an existing run directory",
     )
-    run.add_argument(
+    add(
         "--resume",
         metavar="RUN_DIR",
         default=None,
@@ -202,14 +209,14 @@ def _add_run(commands, verbose):
         "config.json, and the teacher, students and composed model it "
         "saved are loaded instead of trained",
     )
-    run.add_argument(
+    add(
         "--students",
         metavar="N",
         type=int,
         default=4,
         help="number of students",
     )
-    run.add_argument(
+    add(
         "--teacher-epochs",
         metavar="N",
         type=int,
@@ -217,7 +224,7 @@ def _add_run(commands, verbose):
         help="teacher epochs (default: 30 on digits, 4 on mnist and "
         "fashion_mnist)",
     )
-    run.add_argument(
+    add(
         "--epochs",
         metavar="N",
         type=int,
@@ -225,14 +232,14 @@ def _add_run(commands, verbose):
         help="student epochs (default: 80 on digits, 8 on mnist and "
         "fashion_mnist)",
     )
-    run.add_argument(
+    add(
         "--fine-tune-epochs",
         metavar="N",
         type=int,
         default=0,
         help="epochs of head fine-tuning after composing",
     )
-    run.add_argument(
+    add(
         "--conditioning",
         choices=("none", "standardize", "pca", "whiten"),
         default="none",
@@ -240,7 +247,7 @@ def _add_run(commands, verbose):
         "(`TeacherClass(conditioning=...)`): none, every feature at unit "
         "variance, the covariance's eigenvectors, or both",
     )
-    run.add_argument(
+    add(
         "--chunk-order",
         choices=("contiguous", "variance", "correlation"),
         default="contiguous",
@@ -249,7 +256,7 @@ def _add_run(commands, verbose):
         "order, an equal share of the variance each, or strongly "
         "correlated features to one student (with standardize)",
     )
-    run.add_argument(
+    add(
         "--refine-epochs",
         metavar="N",
         type=int,
@@ -258,7 +265,7 @@ def _add_run(commands, verbose):
         "composing (`TeacherClass.refine`: students and head on labels "
         "and the teacher's logits)",
     )
-    run.add_argument(
+    add(
         "--batch-size",
         metavar="N",
         type=int,
@@ -266,10 +273,8 @@ def _add_run(commands, verbose):
         help="batch size (default: 64 on digits, 128 on mnist and "
         "fashion_mnist)",
     )
-    run.add_argument(
-        "--seed", metavar="N", type=int, default=0, help="random seed"
-    )
-    run.add_argument(
+    add("--seed", metavar="N", type=int, default=0, help="random seed")
+    add(
         "--precision",
         choices=_POLICIES,
         default="auto",
@@ -277,7 +282,7 @@ def _add_run(commands, verbose):
         "mixed_bfloat16 on a CPU with bfloat16 instructions, float32 on "
         "other CPUs",
     )
-    run.add_argument(
+    add(
         "--progress",
         type=int,
         choices=(0, 1, 2),
@@ -285,7 +290,7 @@ def _add_run(commands, verbose):
         help="Keras progress output of each phase: 0 phase summaries "
         "only, 1 a progress bar, 2 one line per epoch",
     )
-    run.add_argument(
+    add(
         "--no-figures",
         action="store_true",
         help="do not draw figures (they need matplotlib)",
@@ -725,19 +730,37 @@ def _history(history):
     }
 
 
+def _typed(argv):
+    """The settings of `run` typed in `argv`, at their default or not."""
+    parsed = vars(_parser(typed_only=True).parse_args(argv))
+    return {name: parsed[name] for name in _SETTINGS if name in parsed}
+
+
 def _resume_settings(args):
     """The settings of the run in `args.resume`; checks it is resumable."""
     run_dir = args.resume
-    defaults = _parser().parse_args(["run"])
-    given = [
-        _flag(name)
-        for name in _SETTINGS
-        if getattr(args, name) != getattr(defaults, name)
-    ]
+    typed = getattr(args, "typed", None)
+    if typed is None:
+        # `args` made in Python, not parsed by `main`: what differs from
+        # the defaults is what was given.
+        defaults = _parser().parse_args(["run"])
+        typed = {
+            name: getattr(args, name)
+            for name in _SETTINGS
+            if getattr(args, name) != getattr(defaults, name)
+        }
+    given = list(typed)
     if given:
+        received = " ".join(
+            _flag(name)
+            if typed[name] is True
+            else f"{_flag(name)}={typed[name]}"
+            for name in given
+        )
         raise CommandError(
             "--resume takes the run's settings from RUN_DIR/config.json; "
-            f"leave out {', '.join(given)}. Received: --resume={run_dir}"
+            f"leave out {', '.join(_flag(name) for name in given)}. "
+            f"Received: {received} with --resume={run_dir}"
         )
     if not os.path.isdir(run_dir):
         raise CommandError(
@@ -1260,7 +1283,11 @@ def main(argv=None):
     Usage errors (an unknown option, a bad choice, `--help`) exit through
     argparse's `SystemExit` (status 2, or 0 for `--help`).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        # Typed, even at its default value: --resume refuses it.
+        args.typed = _typed(argv)
     commands = {"run": run, "report": report, "export": export}
     try:
         commands[args.command](args)

@@ -239,6 +239,22 @@ ROWS = {
         1,
         ["leave out --students", "--resume={tmp}/unfinished"],
     ),
+    "resume with a setting at its default value": (
+        ["run", "--resume", "{tmp}/unfinished", "--students", "4"],
+        1,
+        [
+            "leave out --students.",
+            "Received: --students=4 with --resume={tmp}/unfinished",
+        ],
+    ),
+    "resume with --overwrite": (
+        ["run", "--resume", "{tmp}/unfinished", "--seed", "0", "--overwrite"],
+        1,
+        [
+            "leave out --overwrite, --seed.",
+            "Received: --overwrite --seed=0 with --resume={tmp}/unfinished",
+        ],
+    ),
     "resume a truncated teacher with what was made from it": (
         ["run", "--resume", "{tmp}/stale"],
         1,
