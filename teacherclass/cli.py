@@ -188,7 +188,8 @@ def _add_run(commands, verbose, typed_only):
         metavar="DIR",
         default=None,
         help="folder with the dataset's official files, in mnist/ or "
-        "fashion_mnist/ or directly (default: $TEACHERCLASS_DATA)",
+        "fashion_mnist/ or directly; with --resume, in place of the folder "
+        "the run recorded, if it moved (default: $TEACHERCLASS_DATA)",
     )
     add(
         "--run-dir",
@@ -355,6 +356,14 @@ def _add_export(commands, verbose):
     export.add_argument(
         "--overwrite", action="store_true", help="replace an existing export"
     )
+    export.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="folder with the dataset's official files, in place of the one "
+        "the run recorded (which it then records); for mnist and "
+        "fashion_mnist, moved since the run",
+    )
 
 
 def _flag(name):
@@ -511,12 +520,28 @@ def _architectures(dataset, num_students):
     return setup.teacher(), setup.student(num_students)
 
 
-def _data_dir(dataset, data_dir):
-    """The folder to read `dataset` from, and where its name came from."""
+def _data_dir(dataset, data_dir, run_dir=None, recorded=None):
+    """The folder to read `dataset` from, and where its name came from.
+
+    For a run directory (`run_dir`: `run --resume`, `export`), `--data-dir`
+    replaces the folder its config.json recorded (`recorded`), and
+    TEACHERCLASS_DATA is not read: the run names its own data.
+    """
     if dataset == "digits":
         return None, None
     if data_dir is not None:
         source = "--data-dir"
+    elif run_dir is not None:
+        if recorded is None or not os.path.isdir(recorded):
+            raise CommandError(
+                f"{run_dir} reads {dataset} from the folder its config.json "
+                "records, which is not a folder (moved or deleted?); pass "
+                "--data-dir DIR, a folder holding "
+                f"{_DATA_LAYOUTS[dataset]} with the official files of "
+                f"{dataset}, to read it from there. Received: "
+                f"data_dir={recorded} in {os.path.join(run_dir, 'config.json')}"
+            )
+        return recorded, "the recorded data_dir"
     elif os.environ.get("TEACHERCLASS_DATA"):
         data_dir, source = os.environ["TEACHERCLASS_DATA"], "TEACHERCLASS_DATA"
     else:
@@ -537,27 +562,40 @@ def _data_dir(dataset, data_dir):
     return os.path.abspath(data_dir), source
 
 
-def _load(dataset, data_dir, split, source="--data-dir"):
+def _load(dataset, data_dir, split, source="--data-dir", run_dir=None):
+    """`dataset`'s `split`, prepared for its architectures; errors worded
+    for the command: a new run (`--dataset`, `--data-dir`,
+    TEACHERCLASS_DATA) or one of `run_dir` (`--data-dir` only)."""
     from teacherclass import architectures
     from teacherclass import datasets
 
+    if run_dir is None:
+        subject = f"--dataset {dataset}"
+        advice = "Pass --data-dir, or set TEACHERCLASS_DATA,"
+    else:
+        subject = f"{run_dir} ({dataset})"
+        advice = "Pass --data-dir"
     try:
         x, y = datasets.load(dataset, split, data_dir=data_dir)
     except FileNotFoundError as e:
         raise CommandError(
-            f"--dataset {dataset}: the {split} files were not found in "
-            f"{source}={data_dir}. Pass --data-dir, or set TEACHERCLASS_DATA, "
-            f"to a folder holding, in {_DATA_LAYOUTS.get(dataset, '')} or "
-            f"directly, {_IDX_FILES} (or unzipped)."
+            f"{subject}: the {split} files were not found in "
+            f"{source}={data_dir}. {advice} to a folder holding, in "
+            f"{_DATA_LAYOUTS.get(dataset, '')} or directly, {_IDX_FILES} "
+            "(or unzipped)."
         ) from e
     except datasets.WrongDatasetError as e:
         # The library's message names its Python argument (`name=`).
+        fix = (
+            f"pass --dataset {e.found}, or --data-dir"
+            if run_dir is None
+            else "pass --data-dir"
+        )
         raise CommandError(
-            f"--dataset {dataset}: the IDX files in {e.where} are the "
-            f"official {e.found} files (their labels match), not {dataset} "
-            f"ones; pass --dataset {e.found}, or --data-dir to a folder "
-            f"holding {_DATA_LAYOUTS[dataset]} with the files of {dataset}. "
-            f"Received: {source}={data_dir}"
+            f"{subject}: the IDX files in {e.where} are the official "
+            f"{e.found} files (their labels match), not {dataset} ones; "
+            f"{fix} to a folder holding {_DATA_LAYOUTS[dataset]} with the "
+            f"files of {dataset}. Received: {source}={data_dir}"
         ) from e
     return architectures.for_dataset(dataset).prepare(x), y
 
@@ -737,7 +775,8 @@ def _typed(argv):
 
 
 def _resume_settings(args):
-    """The settings of the run in `args.resume`; checks it is resumable."""
+    """The settings of the run in `args.resume`, and its config.json as
+    saved; checks it is resumable."""
     run_dir = args.resume
     typed = getattr(args, "typed", None)
     if typed is None:
@@ -749,7 +788,8 @@ def _resume_settings(args):
             for name in _SETTINGS
             if getattr(args, name) != getattr(defaults, name)
         }
-    given = list(typed)
+    # --data-dir replaces the run's data folder: the data may move.
+    given = [name for name in typed if name != "data_dir"]
     if given:
         received = " ".join(
             _flag(name)
@@ -773,8 +813,8 @@ def _resume_settings(args):
             "--resume must name a run directory written by `teacherclass "
             f"run`; it has no config.json. Received: --resume={run_dir}"
         )
-    config = _read_json(path, "--resume")
-    config = {**_LATER_SETTINGS, **config}
+    saved = _read_json(path, "--resume")
+    config = {**_LATER_SETTINGS, **saved}
     missing = [k for k in _SETTINGS if k not in config]
     if missing:
         raise CommandError(
@@ -786,7 +826,22 @@ def _resume_settings(args):
     for key in _SETTINGS:
         setattr(settings, key, config[key])
     settings.run_dir = run_dir
-    return settings
+    settings.data_dir = args.data_dir  # None: the recorded one
+    return settings, saved
+
+
+def _record_data_dir(run_dir, config, data_dir):
+    """Records in `run_dir`/config.json the data folder that --data-dir
+    gave in place of the one `config` (as saved) records."""
+    if data_dir is None or data_dir == config.get("data_dir"):
+        return
+    _write_json(
+        os.path.join(run_dir, "config.json"), {**config, "data_dir": data_dir}
+    )
+    print(
+        f"data_dir recorded in {os.path.join(run_dir, 'config.json')}: "
+        f"{data_dir} (was {config.get('data_dir')})"
+    )
 
 
 def run(args):
@@ -813,15 +868,18 @@ def _run(args, state):
     verbose = getattr(args, "verbose", False)
     resuming = args.resume is not None
     if resuming:
-        args = _resume_settings(args)
+        args, saved = _resume_settings(args)
         if os.path.isfile(os.path.join(args.run_dir, "report.json")):
             print(f"{args.run_dir} is finished; nothing to resume.")
             return None
         state["run_dir"] = args.run_dir
+        data_dir, source = _data_dir(
+            args.dataset, args.data_dir, args.run_dir, saved.get("data_dir")
+        )
     else:
         _check_counts(args)
         _check_recipe(args)
-    data_dir, source = _data_dir(args.dataset, args.data_dir)
+        data_dir, source = _data_dir(args.dataset, args.data_dir)
     run_dir = args.run_dir or os.path.join(
         "runs", f"{args.dataset}-{datetime.now():%Y%m%d-%H%M%S}"
     )
@@ -834,8 +892,11 @@ def _run(args, state):
     from teacherclass import TeacherClass
 
     policy = _precision(args.precision)
-    x, y = _load(args.dataset, data_dir, "train", source)
-    x_test, y_test = _load(args.dataset, data_dir, "test", source)
+    of_run = args.run_dir if resuming else None
+    x, y = _load(args.dataset, data_dir, "train", source, of_run)
+    x_test, y_test = _load(args.dataset, data_dir, "test", source, of_run)
+    if resuming:  # read from --data-dir: the run's data from now on
+        _record_data_dir(args.run_dir, saved, data_dir)
     teacher_path = os.path.join(run_dir, "teacher.keras")
     try:
         _seed(args.seed, "teacher model")
@@ -1193,18 +1254,29 @@ def export(args):
         export_lib.check_replaceable(output, args.format, "--output")
     except FileExistsError as e:
         raise CommandError(str(e)) from None
+    dataset = config.get("dataset")
+    if dataset not in _DATASETS:
+        raise CommandError(
+            f"RUN_DIR {args.run_dir}/config.json names no dataset of "
+            f"{', '.join(_DATASETS)}. Received: dataset={dataset!r}"
+        )
+    data_dir, source = _data_dir(
+        dataset, args.data_dir, args.run_dir, config.get("data_dir")
+    )
     _import_tensorflow(getattr(args, "verbose", False))
     from teacherclass import report as report_lib
 
     composed = _load_keras(
         os.path.join(args.run_dir, "composed.keras"), "RUN_DIR"
     )
-    data_dir = config.get("data_dir")
+    # Before the export: data that fails to load leaves no artifact.
+    x = None
+    if args.int8:
+        x, _ = _load(dataset, data_dir, "train", source, args.run_dir)
+    x_test, y_test = _load(dataset, data_dir, "test", source, args.run_dir)
     try:
-        x = None
         if args.int8:
             print("calibrating int8 ranges on training data", flush=True)
-            x, _ = _load(config["dataset"], data_dir, "train")
         start = time.perf_counter()
         with _quiet(args):  # the converter's C++ log lines
             export_lib.export(
@@ -1223,7 +1295,6 @@ def export(args):
             "run the same command again."
         ) from None
     print(f"exported to {output} ({time.perf_counter() - start:.0f} s)")
-    x_test, y_test = _load(config["dataset"], data_dir, "test")
     try:
         with _quiet(args):  # LiteRT's interpreter logs its delegate
             entry = report_lib.measure_export(
@@ -1245,6 +1316,7 @@ def export(args):
     rep.setdefault("exports", {})[key] = entry
     with _writing(os.path.join(args.run_dir, "report.json")) as partial:
         rep.save(partial)
+    _record_data_dir(args.run_dir, config, data_dir)
     composed_accuracy = rep.get("models", {}).get("composed", {})
     composed_accuracy = composed_accuracy.get("accuracy")
     versus = (

@@ -493,6 +493,41 @@ def test_ctrl_c_in_export_leaves_no_partial_file(
     assert _files(run_dir) == before
 
 
+@pytest.mark.parametrize("failure", ["interrupted", "missing"])
+def test_export_loads_its_test_data_before_writing(
+    quick_run, tmp_path, monkeypatch, capsys, failure
+):
+    """Test data that fails to load leaves no artifact behind, which a
+    second try would refuse to replace."""
+    from teacherclass import datasets
+    from teacherclass import export as export_lib
+
+    run_dir = _copy_run(quick_run, tmp_path)
+    before = _files(run_dir)
+    load = datasets.load
+
+    def load_train_only(name, split="train", **kwargs):
+        if split != "test":
+            return load(name, split, **kwargs)
+        if failure == "interrupted":
+            raise KeyboardInterrupt
+        raise FileNotFoundError("no test files")
+
+    def written(model, path, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"a whole artifact")
+
+    monkeypatch.setattr(datasets, "load", load_train_only)
+    monkeypatch.setattr(export_lib, "export", written)
+    output = tmp_path / "out.tflite"
+    argv = ["export", str(run_dir), "--output", str(output), "--int8"]
+    assert cli.main(argv) == (130 if failure == "interrupted" else 1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not output.exists()
+    assert _files(run_dir) == before
+
+
 def test_exports_outside_the_run_are_named_by_their_path(tmp_path):
     run = tmp_path / "run"
     inside = run / "exports" / "composed.tflite"
@@ -520,6 +555,73 @@ def _no_stages(monkeypatch):
 
     monkeypatch.setattr(cli, "_stages", stages)
     return calls
+
+
+def test_a_moved_data_folder_is_given_by_data_dir(
+    tmp_path, monkeypatch, capsys
+):
+    """config.json records where the data was; once it has moved,
+    --data-dir names the new folder to --resume and to export, which
+    record it."""
+    from helpers import write_idx_files
+
+    from teacherclass import export as export_lib
+    from teacherclass import report as report_lib
+
+    monkeypatch.delenv("TEACHERCLASS_DATA", raising=False)
+    calls = _no_stages(monkeypatch)
+    data, moved = tmp_path / "data", tmp_path / "moved"
+    write_idx_files(data / "mnist", n_train=5, n_test=3)
+    run_dir = tmp_path / "run"
+    argv = ["run", "--dataset", "mnist", "--data-dir", str(data)]
+    assert cli.main(argv + ["--run-dir", str(run_dir)]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data_dir"] == str(data)
+    data.rename(moved)
+    before = _files(run_dir)
+
+    resume = ["run", "--resume", str(run_dir)]
+    assert cli.main(resume) == 1
+    err = capsys.readouterr().err
+    assert "pass --data-dir DIR" in err and "TEACHERCLASS_DATA" not in err
+    assert f"Received: data_dir={data} in {run_dir / 'config.json'}" in err
+    assert _files(run_dir) == before
+
+    capsys.readouterr()
+    assert cli.main(resume + ["--data-dir", str(moved)]) == 0
+    out = capsys.readouterr().out
+    path = run_dir / "config.json"
+    assert f"data_dir recorded in {path}: {moved} (was {data})" in out
+    assert json.loads(path.read_text()) == {**config, "data_dir": str(moved)}
+    assert calls == [(5, 3), (5, 3)]
+
+    # export, of the run now finished, after the data moved again.
+    (run_dir / "report.json").write_text(json.dumps({"models": {}}))
+    moved.rename(data)
+    measured = []
+
+    def written(model, path, **kwargs):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"an artifact")
+
+    def measure(path, x, y, *args, **kwargs):
+        measured.append(len(x))
+        return {"size_bytes": 11, "accuracy": 0.5}
+
+    monkeypatch.setattr(cli, "_load_keras", lambda *args: "composed")
+    monkeypatch.setattr(export_lib, "export", written)
+    monkeypatch.setattr(report_lib, "measure_export", measure)
+    monkeypatch.setattr(report_lib, "decision_threshold", lambda m: None)
+    export = ["export", str(run_dir)]
+    assert cli.main(export) == 1
+    assert f"data_dir={moved} in {path}" in capsys.readouterr().err
+    assert cli.main(export + ["--data-dir", str(data)]) == 0
+    assert f"{path}: {data} (was {moved})" in capsys.readouterr().out
+    assert json.loads(path.read_text()) == {**config, "data_dir": str(data)}
+    assert measured == [3]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["exports"]["composed.tflite"]["size_bytes"] == 11
 
 
 def test_run_dir_may_be_a_link_to_an_empty_folder(

@@ -84,6 +84,12 @@ def _user_files(root):
     _write(root / "stale" / "teacher.keras", b"PK\x03\x04 teacher")
     _write(root / "stale" / "students" / "student_0.keras", b"a student")
     _write(root / "stale" / "composed.keras", b"a composed model")
+    # mnist runs (unfinished, finished) whose data folder has moved.
+    moved = {**_SETTINGS, "dataset": "mnist", "data_dir": str(root / "gone")}
+    _write(root / "moved" / "config.json", moved)
+    _write(root / "moved_done" / "config.json", moved)
+    _write(root / "moved_done" / "report.json", _REPORT)
+    _write(root / "moved_done" / "composed.keras", b"PK\x03\x04 composed")
 
 
 def _files(root):
@@ -255,6 +261,30 @@ ROWS = {
             "Received: --overwrite --seed=0 with --resume={tmp}/unfinished",
         ],
     ),
+    "resume from a moved data folder": (
+        ["run", "--resume", "{tmp}/moved"],
+        1,
+        [
+            "{tmp}/moved reads mnist from the folder its config.json "
+            "records, which is not a folder (moved or deleted?); pass "
+            "--data-dir DIR",
+            "Received: data_dir={tmp}/gone in {tmp}/moved/config.json",
+        ],
+    ),
+    "resume with a --data-dir that is not a folder": (
+        ["run", "--resume", "{tmp}/moved", "--data-dir", "{tmp}/nowhere"],
+        1,
+        ["--data-dir={tmp}/nowhere (not a folder)"],
+    ),
+    "resume with a --data-dir without the files": (
+        ["run", "--resume", "{tmp}/moved", "--data-dir", "{tmp}/empty"],
+        1,
+        [
+            "{tmp}/moved (mnist): the train files were not found in "
+            "--data-dir={tmp}/empty. Pass --data-dir to a folder holding",
+        ],
+        {"TFDS_DATA_DIR": "{tmp}/no-tfds"},
+    ),
     "resume a truncated teacher with what was made from it": (
         ["run", "--resume", "{tmp}/stale"],
         1,
@@ -340,6 +370,28 @@ ROWS = {
         ["export", "{tmp}/unfinished"],
         1,
         ["teacherclass run --resume {tmp}/unfinished"],
+    ),
+    "export from a moved data folder": (
+        ["export", "{tmp}/moved_done", "--output", "{tmp}/out.tflite"],
+        1,
+        [
+            "{tmp}/moved_done reads mnist from the folder its config.json "
+            "records, which is not a folder (moved or deleted?); pass "
+            "--data-dir DIR",
+            "Received: data_dir={tmp}/gone in {tmp}/moved_done/config.json",
+        ],
+    ),
+    "export with a --data-dir that is not a folder": (
+        [
+            "export",
+            "{tmp}/moved_done",
+            "--output",
+            "{tmp}/out.tflite",
+            "--data-dir",
+            "{tmp}/file.txt",
+        ],
+        1,
+        ["--data-dir={tmp}/file.txt (not a folder)"],
     ),
     "export an unknown format": (
         ["export", "{tmp}/run", "--format", "onnx"],
