@@ -114,8 +114,11 @@ def built_optimizer(model):
 
 def teacher_recipe(cfg, n_train):
     steps = math.ceil(n_train / cfg["batch_size"])
+    options = architectures.TEACHER_RECIPES[
+        cfg.get("teacher_recipe", "default")
+    ]
     return architectures.cifar10_fast_recipe(
-        cfg["teacher_epochs"], steps, cfg["batch_size"]
+        cfg["teacher_epochs"], steps, cfg["batch_size"], **options
     )
 
 

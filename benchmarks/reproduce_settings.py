@@ -354,6 +354,14 @@ def add_cifar10_flags(p):
         help="the fast teacher's block widths (default 64 256 256)",
     )
     g.add_argument(
+        "--teacher-recipe",
+        default="default",
+        choices=tuple(architectures.TEACHER_RECIPES),
+        help="options of the fast teacher's recipe "
+        "(architectures.TEACHER_RECIPES; 'lookahead': airbench's "
+        "Lookahead and 64x BN-offset learning rate)",
+    )
+    g.add_argument(
         "--student-filters",
         default=None,
         help="JSON {n: [filters]} for the students and baselines "
@@ -413,6 +421,8 @@ def cifar10_configuration(args, teacher_cfg, cfg):
     widths = args.teacher_widths or list(architectures.FAST_TEACHER_WIDTHS)
     teacher_cfg["teacher_widths"] = list(widths)
     teacher_cfg["recipe"] = dict(architectures.FAST_RECIPE)
+    if args.teacher_recipe != "default":  # recorded only when set
+        teacher_cfg["teacher_recipe"] = args.teacher_recipe
     filters = {
         str(n): list(f) for n, f in architectures.FAST_STUDENT_FILTERS.items()
     }
@@ -515,6 +525,7 @@ def check(args):
             ("--retrain-teacher", args.retrain_teacher, False),
             ("--runs-dir", args.runs_dir, None),
             ("--teacher-widths", args.teacher_widths, None),
+            ("--teacher-recipe", args.teacher_recipe, "default"),
             ("--student-filters", args.student_filters, None),
             ("--student-batch-norm", args.student_batch_norm, "auto"),
         ):
@@ -758,6 +769,8 @@ def argv_for(settings):
         ]
         if settings.get("student_input"):
             argv += ["--student-input", settings["student_input"]]
+        if settings.get("teacher_recipe"):
+            argv += ["--teacher-recipe", settings["teacher_recipe"]]
     if settings.get("chunk_order"):
         argv += ["--chunk-order", settings["chunk_order"]]
     return argv
@@ -820,6 +833,12 @@ def changes(settings):
             "trained with the teacher on labels, then frozen), not the "
             "image; the composed model holds it once, in front of its "
             "students, and counts it in its parameters and multiply-adds",
+        )
+    if settings.get("teacher_recipe") == "lookahead":
+        made += (
+            "the teacher trains with airbench's Lookahead and a 64x "
+            "learning rate on its BN offsets "
+            "(`cifar10_fast_recipe(bias_lr_scale=64, lookahead=True)`)",
         )
     if settings.get("chunk_order") == "correlation":
         made += (

@@ -380,17 +380,20 @@ def test_views_of_another_teacher_are_refused_not_read(reproduce, tmp_path):
 def test_teacher_with_lookahead_resumes_to_the_same_weights(
     reproduce, tmp_path, monkeypatch
 ):
-    # A recipe with Lookahead: the teacher stage saves its slow copy
-    # with the weights, so a stopped teacher resumes to the same weights.
+    # A recipe with Lookahead (--teacher-recipe lookahead): the teacher
+    # stage saves its slow copy with the weights, so a stopped teacher
+    # resumes to the same weights.
     import reproduce_cifar10
     from reproduce_state import Budget
     from reproduce_state import BudgetExhausted
 
-    monkeypatch.setitem(architectures.FAST_RECIPE, "lookahead", True)
     rng = np.random.default_rng(0)
     x = rng.random((48, 32, 32, 3)).astype("float32")
     data = (x, rng.integers(0, 10, 48))
     cfg = {"teacher_widths": [4, 8, 8], "teacher_epochs": 2, "batch_size": 16}
+    cfg["teacher_recipe"] = "lookahead"
+    recipe = reproduce_cifar10.teacher_recipe(cfg, len(x))
+    assert recipe.lookahead and recipe.optimizer.bias_lr_scale == 64.0
 
     def train(directory, budget):
         teacher, _ = reproduce_cifar10.train_teacher(
@@ -685,6 +688,34 @@ def test_the_default_teacher_id_is_stable(reproduce):
     # 36e8359d4c until the teacher became airbench94's (2026-12-02),
     # 57f6fb6f60 until its convolutions were identity-initialized.
     assert settings.digest(teacher_cfg) == "f30c7e28d9"
+
+
+def test_teacher_recipe_enters_the_id_only_when_set(reproduce):
+    settings = reproduce.settings
+    argv = ["--dataset", "cifar10", "--precision", "mixed_bfloat16"]
+    default_cfg, _ = settings.configuration(
+        settings.parser().parse_args([*argv, "--teacher-recipe", "default"]),
+        50_000,
+    )
+    assert settings.digest(default_cfg) == "f30c7e28d9"
+    args = settings.parser().parse_args(
+        [*argv, "--teacher-recipe", "lookahead"]
+    )
+    teacher_cfg, cfg = settings.configuration(args, 50_000)
+    assert teacher_cfg["teacher_recipe"] == "lookahead"
+    assert settings.digest(teacher_cfg) != "f30c7e28d9"
+    # A recorded configuration gives its flags back, and says what differs.
+    again = settings.parser().parse_args(settings.argv_for(cfg))
+    assert settings.configuration(again, 50_000)[1] == cfg
+    assert any("Lookahead" in c for c in settings.changes(cfg))
+    with pytest.raises(
+        ValueError, match="Received: --teacher-recipe lookahead --dataset mnist"
+    ):
+        settings.check(
+            settings.parser().parse_args(
+                ["--dataset", "mnist", "--teacher-recipe", "lookahead"]
+            )
+        )
 
 
 def test_best_class_refines_on_cached_logits_and_resumes(
