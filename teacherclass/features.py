@@ -32,10 +32,11 @@ _META = "teacherclass-cache.json"
 # 4: the fingerprint leaves the head out; the logits' head has its own
 #    (`logits_fingerprint`), so a call without logits reads a cache with
 #    them. Format 3 caches are still read, as they were written.
-# 5: the inputs are hashed sample by sample (`_sample_fingerprint`), so
-#    the same data at another batch size reads the same cache; with
-#    `fingerprint_batches`, the number of samples hashed is kept. Formats
-#    3 and 4 are still read, hashed batch by batch as they were written.
+# 5: the inputs are hashed sample by sample, each with its shape
+#    (`_sample_fingerprint`), so the same samples at another batch size
+#    read the same cache; with `fingerprint_batches`, the number of
+#    samples hashed is kept. Formats 3 and 4 are still read, hashed batch
+#    by batch as they were written.
 _FORMAT = 5
 _READABLE = (3, 4, 5)
 _SCAN_BATCH = 4096
@@ -84,12 +85,16 @@ class DiskCache:
             first that many batches and checks the number of samples
             (from the number of batches when it is known), for inputs too
             slow to read twice (e.g. JPEG decoding), at the risk of not
-            noticing a change past them. Either way the hash does not
-            depend on the batch size: the same data batched otherwise
-            reads the same cache. It applies to a new cache: an existing
-            one is checked with the setting it was written with (kept in
-            its `teacherclass-cache.json`, with the number of samples it
-            hashed), whatever is passed here.
+            noticing a change past them. Either way each sample is
+            hashed with its shape (ragged rows and strings by their
+            values), so the same samples batched otherwise read the same
+            cache; batches that pad their samples to their longest
+            (`padded_batch`) change them with the batch size, and read
+            only at the batch size they were written with. It applies
+            to a new cache: an existing one is checked with the setting
+            it was written with (kept in its `teacherclass-cache.json`,
+            with the number of samples it hashed), whatever is passed
+            here.
 
     Raises:
         ValueError: if an option is not a positive integer, or `path` is
@@ -275,8 +280,8 @@ def fingerprint(trunk, batches, max_batches=None, head=None):
     It identified a disk cache of formats 3 and 4, which are still read:
     the same teacher on the same data, in the same batches, gives the same
     fingerprint. Hashing the inputs reads them once, without running the
-    teacher. New caches use `_sample_fingerprint`, which does not depend
-    on the batch size.
+    teacher. New caches use `_sample_fingerprint`, which hashes sample by
+    sample.
 
     Args:
         trunk: the `keras.Model` that computes the representation.
@@ -313,12 +318,96 @@ def fingerprint(trunk, batches, max_batches=None, head=None):
     return h.hexdigest()
 
 
-def _sample_fingerprint(trunk, batches, max_batches=None, max_samples=None):
+class _Component:
+    """The running hash of one input component, sample by sample.
+
+    Two streams, both the same however the samples are batched: the
+    samples' values in order (a string as its length and its bytes), and
+    their shapes, run-length coded (a run of equal shapes counts as one
+    entry, whatever the batches it spans). The shapes tell `[[1, 2], [3,
+    4]], [[5, 6]]` from `[[1, 2]], [[3, 4], [5, 6]]`, whose values are
+    the same.
+    """
+
+    def __init__(self):
+        self.values = hashlib.sha256()
+        self.shapes = hashlib.sha256()
+        self._run = None  # [shape, count]
+
+    def add_shape(self, shape, count):
+        if self._run is not None and self._run[0] == shape:
+            self._run[1] += count
+            return
+        self._flush()
+        self._run = [shape, count]
+
+    def _flush(self):
+        if self._run is not None:
+            self.shapes.update(repr(self._run).encode())
+
+    def add_values(self, array):
+        if array.dtype == object:  # strings: their bytes, not pointers
+            for item in array.reshape(-1):
+                item = item if isinstance(item, bytes) else str(item).encode()
+                self.values.update(len(item).to_bytes(8, "little") + item)
+        else:
+            self.values.update(np.ascontiguousarray(array).tobytes())
+
+    def digest(self):
+        self._flush()
+        self._run = None
+        return self.values.digest() + self.shapes.digest()
+
+
+def _num_rows(t, path):
+    """The number of samples in batch component `t`."""
+    if isinstance(t, tf.RaggedTensor):
+        return int(t.nrows())
+    if isinstance(t, tf.Tensor) and t.shape.rank:
+        return int(tf.shape(t)[0])
+    raise ValueError(
+        "A disk cache hashes dense or ragged batched tensors; the inputs "
+        f"hold a {type(t).__name__} of shape {getattr(t, 'shape', None)}. "
+        f"Pass cache=None to cache in memory. Received: cache={path!r}"
+    )
+
+
+def _hash_rows(part, t, take):
+    """Adds the first `take` samples of batch component `t` to `part`."""
+    if not isinstance(t, tf.RaggedTensor):
+        array = t.numpy()
+        part.add_shape(array.shape[1:], take)
+        part.add_values(array[:take])
+        return
+    # A ragged sample's shape is its row lengths at every ragged level
+    # (and the uniform tail); its values are contiguous in `flat_values`.
+    splits = [s.numpy() for s in t.nested_row_splits]
+    values = t.flat_values.numpy()
+    tail = values.shape[1:]
+    for i in range(take):
+        lo, hi = i, i + 1
+        lengths = []
+        for s in splits:
+            lengths.append(tuple(np.diff(s[lo : hi + 1]).tolist()))
+            lo, hi = int(s[lo]), int(s[hi])
+        part.add_shape((tuple(lengths), tail), 1)
+    end = take
+    for s in splits:
+        end = int(s[end])
+    part.add_values(values[:end])
+
+
+def _sample_fingerprint(
+    trunk, batches, max_batches=None, max_samples=None, path=None
+):
     """A hash of the trunk and of the inputs, sample by sample.
 
     Each input component (inputs, labels) has its own running hash of its
-    samples' bytes, so the hash is the same whatever the batch size: the
-    samples of a component, batch after batch, are its rows in order.
+    samples (`_Component`: their values and their shapes), so the hash is
+    the same whatever the batch size, as long as batching does not change
+    the samples: `padded_batch` pads each to its batch's longest, so its
+    batches hash the padded samples, which change with the batch size.
+    Ragged components are hashed by sample too; strings by their bytes.
 
     Args:
         trunk: the `keras.Model` that computes the representation.
@@ -327,12 +416,17 @@ def _sample_fingerprint(trunk, batches, max_batches=None, max_samples=None):
             `max_batches` batches (a new cache's `fingerprint_batches`).
         max_samples: int or None: hash only the first `max_samples`
             samples (what an existing cache hashed).
+        path: the cache's path, for the error.
 
     Returns:
         `(digest, hashed, length)`: the hex digest, the number of samples
         hashed, and the inputs' length for `_length_matches`: `("samples",
         n)` when every sample was read, else `("batches", number of
         batches, samples in the first)`.
+
+    Raises:
+        ValueError: if a component is neither a batched dense tensor nor a
+            ragged one (e.g. a `tf.SparseTensor`).
     """
     h = hashlib.sha256()
     h.update(
@@ -353,10 +447,10 @@ def _sample_fingerprint(trunk, batches, max_batches=None, max_samples=None):
     known = int(batches.cardinality())
     partial = max_batches is not None or max_samples is not None
     for element in batches:
-        arrays = [np.asarray(t) for t in tf.nest.flatten(element)]
-        size = arrays[0].shape[0]
+        flat = tf.nest.flatten(element)
+        size = [_num_rows(t, path) for t in flat][0]
         if parts is None:
-            parts = [hashlib.sha256() for _ in arrays]
+            parts = [_Component() for _ in flat]
             first = size
         take = size
         if max_batches is not None and num_batches >= max_batches:
@@ -364,8 +458,8 @@ def _sample_fingerprint(trunk, batches, max_batches=None, max_samples=None):
         if max_samples is not None:
             take = min(take, max_samples - hashed)
         if take:
-            for part, array in zip(parts, arrays):
-                part.update(np.ascontiguousarray(array[:take]).tobytes())
+            for part, t in zip(parts, flat):
+                _hash_rows(part, t, take)
             hashed += take
         count += size
         num_batches += 1
@@ -577,7 +671,10 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
         stored = meta.get("fingerprint_batches", cache.fingerprint_batches)
         if version >= 5:
             digest, _, length = _sample_fingerprint(
-                trunk, batches, max_samples=meta.get("fingerprint_samples")
+                trunk,
+                batches,
+                max_samples=meta.get("fingerprint_samples"),
+                path=path,
             )
             same = meta.get("fingerprint") == digest and _length_matches(
                 length, meta["num_samples"]
@@ -592,11 +689,19 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             same = meta.get("fingerprint") == digest
         if not same:
             hint = ""
-            if version < 5 and stored is not None:
+            # Formats 3 and 4 hashed the batches' bytes in turn: the same
+            # at any batch size only for one component hashed in full.
+            several = len(tf.nest.flatten(batches.element_spec)) > 1
+            if version < 5 and (stored is not None or several):
+                how = (
+                    "written with fingerprint_batches"
+                    if stored is not None
+                    else "holding labels or several inputs"
+                )
                 hint = (
-                    " (a cache of format 4 or older written with "
-                    "fingerprint_batches hashed whole batches: it reads "
-                    "only at the batch size it was written with)"
+                    f" (a cache of format 4 or older {how} hashed whole "
+                    "batches: it reads only at the batch size it was "
+                    "written with)"
                 )
             raise ValueError(
                 "`cache` holds the features of a different teacher or "
@@ -639,7 +744,7 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             f"Received: cache={path!r}"
         )
     digest, hashed, _ = _sample_fingerprint(
-        trunk, batches, max_batches=cache.fingerprint_batches
+        trunk, batches, max_batches=cache.fingerprint_batches, path=path
     )
     shutil.rmtree(tmp, ignore_errors=True)
     created = not os.path.exists(path)

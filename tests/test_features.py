@@ -326,26 +326,140 @@ def test_the_same_data_at_another_batch_size_reads_the_cache(
             features.extract(trunk_, batches_, (6,), cache=cache)
 
 
-def test_a_format_4_cache_is_still_read_at_its_batch_size(tmp_path):
-    _, batches = _batches(n=40)
+@pytest.mark.parametrize(
+    "fingerprint_batches, labels, how",
+    [
+        (2, False, "written with fingerprint_batches"),
+        (None, True, "holding labels or several inputs"),
+        (None, False, None),
+    ],
+)
+def test_a_format_4_cache_is_still_read_at_its_batch_size(
+    tmp_path, fingerprint_batches, labels, how
+):
+    # Format 4 hashed the batches' bytes in turn: at another batch size,
+    # the same data reads as other data when only some batches were
+    # hashed, or when several components (inputs, labels) interleave;
+    # the error says so. One input hashed in full reads at any size.
+    x, _ = _batches(n=40)
+    data = (x, np.arange(40)) if labels else x
+
+    def batches(size):
+        return tf.data.Dataset.from_tensor_slices(data).batch(size)
+
     trunk = _trunk()
     path = tmp_path / "c"
-    cache = features.DiskCache(path, fingerprint_batches=2)
-    features.extract(trunk, batches, (6,), cache=cache)
+    cache = features.DiskCache(path, fingerprint_batches=fingerprint_batches)
+    features.extract(trunk, batches(8), (6,), cache=cache)
     meta_path = path / "teacherclass-cache.json"
     meta = json.loads(meta_path.read_text())
     del meta["fingerprint_samples"]
     meta["format"] = 4  # hashed batch by batch
-    meta["fingerprint"] = features.fingerprint(trunk, batches, 2)
+    meta["fingerprint"] = features.fingerprint(
+        trunk, batches(8), fingerprint_batches
+    )
     meta_path.write_text(json.dumps(meta))
-    assert features.extract(trunk, batches, (6,), cache=path).num_samples == 40
+    feats = features.extract(trunk, batches(8), (6,), cache=path)
+    assert feats.num_samples == 40
+    if how is None:
+        feats = features.extract(trunk, batches(10), (6,), cache=path)
+        assert feats.num_samples == 40
+        return
     with pytest.raises(
         ValueError,
-        match=r"different teacher or dataset \(a cache of format 4 or older "
-        r"written with fingerprint_batches hashed whole batches: it reads "
-        r"only at the batch size it was written with\)",
+        match=rf"different teacher or dataset \(a cache of format 4 or older "
+        rf"{how} hashed whole batches: it reads only at the batch size it "
+        r"was written with\)",
     ):
-        features.extract(trunk, batches.unbatch().batch(10), (6,), cache=path)
+        features.extract(trunk, batches(10), (6,), cache=path)
+
+
+class _RowMean(keras.layers.Layer):
+    """The mean of each (ragged) row, as one feature."""
+
+    def call(self, x):
+        return tf.reduce_mean(tf.cast(x, "float32"), axis=1)[:, None]
+
+
+def test_a_ragged_input_writes_and_reads_its_disk_cache(tmp_path):
+    # Ragged samples are hashed row by row: the same rows at another
+    # batch size read the cache, the same values split otherwise do not.
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((None,), dtype="int32", ragged=True)
+    trunk = keras.Model(tokens, keras.layers.Dense(4)(_RowMean()(tokens)))
+
+    def batches(rows, size):
+        rows = tf.ragged.constant(rows)
+        return tf.data.Dataset.from_tensor_slices(rows).batch(size)
+
+    rows = [[1, 2], [3], [4, 5, 6], [7]] * 3
+    path = tmp_path / "c"
+    feats = features.extract(trunk, batches(rows, 4), (2, 2), cache=path)
+    assert feats.num_samples == 12
+    for size in (4, 5):
+        feats = features.extract(trunk, batches(rows, size), (2, 2), cache=path)
+        assert feats.num_samples == 12
+    resplit = [[1], [2, 3], [4, 5, 6], [7]] + rows[4:]
+    with pytest.raises(ValueError, match="different teacher or dataset"):
+        features.extract(trunk, batches(resplit, 4), (2, 2), cache=path)
+
+
+def test_a_string_input_reads_its_disk_cache(tmp_path):
+    # Strings are hashed by their bytes (NumPy holds them as objects,
+    # whose raw bytes are pointers that change from run to run).
+    vectorize = keras.layers.TextVectorization(
+        max_tokens=8, output_mode="count"
+    )
+    vectorize.adapt(["a b c", "d e f"])
+    keras.utils.set_random_seed(0)
+    text = keras.Input((), dtype="string")
+    trunk = keras.Model(text, keras.layers.Dense(4)(vectorize(text)))
+    lines = np.array(["a b", "c d", "e f", "a f"] * 3)
+
+    def batches(lines, size):
+        return tf.data.Dataset.from_tensor_slices(lines).batch(size)
+
+    path = tmp_path / "c"
+    features.extract(trunk, batches(lines, 4), (2, 2), cache=path)
+    for size in (4, 5):
+        feats = features.extract(
+            trunk, batches(lines, size), (2, 2), cache=path
+        )
+        assert feats.num_samples == 12
+    # The same characters, cut otherwise: other samples.
+    other = lines.copy()
+    other[:2] = ["a bc", " d"]
+    with pytest.raises(ValueError, match="different teacher or dataset"):
+        features.extract(trunk, batches(other, 4), (2, 2), cache=path)
+
+
+def test_the_fingerprint_tells_samples_apart_by_their_shapes():
+    # Variable-length samples with the same values in the same order:
+    # [[1, 2], [3, 4]], [[5, 6]] against [[1, 2]], [[3, 4], [5, 6]].
+    inputs = keras.Input((None, 2))
+    trunk = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+
+    def batches(*lengths):
+        values = np.arange(6, dtype="float32").reshape(3, 2)
+        ends = np.cumsum(lengths)
+        samples = [values[e - n : e][None] for n, e in zip(lengths, ends)]
+        return tf.data.Dataset.from_generator(
+            lambda: iter(samples),
+            output_signature=tf.TensorSpec((None, None, 2), tf.float32),
+        )
+
+    digest = features._sample_fingerprint(trunk, batches(2, 1))[0]
+    assert features._sample_fingerprint(trunk, batches(2, 1))[0] == digest
+    assert features._sample_fingerprint(trunk, batches(1, 2))[0] != digest
+
+
+def test_a_sparse_input_is_refused_by_a_disk_cache(tmp_path):
+    sparse = tf.sparse.SparseTensor([[0, 1], [2, 3]], [1.0, 2.0], [4, 4])
+    batches = tf.data.Dataset.from_tensor_slices(sparse).batch(2)
+    with pytest.raises(
+        ValueError, match=r"dense or ragged .*SparseTensor.*Received: cache="
+    ):
+        features.extract(_trunk(), batches, (6,), cache=tmp_path / "c")
 
 
 def test_an_empty_cache_path_is_refused(tmp_path, monkeypatch):
