@@ -140,7 +140,10 @@ def train_teacher(cfg, seed, data, stage_dir, budget):
     callbacks = []
     if recipe.lookahead:
         steps = math.ceil(len(x) / cfg["batch_size"]) * cfg["teacher_epochs"]
-        callbacks.append(Lookahead(teacher, total_steps=steps))
+        # airbench's every=5, at most the steps a tiny run has.
+        callbacks.append(
+            Lookahead(teacher, total_steps=steps, every=min(5, steps))
+        )
     y1 = keras.utils.to_categorical(y, 10).astype("float32")
     stage = Stage(
         stage_dir,

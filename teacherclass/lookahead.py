@@ -63,9 +63,10 @@ class Lookahead(keras.callbacks.Callback):
     Raises:
         ValueError: if `total_steps` or `every` is not a positive
             integer, `every` exceeds `total_steps`, `peak` is not in
-            `[0, 1)`, or `model` has no weights yet; and when training
-            begins with the optimizer already at or past `total_steps`
-            (the weights would never end on the slow copy).
+            `[0, 1)`, or `model` has no weights yet; and when a
+            training batch begins with the optimizer already at or past
+            `total_steps` (the weights would never end on the slow
+            copy); a `fit` that runs no batch is let be.
 
     Example:
 
@@ -133,8 +134,10 @@ class Lookahead(keras.callbacks.Callback):
         return self.variables[:-1]
 
     def on_train_begin(self, logs=None):
+        # Checked at the first batch, not here: a `fit` that runs no
+        # batch (`initial_epoch=epochs`, a resumed script whose stage is
+        # done) leaves the weights alone, at any step.
         self._checked = False
-        self._check_not_ended()
 
     def _check_not_ended(self):
         step = int(self.model.optimizer.iterations.numpy())

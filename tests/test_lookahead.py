@@ -187,6 +187,19 @@ def test_refuses_an_optimizer_already_at_total_steps():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_fit_with_no_batch_left_is_let_be_at_total_steps():
+    # A resumed script whose stage is done calls fit(initial_epoch=E,
+    # epochs=E): no batch runs, so nothing is refused or changed.
+    model = _model()
+    look = Lookahead(model, total_steps=8, every=2)
+    _fit(model, 2, [look])
+    before = _values(model.weights)
+    _fit(model, 2, [look], initial_epoch=2)
+    assert int(model.optimizer.iterations.numpy()) == 8
+    for a, b in zip(before, _values(model.weights)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_fine_tunes_with_total_steps_past_the_optimizers_step():
     # Fine-tuning 8 steps: total_steps = iterations + 8 ends on the slow
     # copy, with alpha on the optimizer's schedule.
