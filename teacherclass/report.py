@@ -410,6 +410,7 @@ def measure_export(
     repeats=20,
     ignore_class=None,
     threshold=0.5,
+    multi_label=False,
 ):
     """Size, latency and accuracy of one exported artifact.
 
@@ -422,7 +423,10 @@ def measure_export(
         ignore_class: int or None, a label value left out of the accuracy
             (see `accuracy`).
         threshold: float, the decision threshold of a one-output model
-            (`decision_threshold` of the model exported; see `accuracy`).
+            (`decision_threshold` of the model exported; see `accuracy`),
+            or of each unit with `multi_label`.
+        multi_label: bool, score the outputs per unit, for a multi-label
+            model's 0/1 labels shaped as its outputs (see `accuracy`).
 
     Returns:
         A dict with `path`, `format`, `size_bytes`, `latency_ms`,
@@ -450,7 +454,11 @@ def measure_export(
         entry["latency_ms"][str(b)] = time_call(artifact, batch, repeats)
     if x is not None and y is not None:
         entry["accuracy"] = accuracy(
-            artifact.predict(x), y, ignore_class, threshold
+            artifact.predict(x),
+            y,
+            ignore_class,
+            threshold,
+            multi_label=multi_label,
         )
     return entry
 
@@ -599,7 +607,9 @@ def measure(
         batch_sizes: batch sizes to time.
         exports: optional exported artifacts: a dict `{name: path}` or a
             list of paths (named by file name). SavedModel directories,
-            ".tflite" and ".keras" files.
+            ".tflite" and ".keras" files of the teacher or the composed
+            model, scored as the composed model is (its decision
+            threshold; per unit for a multi-label teacher).
         repeats: int, timed calls per model and batch size.
         warmup: int, untimed calls first.
         composed: the composed model if already built (else
@@ -721,8 +731,19 @@ def measure(
     if exports:
         if not isinstance(exports, dict):
             exports = {os.path.basename(os.fspath(p)): p for p in exports}
+        # Scored as the composed model is: the exports are of this
+        # class's models, which end in the teacher's head.
         report["exports"] = {
-            name: measure_export(path, x, y, batch_sizes, repeats, ignore_class)
+            name: measure_export(
+                path,
+                x,
+                y,
+                batch_sizes,
+                repeats,
+                ignore_class,
+                threshold=decision_threshold(composed),
+                multi_label=multi_label,
+            )
             for name, path in exports.items()
         }
     report["machine"] = _machine()

@@ -395,9 +395,10 @@ def test_accuracy_leaves_out_the_ignored_class():
     assert np.isnan(report_lib.accuracy(scores, np.full((1, 2, 2), 3), 3))
 
 
-def test_a_binary_teacher_of_logits_is_scored_at_threshold_zero():
+def test_a_binary_teacher_of_logits_is_scored_at_threshold_zero(tmp_path):
     # `teacher.default_compile_args` trains one linear output as a logit
-    # (BinaryAccuracy at 0); `measure` scored it as a probability at 0.5.
+    # (BinaryAccuracy at 0); `measure` scored it (and exports of it) as a
+    # probability at 0.5.
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
@@ -413,8 +414,18 @@ def test_a_binary_teacher_of_logits_is_scored_at_threshold_zero():
     expected = teacher.evaluate(x, y, verbose=0, return_dict=True)["accuracy"]
     tc = TeacherClass(teacher, num_students=2)
     tc.fit_students(x, epochs=1, verbose=0)
-    r = report_lib.measure(tc, x, y, batch_sizes=(1,), repeats=1)
+    teacher.save(tmp_path / "teacher.keras")
+    r = report_lib.measure(
+        tc,
+        x,
+        y,
+        batch_sizes=(1,),
+        repeats=1,
+        exports=[tmp_path / "teacher.keras"],
+    )
     assert r["models"]["teacher"]["accuracy"] == pytest.approx(expected)
+    exported = r["exports"]["teacher.keras"]["accuracy"]
+    assert exported == pytest.approx(expected)
     assert report_lib.decision_threshold(teacher) == 0.0
     sigmoid = keras.Sequential(
         [keras.Input((8,)), keras.layers.Dense(1, "sigmoid")]
@@ -547,9 +558,10 @@ def test_measure_and_litert_sizes_of_a_variable_length_teacher(monkeypatch):
     assert calibration[1].shape == (64, 7)
 
 
-def test_measure_scores_a_multi_label_teacher_per_unit():
+def test_measure_scores_a_multi_label_teacher_per_unit(tmp_path):
     # Four independent tags: the report's accuracy is the fraction of
-    # tags right (Keras' binary accuracy), not an argmax over the tags.
+    # tags right (Keras' binary accuracy), not an argmax over the tags;
+    # the composed model's export is scored so too.
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 6)).astype("float32")
     y = (x[:, :4] > 0).astype("float32")
@@ -563,8 +575,21 @@ def test_measure_scores_a_multi_label_teacher_per_unit():
     teacher.compile("adam", "binary_crossentropy")
     tc = TeacherClass(teacher, num_students=2)
     tc.fit_students(x, epochs=1, verbose=0)
-    r = report_lib.measure(tc, x, y, batch_sizes=(1,), repeats=1, warmup=0)
-    for name, model in (("teacher", teacher), ("composed", tc.compose())):
+    composed = tc.compose()
+    composed.save(tmp_path / "composed.keras")
+    r = report_lib.measure(
+        tc,
+        x,
+        y,
+        batch_sizes=(1,),
+        repeats=1,
+        warmup=0,
+        composed=composed,
+        exports=[tmp_path / "composed.keras"],
+    )
+    exported = r["exports"]["composed.keras"]["accuracy"]
+    assert exported == pytest.approx(r["models"]["composed"]["accuracy"])
+    for name, model in (("teacher", teacher), ("composed", composed)):
         pred = model.predict(x, verbose=0)
         expected = float(keras.metrics.BinaryAccuracy()(y, pred).numpy())
         got = r["models"][name]["accuracy"]
