@@ -1007,8 +1007,12 @@ def _time_models(models, batch_sizes, rounds, calls):
     import tensorflow as tf
 
     names = list(models)
-    specs = latency.input_specs(next(iter(models.values())))
-    samples = {b: latency.sample_inputs(specs, b) for b in batch_sizes}
+    first = next(iter(models.values()))  # the others take the same inputs
+    specs = latency.input_specs(first)
+    samples = {
+        b: latency.pack_inputs(first, latency.sample_inputs(specs, b))
+        for b in batch_sizes
+    }
     functions = {
         name: tf.function(lambda x, m=m: m(x, training=False))
         for name, m in models.items()
@@ -1135,7 +1139,9 @@ def fuse(
             return _with_info(model, FusionInfo("none", mode, str(e)))
     if check:
         specs = latency.input_specs(model)
-        x = latency.sample_inputs(specs, max(batch_sizes), seed=1)
+        x = latency.pack_inputs(
+            model, latency.sample_inputs(specs, max(batch_sizes), seed=1)
+        )
         reference = model(x, training=False)
         tolerance = _tolerance(model, reference)
         for m, candidate in list(candidates.items()):

@@ -476,17 +476,24 @@ def paired_latency(
     up, then the models are timed in alternating rounds (one call of
     each per round, `repeats` rounds): a load that comes and goes on the
     machine weighs on all of them alike. The median per model is kept.
+    Each model is called on random inputs in the structure of its inputs
+    (a dict for a dict-input model), as `latency.model_latency` does.
 
     Args:
         models: a dict `{name: built keras.Model}`.
         batch_sizes: the batch sizes to time.
         repeats: int, rounds (timed calls per model and batch size).
-        warmup: int, untimed calls of each model first.
+        warmup: int, untimed calls of each model first (at least one
+            runs: it traces the call).
         sequence_length: int, the length a variable-length input is
             timed at (see `latency.model_latency`).
 
     Returns:
         A dict `{name: {str(batch_size): milliseconds}}`.
+
+    Raises:
+        ValueError: if `batch_sizes` holds a non-positive or non-integer
+            size, `repeats` is below 1 or `warmup` below 0.
 
     Example:
 
@@ -501,17 +508,23 @@ def paired_latency(
 
     import tensorflow as tf
 
-    from teacherclass.latency import input_specs
-
+    batch_sizes = validation.check_batch_sizes(batch_sizes)
+    repeats = validation.check_int("repeats", repeats)
+    warmup = validation.check_int("warmup", warmup, minimum=0)
     result = {name: {} for name in models}
     calls = {
         name: tf.function(lambda x, m=model: m(x, training=False))
         for name, model in models.items()
     }
     with tf.device("/CPU:0"):
-        for b in validation.check_batch_sizes(batch_sizes):
+        for b in batch_sizes:
             batches = {
-                name: sample_inputs(input_specs(model, sequence_length), b)
+                name: latency_lib.pack_inputs(
+                    model,
+                    sample_inputs(
+                        latency_lib.input_specs(model, sequence_length), b
+                    ),
+                )
                 for name, model in models.items()
             }
             for name, call in calls.items():
@@ -626,9 +639,10 @@ def measure(
         A `CompressionReport` with `models` and `exports` filled in.
 
     Raises:
-        ValueError: on non-positive `batch_sizes`, or `y` without `x`, of
-            another length or shape, or with classes the teacher does not
-            output (`validation.check_scoring_labels`).
+        ValueError: on non-positive `batch_sizes`, `repeats` below 1 or
+            `warmup` below 0, or `y` without `x`, of another length or
+            shape, or with classes the teacher does not output
+            (`validation.check_scoring_labels`).
 
     Example:
 
@@ -648,6 +662,8 @@ def measure(
     ['composed', 'head', 'student_0', 'student_1', 'teacher']
     """
     batch_sizes = validation.check_batch_sizes(batch_sizes)
+    repeats = validation.check_int("repeats", repeats)
+    warmup = validation.check_int("warmup", warmup, minimum=0)
     from teacherclass import teacher as teacher_lib  # Keras: on first use
 
     ignore_class = teacher_lib.ignore_class(tc.teacher)

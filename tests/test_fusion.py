@@ -197,6 +197,29 @@ def test_auto_times_every_mode_and_records_its_choice():
     assert info.as_dict()["mode"] == info.mode
 
 
+def test_a_dict_input_model_is_checked_and_timed_on_a_dict():
+    # `check=True` and auto's timing called the model on the flat list of
+    # its inputs, which a dict-input model (keys not sorted) refuses.
+    import warnings
+
+    b, a = keras.Input((3,), name="b"), keras.Input((4,), name="a")
+    joined = keras.layers.Concatenate()([a, b])
+    towers = [_dense_tower(u, f"student_{i}") for i, u in enumerate((3, 5))]
+    rep = keras.layers.Concatenate()([t(joined) for t in towers])
+    model = keras.Model({"b": b, "a": a}, keras.layers.Dense(2)(rep))
+    x = {"a": np.ones((2, 4), "float32"), "b": np.ones((2, 3), "float32")}
+    for check in (False, True):
+        with warnings.catch_warnings():
+            # Keras warns of a structure that does not match its inputs'.
+            warnings.simplefilter("error", UserWarning)
+            fused = fusion.fuse(
+                model, batch_sizes=(1, 2), rounds=1, calls=1, check=check
+            )
+        assert set(fused.fusion.latency_ms) == {"none", *fusion.AUTO_MODES}
+        assert "differ" not in fused.fusion.reason
+        np.testing.assert_allclose(fused(x), model(x), rtol=1e-5, atol=1e-5)
+
+
 def test_mode_none_keeps_the_model():
     model = _composed("dense", (3, 5))
     assert fusion.fuse(model, mode="none") is model

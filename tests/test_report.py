@@ -479,7 +479,9 @@ def test_flops_and_latency_of_a_dict_input_model(order):
         assert flops.count_macs(model) == 4 * 2 + 3 * 2
         assert flops.count_flops(model) == 2 * (4 * 2 + 3 * 2) + 2 + 2
         timed = latency.model_latency(model, batch_sizes=(2,), repeats=1)
+        paired = report_lib.paired_latency({"m": model}, (2,), repeats=1)
     assert list(timed) == ["2"] and timed["2"] > 0
+    assert list(paired["m"]) == ["2"] and paired["m"]["2"] > 0
 
 
 @pytest.mark.parametrize(
@@ -498,6 +500,10 @@ def test_latency_rejects_bad_arguments(kwargs, message):
     model = _variable_length_text_teacher()
     with pytest.raises(ValueError, match=message):
         latency.model_latency(model, **{"batch_sizes": (1,), **kwargs})
+    with pytest.raises(ValueError, match=message):  # measure's timing
+        report_lib.paired_latency(
+            {"m": model}, **{"batch_sizes": (1,), **kwargs}
+        )
     if "batch_sizes" not in kwargs:
         with pytest.raises(ValueError, match=message):
             latency.time_call(np.sum, np.ones(3), **kwargs)
