@@ -24,14 +24,16 @@ class FeatureClip(keras.layers.Layer):
 
     Args:
         low: float, a list of floats (one per feature: the clip of a
-            standardized representation, see `conditioning`), or None.
+            standardized representation, see `conditioning`; a list of
+            one value applies it to every feature), or None.
         high: the upper bound, in the same forms.
         **kwargs: base layer arguments.
 
     Raises:
         ValueError: if `low` exceeds `high`, `low` and `high` are lists of
-            different lengths, or (when the layer is built) a list's
-            length is not the input's feature width.
+            different lengths both longer than one, or (when the layer is
+            built) a list's length is neither 1 nor the input's feature
+            width.
 
     Example:
 
@@ -46,12 +48,14 @@ class FeatureClip(keras.layers.Layer):
         if (
             isinstance(low, list)
             and isinstance(high, list)
+            and min(len(low), len(high)) > 1
             and len(low) != len(high)
         ):
             raise ValueError(
-                "`low` and `high` must have the same length when both are "
-                f"per-feature lists. Received: low={low} ({len(low)} "
-                f"values), high={high} ({len(high)} values)"
+                "`low` and `high` must have the same length when both hold "
+                "one value per feature (a list of one value applies to "
+                f"every feature). Received: low={low} ({len(low)} values), "
+                f"high={high} ({len(high)} values)"
             )
         if (
             low is not None

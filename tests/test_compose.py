@@ -11,11 +11,29 @@ from teacherclass import towers as towers_lib
 def test_feature_clip_bounds_of_different_lengths_are_a_value_error():
     with pytest.raises(
         ValueError,
-        match=r"`low` and `high` must have the same length when both are "
-        r"per-feature lists. Received: low=\[0.0, 0.0, 0.0\] \(3 values\), "
+        match=r"`low` and `high` must have the same length when both hold "
+        r"one value per feature \(a list of one value applies to every "
+        r"feature\). Received: low=\[0.0, 0.0, 0.0\] \(3 values\), "
         r"high=\[1.0, 1.0\] \(2 values\)",
     ):
         compose.FeatureClip(low=[0, 0, 0], high=[1, 1])
+
+
+@pytest.mark.parametrize(
+    "low, high, expected",
+    [
+        ([0.0], [1.0, 2.0, 3.0], [[0.0, 0.25, 3.0]]),
+        ([0.0, 0.5, 1.0], [2.0], [[0.0, 0.5, 2.0]]),
+    ],
+)
+def test_feature_clip_a_one_value_list_beside_a_per_feature_list(
+    low, high, expected
+):
+    # The one value applies to every feature, as it does alone.
+    x = np.array([[-1.0, 0.25, 5.0]], "float32")
+    np.testing.assert_array_equal(
+        compose.FeatureClip(low=low, high=high)(x), expected
+    )
 
 
 @pytest.mark.parametrize("name", ["low", "high"])
