@@ -210,8 +210,9 @@ def compile_like(model, teacher, y=None):
     chosen for the labels `y` (an array, or a dataset of `(x, y)`) as
     `TeacherClass.fit_teacher` chooses it. Losses and metrics given per
     output (dicts keyed by the teacher's output name) are keyed by
-    `model`'s output name when both have one output; keys that are not
-    `model`'s output names bring the defaults instead.
+    `model`'s output name when both have one output (a single tensor);
+    for a dict output they must use its keys, and keys it lacks bring
+    the defaults instead. For a list of outputs Keras' `compile` decides.
     """
     if not _compile_from(model, teacher):
         model.compile(**teacher_lib.default_compile_args(teacher, y))
@@ -225,12 +226,14 @@ def _compile_from(model, source):
     """Compiles `model` with `source`'s compile config; False when it has
     none, it does not round-trip (a loss or metric of one's own, not
     registered with Keras) or its per-output dicts name outputs `model`
-    does not have.
+    does not have (the keys of a dict output, the name of one tensor).
 
-    A one-key dict is re-keyed to a single-output `model`'s output name
-    (a composed model's output is named after its head, not after the
-    teacher's output layer), or unwrapped for a model without output
-    names."""
+    A one-key dict is re-keyed to the output name of a `model` whose
+    output is one tensor (a composed model's output is named after its
+    head, not after the teacher's output layer), or unwrapped for a model
+    without output names. A dict output is matched by its keys, as Keras
+    matches it, and never re-keyed; for a list of outputs (whose names
+    may all be a nested head's) `compile` decides."""
     if not getattr(source, "compiled", False):
         return False
     try:
@@ -241,18 +244,19 @@ def _compile_from(model, source):
     except Exception:  # custom objects that do not (de)serialize
         return False
     names = list(getattr(model, "output_names", None) or [])
+    keys, tensor = _output_keys(model) if names else (None, False)
     single = len(getattr(source, "output_names", None) or [None]) == 1
     for key in _PER_OUTPUT:
         value = config.get(key)
         if not isinstance(value, dict):
             continue
-        if len(value) == 1 and len(names) == 1:
-            config[key] = {names[0]: next(iter(value.values()))}
+        if len(value) == 1 and tensor:
+            config[key] = {keys[0]: next(iter(value.values()))}
         elif len(value) == 1 and not names and single:
             # A subclassed model (`TeacherClass`) has no output names: the
             # one output's setting applies to its one output.
             config[key] = next(iter(value.values()))
-        elif names and not set(value) <= set(names):
+        elif keys is not None and not set(value) <= set(keys):
             return False
     try:
         model.compile(**config)
@@ -262,6 +266,23 @@ def _compile_from(model, source):
     except Exception:  # a loss or metric that does not fit `model`
         return False
     return True
+
+
+def _output_keys(model):
+    """`(keys, tensor)`: the names Keras matches a functional `model`'s
+    per-output settings by (a dict output's keys, the output name of one
+    tensor, None for a list of outputs: `compile` decides) and whether
+    the output is one tensor."""
+    try:
+        output = model.output
+    except (AttributeError, ValueError):  # e.g. a Sequential not built
+        names = list(model.output_names)
+        return names, len(names) == 1
+    if isinstance(output, dict):
+        return list(output), False
+    if len(keras.tree.flatten(output)) == 1:
+        return list(model.output_names)[:1], True
+    return None, False
 
 
 def with_new_head(representation, head, y=None):

@@ -126,6 +126,47 @@ def test_with_new_head_keys_the_heads_settings_by_the_composed_output():
     np.testing.assert_allclose(loss, _sparse_ce(composed, x, y), rtol=1e-5)
 
 
+def _head_with_dict_output(keys):
+    inputs = keras.Input((5,))
+    layers = {
+        "cls": keras.layers.Dense(3, activation="softmax", name="dense_cls"),
+        "box": keras.layers.Dense(2, name="dense_box"),
+    }
+    head = keras.Model(
+        inputs, {key: layers[key](inputs) for key in keys}, name="head"
+    )
+    losses = {"cls": "sparse_categorical_crossentropy", "box": "mse"}
+    head.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss={key: losses[key] for key in keys},
+        metrics={"cls": ["accuracy"]},
+    )
+    return head
+
+
+@pytest.mark.parametrize("keys", [("cls", "box"), ("cls",)])
+def test_with_new_head_keeps_the_settings_of_a_head_with_a_dict_output(keys):
+    # Keras matches the settings by the dict's keys, not by the output
+    # names (both the head's name): they stay as the head has them.
+    inputs = keras.Input((6,), name="inputs")
+    towers = [towers_lib.DenseTower(u, hidden=(4,)) for u in (2, 3)]
+    rep = compose.representation_model(inputs, towers)
+    composed = compose.with_new_head(rep, _head_with_dict_output(keys))
+    losses = {"cls": "sparse_categorical_crossentropy", "box": "mse"}
+    assert composed.loss == {key: losses[key] for key in keys}
+    assert isinstance(composed.optimizer, keras.optimizers.SGD)
+    x, y = _labelled()
+    labels = {"cls": y, "box": np.zeros((len(y), 2), "float32")}
+    history = composed.fit(
+        x, {key: labels[key] for key in keys}, epochs=1, verbose=0
+    )
+    if len(keys) == 2:
+        expected = {"loss", "cls_loss", "box_loss", "cls_accuracy"}
+    else:
+        expected = {"loss", "accuracy"}
+    assert set(history.history) == expected
+
+
 def test_settings_for_outputs_the_model_lacks_bring_the_defaults():
     inputs = keras.Input((4,))
     source = keras.Model(
