@@ -853,26 +853,34 @@ def _tower_classes(model):
     return found
 
 
-def _fused_clone(model, mode, groups=None):
+def _fused_clone(model, mode, groups=None, notes=None):
     """An uncompiled copy of `model` (sharing its other layers) with towers
     fused, inside the functional models it nests too.
 
+    A nested model whose towers cannot be fused is kept as it is; why is
+    added to `notes`.
+
     Returns:
-        `(model, groups)`, or raises `_Unfusable` with the reason.
+        `(model, groups, notes)`, or raises `_Unfusable` with the reason
+        (for `model` itself, or when no group was fused anywhere).
     """
     top = groups is None
     groups = [] if top else groups
+    notes = [] if notes is None else notes
 
     def clone(layer):
         if not _holds_towers(layer):
             return layer
+        before = len(groups)
         try:
-            return _fused_clone(layer, mode, groups)[0]
+            return _fused_clone(layer, mode, groups, notes)[0]
         except _Unfusable as e:
-            raise _Unfusable(
+            del groups[before:]  # fused in the copy that is dropped
+            notes.append(
                 f"the towers sit inside nested model {layer.name!r}, which "
                 f"could not be fused: {e}"
-            ) from e
+            )
+            return layer
 
     def call(layer, *args, **kwargs):
         if _supported(layer):
@@ -934,11 +942,13 @@ def _fused_clone(model, mode, groups=None):
     except Exception as e:  # a graph clone_model cannot replay
         raise _Unfusable(f"the model could not be rebuilt: {e}") from e
     if top and not groups:
+        if notes:
+            raise _Unfusable("; ".join(notes))
         found = sorted(_tower_classes(model))
         if found:
             raise _Unfusable(f"no fusable towers (found {found})")
         raise _Unfusable("no student towers in the model")
-    return clone, len(groups)
+    return clone, len(groups), notes
 
 
 def _with_info(model, info):
@@ -1052,12 +1062,13 @@ def fuse(
     joined by one concatenation become one `FusedTowers` layer (see the
     module's docstring for the modes); every other layer is shared with
     `model`. Towers inside a functional model nested in `model` (e.g. a
-    representation model called by a larger one) are fused there. The
-    fused model's outputs equal `model`'s within float tolerance; it saves
-    and loads with `safe_mode=True` and exports to LiteRT like any
-    composed model. A model that already holds `FusedTowers` is returned
-    as it is, its `fusion` record kept (or, loaded from a file, set to
-    "already fused").
+    representation model called by a larger one) are fused there; a
+    nested model whose towers cannot be fused is kept unfused, and
+    `fusion.reason` says why. The fused model's outputs equal `model`'s
+    within float tolerance; it saves and loads with `safe_mode=True` and
+    exports to LiteRT like any composed model. A model that already holds
+    `FusedTowers` is returned as it is, its `fusion` record kept (or,
+    loaded from a file, set to "already fused").
 
     With `mode="auto"`, "concat", "grouped" and the unfused model are
     timed (not "einsum", whose int8 LiteRT export is inaccurate) on the
@@ -1132,9 +1143,10 @@ def fuse(
     modes = AUTO_MODES if mode == "auto" else (mode,)
     candidates = {}
     groups = 0
+    notes = []
     for m in modes:
         try:
-            candidates[m], groups = _fused_clone(model, m)
+            candidates[m], groups, notes = _fused_clone(model, m)
         except _Unfusable as e:
             return _with_info(model, FusionInfo("none", mode, str(e)))
     if check:
@@ -1182,6 +1194,8 @@ def fuse(
     else:
         chosen = mode
         reason = f"mode={mode!r}"
+    # Nested models left unfused say why (the same in every mode).
+    reason += "".join(f"; {note}" for note in notes)
     reason += _compile_like(candidates[chosen], model)
     return _with_info(
         candidates[chosen],

@@ -568,11 +568,40 @@ def test_towers_split_over_nested_models_say_where_they_sit():
     )
     fused = fusion.fuse(model, mode="concat")
     assert fused is model
-    assert fused.fusion.reason == (
-        "the towers sit inside nested model 'first', which could not be "
-        "fused: a tower's output is an output of model 'first', not joined "
-        "there by one concatenation of towers"
+    assert fused.fusion.reason == "; ".join(
+        f"the towers sit inside nested model {name!r}, which could not be "
+        f"fused: a tower's output is an output of model {name!r}, not "
+        "joined there by one concatenation of towers"
+        for name in ("first", "second")
     )
+
+
+def test_an_unfusable_nested_model_is_kept_beside_a_fused_group():
+    inputs = keras.Input((6,))
+    towers = _built_towers((2, 3))
+    rep = keras.layers.Concatenate()([t(inputs) for t in towers])
+    side_inputs = keras.Input((6,))
+    side = keras.Model(
+        side_inputs,
+        towers_lib.DenseTower(5, hidden=(4,))(side_inputs),
+        name="baseline_student",
+    )
+    joined = keras.layers.Concatenate()([rep, side(inputs)])
+    model = keras.Model(inputs, keras.layers.Dense(3)(joined))
+    fused = fusion.fuse(model, mode="concat")
+    assert fused is not model
+    assert fused.fusion.mode == "concat"
+    assert fused.fusion.groups == 1
+    assert fused.fusion.reason == (
+        "mode='concat'; the towers sit inside nested model "
+        "'baseline_student', which could not be fused: a tower's output is "
+        "an output of model 'baseline_student', not joined there by one "
+        "concatenation of towers"
+    )
+    assert fused.get_layer("baseline_student") is side
+    assert isinstance(fused.get_layer("fused_students"), fusion.FusedTowers)
+    x = np.random.default_rng(0).random((4, 6)).astype("float32")
+    np.testing.assert_allclose(fused(x), model(x), rtol=1e-5, atol=1e-6)
 
 
 def test_the_docs_say_what_auto_times_and_what_fusion_ignores():
