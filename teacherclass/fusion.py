@@ -933,7 +933,7 @@ def _fused_clone(model, mode, groups=None, notes=None):
         # compiled model from its compile config, which fails for a loss
         # or metric Keras cannot deserialize (a plain function, a lambda).
         # `fuse` compiles the copy itself (`_compile_like`).
-        view = keras.Model(model.input, model.output, name=model.name)
+        view = _view(model)
         clone = keras.models.clone_model(
             view, clone_function=clone, call_function=call
         )
@@ -949,6 +949,27 @@ def _fused_clone(model, mode, groups=None, notes=None):
             raise _Unfusable(f"no fusable towers (found {found})")
         raise _Unfusable("no student towers in the model")
     return clone, len(groups), notes
+
+
+def _view(model):
+    """A new, uncompiled model on `model`'s graph, of `model`'s own class
+    where it is built like a functional model (as `clone_model` keeps the
+    class: a subclass's own `compute_loss` or `train_step` stays)."""
+    cls = type(model)
+    try:
+        # The test `clone_model` applies: a constructor taking
+        # `(inputs, outputs, name=...)` as `keras.Model` does.
+        from keras.src.models.functional import functional_like_constructor
+
+        like = functional_like_constructor(cls)
+    except ImportError:  # moved in another Keras: the plain class
+        like = False
+    if like:
+        try:
+            return cls(model.input, model.output, name=model.name)
+        except Exception:  # a constructor that wants more: the plain class
+            pass
+    return keras.Model(model.input, model.output, name=model.name)
 
 
 def _with_info(model, info):

@@ -533,6 +533,33 @@ def test_a_fused_model_is_returned_with_its_record(mode, tmp_path):
     assert loaded.fusion.groups == 1
 
 
+class _OwnLossModel(keras.Model):
+    """A functional subclass with its own `compute_loss`."""
+
+    def compute_loss(self, *args, **kwargs):
+        return 2.0 * super().compute_loss(*args, **kwargs)
+
+
+def test_a_functional_subclass_keeps_its_class():
+    inputs = keras.Input((6,))
+    towers = _built_towers((2, 3))
+    rep = keras.layers.Concatenate()([t(inputs) for t in towers])
+    model = _OwnLossModel(inputs, keras.layers.Dense(3)(rep), name="own")
+    model.compile(optimizer="sgd", loss="mse")
+    fused = fusion.fuse(model, mode="concat")
+    assert fused.fusion.mode == "concat"
+    assert type(fused) is _OwnLossModel
+    assert fused.name == "own"
+    x = np.random.default_rng(0).random((4, 6)).astype("float32")
+    y = np.zeros((4, 3), "float32")
+    # Its own loss (twice the mean squared error) is the one computed.
+    np.testing.assert_allclose(
+        fused.evaluate(x, y, verbose=0),
+        2.0 * np.mean(np.square(model.predict(x, verbose=0))),
+        rtol=1e-5,
+    )
+
+
 def test_towers_inside_a_nested_model_fuse():
     inputs = keras.Input((6,))
     towers = _built_towers((2, 3))
