@@ -986,9 +986,10 @@ def _compile_like(clone, model):
     """
     if not getattr(model, "compiled", False):
         return ""
-    # The compile arguments as they were passed: Keras keeps them only
-    # here. A loss or metric Keras cannot deserialize (a plain function,
-    # a lambda) is taken as it is; a function holds no state.
+    # The compile arguments as they were passed. Keras keeps them only in
+    # the private `_compile_config`: `get_compile_config` serializes them,
+    # and an unregistered function (a plain function, a lambda) does not
+    # deserialize from there.
     passed = getattr(getattr(model, "_compile_config", None), "config", {})
     kwargs = {}
     try:
@@ -998,13 +999,7 @@ def _compile_like(clone, model):
             except Exception:
                 if key not in passed:
                     raise
-                kwargs[key] = passed[key]
-                if key == "optimizer" and kwargs[key] is not None:
-                    # A fresh optimizer: one holds its model's slots.
-                    optimizer = passed[key]
-                    kwargs[key] = type(optimizer).from_config(
-                        optimizer.get_config()
-                    )
+                kwargs[key] = _fresh(passed[key])
         clone.compile(**kwargs)
         if clone.built and clone.optimizer is not None:
             # As `compile_from_config` does: the optimizer's slots exist.
@@ -1012,6 +1007,29 @@ def _compile_like(clone, model):
     except Exception as e:
         return f"; left uncompiled: its compile settings do not copy ({e})"
     return ""
+
+
+def _fresh(value):
+    """A compile argument as passed, with each Keras object in it copied
+    and its functions and strings kept.
+
+    A metric holds its running state and an optimizer its model's slots,
+    so the fused model must not share them with `model`; a function holds
+    no state. A loss holds none either: one that does not copy (it wraps
+    an unregistered function) is kept.
+    """
+    if isinstance(value, dict):
+        return {key: _fresh(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_fresh(v) for v in value)
+    if isinstance(value, (keras.metrics.Metric, keras.optimizers.Optimizer)):
+        return type(value).from_config(value.get_config())
+    if isinstance(value, keras.losses.Loss):
+        try:
+            return type(value).from_config(value.get_config())
+        except Exception:
+            return value
+    return value
 
 
 def _max_error(a, b):
@@ -1110,10 +1128,12 @@ def fuse(
     Returns:
         A `keras.Model` with a `fusion` attribute: the fused model, or
         `model` itself when it was not fused (the reason is in
-        `fusion.reason`). A fused model is compiled like `model`, with
-        `model`'s own loss and metric objects where they do not
-        deserialize (a plain function, a lambda); where even that fails
-        it is left uncompiled and `fusion.reason` says so.
+        `fusion.reason`). A fused model is compiled like `model`: where
+        a compile argument does not deserialize (it holds a plain
+        function or a lambda), with `model`'s own functions and copies of
+        its metric, loss and optimizer objects (the fused model keeps its
+        own metric state); where even that fails (a metric that does not
+        copy) it is left uncompiled and `fusion.reason` says so.
 
     Raises:
         TypeError: if `model` is not a `keras.Model` (in every mode).

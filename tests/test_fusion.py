@@ -459,6 +459,27 @@ def test_a_model_compiled_with_unregistered_loss_and_metric_fuses():
     )
 
 
+@pytest.mark.filterwarnings("ignore:The object being serialized includes")
+def test_the_fused_model_does_not_share_the_models_metric_objects():
+    # A plain function beside a metric object: the compile arguments are
+    # taken as passed, the metric copied (it holds a running state).
+    model = _composed("dense", (3, 5))
+    mae = keras.metrics.MeanAbsoluteError(name="mae_object")
+    model.compile(optimizer="adam", loss="mse", metrics=[mae, _mean_squared])
+    fused = fusion.fuse(model, mode="concat")
+    assert fused.fusion.reason == "mode='concat'"
+    x = _inputs(model)
+    y = np.random.default_rng(1).random((5, 3)).astype("float32")
+    expected = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert fused.evaluate(x, y, verbose=0, return_dict=True) == (
+        pytest.approx(expected, rel=1e-5)
+    )
+    model.evaluate(x, y, verbose=0)
+    fused.evaluate(x, y + 5.0, verbose=0)
+    # The fused model's evaluation left the model's metric as it was.
+    assert float(mae.result()) == pytest.approx(expected["mae_object"])
+
+
 def _built_towers(units, hidden=(4,), width=6):
     towers = [towers_lib.DenseTower(u, hidden=hidden) for u in units]
     for tower in towers:
