@@ -40,6 +40,10 @@ except ImportError as e:  # an optional extra, imported only by its users
     ) from e
 
 
+# Batches of the validation data without a `batch_size` (Keras' default).
+_VALIDATION_BATCH_SIZE = 32
+
+
 def _choices(name, values):
     values = tuple(values)
     if not values or not all(validation.is_int(v) and v > 0 for v in values):
@@ -127,15 +131,19 @@ def _check_accuracy_metric(teacher):
         keras.Sequential([keras.Input((1,))]).compile_from_config(config)
     except Exception:
         return
+    # A weighted accuracy is reported under the same name ("accuracy").
     names = _metric_names(config.get("metrics"))
-    if names is None or any(_is_accuracy(n) for n in names):
+    weighted = _metric_names(config.get("weighted_metrics"))
+    if names is None or weighted is None:
+        return
+    if any(_is_accuracy(n) for n in names + weighted):
         return
     raise ValueError(
         "StudentHyperModel scores each trial by the composed model's "
         "accuracy, and the composed model is compiled like the teacher, "
-        "whose metrics hold none: compile the teacher with an accuracy "
-        'metric (e.g. metrics=["accuracy"]). Received: teacher compiled '
-        f"with metrics={names}"
+        "whose metrics and weighted_metrics hold none: compile the teacher "
+        'with an accuracy metric (e.g. metrics=["accuracy"]). Received: '
+        f"teacher compiled with metrics={names}, weighted_metrics={weighted}"
     )
 
 
@@ -163,7 +171,10 @@ class StudentHyperModel(keras_tuner.HyperModel):
     (made again when they change), never `teacher` itself: Keras Tuner
     saves every trial's weights and loads them back into the model it
     builds (`tuner.get_best_models()`), which would otherwise put the
-    search's weights back into a teacher trained on since.
+    search's weights back into a teacher trained on since. A teacher
+    that cannot be copied, or whose copy answers a probe batch otherwise
+    (state kept outside its weights and layer configs), is wrapped
+    itself, with a warning.
 
     Every completed `fit`'s numbers are also kept in `trials` (a list of
     dicts) in this process: one row per execution, so a tuner with
@@ -184,7 +195,10 @@ class StudentHyperModel(keras_tuner.HyperModel):
             so raise that when much of the space is over the budget.
         feature_layer: the teacher's representation layer (default: the
             one that feeds its classifier).
-        batch_size: int, default batch size for `fit_students`.
+        batch_size: int, default batch size for `fit_students`, or None:
+            a batched dataset's own batches (else 32, as
+            `fit_students`); the validation data is then evaluated in
+            batches of 32.
         cache: a disk cache path for `fit_students`, shared by every trial
             (the teacher and data do not change), so the teacher runs once
             per sample for the whole search. None: a folder per teacher
@@ -258,7 +272,9 @@ class StudentHyperModel(keras_tuner.HyperModel):
             )
         self.max_params = None if max_params is None else int(max_params)
         self.feature_layer = feature_layer
-        self.batch_size = validation.check_int("batch_size", batch_size)
+        self.batch_size = validation.check_int(
+            "batch_size", batch_size, allow_none=True
+        )
         self.cache = cache
         self._cache_dir = None
         # (the teacher's copy, its cache token, the teacher's digest then)
@@ -322,12 +338,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 return folder
         key = hashlib.sha256(token.encode())
         if isinstance(x, np.ndarray):
-            key.update(f"{x.dtype}{x.shape}".encode())
-            if x.dtype.hasobject:  # (strings): their values, not pointers
-                for value in x.ravel():
-                    key.update(repr(value).encode())
-            else:
-                key.update(memoryview(np.ascontiguousarray(x)).cast("B"))
+            _hash_array(key, x)
         else:
             # Another object may take a freed object's id: a new folder
             # for every new object.
@@ -439,7 +450,9 @@ class StudentHyperModel(keras_tuner.HyperModel):
         params = student_params + model.head.count_params()
         kwargs.setdefault("batch_size", self.batch_size)
         val, inputs = _validation_data(
-            validation_data, self.teacher.inputs[0], kwargs["batch_size"]
+            validation_data,
+            self.teacher.inputs[0],
+            kwargs["batch_size"] or _VALIDATION_BATCH_SIZE,
         )
         if "cache" not in kwargs:
             kwargs["cache"] = self._trial_cache(x, model)
@@ -465,6 +478,22 @@ class StudentHyperModel(keras_tuner.HyperModel):
             "student_params": float(student_params),
             "latency_ms": latency,
         }
+
+
+def _hash_array(key, x):
+    """Adds NumPy array `x`'s content to hashlib `key`: for an object array
+    (strings, arrays), its elements' values, not pointers, whole (`repr`
+    elides the middle of a long array)."""
+    key.update(f"{x.dtype}{x.shape}".encode())
+    if not x.dtype.hasobject:
+        key.update(memoryview(np.ascontiguousarray(x)).cast("B"))
+        return
+    for value in x.ravel():
+        if isinstance(value, np.ndarray):
+            key.update(b"array")
+            _hash_array(key, value)
+        else:
+            key.update(f"{type(value).__name__}:{value!r}".encode())
 
 
 def _student_params(model):
@@ -505,9 +534,13 @@ def _copy_teacher(teacher):
     Layers without weights (`TextVectorization`, `Rescaling`, ...) are
     shared rather than rebuilt: some keep state outside weights (a
     vocabulary) that a rebuilt layer would lose, and sharing them shares
-    no weight. The input keeps its name (the key of dict inputs). A
-    teacher that cannot be copied (a layer without a working
-    `get_config`) is wrapped itself, with a warning.
+    no weight. The input keeps its name (the key of dict inputs). The
+    weights go through Keras' saving path (a `.weights.h5` file), whose
+    `load_own_variables` also refreshes state computed from them
+    (`Normalization`'s mean and variance), which `set_weights` leaves
+    stale. A teacher that cannot be copied (a layer without a working
+    `get_config`), or whose copy answers a probe batch otherwise than
+    it, is wrapped itself, with a warning.
     """
 
     def copy_layer(layer):
@@ -542,27 +575,85 @@ def _copy_teacher(teacher):
         copy = keras.models.clone_model(
             teacher, clone_function=copy_layer, **kwargs
         )
-        copy.set_weights(teacher.get_weights())
+        _copy_weights(teacher, copy)
+        problem = _answers_otherwise(teacher, copy)
     except Exception as e:  # a layer's config that does not rebuild it
-        warnings.warn(
-            "StudentHyperModel could not copy the teacher "
-            f"({type(e).__name__}: {e}), so the trials wrap the teacher "
-            "itself: `tuner.get_best_models()` loads the weights the "
-            "teacher had during the search back into it. Received: "
-            f"teacher={teacher.name!r}",
-            stacklevel=3,
-        )
-        return teacher
+        problem = f"{type(e).__name__}: {e}"
     finally:
         teacher.compiled = compiled
         random.setstate(state[0])
         np.random.set_state(state[1])
+    if problem is not None:
+        warnings.warn(
+            f"StudentHyperModel could not copy the teacher ({problem}), so "
+            "the trials wrap the teacher itself: `tuner.get_best_models()` "
+            "loads the weights the teacher had during the search back into "
+            f"it. Received: teacher={teacher.name!r}",
+            stacklevel=3,
+        )
+        return teacher
     if compiled:
         try:  # the composed model is compiled like this copy
             copy.compile_from_config(teacher.get_compile_config())
         except Exception:  # as `compose.compile_like`: the defaults
             pass
     return copy
+
+
+def _copy_weights(teacher, copy):
+    """`teacher`'s weights into `copy`, its clone, as `load_weights` sets
+    them: each layer's `load_own_variables` runs (and with it, state
+    computed from the weights). By position where the files' layouts
+    differ (`set_weights`), which the probe then checks."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="teacherclass-copy-") as folder:
+        path = os.path.join(folder, "teacher.weights.h5")
+        teacher.save_weights(path)
+        try:
+            copy.load_weights(path)
+        except ValueError:  # a layout of its own (a subclass's attributes)
+            copy.set_weights(teacher.get_weights())
+
+
+def _answers_otherwise(teacher, copy):
+    """Why `copy` is not `teacher`'s equal on a probe batch, or None.
+
+    The probe is two samples of the teacher's input (random floats, or
+    integers 0 and 1; unknown sizes 8), drawn from a generator of its own
+    (the global seeds are not drawn from). A teacher the probe does not
+    fit (it raises) is not checked.
+    """
+    spec = teacher.inputs[0]
+    shape = (2, *(8 if d is None else d for d in spec.shape[1:]))
+    dtype = keras.backend.standardize_dtype(spec.dtype)
+    rng = np.random.default_rng(0)
+    if dtype == "string":
+        probe = np.full(shape, "a", dtype=object)
+    elif dtype == "bool" or "int" in dtype:
+        probe = rng.integers(0, 2, shape).astype(dtype)
+    else:
+        probe = rng.standard_normal(shape).astype(dtype)
+    try:
+        expected = tf.nest.flatten(teacher(probe, training=False))
+    except Exception:
+        return None
+    got = tf.nest.flatten(copy(probe, training=False))
+    for a, b in zip(expected, got):
+        a = np.asarray(keras.ops.convert_to_numpy(a), "float64")
+        b = np.asarray(keras.ops.convert_to_numpy(b), "float64")
+        if a.shape != b.shape:
+            return (
+                f"its copy's output of shape {b.shape} differs from the "
+                f"teacher's {a.shape} on a probe batch"
+            )
+        if not np.allclose(a, b, rtol=1e-4, atol=1e-5):
+            return (
+                "its copy's outputs differ from the teacher's on a probe "
+                f"batch, by up to {np.max(np.abs(a - b)):.3g}: state kept "
+                "outside the weights or the layers' configs"
+            )
+    return None
 
 
 def _validation_data(validation_data, input_spec, batch_size):

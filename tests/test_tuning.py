@@ -246,9 +246,50 @@ def test_a_teacher_compiled_with_acc_is_scored(tmp_path):
     # A teacher without any accuracy is refused before any trial trains.
     teacher.compile("adam", "sparse_categorical_crossentropy", metrics=["mae"])
     with pytest.raises(
-        ValueError, match=r"Received: teacher compiled with metrics=\['mae'\]"
+        ValueError,
+        match=r"Received: teacher compiled with metrics=\['mae'\], "
+        r"weighted_metrics=\[\]",
     ):
         tuning.StudentHyperModel(teacher)
+
+
+def test_a_teacher_with_a_weighted_accuracy_is_scored():
+    # `weighted_metrics=["accuracy"]` reports "accuracy" too.
+    x, y = blobs(n=32, classes=3, shape=(8,))
+    teacher = mlp_teacher(width=4)
+    teacher.compile(
+        "adam", "sparse_categorical_crossentropy", weighted_metrics=["accuracy"]
+    )
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(2,)
+    )
+    hp = keras_tuner.HyperParameters()
+    result = hypermodel.fit(
+        hp,
+        hypermodel.build(hp),
+        x,
+        validation_data=(x, y, np.ones(len(y))),
+        verbose=0,
+    )
+    assert 0.0 <= result["val_accuracy"] <= 1.0
+
+
+def test_batch_size_none_takes_the_datasets_batches(teacher):
+    x, y = blobs(n=32, classes=3, shape=(8,))
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(2,), batch_size=None
+    )
+    assert hypermodel.batch_size is None
+    hp = keras_tuner.HyperParameters()
+    result = hypermodel.fit(
+        hp,
+        hypermodel.build(hp),
+        tf.data.Dataset.from_tensor_slices(x).batch(16),
+        # Unbatched: batched by 32, there being no batch size.
+        validation_data=tf.data.Dataset.from_tensor_slices((x, y)),
+        verbose=0,
+    )
+    assert 0.0 <= result["val_accuracy"] <= 1.0
 
 
 def test_best_models_leave_the_teacher_trained_on_since(tmp_path):
@@ -271,6 +312,107 @@ def test_best_models_leave_the_teacher_trained_on_since(tmp_path):
     assert best.teacher is not teacher
     for was, copy in zip(searched, best.teacher.get_weights()):
         np.testing.assert_array_equal(was, copy)
+
+
+def _normalized_teacher(x):
+    """A teacher whose `Normalization` was adapted to `x`: its mean and
+    variance are computed from its weights, not weights themselves."""
+    normalize = keras.layers.Normalization()
+    normalize.adapt(x)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(8, activation="relu", name="rep")(normalize(inputs))
+    teacher = keras.Model(inputs, keras.layers.Dense(3, "softmax")(h))
+    teacher.compile(
+        "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return teacher
+
+
+def test_the_copy_of_an_adapted_normalization_answers_as_the_teacher():
+    x, y = blobs(n=32, classes=3, shape=(8,))
+    x = 100 * x + 50  # far from a mean of 0 and a variance of 1
+    teacher = _normalized_teacher(x)
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(2,)
+    )
+    copy = hypermodel.build(keras_tuner.HyperParameters()).teacher
+    assert copy is not teacher
+    np.testing.assert_allclose(
+        copy.predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-6
+    )
+    assert copy.evaluate(x, y, verbose=0) == teacher.evaluate(x, y, verbose=0)
+
+
+@keras.saving.register_keras_serializable(package="test_tuning")
+class _Offset(keras.layers.Layer):
+    """Adds a weight and `offset`, an attribute its config leaves out."""
+
+    offset = 0.0
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.w + self.offset
+
+
+@keras.saving.register_keras_serializable(package="test_tuning")
+class _Unrebuildable(keras.layers.Dense):
+    """A layer whose config does not rebuild it."""
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+@pytest.mark.parametrize(
+    "layer, problem",
+    [
+        ("offset", "differ from the teacher's on a probe batch"),
+        ("config", "could not copy the teacher .TypeError"),
+    ],
+)
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_teacher_that_cannot_be_copied_is_wrapped_itself(
+    layer, problem, compiled
+):
+    if layer == "offset":
+        layer = _Offset()
+        layer.offset = 5.0  # set after construction: not in the config
+    else:
+        layer = _Unrebuildable(8)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(8, activation="relu", name="rep")(layer(inputs))
+    teacher = keras.Model(inputs, keras.layers.Dense(3, "softmax")(h))
+    if compiled:
+        teacher.compile(
+            "adam", "sparse_categorical_crossentropy", metrics=["acc"]
+        )
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(2,)
+    )
+    with pytest.warns(UserWarning, match=problem):
+        model = hypermodel.build(keras_tuner.HyperParameters())
+    assert model.teacher is teacher
+    assert teacher.compiled is compiled
+
+
+def test_object_arrays_of_arrays_are_cached_by_their_whole_content(teacher):
+    # NumPy's repr of a long array elides its middle ("...").
+    def object_array(middle):
+        values = np.zeros(2000, "float32")
+        values[1000] = middle
+        x = np.empty(2, dtype=object)
+        x[0], x[1] = values, values
+        return x
+
+    hypermodel = tuning.StudentHyperModel(
+        teacher, num_students=(1,), units=(2,)
+    )
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    folders = {
+        hypermodel._trial_cache(object_array(m), model) for m in (0, 1, 0)
+    }
+    assert len(folders) == 2
 
 
 def test_a_new_dataset_never_reads_an_old_cache(teacher, monkeypatch):
