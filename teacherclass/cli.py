@@ -188,8 +188,9 @@ def _add_run(commands, verbose, typed_only):
         metavar="DIR",
         default=None,
         help="folder with the dataset's official files, in mnist/ or "
-        "fashion_mnist/ or directly; with --resume, in place of the folder "
-        "the run recorded, if it moved (default: $TEACHERCLASS_DATA)",
+        "fashion_mnist/ or directly (digits, built in, takes none); with "
+        "--resume, in place of the folder the run recorded, if it moved "
+        "(default: $TEACHERCLASS_DATA)",
     )
     add(
         "--run-dir",
@@ -525,9 +526,18 @@ def _data_dir(dataset, data_dir, run_dir=None, recorded=None):
 
     For a run directory (`run_dir`: `run --resume`, `export`), `--data-dir`
     replaces the folder its config.json recorded (`recorded`), and
-    TEACHERCLASS_DATA is not read: the run names its own data.
+    TEACHERCLASS_DATA is not read: the run names its own data. digits
+    ships with scikit-learn: a `--data-dir` for it is an error, not
+    ignored.
     """
     if dataset == "digits":
+        if data_dir is not None:
+            subject = "--dataset digits" if run_dir is None else run_dir
+            raise CommandError(
+                f"{subject} reads digits, which ships with scikit-learn and "
+                "is read from no folder: leave out --data-dir. Received: "
+                f"--data-dir={data_dir}"
+            )
         return None, None
     if data_dir is not None:
         source = "--data-dir"

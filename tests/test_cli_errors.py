@@ -159,6 +159,15 @@ ROWS = {
         2,
         ["argument --precision", "'float8'"],
     ),
+    "data dir for digits": (
+        ["run", "--data-dir", "{tmp}/empty", "--run-dir", "{tmp}/new"],
+        1,
+        [
+            "--dataset digits reads digits, which ships with scikit-learn "
+            "and is read from no folder: leave out --data-dir. Received: "
+            "--data-dir={tmp}/empty"
+        ],
+    ),
     "data dir missing": (
         ["run", "--dataset", "mnist", "--data-dir", "{tmp}/nowhere"],
         1,
@@ -285,6 +294,14 @@ ROWS = {
         ],
         {"TFDS_DATA_DIR": "{tmp}/no-tfds"},
     ),
+    "resume digits with a --data-dir": (
+        ["run", "--resume", "{tmp}/unfinished", "--data-dir", "{tmp}/empty"],
+        1,
+        [
+            "{tmp}/unfinished reads digits, which ships with scikit-learn",
+            "leave out --data-dir. Received: --data-dir={tmp}/empty",
+        ],
+    ),
     "resume a truncated teacher with what was made from it": (
         ["run", "--resume", "{tmp}/stale"],
         1,
@@ -392,6 +409,21 @@ ROWS = {
         ],
         1,
         ["--data-dir={tmp}/file.txt (not a folder)"],
+    ),
+    "export digits with a --data-dir": (
+        [
+            "export",
+            "{tmp}/run",
+            "--output",
+            "{tmp}/out.tflite",
+            "--data-dir",
+            "{tmp}/empty",
+        ],
+        1,
+        [
+            "{tmp}/run reads digits, which ships with scikit-learn",
+            "leave out --data-dir. Received: --data-dir={tmp}/empty",
+        ],
     ),
     "export an unknown format": (
         ["export", "{tmp}/run", "--format", "onnx"],
