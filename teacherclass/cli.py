@@ -131,9 +131,9 @@ class _Formatter(argparse.HelpFormatter):
         return f"{help} (default: %(default)s)"
 
 
-def _parser(typed_only=False):
-    """The command's parser; with `typed_only`, the settings of `run` have
-    no defaults, so that a parse holds only the ones typed."""
+def _parser():
+    """The command's parser. A parse of `run` records in `typed` the
+    settings typed (`_Setting`)."""
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument(
         "-v",
@@ -152,13 +152,36 @@ def _parser(typed_only=False):
         formatter_class=_Formatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_run(commands, verbose, typed_only)
+    _add_run(commands, verbose)
     _add_report(commands, verbose)
     _add_export(commands, verbose)
     return parser
 
 
-def _add_run(commands, verbose, typed_only):
+class _Setting(argparse.Action):
+    """Stores a setting of `run` (of `_SETTINGS`) and adds its name to the
+    parse's `typed`: --resume refuses it, even typed at its default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        typed = tuple(getattr(namespace, "typed", None) or ())
+        if self.dest not in typed:
+            namespace.typed = (*typed, self.dest)
+
+
+class _SettingFlag(_Setting):
+    """A `store_true` setting of `run`, recorded as `_Setting` records."""
+
+    def __init__(self, option_strings, dest, default=False, help=None):
+        super().__init__(
+            option_strings, dest, nargs=0, default=default, help=help
+        )
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, True, option_string)
+
+
+def _add_run(commands, verbose):
     run = commands.add_parser(
         "run",
         parents=[verbose],
@@ -176,11 +199,14 @@ def _add_run(commands, verbose, typed_only):
         ),
     )
 
+    # The settings typed, whatever their value (see `_Setting`).
+    run.set_defaults(typed=())
+
     def add(*names, **kwargs):
-        action = run.add_argument(*names, **kwargs)
-        if typed_only and action.dest in _SETTINGS:
-            # Absent from the parse unless typed (see `_typed`).
-            action.default = argparse.SUPPRESS
+        if names[0][2:].replace("-", "_") in _SETTINGS:
+            flag = kwargs.get("action") == "store_true"
+            kwargs["action"] = _SettingFlag if flag else _Setting
+        run.add_argument(*names, **kwargs)
 
     add("--dataset", choices=_DATASETS, default="digits", help="the data")
     add(
@@ -778,33 +804,27 @@ def _history(history):
     }
 
 
-def _typed(argv):
-    """The settings of `run` typed in `argv`, at their default or not."""
-    parsed = vars(_parser(typed_only=True).parse_args(argv))
-    return {name: parsed[name] for name in _SETTINGS if name in parsed}
-
-
 def _resume_settings(args):
     """The settings of the run in `args.resume`, and its config.json as
     saved; checks it is resumable."""
     run_dir = args.resume
     typed = getattr(args, "typed", None)
     if typed is None:
-        # `args` made in Python, not parsed by `main`: what differs from
-        # the defaults is what was given.
+        # `args` not parsed by `_parser` (made in Python): what differs
+        # from the defaults is what was given.
         defaults = _parser().parse_args(["run"])
-        typed = {
-            name: getattr(args, name)
+        typed = [
+            name
             for name in _SETTINGS
             if getattr(args, name) != getattr(defaults, name)
-        }
+        ]
     # --data-dir replaces the run's data folder: the data may move.
-    given = [name for name in typed if name != "data_dir"]
+    given = [name for name in _SETTINGS if name in typed and name != "data_dir"]
     if given:
         received = " ".join(
             _flag(name)
-            if typed[name] is True
-            else f"{_flag(name)}={typed[name]}"
+            if getattr(args, name) is True
+            else f"{_flag(name)}={getattr(args, name)}"
             for name in given
         )
         raise CommandError(
@@ -859,7 +879,9 @@ def run(args):
 
     With `--resume RUN_DIR`, finishes an interrupted run: each product the
     run directory holds (teacher, students, composed model) is loaded
-    instead of trained again.
+    instead of trained again. `args` are `_parser()`'s parse, whose
+    `typed` names the settings typed, which --resume refuses (in a
+    namespace made otherwise, those that differ from their defaults).
     """
     state = {}
     try:
@@ -1367,9 +1389,6 @@ def main(argv=None):
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
-    if args.command == "run":
-        # Typed, even at its default value: --resume refuses it.
-        args.typed = _typed(argv)
     commands = {"run": run, "report": report, "export": export}
     try:
         commands[args.command](args)

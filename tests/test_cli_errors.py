@@ -506,6 +506,20 @@ def test_bad_input(row, tmp_path, monkeypatch, capsys):
     assert _files(tmp_path) == before
 
 
+def test_run_refuses_settings_typed_with_resume_without_main(tmp_path):
+    """`cli.run` on a parse of its own refuses a setting typed at its
+    default, as `main` does: the parse records what was typed."""
+    _user_files(tmp_path)
+    before = _files(tmp_path)
+    resume = ["run", "--resume", str(tmp_path / "unfinished")]
+    assert cli._parser().parse_args(resume).typed == ()
+    args = cli._parser().parse_args(resume + ["--seed", "0", "--overwrite"])
+    assert args.typed == ("seed", "overwrite")
+    with pytest.raises(cli.CommandError, match="leave out --overwrite, --seed"):
+        cli.run(args)
+    assert _files(tmp_path) == before
+
+
 def test_every_command_is_fed_bad_input():
     commands = [argv[0] for argv, *_ in ROWS.values() if argv]
     for command in ("run", "report", "export"):
