@@ -974,18 +974,26 @@ def _run(args, state):
     return _stages(args, run_dir, tc, (x, y), (x_test, y_test))
 
 
-# What `_seed` seeds, in run order: each starts from `--seed` plus its
-# index, so that it draws the same numbers whether the stages before it
-# ran or were loaded (a resumed run trains what an uninterrupted one
-# would).
+# What `_seed` seeds, in run order: each starts from its own seed, so
+# that it draws the same numbers whether the stages before it ran or were
+# loaded (a resumed run trains what an uninterrupted one would).
 _SEEDED = ("teacher model", "student models", "teacher", "students", "compose")
+
+
+def _stage_seed(seed, stage):
+    """The seed of `stage` in a run of `--seed` `seed`: `seed * 1000` plus
+    the stage's index, so that no stage of one `--seed` shares another's
+    seed (with `seed + index`, seed 1's teacher model was seed 0's
+    student models). Modulo 2**32: NumPy's and Keras' seeds are 32 bits
+    (two seeds then share one only if they differ by a multiple of
+    2**29)."""
+    return (seed * 1000 + _SEEDED.index(stage)) % 2**32
 
 
 def _seed(seed, stage):
     import keras
 
-    # Modulo: NumPy's and Keras' seeds are 32 bits.
-    keras.utils.set_random_seed((seed + _SEEDED.index(stage)) % 2**32)
+    keras.utils.set_random_seed(_stage_seed(seed, stage))
 
 
 def _stages(args, run_dir, tc, train, test):

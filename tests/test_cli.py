@@ -229,6 +229,21 @@ def test_run_with_conditioning_correlation_and_refinement(tmp_path, capsys):
     assert (run_dir / "report.json").is_file()
 
 
+def test_neighbouring_seeds_share_no_stage_seed(monkeypatch):
+    """Runs of seeds 0, 1, 2 averaged together are independent draws: no
+    stage of one is seeded like a stage of another (`seed + index` made
+    seed 1's teacher model seed 0's student models)."""
+    import keras
+
+    seeded = []
+    monkeypatch.setattr(keras.utils, "set_random_seed", seeded.append)
+    for seed in (0, 1, 2, 2**32 - 1):
+        for stage in cli._SEEDED:
+            cli._seed(seed, stage)
+    assert len(seeded) == len(set(seeded)) == 4 * len(cli._SEEDED)
+    assert all(0 <= s < 2**32 for s in seeded)
+
+
 def test_module_and_help():
     result = subprocess.run(
         [sys.executable, "-m", "teacherclass", "run", "--help"],
