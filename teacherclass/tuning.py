@@ -647,7 +647,8 @@ def _answers_otherwise(teacher, copy):
                 f"its copy's output of shape {b.shape} differs from the "
                 f"teacher's {a.shape} on a probe batch"
             )
-        if not np.allclose(a, b, rtol=1e-4, atol=1e-5):
+        # Loose: float16 outputs, and kernels of unfixed order on a GPU.
+        if not np.allclose(a, b, rtol=1e-3, atol=1e-3):
             return (
                 "its copy's outputs differ from the teacher's on a probe "
                 f"batch, by up to {np.max(np.abs(a - b)):.3g}: state kept "
