@@ -48,8 +48,8 @@ class FeatureClip(keras.layers.Layer):
         if (
             isinstance(low, list)
             and isinstance(high, list)
-            and min(len(low), len(high)) > 1
             and len(low) != len(high)
+            and 1 not in (len(low), len(high))
         ):
             raise ValueError(
                 "`low` and `high` must have the same length when both hold "

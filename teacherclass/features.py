@@ -364,7 +364,8 @@ def _num_rows(t, path):
     if isinstance(t, tf.RaggedTensor):
         return int(t.nrows())
     if isinstance(t, tf.Tensor) and t.shape.rank:
-        return int(tf.shape(t)[0])
+        rows = t.shape[0]  # static in an eager batch: no op to run
+        return int(rows) if rows is not None else int(tf.shape(t)[0])
     raise ValueError(
         "A disk cache hashes dense or ragged batched tensors; the inputs "
         f"hold a {type(t).__name__} of shape {getattr(t, 'shape', None)}. "
@@ -375,7 +376,7 @@ def _num_rows(t, path):
 def _hash_rows(part, t, take):
     """Adds the first `take` samples of batch component `t` to `part`."""
     if not isinstance(t, tf.RaggedTensor):
-        array = t.numpy()
+        array = np.asarray(t)  # a view of the eager tensor, not a copy
         part.add_shape(array.shape[1:], take)
         part.add_values(array[:take])
         return

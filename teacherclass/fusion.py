@@ -981,11 +981,13 @@ def _compile_like(clone, model):
     """Compiles `clone` as `model` is compiled.
 
     Returns:
-        "" when it is (or `model` is not compiled), else why `clone` was
-        left uncompiled.
+        "" when it is (or `model` is not compiled), else a note for the
+        fusion record: why `clone` was left uncompiled, or which metric
+        objects it shares with `model` (they do not copy).
     """
     if not getattr(model, "compiled", False):
         return ""
+    shared = []
     # The compile arguments as they were passed. Keras keeps them only in
     # the private `_compile_config`: `get_compile_config` serializes them,
     # and an unregistered function (a plain function, a lambda) does not
@@ -999,31 +1001,46 @@ def _compile_like(clone, model):
             except Exception:
                 if key not in passed:
                     raise
-                kwargs[key] = _fresh(passed[key])
+                kwargs[key] = _fresh(passed[key], shared)
         clone.compile(**kwargs)
         if clone.built and clone.optimizer is not None:
             # As `compile_from_config` does: the optimizer's slots exist.
             clone.optimizer.build(clone.trainable_variables)
     except Exception as e:
         return f"; left uncompiled: its compile settings do not copy ({e})"
+    if shared:
+        return (
+            "; shares the metric object(s) "
+            f"{', '.join(repr(n) for n in shared)} with the model (they do "
+            "not copy: a MeanMetricWrapper of an unregistered function, or "
+            "a get_config that leaves out an argument)"
+        )
     return ""
 
 
-def _fresh(value):
+def _fresh(value, shared):
     """A compile argument as passed, with each Keras object in it copied
     and its functions and strings kept.
 
     A metric holds its running state and an optimizer its model's slots,
     so the fused model must not share them with `model`; a function holds
     no state. A loss holds none either: one that does not copy (it wraps
-    an unregistered function) is kept.
+    an unregistered function) is kept. So is a metric that does not copy,
+    its name appended to `shared` (the fused model then shares its
+    running state: better than leaving the model uncompiled).
     """
     if isinstance(value, dict):
-        return {key: _fresh(v) for key, v in value.items()}
+        return {key: _fresh(v, shared) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_fresh(v) for v in value)
-    if isinstance(value, (keras.metrics.Metric, keras.optimizers.Optimizer)):
+        return type(value)(_fresh(v, shared) for v in value)
+    if isinstance(value, keras.optimizers.Optimizer):
         return type(value).from_config(value.get_config())
+    if isinstance(value, keras.metrics.Metric):
+        try:
+            return type(value).from_config(value.get_config())
+        except Exception:
+            shared.append(value.name)
+            return value
     if isinstance(value, keras.losses.Loss):
         try:
             return type(value).from_config(value.get_config())
@@ -1105,7 +1122,10 @@ def fuse(
     nested model whose towers cannot be fused is kept unfused, and
     `fusion.reason` says why. The fused model's outputs equal `model`'s
     within float tolerance; it saves and loads with `safe_mode=True` and
-    exports to LiteRT like any composed model. A model that already holds
+    exports to LiteRT like any composed model (a functional subclass
+    stays of its class, so it loads where `model` loads: registered). A
+    compiled `model`'s settings are copied; a metric object that does not
+    copy is shared, and `fusion.reason` says so. A model that already holds
     `FusedTowers` is returned as it is, its `fusion` record kept (or,
     loaded from a file, set to "already fused").
 

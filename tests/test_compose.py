@@ -17,6 +17,9 @@ def test_feature_clip_bounds_of_different_lengths_are_a_value_error():
         r"high=\[1.0, 1.0\] \(2 values\)",
     ):
         compose.FeatureClip(low=[0, 0, 0], high=[1, 1])
+    # An empty list is no one-value list (it gave NumPy's broadcast error).
+    with pytest.raises(ValueError, match=r"Received: low=\[\] \(0 values\)"):
+        compose.FeatureClip(low=[], high=[1, 2])
 
 
 @pytest.mark.parametrize(

@@ -480,6 +480,23 @@ def test_the_fused_model_does_not_share_the_models_metric_objects():
     assert float(mae.result()) == pytest.approx(expected["mae_object"])
 
 
+def test_a_metric_that_does_not_copy_is_shared_not_dropped():
+    # A MeanMetricWrapper of an unregistered function does not copy: the
+    # fused model is compiled with it all the same, and says so.
+    model = _composed("dense", (3, 5))
+    wrapped = keras.metrics.MeanMetricWrapper(_mean_squared, name="wrapped")
+    model.compile(optimizer="adam", loss=_mean_squared, metrics=[wrapped])
+    fused = fusion.fuse(model, mode="concat")
+    assert fused.compiled
+    assert "shares the metric object(s) 'wrapped'" in fused.fusion.reason
+    x = _inputs(model)
+    y = np.random.default_rng(1).random((5, 3)).astype("float32")
+    expected = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert fused.evaluate(x, y, verbose=0, return_dict=True) == (
+        pytest.approx(expected, rel=1e-5)
+    )
+
+
 def _built_towers(units, hidden=(4,), width=6):
     towers = [towers_lib.DenseTower(u, hidden=hidden) for u in units]
     for tower in towers:
