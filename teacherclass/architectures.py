@@ -1028,10 +1028,11 @@ def cifar10_fast_recipe(
             airbench's Lookahead (`Recipe.lookahead`). None:
             `FAST_RECIPE`'s, else False.
         decay: "cosine" or "linear" (airbench's, `WarmupLinearDecay`),
-            the fall after the warmup, or None: `FAST_RECIPE`'s.
+            the fall after the warmup, or None: `FAST_RECIPE`'s if it
+            names one, else "cosine".
         uniform_shifts: bool or None, every whole shift equally likely
             (`cifar10_augmentation(uniform=)`, airbench's), or None:
-            `FAST_RECIPE`'s.
+            `FAST_RECIPE`'s if it names one, else False.
 
     Returns:
         A `Recipe`.
