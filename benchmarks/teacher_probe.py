@@ -70,7 +70,7 @@ def check_label(data, label, settings):
 
 
 def alternating_flip_batches(x, y, batch, epochs, augment, seed):
-    """`epochs` epochs of shuffled batches, in one repeated dataset,
+    """`epochs` epochs of shuffled batches, one dataset after another,
     flipped as airbench flips: image `i` is mirrored in epoch `e` when
     its own coin (drawn once from `seed` and `i`) differs from `e`'s
     parity, so each image alternates between its two orientations. The

@@ -208,40 +208,27 @@ def test_label_loss_keeps_the_teachers_void():
     assert plain.get_config()["ignore_class"] is None
 
 
-def test_labels_of_unknown_width_of_a_sigmoid_output_are_its_units():
-    # A generator's dataset declares labels `(None, None)`: multi-hot for a
-    # multi-unit sigmoid output (it got a sparse loss); a list of
-    # multi-hot labels too.
+@pytest.mark.parametrize(
+    "activation, expected",
+    [
+        # Multi-hot for a multi-unit sigmoid output (it got a sparse loss).
+        ("sigmoid", keras.losses.BinaryCrossentropy),
+        # A softmax output keeps the sparse loss it had.
+        ("softmax", keras.losses.SparseCategoricalCrossentropy),
+    ],
+)
+def test_labels_of_unknown_width_are_a_sigmoid_outputs_units(
+    activation, expected
+):
+    # A generator's dataset declares labels `(None, None)`: read as the
+    # output's units for a sigmoid output only.
     import tensorflow as tf
 
     from teacherclass import teacher as teacher_lib
 
     inputs = keras.Input((4,))
     teacher = keras.Model(
-        inputs, keras.layers.Dense(5, activation="sigmoid")(inputs)
-    )
-    labels = tf.data.Dataset.from_generator(
-        lambda: iter(()),
-        output_signature=(
-            tf.TensorSpec((None, 4)),
-            tf.TensorSpec((None, None)),
-        ),
-    )
-    for y in (labels, [[0, 1, 0, 0, 1]] * 3):
-        loss = teacher_lib.default_compile_args(teacher, y)["loss"]
-        assert isinstance(loss, keras.losses.BinaryCrossentropy), y
-
-
-def test_labels_of_unknown_width_of_a_softmax_output_stay_class_indices():
-    # The tolerance for a generator's `(None, None)` labels is the
-    # sigmoid output's: a softmax output keeps the sparse loss it had.
-    import tensorflow as tf
-
-    from teacherclass import teacher as teacher_lib
-
-    inputs = keras.Input((4,))
-    teacher = keras.Model(
-        inputs, keras.layers.Dense(5, activation="softmax")(inputs)
+        inputs, keras.layers.Dense(5, activation=activation)(inputs)
     )
     labels = tf.data.Dataset.from_generator(
         lambda: iter(()),
@@ -251,4 +238,9 @@ def test_labels_of_unknown_width_of_a_softmax_output_stay_class_indices():
         ),
     )
     loss = teacher_lib.default_compile_args(teacher, labels)["loss"]
-    assert isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+    assert isinstance(loss, expected)
+    if activation == "sigmoid":  # a list of multi-hot labels too
+        listed = teacher_lib.default_compile_args(
+            teacher, [[0, 1, 0, 0, 1]] * 3
+        )["loss"]
+        assert isinstance(listed, expected)
