@@ -9,8 +9,6 @@ prediction away from its target: it can only lower each student's error
 (for ReLU features it is the paper's ReLU after the students).
 """
 
-import itertools
-
 import keras
 import numpy as np
 from keras import ops
@@ -319,16 +317,10 @@ def with_new_head(representation, head, y=None):
     # `representation()` under mixed precision already ends in a cast
     # named "float32_output": the head's cast takes another name.
     taken = {layer.name for layer in representation.layers}
-    name = "float32_output"
-    if name in taken:
-        name = next(
-            f"{name}_{i}"
-            for i in itertools.count(1)
-            if f"{name}_{i}" not in taken
-        )
+    name = None if "float32_output" in taken else "float32_output"
     composed = keras.Model(
         representation.inputs[0],
-        float32_output(outputs, name=name),
+        float32_output(outputs, name=name),  # None: Keras names it
         name="composed",
     )
     if not _compile_from(composed, head):

@@ -756,8 +756,8 @@ def incompatibility(towers):
         names = list(SUPPORTED_TOWERS)
         return f"{classes[0]} is not one of the fusable towers {names}"
 
-    shared = _shared_config
-    if any(shared(t) != shared(towers[0]) for t in towers[1:]):
+    first = _shared_config(towers[0])
+    if any(_shared_config(t) != first for t in towers[1:]):
         return "towers of different architectures (configs differ)"
     pooling = getattr(towers[0], "pooling", "flatten")
     if pooling != "flatten":
@@ -1152,8 +1152,9 @@ def fuse(
         a compile argument does not deserialize (it holds a plain
         function or a lambda), with `model`'s own functions and copies of
         its metric, loss and optimizer objects (the fused model keeps its
-        own metric state); where even that fails (a metric that does not
-        copy) it is left uncompiled and `fusion.reason` says so.
+        own metric state; a metric object that does not copy is shared,
+        and `fusion.reason` says so); where compiling fails even so, it
+        is left uncompiled and `fusion.reason` says why.
 
     Raises:
         TypeError: if `model` is not a `keras.Model` (in every mode).
