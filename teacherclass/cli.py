@@ -1395,8 +1395,7 @@ def main(argv=None):
     Usage errors (an unknown option, a bad choice, `--help`) exit through
     argparse's `SystemExit` (status 2, or 0 for `--help`).
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # None: sys.argv[1:], as argparse
     commands = {"run": run, "report": report, "export": export}
     try:
         commands[args.command](args)

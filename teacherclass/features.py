@@ -399,7 +399,12 @@ def _hash_rows(part, t, take):
 
 
 def _sample_fingerprint(
-    trunk, batches, max_batches=None, max_samples=None, path=None
+    trunk,
+    batches,
+    max_batches=None,
+    max_samples=None,
+    path=None,
+    need_length=True,
 ):
     """A hash of the trunk and of the inputs, sample by sample.
 
@@ -418,6 +423,10 @@ def _sample_fingerprint(
         max_samples: int or None: hash only the first `max_samples`
             samples (what an existing cache hashed).
         path: the cache's path, for the error.
+        need_length: bool, count the inputs' length (reading every batch
+            of a dataset of unknown length, after the samples hashed);
+            False stops at the last sample hashed (a new cache's
+            fingerprint needs no length), and `length` is None.
 
     Returns:
         `(digest, hashed, length)`: the hex digest, the number of samples
@@ -449,7 +458,8 @@ def _sample_fingerprint(
     partial = max_batches is not None or max_samples is not None
     for element in batches:
         flat = tf.nest.flatten(element)
-        size = [_num_rows(t, path) for t in flat][0]
+        sizes = [_num_rows(t, path) for t in flat]  # each one checked
+        size = sizes[0]
         if parts is None:
             parts = [_Component() for _ in flat]
             first = size
@@ -467,13 +477,15 @@ def _sample_fingerprint(
         done = (max_batches is not None and num_batches >= max_batches) or (
             max_samples is not None and hashed >= max_samples
         )
-        if done and known >= 0:
+        if done and (known >= 0 or not need_length):
             break  # the length follows from the number of batches
     for part in parts or ():
         h.update(part.digest())
     if partial:
         h.update(f"first {hashed} samples".encode())
-    if partial and known >= 0 and count:
+    if not need_length:
+        length = None
+    elif partial and known >= 0 and count:
         length = ("batches", known, first)
     else:
         length = ("samples", count)
@@ -745,7 +757,11 @@ def _disk(trunk, batches, chunks, cache, name, head=None):
             f"Received: cache={path!r}"
         )
     digest, hashed, _ = _sample_fingerprint(
-        trunk, batches, max_batches=cache.fingerprint_batches, path=path
+        trunk,
+        batches,
+        max_batches=cache.fingerprint_batches,
+        path=path,
+        need_length=False,  # stops after the batches hashed
     )
     shutil.rmtree(tmp, ignore_errors=True)
     created = not os.path.exists(path)

@@ -243,6 +243,26 @@ def test_partial_fingerprint_still_detects_a_new_teacher(tmp_path):
         features.extract(trunk, shorter, (6,), cache=cache)
 
 
+def test_a_partial_fingerprint_reads_only_its_batches_when_writing(tmp_path):
+    # A dataset of unknown length (a generator): writing a new cache
+    # fingerprints its first batch and then runs the trunk over every
+    # batch once, without an extra pass to count them.
+    x = np.random.default_rng(0).random((40, 4)).astype("float32")
+    read = []
+
+    def batches():
+        for i in range(0, 40, 8):
+            read.append(i)
+            yield x[i : i + 8]
+
+    ds = tf.data.Dataset.from_generator(
+        batches, output_signature=tf.TensorSpec((None, 4), "float32")
+    )
+    cache = features.DiskCache(tmp_path / "c", fingerprint_batches=1)
+    features.extract(_trunk(), ds, (6,), cache=cache)
+    assert len(read) <= 5 + 2  # one pass, and the fingerprint's batch(es)
+
+
 def test_a_cache_is_checked_with_the_fingerprint_batches_it_was_written_with(
     tmp_path,
 ):
