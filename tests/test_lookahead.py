@@ -211,3 +211,22 @@ def test_fine_tunes_with_total_steps_past_the_optimizers_step():
     assert int(model.optimizer.iterations.numpy()) == 12
     for slow, w in zip(_values(look.variables), _values(model.weights)):
         np.testing.assert_array_equal(slow, w)
+
+
+def test_warns_once_when_training_runs_past_total_steps():
+    # 2 epochs of 4 steps with total_steps=4: the second epoch moves the
+    # weights off the slow copy the first one ended on.
+    model = _model()
+    look = Lookahead(model, total_steps=4, every=2)
+    with pytest.warns(UserWarning, match="past Lookahead's `total_steps`") as w:
+        _fit(model, 2, [look])
+    past = [m for m in w if "past Lookahead" in str(m.message)]
+    assert len(past) == 1
+    assert "step 5" in str(past[0].message)
+    assert "Received: total_steps=4" in str(past[0].message)
+
+
+def test_no_warning_when_training_ends_at_total_steps(recwarn):
+    model = _model()
+    _fit(model, 2, [Lookahead(model, total_steps=8, every=2)])
+    assert not [m for m in recwarn if "past Lookahead" in str(m.message)]
