@@ -19,6 +19,28 @@ def seed():
     keras.config.set_dtype_policy("float32")
 
 
+@pytest.fixture(autouse=True)
+def drop_leaked_gradient_registrations():
+    """Lets the graphs of a test's traced training steps be freed.
+
+    Each traced Keras train step registers, in TensorFlow's global gradient
+    registry, a gradient function for the `all_reduce` its optimizer runs
+    (`tf.custom_gradient` in graph mode, under any strategy), never removed;
+    its closure holds the traced graph (tensorflow/tensorflow#97697). After
+    test_model.py a worker held 161 dead train graphs (1.65M Python
+    objects, against 0.45M with this fixture), each full garbage collection
+    took over a second, and the tuning tests (Keras Tuner collects twice
+    per trial build) ran 2-3x slower. The gradients were taken when the
+    steps were traced: nothing reads these entries after the test.
+    """
+    yield
+    from tensorflow.python.framework import ops
+
+    registry = ops._gradient_registry._registry
+    for name in [k for k in registry if k.startswith("CustomGradient-")]:
+        del registry[name]
+
+
 @pytest.fixture(scope="session")
 def keras_home(tmp_path_factory):
     """A `KERAS_HOME` for this test run, not the developer's `~/.keras`.
