@@ -66,9 +66,9 @@ class Lookahead(keras.callbacks.Callback):
             `[0, 1)`, or `model` has no weights yet; and when a
             training batch begins with the optimizer already at or past
             `total_steps` (the weights would never end on the slow
-            copy); a `fit` that runs no batch is let be. A training
-            that goes on past `total_steps` warns once (its last weights
-            are not the slow copy).
+            copy); a `fit` that runs no batch is let be. A `fit` that
+            goes on past `total_steps` warns, once (its last weights are
+            not the slow copy).
 
     Example:
 
@@ -140,7 +140,7 @@ class Lookahead(keras.callbacks.Callback):
         # batch (`initial_epoch=epochs`, a resumed script whose stage is
         # done) leaves the weights alone, at any step.
         self._checked = False
-        self._warned_past_end = False
+        self._warned_past_end = False  # once per `fit`
 
     def _check_not_ended(self):
         step = int(self.model.optimizer.iterations.numpy())
@@ -195,13 +195,15 @@ class Lookahead(keras.callbacks.Callback):
         if step == self.total_steps:
             for slow, fast in zip(self._slow(), self._weights):
                 fast.assign(slow)
-        elif step > self.total_steps and not self._warned_past_end:
+        elif step > self.total_steps and not getattr(
+            self, "_warned_past_end", False
+        ):
             self._warned_past_end = True
             warnings.warn(
-                f"Training ran past Lookahead's `total_steps` (the "
-                f"optimizer is at step {step}): the weights it ends on are "
-                "not the slow copy. Pass the number of steps the training "
-                "takes. Received: total_steps="
-                f"{self.total_steps}",
+                "Training ran past Lookahead's `total_steps` (the optimizer "
+                f"is at step {step}): the weights it ends on are not the "
+                "slow copy. Pass the optimizer step at which training ends "
+                "(its `iterations` when it starts plus the steps it "
+                f"takes). Received: total_steps={self.total_steps}",
                 stacklevel=2,
             )
