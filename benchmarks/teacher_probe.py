@@ -69,6 +69,20 @@ def check_label(data, label, settings):
         )
 
 
+def parse_widths(text):
+    """`--widths` ("128,384,384") as a tuple of positive ints."""
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise ValueError(
+            "--widths must be positive integers separated by commas. "
+            f"Received: --widths {text}"
+        )
+    return widths
+
+
 def alternating_flip_batches(x, y, batch, epochs, augment, seed):
     """`epochs` epochs of shuffled batches, one dataset after another,
     flipped as airbench flips: image `i` is mirrored in epoch `e` when
@@ -153,6 +167,12 @@ def main(argv=None):
         "(default: a random flip each epoch)",
     )
     p.add_argument(
+        "--widths",
+        default=None,
+        help="the teacher's block widths, comma-separated, e.g. 128,384,384 "
+        "(airbench95's; default: the builder's)",
+    )
+    p.add_argument(
         "--out", default=str(HERE / "results/cifar10_teacher_probe.json")
     )
     args = p.parse_args(argv)
@@ -218,6 +238,9 @@ def main(argv=None):
             recorded_options[name] = options[name]
     if args.alternating_flip:
         recorded_options["alternating_flip"] = True
+    if args.widths is not None:
+        extra["widths"] = parse_widths(args.widths)
+        recorded_options["widths"] = list(extra["widths"])
     settings = {
         "samples": len(x),
         "validation": f"the last {args.validation} training images",

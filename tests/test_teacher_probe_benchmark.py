@@ -77,3 +77,12 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch(probe):
     assert epochs[1] == {i: not m for i, m in first.items()}
     assert epochs[2] == first
     assert orders[0] != orders[1]
+
+
+def test_widths_that_are_not_positive_integers_are_refused(probe, tmp_path):
+    argv = ["--data-dir", "d", "--label", "a", "--samples", "60"]
+    argv += ["--validation", "40", "--out", str(tmp_path / "probe.json")]
+    for text in ("128,x,384", "0,8", ""):
+        with pytest.raises(ValueError, match=f"Received: --widths {text}$"):
+            probe.main([*argv, "--widths", text])
+    assert probe.parse_widths("128,384,384") == (128, 384, 384)
