@@ -7,6 +7,7 @@ import pytest  # noqa: E402
 
 # Fixtures below use these; tests import helpers from `helpers` directly.
 from helpers import blobs  # noqa: E402
+from helpers import time_once  # noqa: E402
 from helpers import trained_mlp_teacher  # noqa: E402
 
 
@@ -39,6 +40,12 @@ def drop_leaked_gradient_registrations():
     registry = ops._gradient_registry._registry
     for name in [k for k in registry if k.startswith("CustomGradient-")]:
         del registry[name]
+
+
+@pytest.fixture
+def quick_latency(monkeypatch):
+    """Latencies timed after one warm-up call, once (`helpers.time_once`)."""
+    time_once(monkeypatch)
 
 
 @pytest.fixture(scope="session")

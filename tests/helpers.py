@@ -62,6 +62,26 @@ def load_script(path, name=None):
     return module
 
 
+def time_once(monkeypatch):
+    """Every latency timed with one warm-up call and one timed call.
+
+    For tests of wiring that write latency figures but do not read them
+    (the runs that check the figures time as a user's run does). A
+    function, for module fixtures: `with pytest.MonkeyPatch.context() as
+    m: time_once(m)`.
+    """
+    from teacherclass import latency
+    from teacherclass import report
+
+    real = latency.time_call
+
+    def once(fn, x, repeats=20, warmup=3):
+        return real(fn, x, repeats=1, warmup=min(warmup, 1))
+
+    monkeypatch.setattr(latency, "time_call", once)
+    monkeypatch.setattr(report, "time_call", once)
+
+
 def blobs(n=256, classes=3, shape=(8,), seed=0, spread=0.3):
     """Learnable data: one Gaussian blob per class, float32 in [0, 1]."""
     rng = np.random.default_rng(seed)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import time_once
 
 from teacherclass import cli
 from teacherclass.report import CompressionReport
@@ -41,7 +42,8 @@ def quick_run(tmp_path_factory):
     """
     run_dir = tmp_path_factory.mktemp("runs") / "digits"
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), pytest.MonkeyPatch.context() as m:
+        time_once(m)
         status = cli.main(
             [
                 "run",
@@ -186,21 +188,26 @@ def test_run_digits_meets_the_target(capsys, tmp_path):
     assert (run_dir / "report.json").is_file()
 
 
-def test_run_with_conditioning_correlation_and_refinement(tmp_path, capsys):
+def test_run_with_conditioning_correlation_and_refinement(
+    tmp_path, capsys, quick_latency
+):
     run_dir = tmp_path / "run"
+    # Wiring more than accuracy (the default run checks that): two
+    # students, no figures.
     argv = ["run", "--teacher-epochs", "5", "--epochs", "5", "--progress", "0"]
     argv += ["--conditioning", "standardize", "--chunk-order", "correlation"]
-    argv += ["--refine-epochs", "2", "--run-dir", str(run_dir)]
+    argv += ["--students", "2", "--no-figures"]
+    argv += ["--refine-epochs", "1", "--run-dir", str(run_dir)]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "; targets standardize, dealt correlation; 2 refinement" in out
-    assert "== refine (2 epochs, end to end)" in out
+    assert "; targets standardize, dealt correlation; 1 refinement" in out
+    assert "== refine (1 epochs, end to end)" in out
     config = json.loads((run_dir / "config.json").read_text())
     assert config["conditioning"] == "standardize"
     assert config["chunk_order"] == "correlation"
-    assert config["refine_epochs"] == 2
+    assert config["refine_epochs"] == 1
     histories = json.loads((run_dir / "histories.json").read_text())
-    assert len(histories["refine"]["loss"]) == 2
+    assert len(histories["refine"]["loss"]) == 1
     saved = json.loads((run_dir / "students" / "student_0.json").read_text())
     assert saved["conditioning"] == "standardize"
     assert (run_dir / "students" / "conditioning.npz").is_file()
@@ -225,7 +232,7 @@ def test_run_with_conditioning_correlation_and_refinement(tmp_path, capsys):
     assert cli.main(["run", "--resume", str(run_dir), "--progress", "0"]) == 0
     out = capsys.readouterr().out
     assert "students: loaded from students/" in out
-    assert "== refine (2 epochs, end to end)" in out
+    assert "== refine (1 epochs, end to end)" in out
     assert (run_dir / "report.json").is_file()
 
 
@@ -421,7 +428,9 @@ def test_ctrl_c_while_resuming(quick_run, tmp_path, monkeypatch, capsys):
     assert _files(run_dir) == before
 
 
-def test_resume_finishes_an_interrupted_run(quick_run, tmp_path, capsys):
+def test_resume_finishes_an_interrupted_run(
+    quick_run, tmp_path, capsys, quick_latency
+):
     run_dir = _copy_run(
         quick_run,
         tmp_path,
