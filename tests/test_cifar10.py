@@ -416,9 +416,12 @@ def test_teacher_with_lookahead_resumes_to_the_same_weights(
 
 
 def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
-    reproduce, tmp_path, capsys, monkeypatch
+    reproduce, tmp_path, capsys, monkeypatch, quick_latency
 ):
     import reproduce_state
+
+    # A class of two: five runs of the configuration, each tower traced.
+    two = ["--students", "2", "--student-filters", '{"2": [4, 4], "1": [4, 4]}']
 
     original = reproduce_state.Budget.check
 
@@ -431,25 +434,25 @@ def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
         m.setattr(reproduce_state.Budget, "check", check_mid_stage_only)
         for _ in range(2):
             done, _ = _run(
-                reproduce, tmp_path / "a", "--budget-minutes", "1e-9"
+                reproduce, tmp_path / "a", *two, "--budget-minutes", "1e-9"
             )
             assert not done
     out = capsys.readouterr().out
     assert (
         "stopped: budget of 1e-09 minutes spent after teacher seed 0 epoch "
-        "1/2. Left: teacher seed 0, views seed 0, class seed 0 4, baseline "
+        "1/2. Left: teacher seed 0, views seed 0, class seed 0 2, baseline "
         "seed 0 scratch"
     ) in out
     assert (
-        "stopped: budget of 1e-09 minutes spent after class n=4 seed 0 "
-        "students epoch 1/2. Left: class seed 0 4, baseline seed 0 scratch"
+        "stopped: budget of 1e-09 minutes spent after class n=2 seed 0 "
+        "students epoch 1/2. Left: class seed 0 2, baseline seed 0 scratch"
     ) in out
     assert "[teacher seed 0] resuming after epoch 1/2" in out
-    done, state = _run(reproduce, tmp_path / "a")
+    done, state = _run(reproduce, tmp_path / "a", *two)
     assert done
     assert "students] resuming after epoch 1/2" in capsys.readouterr().out
     # Uninterrupted, and timed (measurement only: the same configuration).
-    done, whole = _run(reproduce, tmp_path / "b", "--measure-compute")
+    done, whole = _run(reproduce, tmp_path / "b", *two, "--measure-compute")
     assert done and len(whole.data["runs"]) == 2
     for record in whole.data["runs"].values():
         assert set(record["latency_ms"]) == {"1", "64"}
@@ -478,7 +481,7 @@ def test_budget_stops_cleanly_and_a_rerun_finishes_the_same(
     shutil.rmtree(tmp_path / "b" / "cache")
     shutil.rmtree(tmp_path / "b" / "runs")
     capsys.readouterr()
-    done, again = _run(reproduce, tmp_path / "b")
+    done, again = _run(reproduce, tmp_path / "b", *two)
     assert done and again.data["runs"] == whole.data["runs"]
     assert "[seed 0] every run recorded, skipped" in capsys.readouterr().out
     assert not (tmp_path / "b" / "cache").exists()
