@@ -89,36 +89,40 @@ def main(argv=None):
                 times[name].append(time.perf_counter() - start)
     default = _label(architectures.FAST_TEACHER_WIDTHS)
     base = statistics.median(times[default])
-    rows = {}
+    rows = []
     for name, model in models.items():
         step = statistics.median(times[name])
         epoch = step * steps_per_epoch
-        rows[name] = {
+        row = {
+            "widths": name,
             "params": int(model.count_params()),
             "step_ms": round(1000 * step, 1),
             "ratio_to_default": round(step / base, 2),
             "epoch_seconds_estimate": round(epoch, 1),
             "epochs_in_budget": round(60 * args.minutes / epoch, 1),
         }
+        rows.append(row)
         print(
-            f"{name:>12}: {rows[name]['params']:>10,} parameters, "
-            f"{rows[name]['step_ms']:8.1f} ms/step "
-            f"({rows[name]['ratio_to_default']:.2f}x the default), "
+            f"{name:>12}: {row['params']:>10,} parameters, "
+            f"{row['step_ms']:8.1f} ms/step "
+            f"({row['ratio_to_default']:.2f}x the default), "
             f"~{epoch:.0f} s per {CIFAR10_TRAIN:,}-image epoch, "
-            f"{rows[name]['epochs_in_budget']} epochs in {args.minutes:g} min"
+            f"{row['epochs_in_budget']} epochs in {args.minutes:g} min"
         )
     result = {
         "benchmark": "teacher_width_speed",
         "script": "benchmarks/teacher_width_speed.py",
         **git_state,
-        "batch_size": args.batch_size,
-        "rounds": args.rounds,
-        "steps_per_round": args.steps,
-        "precision": args.precision,
-        "budget_minutes": args.minutes,
-        "note": "train_on_batch on one batch of random images, models "
-        "timed in alternating rounds; the input pipeline is not counted, "
-        "so real epochs take longer",
+        "config": {
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+            "steps_per_round": args.steps,
+            "precision": args.precision,
+            "budget_minutes": args.minutes,
+            "timed": "train_on_batch on one batch of random images, the "
+            "models in alternating rounds; the input pipeline is not "
+            "counted, so real epochs take longer",
+        },
         "teachers": rows,
         **environment(),
     }
