@@ -16,9 +16,11 @@ or `pip install ".[tuner]"` in a clone of the repository.
 import hashlib
 import os
 import random
+import shutil
 import time
 import uuid
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -205,7 +207,9 @@ class StudentHyperModel(keras_tuner.HyperModel):
             and training set in a temporary directory made on the first
             trial (`cache_dir`): a NumPy training set is known by its
             content, any other (a dataset, a tuple) by the object, so a
-            new dataset object gets a new folder.
+            new dataset object gets a new folder. That directory is
+            removed with the hypermodel (once nothing refers to it) or
+            when the process exits; pass a path to keep the cache.
         latency_batch: int, samples per call when timing the composed
             model.
         name: the hypermodel's name.
@@ -305,13 +309,20 @@ class StudentHyperModel(keras_tuner.HyperModel):
 
     @property
     def cache_dir(self):
-        """The representation cache every trial reads (made on first use)."""
+        """The representation cache every trial reads (made on first use).
+
+        `cache` if given; else a temporary directory, removed with this
+        hypermodel or when the process exits.
+        """
         if self.cache is not None:
             return self.cache
         if self._cache_dir is None:
             import tempfile
 
             self._cache_dir = tempfile.mkdtemp(prefix="teacherclass-tuning-")
+            # A training set's representation can take gigabytes: not
+            # left behind in the temporary folder after every search.
+            weakref.finalize(self, shutil.rmtree, self._cache_dir, True)
         return self._cache_dir
 
     def _trial_cache(self, x, model):

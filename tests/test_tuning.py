@@ -540,3 +540,23 @@ def test_missing_keras_tuner_names_the_extra(monkeypatch):
         importlib.reload(tuning)
     monkeypatch.undo()
     importlib.reload(tuning)  # leave a whole module for the other tests
+
+
+def test_the_temporary_cache_goes_with_the_hypermodel(teacher, tmp_path):
+    import gc
+
+    hypermodel = tuning.StudentHyperModel(teacher, num_students=(1,))
+    folder = hypermodel.cache_dir
+    os.makedirs(os.path.join(folder, "trial"))
+    assert os.path.isdir(folder)
+    del hypermodel
+    gc.collect()
+    assert not os.path.exists(folder)
+    # A cache the user named stays.
+    kept = tmp_path / "cache"
+    kept.mkdir()
+    hypermodel = tuning.StudentHyperModel(teacher, cache=str(kept))
+    assert hypermodel.cache_dir == str(kept)
+    del hypermodel
+    gc.collect()
+    assert kept.is_dir()
