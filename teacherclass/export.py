@@ -99,12 +99,18 @@ def calibration_samples(
 ):
     """Draws calibration inputs for int8 quantization from training data.
 
+    From an array, `num_samples` rows drawn at random (`seed`), kept in
+    their order. From a dataset, its first `num_samples` samples: a
+    dataset is read once and not to its end (an ImageNet-sized one would
+    take hours), so shuffle one that is ordered, by class for instance,
+    before passing it.
+
     Args:
         data: inputs: a NumPy array (or anything `np.asarray` accepts), a
             `(x, y)` tuple, or a `tf.data.Dataset` yielding `x` or
             `(x, y[, sample_weight])`, batched or not.
         num_samples: int, how many samples to draw at most.
-        seed: int, the seed of the random draw.
+        seed: int, the seed of the random draw (arrays).
         sample_rank: int or None, the rank of one input sample (the
             model's input rank less the batch axis): a dataset whose
             elements have one axis more yields batches, of any size
@@ -214,7 +220,9 @@ def export(
         overwrite: bool, replace an existing `path`; otherwise an existing
             `path` is an error.
         num_calibration_samples: int, samples drawn from
-            `representative_data` to calibrate int8 ranges.
+            `representative_data` to calibrate int8 ranges (at random
+            from an array, the first ones of a dataset: see
+            `calibration_samples`).
         verbose: bool, let Keras print what it writes.
 
     Returns:
