@@ -63,6 +63,10 @@ def main(argv=None):
                 f"--{flag.replace('_', '-')} must be at least 1. "
                 f"Received: --{flag.replace('_', '-')} {getattr(args, flag)}"
             )
+    if not args.minutes > 0:
+        raise ValueError(
+            f"--minutes must be positive. Received: --minutes {args.minutes:g}"
+        )
     configs = [architectures.FAST_TEACHER_WIDTHS]
     configs += [parse_widths(w) for w in args.widths]
     git_state = _git_state() or {}

@@ -10,6 +10,7 @@ from helpers import load_script
         (["--rounds", "0"], "--rounds 0"),
         (["--batch-size", "-1"], "--batch-size -1"),
         (["--widths", "8,x"], "--widths 8,x"),
+        (["--minutes", "0"], "--minutes 0"),
     ],
 )
 def test_bad_arguments_are_refused(argv, received, tmp_path):
